@@ -1,0 +1,54 @@
+import nx from '@nx/eslint-plugin'
+import tseslint from 'typescript-eslint'
+
+export default [
+  ...nx.configs['flat/base'],
+  ...nx.configs['flat/typescript'],
+  {
+    ignores: ['**/dist', '**/out-tsc', '**/node_modules', '**/.nx', '**/vitest.config.*.timestamp*']
+  },
+  {
+    files: ['**/*.ts', '**/*.mts', '**/*.js', '**/*.mjs'],
+    ignores: ['**/eslint.config.mjs', '**/vitest.config.ts'],
+    rules: {
+      '@nx/enforce-module-boundaries': [
+        'error',
+        {
+          enforceBuildableLibDependency: true,
+          allow: [],
+          depConstraints: [
+            { sourceTag: 'layer:wire', onlyDependOnLibsWithTags: [] },
+            { sourceTag: 'layer:nodosum', onlyDependOnLibsWithTags: ['layer:wire'] },
+            { sourceTag: 'layer:streams', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum'] },
+            { sourceTag: 'layer:mycel', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:streams'] },
+            { sourceTag: 'layer:metrics', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:streams', 'layer:mycel'] },
+            { sourceTag: 'layer:umbrella', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:streams', 'layer:mycel', 'layer:metrics'] },
+            { sourceTag: 'layer:app', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:streams', 'layer:mycel', 'layer:metrics', 'layer:umbrella'] },
+            { sourceTag: 'layer:tool', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:streams', 'layer:mycel', 'layer:metrics', 'layer:umbrella'] }
+          ]
+        }
+      ]
+    }
+  },
+  {
+    files: ['**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/consistent-type-imports': 'error',
+      'no-restricted-syntax': ['error', { selector: "CallExpression[callee.name='setInterval']", message: 'Use Effect.schedule / Effect.repeat owned by a Scope instead of a bare setInterval.' }]
+    }
+  },
+  {
+    files: ['**/package.json'],
+    rules: {
+      '@nx/dependency-checks': [
+        'error',
+        {
+          ignoredFiles: ['{projectRoot}/eslint.config.{js,cjs,mjs}', '{projectRoot}/vitest.config.{js,ts,mjs,mts}', '{projectRoot}/test/**/*', '{projectRoot}/**/*.test.ts'],
+          ignoredDependencies: ['tslib']
+        }
+      ]
+    },
+    languageOptions: { parser: await import('jsonc-eslint-parser') }
+  }
+]

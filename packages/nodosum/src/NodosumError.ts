@@ -1,0 +1,33 @@
+/**
+ * Errors of the cluster layer, as tagged data.
+ *
+ * @since 0.1.0
+ */
+import { Data } from 'effect'
+
+/** Why a transport operation failed. */
+export type TransportErrorReason =
+  | 'BindFailed'
+  | 'ConnectFailed'
+  | 'HandshakeTimeout'
+  | 'TlsFailed'
+  | 'IdleTimeout'
+  | 'ConnectionClosed'
+  | 'PeerClosed'
+  | 'StreamClosed'
+  | 'StreamReset'
+  | 'StreamLimit'
+  | 'TransportClosed'
+
+/** A transport operation failed. `code` carries the QUIC or application error code when there is one. */
+export class TransportError extends Data.TaggedError('TransportError')<{
+  readonly reason: TransportErrorReason
+  readonly message: string
+  readonly code?: number
+}> {}
+
+/** A configuration value is invalid; `field` names it and `message` says what is allowed. */
+export class ConfigError extends Data.TaggedError('NodosumConfigError')<{
+  readonly field: string
+  readonly message: string
+}> {}

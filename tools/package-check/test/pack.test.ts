@@ -1,0 +1,52 @@
+import { afterAll, beforeAll, describe, expect, it } from '@effect/vitest'
+import { execFileSync } from 'node:child_process'
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { packAndInstall, publishablePackages, type InstalledProject } from '../src/PackageCheck.js'
+
+const packages = publishablePackages()
+let project: InstalledProject
+
+describe('npm pack of every publishable package', () => {
+  beforeAll(() => {
+    project = packAndInstall(packages)
+  }, 240_000)
+  afterAll(() => project?.dispose())
+
+  it('finds the packages', () => {
+    expect(packages.map((p) => p.name)).toContain('@mycorrizal/wire')
+  })
+
+  it.each(packages.map((p) => [p.name, p] as const))('%s installs into a blank project and imports with plain node', (name, pkg) => {
+    const installed = join(project.dir, 'node_modules', ...name.split('/'))
+    expect(existsSync(join(installed, 'package.json'))).toBe(true)
+    const manifest = JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8'))
+    expect(manifest.version).toBe(pkg.version)
+    // the tarball carries no TypeScript sources and no tests, only dist and the README
+    const listing = execFileSync('tar', ['-tzf', project.tarballs[packages.indexOf(pkg)]!], { encoding: 'utf8' })
+    expect(listing).toContain('package/dist/index.js')
+    expect(listing).toContain('package/dist/index.d.ts')
+    expect(listing).toContain('package/README.md')
+    expect(listing).not.toMatch(/package\/src\//)
+    expect(listing).not.toMatch(/\.test\.(ts|js)/)
+    const out = project.runModule(
+      `const m = await import(${JSON.stringify(name)}); console.log(JSON.stringify(Object.keys(m).sort()))`
+    )
+    const exported = JSON.parse(out.trim()) as Array<string>
+    expect(exported.length).toBeGreaterThan(0)
+  })
+
+  it('@mycorrizal/wire round-trips a STREAM_INIT frame from the installed dist', () => {
+    const out = project.runModule(`
+      import { StreamInit } from '@mycorrizal/wire'
+      const bytes = StreamInit.encode({ appId: 'SYSTEM-MYCEL', streamName: 'bucket:sessions' })
+      const back = StreamInit.decode(bytes)
+      console.log(Buffer.from(bytes).toString('hex') + ' ' + back.appId + ' ' + back.streamName)
+    `)
+    expect(out.trim()).toBe('01000c53595354454d2d4d5943454c000f6275636b65743a73657373696f6e73 SYSTEM-MYCEL bucket:sessions')
+  })
+
+  it('internal modules are not reachable', () => {
+    expect(() => project.runModule(`await import('@mycorrizal/wire/internal/Decoder.js')`)).toThrow()
+  })
+})

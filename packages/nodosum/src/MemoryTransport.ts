@@ -90,6 +90,8 @@ export interface MemoryTransportOptions {
   readonly idleTimeoutMs?: number
   /** Dialing an unreachable endpoint fails after this long (ms). */
   readonly handshakeTimeoutMs?: number
+  /** DER certificate chain peers see from this endpoint, as a TLS transport would show them. */
+  readonly certificates?: ReadonlyArray<Uint8Array>
 }
 
 /** Builds a memory transport bound in the given network; closing the scope closes it. */
@@ -114,6 +116,7 @@ export const make = (options: MemoryTransportOptions = {}) =>
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5_000,
       incoming,
       connections: new Set(),
+      certificates: options.certificates ?? [],
       dead: false
     }
     impl.register(endpoint)

@@ -31,3 +31,23 @@ export class ConfigError extends Data.TaggedError('NodosumConfigError')<{
   readonly field: string
   readonly message: string
 }> {}
+
+/** Seeds could not be resolved (the node keeps running and tries again). */
+export class DiscoveryError extends Data.TaggedError('DiscoveryError')<{
+  readonly source: 'dns' | 'consul'
+  readonly message: string
+}> {}
+
+/** Why a cluster operation failed. */
+export type ClusterErrorReason =
+  | 'UnknownNode'
+  | 'HandshakeRefused'
+  | 'HandshakeTimeout'
+  | 'SelfConnection'
+  | 'NotRunning'
+
+/** A cluster operation failed: unknown peer, refused handshake, node shut down. */
+export class ClusterError extends Data.TaggedError('ClusterError')<{
+  readonly reason: ClusterErrorReason
+  readonly message: string
+}> {}

@@ -94,7 +94,11 @@ export const defaults: TransportSettings = {
   maxStreams: 100,
   streamWindow: 512 * KiB,
   maxStreamWindow: 6 * MiB,
-  connectionWindow: 1 * MiB,
+  // The spec's LAN profile starts connections at 1 MiB. quiche returns connection credit only
+  // as the application reads, so bytes waiting on a paused stream stay charged to the
+  // connection, and once they reach half the window no other stream on it can move.
+  // Starting at the maximum (15 MiB) keeps a paused stream from stalling its neighbours.
+  connectionWindow: 15 * MiB,
   maxConnectionWindow: 15 * MiB,
   writeHighWaterMark: 256 * KiB,
   socketBufferSize: 8 * MiB,

@@ -56,7 +56,7 @@ export const collector = (): Effect.Effect<Collector & { readonly handler: Param
       closed,
       handler: {
         onData: (chunk) => {
-          chunks.push(chunk.slice())
+          chunks.push(new Uint8Array(chunk))
           total += chunk.byteLength
         },
         onEnd: () => Deferred.unsafeDone(ended, Effect.void),
@@ -194,6 +194,30 @@ export const transportSuite = <E, R, RE>(name: string, factory: TransportFactory
             expect(yield* Deferred.await(received.closed)).toBeUndefined()
             expect(yield* Deferred.await(sentClosed)).toBeUndefined()
           }
+        })
+      )
+    )
+
+    it.live('a writer may reuse its buffer as soon as write returns', () =>
+      run(
+        Effect.gen(function* () {
+          const { client, accepted } = yield* pair(factory)
+          const received = yield* collector()
+          accepted.setHandler({ onStream: (s) => s.setHandler(received.handler) })
+          const drain = drainSignal()
+          const stream = client.openStream({ onData: () => {}, onDrain: drain.onDrain })
+          const expected = patternBytes(2 * 1024 * 1024, 11)
+          // one Node Buffer, refilled after every write: the transport must have copied what it kept
+          const scratch = Buffer.allocUnsafe(32 * 1024)
+          for (let offset = 0; offset < expected.byteLength; offset += scratch.byteLength) {
+            scratch.set(expected.subarray(offset, offset + scratch.byteLength))
+            const ok = stream.write(scratch)
+            scratch.fill(0xee)
+            if (!ok) yield* drain.wait
+          }
+          stream.end()
+          yield* Deferred.await(received.ended)
+          expect(Buffer.from(received.concat()).equals(Buffer.from(expected))).toBe(true)
         })
       )
     )

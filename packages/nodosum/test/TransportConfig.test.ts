@@ -14,7 +14,7 @@ describe('TransportConfig', () => {
     expect(settings.maxStreams).toBe(100)
     expect(settings.streamWindow).toBe(512 * 1024)
     expect(settings.maxStreamWindow).toBe(6 * 1024 * 1024)
-    expect(settings.connectionWindow).toBe(1024 * 1024)
+    expect(settings.connectionWindow).toBe(15 * 1024 * 1024)
     expect(settings.maxConnectionWindow).toBe(15 * 1024 * 1024)
     expect(Duration.toMillis(settings.handshakeTimeout)).toBe(5_000)
     expect(settings.datagramSize).toBe(1452)
@@ -35,7 +35,8 @@ describe('TransportConfig', () => {
     [{ handshakeTimeout: 'soon' as never }, 'handshakeTimeout', /duration/],
     [{ idleTimeout: 10 }, 'idleTimeout', /from 100 ms/],
     [{ streamWindow: 8 * 1024 * 1024 }, 'maxStreamWindow', /at least streamWindow/],
-    [{ connectionWindow: 64 * 1024 }, 'connectionWindow', /at least streamWindow/]
+    [{ connectionWindow: 64 * 1024 }, 'connectionWindow', /at least streamWindow/],
+    [{ connectionWindow: 32 * 1024 * 1024 }, 'maxConnectionWindow', /at least connectionWindow/]
   ])('refuses %j naming the field', (input, field, message) => {
     const error = errorOf(input as TransportConfig.TransportSettingsInput)
     expect(error._tag).toBe('NodosumConfigError')

@@ -1,1 +1,11 @@
-export const VERSION = 1
+/**
+ * @mycorrizal/wire — the Mycorrizal wire protocol v1. Pure codecs, no I/O.
+ *
+ * @since 0.1.0
+ */
+export * as ControlMessage from './ControlMessage.js'
+export * as Decoder from './Decoder.js'
+export * as Frame from './Frame.js'
+export * as StreamInit from './StreamInit.js'
+export * as SystemMessage from './SystemMessage.js'
+export * from './WireError.js'

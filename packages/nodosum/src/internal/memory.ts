@@ -1,4 +1,5 @@
 import { Effect, Fiber, type Queue, Runtime } from 'effect'
+import { copyBytes } from './bytes.js'
 import { TransportError } from '../NodosumError.js'
 import type {
   Address,
@@ -31,6 +32,8 @@ export interface MemoryEndpoint {
   readonly handshakeTimeoutMs: number
   readonly incoming: Queue.Queue<TransportConnection>
   readonly connections: Set<MemoryConnectionEnd>
+  /** What this endpoint presents to peers in place of a TLS certificate chain. */
+  readonly certificates: ReadonlyArray<Uint8Array>
   dead: boolean
 }
 
@@ -153,7 +156,7 @@ class MemoryStreamEnd implements TransportStream {
   write = (chunk: Uint8Array): boolean => {
     if (this.closed || this.finQueued) throw closedError('StreamClosed', `stream ${this.id}`)
     if (chunk.byteLength > 0) {
-      this.outbox.push(chunk.slice())
+      this.outbox.push(copyBytes(chunk))
       this.outboxBytes += chunk.byteLength
       this.connection.schedulePump()
     }
@@ -300,7 +303,7 @@ export class MemoryConnectionEnd implements TransportConnection {
     return keyOf(this.remoteAddress)
   }
 
-  peerCertificates = (): ReadonlyArray<Uint8Array> => []
+  peerCertificates = (): ReadonlyArray<Uint8Array> => this.peer.endpoint.certificates
 
   setHandler = (handler: ConnectionHandler): void => {
     this.handler = handler

@@ -1,0 +1,238 @@
+import { describe, expect, it } from '@effect/vitest'
+import { Frame, StreamInit } from '@mycorrizal/wire'
+import { Chunk, Context, Deferred, Duration, Effect, Fiber, Layer, Logger, type Scope, Stream, TestClock } from 'effect'
+import { MemoryNetwork } from '../src/MemoryTransport.js'
+import * as MemoryTransport from '../src/MemoryTransport.js'
+import * as Nodosum from '../src/Nodosum.js'
+import type { NodosumSettingsInput } from '../src/NodosumConfig.js'
+import * as NodosumConfig from '../src/NodosumConfig.js'
+import { ErrorCode } from '../src/PeerStream.js'
+import { eventually } from '../src/testing.js'
+
+const secret = 'test-cluster-secret'
+
+/** Builds a node in the current scope over the test's memory network. */
+const node = (input: NodosumSettingsInput) =>
+  Layer.build(Nodosum.layerMemory({ clusterSecret: secret, ...input })).pipe(Effect.map((ctx) => Context.get(ctx, Nodosum.Nodosum)))
+
+/** Lets setImmediate-driven deliveries run while the test clock stands still. */
+const settle = (turns = 20) =>
+  Effect.promise(async () => {
+    for (let i = 0; i < turns; i++) await new Promise((resolve) => setImmediate(resolve))
+  })
+
+const untilMesh = (nodes: ReadonlyArray<Nodosum.Nodosum['Type']>, ids: ReadonlyArray<string>, timeoutMs = 5_000) =>
+  eventually(() => nodes.every((n) => JSON.stringify(n.nodes()) === JSON.stringify([...ids].sort())), timeoutMs, `mesh of ${ids.join(',')}`)
+
+const withNetwork = <A, E>(effect: Effect.Effect<A, E, MemoryNetwork | Scope.Scope>) =>
+  effect.pipe(Effect.scoped, Effect.provide(MemoryTransport.networkLayer))
+
+/** Captures log lines (message and annotations) for assertions on refusals. */
+const captureLogs = () => {
+  const lines: Array<{ message: string; annotations: Record<string, unknown> }> = []
+  const logger = Logger.make(({ message, annotations }) => {
+    const record: Record<string, unknown> = {}
+    for (const [k, v] of annotations) record[k] = v
+    lines.push({ message: Array.isArray(message) ? message.join(' ') : String(message), annotations: record })
+  })
+  return { lines, layer: Logger.replace(Logger.defaultLogger, logger) }
+}
+
+describe('Nodosum over MemoryTransport', () => {
+  it.live('three nodes from one seed form a full mesh', () =>
+    withNetwork(
+      Effect.gen(function* () {
+        const a = yield* node({ nodeId: 'a', host: 'a', port: 7001 })
+        const b = yield* node({ nodeId: 'b', host: 'b', port: 7001, seeds: ['a:7001'] })
+        const c = yield* node({ nodeId: 'c', host: 'c', port: 7001, seeds: ['a:7001'] })
+        yield* Effect.all([b.discover, c.discover])
+        yield* untilMesh([a, b, c], ['a', 'b', 'c'])
+        for (const n of [a, b, c]) {
+          expect(n.stats().peers.map((p) => p.id).sort()).toEqual(['a', 'b', 'c'].filter((id) => id !== n.nodeId))
+          expect(n.members().every((m) => m.state === 'alive')).toBe(true)
+        }
+      })
+    )
+  )
+
+  it.live('both dialing at once still ends with one connection per pair', () =>
+    withNetwork(
+      Effect.gen(function* () {
+        const a = yield* node({ nodeId: 'a', host: 'a', port: 7001 })
+        const b = yield* node({ nodeId: 'b', host: 'b', port: 7001 })
+        const seen: Array<string> = []
+        for (const n of [a, b]) yield* Effect.forkScoped(Stream.runForEach(n.events, (e) => Effect.sync(() => seen.push(`${n.nodeId}:${e._tag}:${e.member.id}`))))
+        yield* Effect.yieldNow()
+        const [fromA, fromB] = yield* Effect.all([a.dial(b.address), b.dial(a.address)], { concurrency: 'unbounded' })
+        expect([fromA, fromB]).toEqual(['b', 'a'])
+        yield* untilMesh([a, b], ['a', 'b'])
+        const settled = () => {
+          const [pa, pb] = [a.stats().peers, b.stats().peers]
+          return pa.length === 1 && pb.length === 1 && pa[0]!.dialedByUs && !pb[0]!.dialedByUs
+        }
+        yield* eventually(settled, 2_000, 'one connection each, the one a dialed')
+        // two connections were made (the kept one finished on both sides, the other on at least one): the tie-break decided
+        expect(a.stats().handshakesSucceeded + b.stats().handshakesSucceeded).toBeGreaterThanOrEqual(3)
+        // the kept connection is the one node 'a' (the smaller id) dialed, on both sides
+        expect(a.stats().peers[0]!.dialedByUs).toBe(true)
+        expect(b.stats().peers[0]!.dialedByUs).toBe(false)
+        yield* Effect.sleep(Duration.millis(100))
+        expect(settled()).toBe(true)
+        // one join on each side and no failure: the duplicate went quietly
+        expect(seen.sort()).toEqual(['a:Joined:b', 'b:Joined:a'])
+        expect(a.members().find((m) => m.id === 'b')?.state).toBe('alive')
+        expect(b.members().find((m) => m.id === 'a')?.state).toBe('alive')
+      })
+    )
+  )
+
+  it.live('a wrong secret is refused on both sides with a log line naming the reason', () => {
+    const logs = captureLogs()
+    return withNetwork(
+      Effect.gen(function* () {
+        const a = yield* node({ nodeId: 'a', host: 'a', port: 7001 })
+        const intruder = yield* node({ nodeId: 'x', host: 'x', port: 7001, clusterSecret: 'not-the-secret' })
+        const error = yield* Effect.flip(intruder.dial(a.address))
+        expect(error.reason).toBe('HandshakeRefused')
+        yield* settle()
+        expect(a.nodes()).toEqual(['a'])
+        expect(intruder.nodes()).toEqual(['x'])
+        expect(a.stats().handshakeFailures['BadSecret']).toBe(1)
+        const refusals = logs.lines.filter((l) => l.message.startsWith('handshake refused'))
+        expect(refusals.some((l) => l.annotations['node'] === 'a' && l.annotations['reason'] === 'BadSecret')).toBe(true)
+        expect(refusals.some((l) => l.annotations['node'] === 'x')).toBe(true)
+        // the secret itself never reaches a log line
+        expect(JSON.stringify(logs.lines)).not.toContain(secret)
+        expect(JSON.stringify(logs.lines)).not.toContain('not-the-secret')
+      }).pipe(Effect.provide(logs.layer))
+    )
+  })
+
+  it.live('a foreign cluster id is refused', () =>
+    withNetwork(
+      Effect.gen(function* () {
+        const a = yield* node({ nodeId: 'a', host: 'a', port: 7001, clusterId: 'blue' })
+        const b = yield* node({ nodeId: 'b', host: 'b', port: 7001, clusterId: 'green' })
+        const error = yield* Effect.flip(b.dial(a.address))
+        expect(error.message).toContain('cluster id')
+        expect(a.stats().handshakeFailures['ClusterId']).toBe(1)
+        expect(a.nodes()).toEqual(['a'])
+      })
+    )
+  )
+
+  it.live('a peer that opens an application stream without a handshake gets nothing', () =>
+    withNetwork(
+      Effect.gen(function* () {
+        const a = yield* node({ nodeId: 'a', host: 'a', port: 7001 })
+        let delivered = 0
+        a.setStreamAcceptor((stream) => {
+          stream.setHandler({ onMessage: () => delivered++ })
+          return true
+        })
+        const raw = yield* MemoryTransport.make({ host: 'raw' })
+        const connection = yield* raw.connect(a.boundAddress)
+        const reset = yield* Deferred.make<number | undefined>()
+        const stream = connection.openStream({ onData: () => {}, onClose: (e) => Deferred.unsafeDone(reset, Effect.succeed(e?.code)) })
+        // a well-formed STREAM_INIT for an application, then a message: must be refused
+        stream.write(StreamInit.encode({ appId: 'my-app', streamName: '' }))
+        stream.write(Frame.encodeMessage(new Uint8Array([1, 2, 3])))
+        expect(yield* Deferred.await(reset)).toBe(ErrorCode.NotAuthenticated)
+        expect(delivered).toBe(0)
+      })
+    )
+  )
+
+  it.live('application streams carry messages between members', () =>
+    withNetwork(
+      Effect.gen(function* () {
+        const a = yield* node({ nodeId: 'a', host: 'a', port: 7001 })
+        const b = yield* node({ nodeId: 'b', host: 'b', port: 7001, seeds: ['a:7001'] })
+        yield* b.discover
+        yield* untilMesh([a, b], ['a', 'b'])
+        const got = yield* Deferred.make<{ app: string; name: string; text: string; peer: string }>()
+        b.setStreamAcceptor((stream) => {
+          stream.setHandler({
+            onMessage: (payload) =>
+              Deferred.unsafeDone(got, Effect.succeed({ app: stream.appId, name: stream.streamName, text: Buffer.from(payload).toString(), peer: stream.peer }))
+          })
+          return true
+        })
+        const stream = a.openStream('b', 'orders', 'topic:eu', { onMessage: () => {} })
+        stream.send(new TextEncoder().encode('hello'))
+        expect(yield* Deferred.await(got)).toEqual({ app: 'orders', name: 'topic:eu', text: 'hello', peer: 'a' })
+        expect(() => a.openStream('nobody', 'orders', '', { onMessage: () => {} })).toThrow(/not an alive member/)
+      })
+    )
+  )
+
+  it.live('graceful leave: peers drop the node at once and report Left', () =>
+    withNetwork(
+      Effect.gen(function* () {
+        const a = yield* node({ nodeId: 'a', host: 'a', port: 7001 })
+        const b = yield* node({ nodeId: 'b', host: 'b', port: 7001, seeds: ['a:7001'] })
+        const events = yield* a.events.pipe(Stream.take(2), Stream.runCollect, Effect.fork)
+        yield* b.discover
+        yield* untilMesh([a, b], ['a', 'b'])
+        yield* b.leave
+        yield* eventually(() => a.nodes().length === 1, 2_000, 'a dropped b')
+        const seen = Chunk.toReadonlyArray(yield* Fiber.join(events)).map((e) => `${e._tag}:${e.member.id}`)
+        expect(seen).toEqual(['Joined:b', 'Left:b'])
+        expect(a.members().find((m) => m.id === 'b')?.state).toBe('left')
+      })
+    )
+  )
+
+  it.effect('a killed node is reported failed by every survivor after the failure timeout', () =>
+    withNetwork(
+      Effect.gen(function* () {
+        const network = yield* MemoryNetwork
+        const common = { heartbeatInterval: 500, failureTimeout: 2_000, transport: { idleTimeout: 60_000 } }
+        const a = yield* node({ nodeId: 'a', host: 'a', port: 7001, ...common })
+        const b = yield* node({ nodeId: 'b', host: 'b', port: 7001, seeds: ['a:7001'], ...common })
+        const c = yield* node({ nodeId: 'c', host: 'c', port: 7001, seeds: ['a:7001'], ...common })
+        yield* Effect.all([b.discover, c.discover])
+        for (let i = 0; i < 50 && !(a.nodes().length === 3 && b.nodes().length === 3 && c.nodes().length === 3); i++) yield* settle()
+        expect(c.nodes()).toEqual(['a', 'b', 'c'])
+        network.kill('b:7001')
+        // heartbeats keep a and c alive to each other; b's silence becomes a failure after 2 s
+        for (let t = 0; t < 1_500; t += 500) {
+          yield* TestClock.adjust(Duration.millis(500))
+          yield* settle()
+        }
+        expect(a.nodes()).toEqual(['a', 'b', 'c'])
+        for (let t = 0; t < 1_500; t += 500) {
+          yield* TestClock.adjust(Duration.millis(500))
+          yield* settle()
+        }
+        expect(a.nodes()).toEqual(['a', 'c'])
+        expect(c.nodes()).toEqual(['a', 'c'])
+        expect(a.members().find((m) => m.id === 'b')?.state).toBe('failed')
+      })
+    )
+  )
+
+  it.live('a restarted node with the same id rejoins', () =>
+    withNetwork(
+      Effect.gen(function* () {
+        const network = yield* MemoryNetwork
+        const a = yield* node({ nodeId: 'a', host: 'a', port: 7001, failureTimeout: 30_000 })
+        const first = yield* node({ nodeId: 'b', host: 'b', port: 7001, seeds: ['a:7001'] })
+        yield* first.discover
+        yield* untilMesh([a, first], ['a', 'b'])
+        const before = a.members().find((m) => m.id === 'b')!.instanceId
+        network.kill('b:7001')
+        const again = yield* node({ nodeId: 'b', host: 'b', port: 7001, seeds: ['a:7001'] })
+        yield* again.discover
+        yield* eventually(() => a.members().find((m) => m.id === 'b')?.instanceId !== before, 3_000, 'new instance seen')
+        expect(a.nodes()).toEqual(['a', 'b'])
+        expect(a.stats().peers).toHaveLength(1)
+      })
+    )
+  )
+
+  it('settings are validated before anything starts', () => {
+    const result = NodosumConfig.validate({ clusterSecret: 'x' }, {})
+    expect(result._tag).toBe('Left')
+  })
+})

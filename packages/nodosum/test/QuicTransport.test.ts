@@ -1,0 +1,110 @@
+import { describe, expect, it } from '@effect/vitest'
+import { Effect, Layer } from 'effect'
+import * as Certificates from '../src/Certificates.js'
+import * as QuicTransport from '../src/QuicTransport.js'
+import { transportSuite } from '../src/testing.js'
+
+// one throw-away identity shared by every transport of the suite (cluster-secret mode: any certificate is accepted)
+const identity = await Effect.runPromise(Certificates.createSelfSigned('suite'))
+
+transportSuite(
+  'QuicTransport',
+  (options) =>
+    QuicTransport.make({
+      host: '127.0.0.1',
+      port: 0,
+      datagramSize: 16_384,
+      handshakeTimeout: options.handshakeTimeoutMs,
+      maxStreams: options.maxStreams,
+      tls: { cert: identity.cert, key: identity.key, ca: undefined }
+    }),
+  Layer.empty
+)
+
+describe('QuicTransport TLS', () => {
+  const pki = Effect.gen(function* () {
+    const ca = yield* Certificates.createCa({ commonName: 'cluster' })
+    const otherCa = yield* Certificates.createCa({ commonName: 'other' })
+    const a = yield* Certificates.createNodeCertificate(ca, { nodeId: 'a' })
+    const b = yield* Certificates.createNodeCertificate(ca, { nodeId: 'b' })
+    const foreign = yield* Certificates.createNodeCertificate(otherCa, { nodeId: 'f' })
+    const expired = yield* Certificates.createNodeCertificate(ca, { nodeId: 'old', expired: true })
+    const selfSigned = yield* Certificates.createSelfSigned('rogue')
+    return { ca, a, b, foreign, expired, selfSigned }
+  })
+
+  const node = (tls: { cert: string; key: string; ca: string | undefined }) =>
+    QuicTransport.make({ host: '127.0.0.1', port: 0, handshakeTimeout: 2_000, tls })
+
+  it.live('mTLS: nodes with certificates of the cluster CA connect and see each other’s certificate', () =>
+    Effect.gen(function* () {
+      const p = yield* pki
+      const a = yield* node({ ...p.a, ca: p.ca.cert })
+      const b = yield* node({ ...p.b, ca: p.ca.cert })
+      const connection = yield* a.connect(b.address)
+      const accepted = yield* b.accept
+      expect(Certificates.commonName(connection.peerCertificates()[0]!)).toBe('b')
+      expect(Certificates.commonName(accepted.peerCertificates()[0]!)).toBe('a')
+    }).pipe(Effect.scoped)
+  )
+
+  it.live.each([
+    ['a certificate of another CA', 'foreign'],
+    ['an expired certificate', 'expired'],
+    ['a self-signed certificate', 'selfSigned']
+  ] as const)('mTLS: %s is refused by the server', ([, which]) =>
+    Effect.gen(function* () {
+      const p = yield* pki
+      const server = yield* node({ ...p.b, ca: p.ca.cert })
+      const client = yield* node({ ...p[which], ca: p.ca.cert })
+      // the client may see "established" before the server refuses: the refusal then closes it
+      const outcome = yield* client.connect(server.address).pipe(
+        Effect.flatMap((connection) =>
+          Effect.async<string>((resume) => {
+            connection.setHandler({ onStream: () => {}, onClose: (e) => resume(Effect.succeed(e?.reason ?? 'closed')) })
+          })
+        ),
+        Effect.catchAll((e) => Effect.succeed(e.reason))
+      )
+      expect(['TlsFailed', 'PeerClosed', 'HandshakeTimeout']).toContain(outcome)
+      expect(server.connections()).toHaveLength(0)
+    }).pipe(Effect.scoped)
+  )
+
+  it.live('mTLS: a client refuses a server whose certificate is not of the cluster CA', () =>
+    Effect.gen(function* () {
+      const p = yield* pki
+      const server = yield* node({ ...p.foreign, ca: p.ca.cert })
+      const client = yield* node({ ...p.a, ca: p.ca.cert })
+      const error = yield* Effect.flip(client.connect(server.address))
+      expect(error.reason).toBe('TlsFailed')
+    }).pipe(Effect.scoped)
+  )
+
+  it.live('garbage datagrams do not disturb the endpoint', () =>
+    Effect.gen(function* () {
+      const p = yield* pki
+      const a = yield* node({ ...p.a, ca: p.ca.cert })
+      const b = yield* node({ ...p.b, ca: p.ca.cert })
+      const dgram = yield* Effect.promise(() => import('node:dgram'))
+      const socket = dgram.createSocket('udp4')
+      yield* Effect.promise(
+        () =>
+          new Promise<void>((resolve) => {
+            let sent = 0
+            const junk = [Buffer.alloc(0), Buffer.from([0xff]), Buffer.alloc(1200, 0xc3), Buffer.alloc(40, 0x41), Buffer.alloc(1500, 0x80)]
+            for (let i = 0; i < 500; i++) {
+              const payload = i % 5 === 4 ? Buffer.from(Array.from({ length: 1300 }, () => Math.floor(Math.random() * 256))) : junk[i % 5]!
+              socket.send(payload, b.address.port, '127.0.0.1', () => {
+                if (++sent === 500) resolve()
+              })
+            }
+          })
+      )
+      socket.close()
+      const connection = yield* a.connect(b.address)
+      yield* b.accept
+      expect(connection.isClosed()).toBe(false)
+    }).pipe(Effect.scoped)
+  )
+})

@@ -1,0 +1,95 @@
+/**
+ * The application and stream API (the spec's "Enhanced Application Interface"), in
+ * TypeScript casing. Sends and stream management return Effects; everything else is plain.
+ *
+ * @since 0.1.0
+ */
+import type { Effect } from 'effect'
+import type { SendError, StreamsError } from './StreamsError.js'
+
+/** A receive handler: the payload (yours to keep) and the sending node's id. May return a promise: the stream then waits for it (backpressure). */
+export type ReceiveFunc = (payload: Uint8Array, fromNode: string) => void | Promise<void>
+
+/** Counters of one stream. */
+export interface StreamStats {
+  readonly bytesSent: number
+  readonly bytesReceived: number
+  readonly messagesOut: number
+  readonly messagesIn: number
+  /** Messages that did not reach a node (refused, unknown node, connection lost). */
+  readonly failedSends: number
+  /** Receive handler calls that threw or rejected. */
+  readonly receiveErrors: number
+  /** failedSends / (messagesOut + failedSends), 0 when nothing was sent. */
+  readonly errorRate: number
+  /** Messages waiting in this node's outgoing buffers. */
+  readonly queuedMessages: number
+  readonly queuedBytes: number
+  /** ms since epoch. */
+  readonly createdAt: number
+  /** ms since epoch of the last message in or out (createdAt before any). */
+  readonly lastActive: number
+  /** Nodes with an open QUIC stream of this stream, sorted. */
+  readonly activeNodes: ReadonlyArray<string>
+}
+
+/** Counters of one application. */
+export interface ApplicationStats {
+  readonly totalBytesSent: number
+  readonly totalBytesReceived: number
+  readonly totalMessagesOut: number
+  readonly totalMessagesIn: number
+  readonly totalFailedSends: number
+  /** Named streams plus the default stream. */
+  readonly activeStreams: number
+  readonly defaultStreamStats: StreamStats
+  /** Named streams by name. */
+  readonly streams: Readonly<Record<string, StreamStats>>
+}
+
+/** One named stream (or the default stream, whose name is ""). */
+export interface Stream {
+  /**
+   * Sends to the given nodes (empty: every alive node but this one). Resolves once every
+   * target's buffer took the message; waits while a buffer is full. Fails with `SendError`
+   * naming the nodes it could not reach, or `StreamsError` before anything is sent (closed,
+   * too large).
+   */
+  readonly send: (payload: Uint8Array, nodeIds?: ReadonlyArray<string>) => Effect.Effect<void, SendError | StreamsError>
+  readonly setReceiveFunc: (fn: ReceiveFunc) => void
+  /** Closes the stream here and its QUIC streams on every peer. */
+  readonly close: Effect.Effect<void>
+  readonly name: () => string
+  readonly stats: () => StreamStats
+  readonly isClosed: () => boolean
+}
+
+/** Settings of an application. */
+export interface ApplicationConfig {
+  readonly id: string
+  /** Named streams this application may have at once (default 20). */
+  readonly maxStreams?: number
+  /** Refuse named streams (default false). */
+  readonly defaultStreamOnly?: boolean
+  /** Messages buffered per stream and peer, in each direction (default 100). */
+  readonly streamBufferSize?: number
+}
+
+/** A registered application: a default stream plus named streams. */
+export interface Application {
+  readonly id: string
+  readonly config: Required<ApplicationConfig>
+  /** Sends on the default stream. */
+  readonly send: Stream['send']
+  /** Receives from the default stream. */
+  readonly setReceiveFunc: (fn: ReceiveFunc) => void
+  /** Alive nodes, this one included, sorted. */
+  readonly nodes: () => ReadonlyArray<string>
+  readonly createStream: (name: string) => Effect.Effect<Stream, StreamsError>
+  readonly getStream: (name: string) => Effect.Effect<Stream, StreamsError>
+  readonly closeStream: (name: string) => Effect.Effect<void, StreamsError>
+  /** Names of the named streams (the default stream is not listed). */
+  readonly listStreams: () => ReadonlyArray<string>
+  readonly stats: () => ApplicationStats
+  readonly defaultStream: Stream
+}

@@ -1,0 +1,259 @@
+import { describe, expect, it } from '@effect/vitest'
+import { MemoryTransport, Nodosum } from '@mycorrizal/nodosum'
+import { Context, Deferred, Duration, Effect, Layer, type Scope, TestClock } from 'effect'
+import * as Streams from '../src/Streams.js'
+
+const secret = 'streams-test-secret'
+
+/** One node (cluster + streams) in the current scope of the test's memory network. */
+const node = (id: string, seeds: ReadonlyArray<string> = [], options: Streams.StreamsOptions = {}) =>
+  Layer.build(
+    Streams.layer(options).pipe(
+      Layer.provideMerge(Nodosum.layerMemory({ nodeId: id, host: id, port: 7001, clusterSecret: secret, seeds: [...seeds] }))
+    )
+  ).pipe(Effect.map((ctx) => ({ streams: Context.get(ctx, Streams.Streams), nodosum: Context.get(ctx, Nodosum.Nodosum) })))
+
+const turns = (n = 30) =>
+  Effect.promise(async () => {
+    for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve))
+  })
+
+const untilMesh = (nodes: ReadonlyArray<{ nodosum: Nodosum.Nodosum['Type'] }>, size: number) =>
+  Effect.gen(function* () {
+    for (let i = 0; i < 200; i++) {
+      if (nodes.every((n) => n.nodosum.nodes().length === size)) return
+      yield* turns(5)
+    }
+    throw new Error(`no mesh of ${size}: ${nodes.map((n) => n.nodosum.nodes().join(',')).join(' | ')}`)
+  })
+
+const cluster = (n: number, options: Streams.StreamsOptions = {}) =>
+  Effect.gen(function* () {
+    const first = yield* node('n0', [], options)
+    const rest = yield* Effect.forEach(Array.from({ length: n - 1 }, (_, i) => `n${i + 1}`), (id) => node(id, ['n0:7001'], options))
+    const all = [first, ...rest]
+    yield* untilMesh(all, n)
+    return all
+  })
+
+const withNetwork = <A, E>(effect: Effect.Effect<A, E, MemoryTransport.MemoryNetwork | Scope.Scope>) =>
+  effect.pipe(Effect.scoped, Effect.provide(MemoryTransport.networkLayer))
+
+const text = (s: string) => new TextEncoder().encode(s)
+const decode = (b: Uint8Array) => new TextDecoder().decode(b)
+
+describe('Streams over MemoryTransport', () => {
+  it.live('the default stream reaches every other node when nodeIds is empty', () =>
+    withNetwork(
+      Effect.gen(function* () {
+        const [a, b, c] = yield* cluster(3)
+        const appA = yield* a!.streams.registerApplication('chat')
+        const got: Array<string> = []
+        const done = yield* Deferred.make<void>()
+        for (const n of [b!, c!]) {
+          const app = yield* n.streams.registerApplication('chat')
+          app.setReceiveFunc((payload, from) => {
+            got.push(`${n.nodosum.nodeId}<-${from}:${decode(payload)}`)
+            if (got.length === 2) Deferred.unsafeDone(done, Effect.void)
+          })
+        }
+        yield* appA.send(text('hi'))
+        yield* Deferred.await(done)
+        expect(got.sort()).toEqual(['n1<-n0:hi', 'n2<-n0:hi'])
+        expect(appA.nodes()).toEqual(['n0', 'n1', 'n2'])
+        expect(appA.stats().defaultStreamStats.messagesOut).toBe(2)
+      })
+    )
+  )
+
+  it.live('named streams carry their own messages in order, with ":" in names', () =>
+    withNetwork(
+      Effect.gen(function* () {
+        const [a, b] = yield* cluster(2)
+        const appA = yield* a!.streams.registerApplication('orders')
+        const appB = yield* b!.streams.registerApplication('orders')
+        const eu = yield* appB.createStream('topic:eu')
+        const us = yield* appB.createStream('topic:us')
+        const seen: Record<string, Array<number>> = { 'topic:eu': [], 'topic:us': [] }
+        const done = yield* Deferred.make<void>()
+        const check = () => {
+          if (seen['topic:eu']!.length === 500 && seen['topic:us']!.length === 500) Deferred.unsafeDone(done, Effect.void)
+        }
+        eu.setReceiveFunc((p) => {
+          seen['topic:eu']!.push(new DataView(p.buffer, p.byteOffset).getUint32(0))
+          check()
+        })
+        us.setReceiveFunc((p) => {
+          seen['topic:us']!.push(new DataView(p.buffer, p.byteOffset).getUint32(0))
+          check()
+        })
+        const sendEu = yield* appA.createStream('topic:eu')
+        const sendUs = yield* appA.createStream('topic:us')
+        for (let i = 0; i < 500; i++) {
+          const m = new Uint8Array(4)
+          new DataView(m.buffer).setUint32(0, i)
+          yield* sendEu.send(m, ['n1'])
+          yield* sendUs.send(m, ['n1'])
+        }
+        yield* Deferred.await(done)
+        expect(seen['topic:eu']).toEqual(Array.from({ length: 500 }, (_, i) => i))
+        expect(seen['topic:us']).toEqual(Array.from({ length: 500 }, (_, i) => i))
+        expect(appB.listStreams()).toEqual(['topic:eu', 'topic:us'])
+        expect(eu.stats().messagesIn).toBe(500)
+        expect(sendEu.stats().activeNodes).toEqual(['n1'])
+      })
+    )
+  )
+
+  it.live('typed errors: duplicate, max streams, default-only, unknown application, closed, too large, invalid config', () =>
+    withNetwork(
+      Effect.gen(function* () {
+        const [a] = yield* cluster(1)
+        const s = a!.streams
+        const app = yield* s.registerApplicationWithConfig({ id: 'x', maxStreams: 1 })
+        yield* app.createStream('one')
+        expect((yield* Effect.flip(app.createStream('one'))).reason).toBe('DuplicateStream')
+        expect((yield* Effect.flip(app.createStream('two'))).reason).toBe('MaxStreamsReached')
+        const only = yield* s.registerApplicationWithConfig({ id: 'y', defaultStreamOnly: true })
+        expect((yield* Effect.flip(only.createStream('z'))).reason).toBe('DefaultStreamOnly')
+        expect((yield* Effect.flip(s.application('nope'))).reason).toBe('UnknownApplication')
+        expect((yield* Effect.flip(s.registerApplication('x'))).reason).toBe('DuplicateApplication')
+        expect((yield* Effect.flip(s.registerApplication('SYSTEM-NODOSUM'))).reason).toBe('ReservedApplication')
+        expect((yield* Effect.flip(s.registerApplicationWithConfig({ id: 'w', streamBufferSize: 0 }))).reason).toBe('InvalidConfig')
+        const one = yield* app.getStream('one')
+        yield* app.closeStream('one')
+        expect(one.isClosed()).toBe(true)
+        const late = yield* Effect.flip(one.send(text('late')))
+        expect(late._tag === 'StreamsError' && late.reason).toBe('StreamClosed')
+        const big = new Uint8Array(a!.nodosum.maxMessageSize + 1)
+        const tooBig = yield* Effect.flip(app.send(big))
+        expect(tooBig._tag === 'StreamsError' && tooBig.reason).toBe('MessageTooLarge')
+      })
+    )
+  )
+
+  it.live('a send to an unknown node fails naming it and counts in failedSends', () =>
+    withNetwork(
+      Effect.gen(function* () {
+        const [a, b] = yield* cluster(2)
+        const appA = yield* a!.streams.registerApplication('app')
+        yield* b!.streams.registerApplication('app')
+        const error = yield* Effect.flip(appA.send(text('x'), ['n1', 'ghost']))
+        expect(error._tag).toBe('SendError')
+        if (error._tag === 'SendError') {
+          expect(error.failures.map((f) => [f.node, f.reason])).toEqual([['ghost', 'UnknownNode']])
+          expect(error.accepted).toEqual(['n1'])
+        }
+        expect(appA.stats().defaultStreamStats.failedSends).toBe(1)
+      })
+    )
+  )
+
+  it.live('a receive handler that throws is counted and the stream goes on', () =>
+    withNetwork(
+      Effect.gen(function* () {
+        const [a, b] = yield* cluster(2)
+        const appA = yield* a!.streams.registerApplication('app')
+        const appB = yield* b!.streams.registerApplication('app')
+        const done = yield* Deferred.make<void>()
+        let n = 0
+        appB.setReceiveFunc(() => {
+          n++
+          if (n === 1) throw new Error('boom')
+          Deferred.unsafeDone(done, Effect.void)
+        })
+        yield* appA.send(text('1'), ['n1'])
+        yield* appA.send(text('2'), ['n1'])
+        yield* Deferred.await(done)
+        expect(appB.stats().defaultStreamStats.receiveErrors).toBe(1)
+        expect(appB.stats().defaultStreamStats.messagesIn).toBe(2)
+      })
+    )
+  )
+
+  it.live('an incoming stream created on the receiver within the grace period loses nothing', () =>
+    withNetwork(
+      Effect.gen(function* () {
+        const [a, b] = yield* cluster(2)
+        const appA = yield* a!.streams.registerApplication('app')
+        const appB = yield* b!.streams.registerApplication('app')
+        const s = yield* appA.createStream('late')
+        yield* s.send(text('early'), ['n1'])
+        yield* Effect.sleep(Duration.millis(50))
+        const got = yield* Deferred.make<string>()
+        const r = yield* appB.createStream('late')
+        r.setReceiveFunc((p) => Deferred.unsafeDone(got, Effect.succeed(decode(p))))
+        expect(yield* Deferred.await(got)).toBe('early')
+      })
+    )
+  )
+
+  it.effect('after the grace period an unknown stream is refused and the sender reports it', () =>
+    withNetwork(
+      Effect.gen(function* () {
+        const [a, b] = yield* cluster(2, { grace: '5 seconds' })
+        const appA = yield* a!.streams.registerApplication('app')
+        yield* b!.streams.registerApplication('app')
+        const s = yield* appA.createStream('never')
+        yield* s.send(text('lost?'), ['n1'])
+        yield* turns()
+        yield* TestClock.adjust(Duration.millis(4_999))
+        yield* turns()
+        expect(s.stats().activeNodes).toEqual(['n1'])
+        yield* TestClock.adjust(Duration.millis(1))
+        for (let i = 0; i < 20 && s.stats().activeNodes.length > 0; i++) yield* turns()
+        expect(s.stats().activeNodes).toEqual([])
+      })
+    )
+  )
+
+  it.live('closing a stream closes its QUIC streams on the peer', () =>
+    withNetwork(
+      Effect.gen(function* () {
+        const [a, b] = yield* cluster(2)
+        const appA = yield* a!.streams.registerApplication('app')
+        const appB = yield* b!.streams.registerApplication('app')
+        const r = yield* appB.createStream('s')
+        const got = yield* Deferred.make<void>()
+        r.setReceiveFunc(() => Deferred.unsafeDone(got, Effect.void))
+        const s = yield* appA.createStream('s')
+        yield* s.send(text('x'), ['n1'])
+        yield* Deferred.await(got)
+        expect(r.stats().activeNodes).toEqual(['n0'])
+        yield* appA.closeStream('s')
+        for (let i = 0; i < 50 && r.stats().activeNodes.length > 0; i++) yield* turns()
+        expect(r.stats().activeNodes).toEqual([])
+        expect(appA.listStreams()).toEqual([])
+      })
+    )
+  )
+
+  it.live('a slow async receiver slows its sender: sends wait, buffers stay bounded, nothing is lost', () =>
+    withNetwork(
+      Effect.gen(function* () {
+        const [a, b] = yield* cluster(2)
+        const appA = yield* a!.streams.registerApplicationWithConfig({ id: 'bp', streamBufferSize: 10 })
+        const appB = yield* b!.streams.registerApplicationWithConfig({ id: 'bp', streamBufferSize: 10 })
+        const received: Array<number> = []
+        appB.setReceiveFunc(async (p) => {
+          await new Promise((resolve) => setTimeout(resolve, 1))
+          received.push(p[0]! | (p[1]! << 8))
+        })
+        const payload = new Uint8Array(64 * 1024)
+        let maxQueued = 0
+        const started = Date.now()
+        for (let i = 0; i < 400; i++) {
+          payload[0] = i & 0xff
+          payload[1] = i >> 8
+          yield* appA.send(payload, ['n1'])
+          maxQueued = Math.max(maxQueued, appA.stats().defaultStreamStats.queuedMessages)
+        }
+        // the sender could not run ahead of a receiver handling about one message per millisecond
+        expect(Date.now() - started).toBeGreaterThan(100)
+        expect(maxQueued).toBeLessThanOrEqual(10)
+        for (let i = 0; i < 400 && received.length < 400; i++) yield* Effect.sleep(Duration.millis(10))
+        expect(received).toEqual(Array.from({ length: 400 }, (_, i) => i))
+      })
+    )
+  )
+})

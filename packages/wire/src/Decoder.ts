@@ -1,0 +1,192 @@
+/**
+ * The incremental decoder of one QUIC stream: STREAM_INIT first (when asked), then framed
+ * messages, from chunks split anywhere. An explicit state machine with its limits given at
+ * construction; plain synchronous code over `Uint8Array` (no Effect per chunk or message).
+ *
+ * - A message wholly inside a chunk is handed out as a view of that chunk: zero copy, valid
+ *   only during the callback (transports reuse their read buffers). Copy what you keep.
+ * - A message split across chunks is assembled in one buffer allocated at its known length
+ *   (at most `maxMessageSize`); header and STREAM_INIT bytes split across chunks go to a
+ *   small fixed scratch. Nothing else is kept between chunks.
+ * - Short input means "wait for more". Anything else is a `WireError`; after one the decoder
+ *   is poisoned and throws the same error again.
+ *
+ * @since 0.1.0
+ */
+import { DEFAULT_MAX_MESSAGE_SIZE, HEADER_BYTES } from './Frame.js'
+import * as StreamInit from './StreamInit.js'
+import { WireError } from './WireError.js'
+
+/** Where decoded frames go. */
+export interface Sink {
+  /** The stream's STREAM_INIT (first, once, when the decoder expects one). */
+  readonly onStreamInit?: (init: StreamInit.StreamInit) => void
+  /** One whole message; a view valid only during this call. */
+  readonly onMessage: (payload: Uint8Array) => void
+}
+
+/** Limits and mode of a decoder. */
+export interface DecoderOptions {
+  /** Largest message accepted (default 16 MiB). A larger length prefix fails at once, before buffering. */
+  readonly maxMessageSize?: number
+  /** The stream starts with STREAM_INIT (default true). */
+  readonly streamInit?: boolean
+}
+
+enum State {
+  Init,
+  Header,
+  Body,
+  Failed
+}
+
+/** An incremental decoder; see the module comment. */
+export class Decoder {
+  readonly maxMessageSize: number
+  private state: State
+  /** Bytes of a STREAM_INIT or header split across chunks. */
+  private readonly scratch = new Uint8Array(StreamInit.MAX_ENCODED_LENGTH)
+  private scratchLen = 0
+  /** The message being assembled across chunks. */
+  private body: Uint8Array | undefined
+  private bodyLen = 0
+  private error: WireError | undefined
+  /** Messages decoded so far. */
+  messages = 0
+
+  constructor(options: DecoderOptions = {}) {
+    this.maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE
+    if (!Number.isInteger(this.maxMessageSize) || this.maxMessageSize < 0 || this.maxMessageSize > 0xffff_ffff) {
+      throw new RangeError('maxMessageSize must be an integer from 0 to 2^32 - 1')
+    }
+    this.state = (options.streamInit ?? true) ? State.Init : State.Header
+  }
+
+  /** Bytes held across chunks right now (at most maxMessageSize, or a STREAM_INIT). */
+  get bufferedBytes(): number {
+    return this.state === State.Body ? this.bodyLen : this.scratchLen
+  }
+
+  /** True between frames: no partial frame held. */
+  get atBoundary(): boolean {
+    return this.scratchLen === 0 && this.state !== State.Body
+  }
+
+  private fail(error: WireError): never {
+    this.state = State.Failed
+    this.error = error
+    this.scratchLen = 0
+    this.body = undefined
+    throw error
+  }
+
+  /** Feeds one chunk; every complete frame in it reaches the sink before this returns. */
+  push(chunk: Uint8Array, sink: Sink): void {
+    if (this.state === State.Failed) throw this.error!
+    let pos = 0
+    const end = chunk.length
+    while (pos < end) {
+      switch (this.state) {
+        case State.Init: {
+          let parsed
+          if (this.scratchLen === 0) {
+            try {
+              parsed = StreamInit.parse(chunk, pos)
+            } catch (e) {
+              return this.fail(e as WireError)
+            }
+            if (parsed === undefined) {
+              // keep the prefix; a STREAM_INIT is at most MAX_ENCODED_LENGTH bytes
+              this.scratch.set(chunk.subarray(pos, end), 0)
+              this.scratchLen = end - pos
+              return
+            }
+            pos += parsed.length
+          } else {
+            // complete the held prefix one chunk at a time, bounded by the frame's maximum size
+            const take = Math.min(end - pos, StreamInit.MAX_ENCODED_LENGTH - this.scratchLen)
+            this.scratch.set(chunk.subarray(pos, pos + take), this.scratchLen)
+            const have = this.scratchLen + take
+            try {
+              parsed = StreamInit.parse(this.scratch.subarray(0, have))
+            } catch (e) {
+              return this.fail(e as WireError)
+            }
+            if (parsed === undefined) {
+              this.scratchLen = have
+              pos += take
+              continue
+            }
+            pos += parsed.length - this.scratchLen
+            this.scratchLen = 0
+          }
+          this.state = State.Header
+          sink.onStreamInit?.(parsed.init)
+          break
+        }
+        case State.Header: {
+          let length: number
+          if (this.scratchLen === 0 && end - pos >= HEADER_BYTES) {
+            length = ((chunk[pos]! << 24) | (chunk[pos + 1]! << 16) | (chunk[pos + 2]! << 8) | chunk[pos + 3]!) >>> 0
+            pos += HEADER_BYTES
+          } else {
+            while (this.scratchLen < HEADER_BYTES && pos < end) this.scratch[this.scratchLen++] = chunk[pos++]!
+            if (this.scratchLen < HEADER_BYTES) return
+            const s = this.scratch
+            length = ((s[0]! << 24) | (s[1]! << 16) | (s[2]! << 8) | s[3]!) >>> 0
+            this.scratchLen = 0
+          }
+          if (length > this.maxMessageSize) {
+            return this.fail(new WireError({ reason: 'FrameTooLarge', message: `message of ${length} bytes exceeds the maximum of ${this.maxMessageSize} bytes` }))
+          }
+          if (end - pos >= length) {
+            // wholly inside this chunk: a view, no copy
+            const payload = chunk.subarray(pos, pos + length)
+            pos += length
+            this.messages++
+            sink.onMessage(payload)
+          } else {
+            const body = new Uint8Array(length)
+            body.set(chunk.subarray(pos, end), 0)
+            this.body = body
+            this.bodyLen = end - pos
+            this.state = State.Body
+            return
+          }
+          break
+        }
+        case State.Body: {
+          const body = this.body!
+          const take = Math.min(end - pos, body.length - this.bodyLen)
+          body.set(chunk.subarray(pos, pos + take), this.bodyLen)
+          this.bodyLen += take
+          pos += take
+          if (this.bodyLen === body.length) {
+            this.body = undefined
+            this.bodyLen = 0
+            this.state = State.Header
+            this.messages++
+            sink.onMessage(body)
+          }
+          break
+        }
+        default:
+          throw this.error!
+      }
+    }
+  }
+
+  /** The stream ended: a partial frame is `UnexpectedEof`; a missing STREAM_INIT too. */
+  end(): void {
+    if (this.state === State.Failed) throw this.error!
+    if (this.state === State.Init) {
+      return this.fail(new WireError({ reason: 'UnexpectedEof', message: 'stream ended before its STREAM_INIT' }))
+    }
+    if (!this.atBoundary) {
+      return this.fail(new WireError({ reason: 'UnexpectedEof', message: `stream ended inside a frame (${this.bufferedBytes} bytes held)` }))
+    }
+  }
+}
+
+/** A decoder with the given limits. */
+export const make = (options: DecoderOptions = {}): Decoder => new Decoder(options)

@@ -1,0 +1,143 @@
+import { describe, expect, it } from '@effect/vitest'
+import fc from 'fast-check'
+import { Decoder, Frame, StreamInit, WireError } from '../src/index.js'
+
+type Event = { readonly init: StreamInit.StreamInit } | { readonly message: string }
+
+/** Feeds the chunks and records what comes out (messages copied: the views are only valid in the callback). */
+const run = (chunks: ReadonlyArray<Uint8Array>, options: Decoder.DecoderOptions = {}) => {
+  const decoder = Decoder.make(options)
+  const events: Array<Event> = []
+  const sink: Decoder.Sink = {
+    onStreamInit: (init) => events.push({ init }),
+    onMessage: (payload) => events.push({ message: Buffer.from(payload).toString('hex') })
+  }
+  for (const chunk of chunks) decoder.push(chunk, sink)
+  decoder.end()
+  return events
+}
+
+const concat = (parts: ReadonlyArray<Uint8Array>) => new Uint8Array(Buffer.concat(parts))
+const splitAt = (bytes: Uint8Array, cuts: ReadonlyArray<number>) => {
+  const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b)
+  const out: Array<Uint8Array> = []
+  let last = 0
+  for (const p of points) {
+    out.push(bytes.subarray(last, p))
+    last = p
+  }
+  out.push(bytes.subarray(last))
+  return out
+}
+
+const stream = (init: StreamInit.StreamInit, payloads: ReadonlyArray<Uint8Array>) => concat([StreamInit.encode(init), Frame.encodeMessages(payloads)])
+
+describe('Frame', () => {
+  it('golden vectors: [u32 BE length][payload]', () => {
+    expect(Buffer.from(Frame.encodeMessage(new Uint8Array([0xde, 0xad]))).toString('hex')).toBe('00000002dead')
+    expect(Buffer.from(Frame.encodeMessage(new Uint8Array(0))).toString('hex')).toBe('00000000')
+    expect(Buffer.from(Frame.encodeMessages([new Uint8Array([1]), new Uint8Array([2, 3])])).toString('hex')).toBe('0000000101' + '000000020203')
+  })
+
+  it('refuses a payload over the maximum before writing anything', () => {
+    expect(() => Frame.encodeMessage(new Uint8Array(11), 10)).toThrow(WireError)
+    expect(() => Frame.encodeMessages([new Uint8Array(1), new Uint8Array(11)], 10)).toThrow(/exceeds the maximum of 10/)
+  })
+
+  it('encodeMessageInto writes several messages into one buffer', () => {
+    const out = new Uint8Array(4 + 3 + 4 + 1)
+    let o = Frame.encodeMessageInto(out, 0, new Uint8Array([1, 2, 3]))
+    o = Frame.encodeMessageInto(out, o, new Uint8Array([4]))
+    expect(o).toBe(out.length)
+    expect(Buffer.from(out).toString('hex')).toBe('00000003010203' + '0000000104')
+  })
+})
+
+describe('Decoder', () => {
+  const init = { appId: 'SYSTEM-MYCEL', streamName: 'bucket:sessions' }
+  const payloads = [new Uint8Array(0), new Uint8Array([1]), new Uint8Array(300).fill(7), new Uint8Array(70_000).map((_, i) => i & 0xff)]
+  const bytes = stream(init, payloads)
+  const expected: Array<Event> = [{ init }, ...payloads.map((p) => ({ message: Buffer.from(p).toString('hex') }))]
+
+  it('decodes STREAM_INIT then every message from one chunk', () => {
+    expect(run([bytes])).toEqual(expected)
+  })
+
+  it('decodes the same from 1-byte chunks', () => {
+    const chunks = Array.from({ length: bytes.length }, (_, i) => bytes.subarray(i, i + 1))
+    expect(run(chunks)).toEqual(expected)
+  })
+
+  it('decodes the same from any split of the stream (fast-check)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.nat(), { maxLength: 40 }), (cuts) => {
+        expect(run(splitAt(bytes, cuts))).toEqual(expected)
+      }),
+      { numRuns: 500 }
+    )
+  })
+
+  it('round-trips random streams split at random points (fast-check)', () => {
+    fc.assert(
+      fc.property(
+        fc.record({ appId: fc.string({ minLength: 1, maxLength: 40 }), streamName: fc.string({ maxLength: 40 }) }),
+        fc.array(fc.uint8Array({ maxLength: 2_000 }), { maxLength: 20 }),
+        fc.array(fc.nat(), { maxLength: 20 }),
+        (i, ps, cuts) => {
+          const events = run(splitAt(stream(i, ps), cuts))
+          expect(events).toEqual([{ init: i }, ...ps.map((p) => ({ message: Buffer.from(p).toString('hex') }))])
+        }
+      ),
+      { numRuns: 1_000 }
+    )
+  })
+
+  it('hands out messages wholly inside a chunk as views of it (no copy)', () => {
+    const chunk = stream(init, [new Uint8Array([9, 9, 9])])
+    let view: Uint8Array | undefined
+    Decoder.make().push(chunk, { onMessage: (p) => (view = p) })
+    expect(view!.buffer).toBe(chunk.buffer)
+  })
+
+  it('copies what it keeps across chunks: the caller may reuse its read buffer', () => {
+    const data = stream(init, [new Uint8Array(100).fill(5)])
+    const decoder = Decoder.make()
+    const scratch = new Uint8Array(16)
+    const out: Array<Uint8Array> = []
+    for (let o = 0; o < data.length; o += 16) {
+      const n = Math.min(16, data.length - o)
+      scratch.set(data.subarray(o, o + n))
+      decoder.push(scratch.subarray(0, n), { onMessage: (p) => out.push(new Uint8Array(p)) })
+      scratch.fill(0xee)
+    }
+    expect(out).toHaveLength(1)
+    expect(out[0]!.every((b) => b === 5)).toBe(true)
+  })
+
+  it('refuses a length over the maximum at once, before buffering the body', () => {
+    const decoder = Decoder.make({ maxMessageSize: 1024 })
+    const head = concat([StreamInit.encode(init), new Uint8Array([0, 0, 4, 1])])
+    expect(() => decoder.push(head, { onMessage: () => {} })).toThrow(expect.objectContaining({ reason: 'FrameTooLarge' }))
+    expect(decoder.bufferedBytes).toBe(0)
+    // poisoned: the same error again
+    expect(() => decoder.push(new Uint8Array([1]), { onMessage: () => {} })).toThrow(expect.objectContaining({ reason: 'FrameTooLarge' }))
+  })
+
+  it('an end inside a frame or before STREAM_INIT is UnexpectedEof', () => {
+    const d1 = Decoder.make()
+    d1.push(bytes.subarray(0, bytes.length - 1), { onMessage: () => {} })
+    expect(() => d1.end()).toThrow(expect.objectContaining({ reason: 'UnexpectedEof' }))
+    expect(() => Decoder.make().end()).toThrow(expect.objectContaining({ reason: 'UnexpectedEof' }))
+    const d3 = Decoder.make({ streamInit: false })
+    d3.push(new Uint8Array([0, 0]), { onMessage: () => {} })
+    expect(() => d3.end()).toThrow(expect.objectContaining({ reason: 'UnexpectedEof' }))
+  })
+
+  it('without STREAM_INIT (the opener side) it reads messages from the first byte', () => {
+    expect(run([Frame.encodeMessages([new Uint8Array([1, 2])])], { streamInit: false })).toEqual([{ message: '0102' }])
+  })
+
+  it('an unknown first byte is UnknownFrameType', () => {
+    expect(() => run([new Uint8Array([0x02, 0, 1, 0x61, 0, 0])])).toThrow(expect.objectContaining({ reason: 'UnknownFrameType' }))
+  })
+})

@@ -1,0 +1,144 @@
+import { describe, expect, it } from '@effect/vitest'
+import fc from 'fast-check'
+import { ControlMessage, SystemMessage, WireError } from '../src/index.js'
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
+const fromHex = (h: string) => new Uint8Array(Buffer.from(h, 'hex'))
+const reasonOf = (f: () => unknown) => {
+  try {
+    f()
+  } catch (e) {
+    expect(e).toBeInstanceOf(WireError)
+    return (e as WireError).reason
+  }
+  throw new Error('expected a WireError')
+}
+
+// An example family, as a system application would declare one.
+interface Greet {
+  readonly _tag: 'Greet'
+  readonly name: string
+  readonly times: number
+  readonly note: string | undefined
+}
+interface Bye {
+  readonly _tag: 'Bye'
+  readonly code: number
+  readonly data: Uint8Array
+}
+const Example = SystemMessage.messageSet<Greet | Bye>('example', [
+  SystemMessage.define<Greet>({
+    tag: 'Greet',
+    type: 0x41,
+    version: 2,
+    write: (w, m) => {
+      w.string(m.name).u32(m.times).optional(m.note, (w2, n) => w2.string(n))
+    },
+    read: (r) => ({ _tag: 'Greet', name: r.string(), times: r.u32(), note: r.optional((r2) => r2.string()) })
+  }),
+  SystemMessage.define<Bye>({
+    tag: 'Bye',
+    type: 0x42,
+    version: 1,
+    write: (w, m) => {
+      w.u16(m.code).bytes(m.data)
+    },
+    read: (r) => ({ _tag: 'Bye', code: r.u16(), data: r.bytesField().slice() })
+  })
+])
+
+describe('SystemMessage toolkit', () => {
+  it('golden vectors: [type][version][fields]', () => {
+    expect(hex(Example.encode({ _tag: 'Greet', name: 'hi', times: 3, note: undefined }))).toBe('4102' + '00026869' + '00000003' + '00')
+    expect(hex(Example.encode({ _tag: 'Greet', name: '', times: 0, note: 'x' }))).toBe('4102' + '0000' + '00000000' + '01000178')
+    expect(hex(Example.encode({ _tag: 'Bye', code: 258, data: new Uint8Array([0xff]) }))).toBe('4201' + '0102' + '00000001ff')
+    expect(Example.decode(fromHex('42010102' + '00000001ff'))).toEqual({ _tag: 'Bye', code: 258, data: new Uint8Array([0xff]) })
+  })
+
+  it('typed errors for unknown type, version, short, trailing, bad optional tag, bad UTF-8', () => {
+    expect(reasonOf(() => Example.decode(fromHex('99')))).toBe('UnknownMessageType')
+    expect(reasonOf(() => Example.decode(fromHex('4101')))).toBe('UnsupportedVersion')
+    expect(reasonOf(() => Example.decode(fromHex('4102000268')))).toBe('UnexpectedEof')
+    expect(reasonOf(() => Example.decode(fromHex('420101020000000000')))).toBe('TrailingBytes')
+    expect(reasonOf(() => Example.decode(fromHex('4102000000000000' + '02')))).toBe('InvalidField')
+    expect(reasonOf(() => Example.decode(fromHex('41020001ff0000000000')))).toBe('InvalidUtf8')
+    expect(reasonOf(() => Example.decode(new Uint8Array(0)))).toBe('UnexpectedEof')
+  })
+
+  it('writer refuses values it cannot encode', () => {
+    expect(reasonOf(() => new SystemMessage.Writer().u8(256))).toBe('InvalidField')
+    expect(reasonOf(() => new SystemMessage.Writer().u16(-1))).toBe('InvalidField')
+    expect(reasonOf(() => new SystemMessage.Writer().u64(2 ** 53))).toBe('InvalidField')
+    expect(reasonOf(() => new SystemMessage.Writer().string('x'.repeat(70_000)))).toBe('InvalidField')
+    expect(reasonOf(() => new SystemMessage.Writer().string('\udc00'))).toBe('InvalidUtf8')
+  })
+
+  it('round-trips every field type (fast-check)', () => {
+    fc.assert(
+      fc.property(fc.string({ maxLength: 100 }), fc.nat(), fc.option(fc.string(), { nil: undefined }), (name, times, note) => {
+        const m: Greet = { _tag: 'Greet', name, times: times >>> 0, note }
+        expect(Example.decode(Example.encode(m))).toEqual(m)
+      }),
+      { numRuns: 2_000 }
+    )
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }), fc.double(), fc.boolean(), (n, d, b) => {
+        const bytes = new SystemMessage.Writer().u64(n).f64(d).bool(b).finish()
+        const r = new SystemMessage.Reader(bytes)
+        expect([r.u64(), r.f64(), r.bool()]).toEqual([n, d, b])
+        r.finish()
+      }),
+      { numRuns: 2_000 }
+    )
+  })
+})
+
+describe('ControlMessage', () => {
+  const hello: ControlMessage.Hello = {
+    _tag: 'Hello',
+    protocolVersion: 1,
+    clusterId: 'c',
+    nodeId: 'a',
+    instanceId: 'i',
+    host: '127.0.0.1',
+    port: 7001,
+    authMode: 'secret',
+    nonce: new Uint8Array([1, 2])
+  }
+
+  it('golden vectors', () => {
+    expect(hex(ControlMessage.encode(hello))).toBe(
+      '0101' + '0001' + '000163' + '000161' + '000169' + '00093132372e302e302e31' + '1b59' + '00' + '000000020102'
+    )
+    expect(hex(ControlMessage.encode({ _tag: 'Auth', proof: new Uint8Array([0xab]) }))).toBe('0201' + '00000001ab')
+    expect(hex(ControlMessage.encode({ _tag: 'Refuse', reason: 'R', message: 'm' }))).toBe('0301' + '000152' + '00016d')
+    expect(hex(ControlMessage.encode({ _tag: 'Members', members: [{ nodeId: 'b', instanceId: 'j', host: 'h', port: 1 }] }))).toBe(
+      '1001' + '00000001' + '000162' + '00016a' + '000168' + '0001'
+    )
+    expect(hex(ControlMessage.encode({ _tag: 'Leave' }))).toBe('1101')
+    expect(hex(ControlMessage.encode({ _tag: 'Ping', seq: 1, sentAt: 0 }))).toBe('2001' + '00000001' + '0000000000000000')
+    expect(hex(ControlMessage.encode({ _tag: 'Pong', seq: 2, sentAt: 1 }))).toBe('2101' + '00000002' + '3ff0000000000000')
+  })
+
+  it('round-trips every message', () => {
+    const all: ReadonlyArray<ControlMessage.ControlMessage> = [
+      hello,
+      { ...hello, authMode: 'tls', nonce: new Uint8Array(32).fill(9) },
+      { _tag: 'Auth', proof: new Uint8Array(32).fill(3) },
+      { _tag: 'Refuse', reason: 'ClusterId', message: "cluster id 'x' is not this cluster's" },
+      { _tag: 'Members', members: [] },
+      { _tag: 'Leave' },
+      { _tag: 'Ping', seq: 4_000_000_000, sentAt: 1_732_000_000_000.5 },
+      { _tag: 'Pong', seq: 0, sentAt: 0 }
+    ]
+    for (const m of all) expect(ControlMessage.decode(ControlMessage.encode(m))).toEqual(m)
+  })
+
+  it('refuses an auth mode byte other than 0 or 1, and a member count beyond the bytes', () => {
+    const bytes = ControlMessage.encode(hello)
+    const bad = bytes.slice()
+    bad[bytes.length - 7] = 2
+    expect(reasonOf(() => ControlMessage.decode(bad))).toBe('InvalidField')
+    expect(reasonOf(() => ControlMessage.decode(fromHex('1001ffffffff')))).toBe('UnexpectedEof')
+  })
+})

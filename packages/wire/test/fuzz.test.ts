@@ -1,0 +1,132 @@
+import { describe, expect, it } from '@effect/vitest'
+import { ControlMessage, Decoder, Frame, StreamInit, WireError } from '../src/index.js'
+
+/** Seeded xorshift PRNG: the same inputs on every run. */
+const rng = (seed: number) => {
+  let x = seed >>> 0 || 1
+  return (n: number) => {
+    x ^= x << 13
+    x ^= x >>> 17
+    x ^= x << 5
+    return (x >>> 0) % n
+  }
+}
+
+const MAX = 64 * 1024
+const LIMIT = MAX + StreamInit.MAX_ENCODED_LENGTH
+
+/** Valid streams to mutate. */
+const seeds = (rand: (n: number) => number): Array<Uint8Array> =>
+  Array.from({ length: 64 }, (_, i) => {
+    const init = StreamInit.encode({ appId: `app-${i}`, streamName: i % 3 === 0 ? '' : `bucket:${'x'.repeat(rand(40))}` })
+    const payloads = Array.from({ length: rand(6) }, () => {
+      const p = new Uint8Array(rand(5) === 0 ? rand(MAX) : rand(300))
+      for (let j = 0; j < p.length; j += 97) p[j] = rand(256)
+      return p
+    })
+    return new Uint8Array(Buffer.concat([init, Frame.encodeMessages(payloads)]))
+  })
+
+const mutate = (input: Uint8Array, rand: (n: number) => number, pool: ReadonlyArray<Uint8Array>): Uint8Array => {
+  const bytes = new Uint8Array(input)
+  switch (rand(8)) {
+    case 0: // bit flips
+      for (let i = 0, n = 1 + rand(8); i < n && bytes.length > 0; i++) bytes[rand(bytes.length)]! ^= 1 << rand(8)
+      return bytes
+    case 1: // truncation
+      return bytes.subarray(0, rand(bytes.length + 1))
+    case 2: // a random length header somewhere
+      if (bytes.length >= 4) {
+        const at = rand(bytes.length - 3)
+        const v = rand(4) === 0 ? 0xffffffff : rand(4) === 0 ? MAX + 1 + rand(1000) : rand(MAX * 2)
+        new DataView(bytes.buffer, bytes.byteOffset).setUint32(at, v >>> 0)
+      }
+      return bytes
+    case 3: // splice two streams
+      return new Uint8Array(Buffer.concat([bytes.subarray(0, rand(bytes.length + 1)), pool[rand(pool.length)]!.subarray(rand(50))]))
+    case 4: // random bytes
+      return Uint8Array.from({ length: rand(600) }, () => rand(256))
+    case 5: // overwrite a run of bytes
+      for (let i = rand(bytes.length + 1), n = rand(32); n > 0 && i < bytes.length; n--, i++) bytes[i] = rand(256)
+      return bytes
+    case 6: // duplicate a segment
+      if (bytes.length > 1) {
+        const a = rand(bytes.length)
+        const b = a + rand(bytes.length - a)
+        return new Uint8Array(Buffer.concat([bytes.subarray(0, b), bytes.subarray(a, b), bytes.subarray(b)]))
+      }
+      return bytes
+    default: // the valid stream itself
+      return bytes
+  }
+}
+
+describe('fuzz', () => {
+  it('the decoder takes 100,000 random and mutated streams in random chunks: only WireError, bounded buffering, always returns', () => {
+    const rand = rng(0x5eed)
+    const pool = seeds(rand)
+    let errors = 0
+    let clean = 0
+    let messages = 0
+    const sink: Decoder.Sink = { onStreamInit: () => {}, onMessage: () => void messages++ }
+    for (let run = 0; run < 100_000; run++) {
+      const input = mutate(pool[rand(pool.length)]!, rand, pool)
+      const decoder = Decoder.make({ maxMessageSize: MAX, streamInit: rand(10) !== 0 })
+      try {
+        let pos = 0
+        // every push consumes at least one byte: at most input.length pushes
+        while (pos < input.length) {
+          const n = 1 + rand(rand(4) === 0 ? 8 : 4096)
+          decoder.push(input.subarray(pos, pos + n), sink)
+          pos += n
+          if (decoder.bufferedBytes > LIMIT) throw new Error(`buffered ${decoder.bufferedBytes} bytes, over the limit ${LIMIT}`)
+        }
+        decoder.end()
+        clean++
+      } catch (e) {
+        if (!(e instanceof WireError)) throw e
+        errors++
+      }
+    }
+    // the mix exercises both outcomes
+    expect(errors).toBeGreaterThan(10_000)
+    expect(clean).toBeGreaterThan(10_000)
+    expect(messages).toBeGreaterThan(10_000)
+  }, 120_000)
+
+  it('the control message decoder takes 100,000 random and mutated inputs: only WireError', () => {
+    const rand = rng(0xc0de)
+    const valid: Array<Uint8Array> = [
+      ControlMessage.encode({
+        _tag: 'Hello',
+        protocolVersion: 1,
+        clusterId: 'cluster',
+        nodeId: 'node-a',
+        instanceId: 'abcd',
+        host: '10.0.0.1',
+        port: 7001,
+        authMode: 'secret',
+        nonce: new Uint8Array(32)
+      }),
+      ControlMessage.encode({ _tag: 'Auth', proof: new Uint8Array(32).fill(1) }),
+      ControlMessage.encode({ _tag: 'Refuse', reason: 'BadSecret', message: 'no' }),
+      ControlMessage.encode({ _tag: 'Members', members: [{ nodeId: 'a', instanceId: 'b', host: 'c', port: 1 }, { nodeId: 'd', instanceId: 'e', host: 'f', port: 2 }] }),
+      ControlMessage.encode({ _tag: 'Leave' }),
+      ControlMessage.encode({ _tag: 'Ping', seq: 9, sentAt: 123.5 })
+    ]
+    let errors = 0
+    let decoded = 0
+    for (let run = 0; run < 100_000; run++) {
+      const input = mutate(valid[rand(valid.length)]!, rand, valid)
+      try {
+        ControlMessage.decode(input)
+        decoded++
+      } catch (e) {
+        if (!(e instanceof WireError)) throw e
+        errors++
+      }
+    }
+    expect(errors).toBeGreaterThan(10_000)
+    expect(decoded).toBeGreaterThan(1_000)
+  }, 120_000)
+})

@@ -12,10 +12,11 @@ import { makeCluster } from './internal/cluster.js'
 import type { MemoryNetwork } from './MemoryTransport.js'
 import * as MemoryTransport from './MemoryTransport.js'
 import * as NodosumConfig from './NodosumConfig.js'
+import * as QuicTransport from './QuicTransport.js'
 import type { NodosumSettings, NodosumSettingsInput } from './NodosumConfig.js'
 import type { ClusterError, ConfigError, TransportError } from './NodosumError.js'
 import type { PeerStream, PeerStreamHandler } from './PeerStream.js'
-import { type Address, type ConnectionStats, Transport } from './Transport.js'
+import { type Address, type ConnectionStats, formatAddress, Transport } from './Transport.js'
 
 /** Reserved application id of the control stream (handshake, membership, heartbeats). */
 export const CONTROL_APP_ID = 'SYSTEM-NODOSUM'
@@ -140,6 +141,24 @@ export const layerMemory = (input: NodosumSettingsInput): Layer.Layer<Nodosum, C
         limits: settings.transport,
         certificates: [Certificates.toDer(identity.cert)]
       })
+      return yield* makeCluster(settings, transport, Discovery.fromSettings(settings.discovery), { certificate: Certificates.toDer(identity.cert) })
+    })
+  )
+
+/** A node over QUIC: validates the settings, binds the transport, joins the cluster. */
+export const layer = (input: NodosumSettingsInput): Layer.Layer<Nodosum, ConfigError | TransportError> =>
+  Layer.scoped(
+    Nodosum,
+    Effect.gen(function* () {
+      const settings = yield* NodosumConfig.make(input)
+      const identity = yield* tlsIdentity(settings)
+      const transport = yield* QuicTransport.make({
+        ...settings.transport,
+        tls: { cert: identity.cert, key: identity.key, ca: identity.ca }
+      })
+      yield* Effect.logInfo('node listening').pipe(
+        Effect.annotateLogs({ node: settings.nodeId, cluster: settings.clusterId, address: formatAddress(transport.address), auth: settings.auth?._tag ?? 'none' })
+      )
       return yield* makeCluster(settings, transport, Discovery.fromSettings(settings.discovery), { certificate: Certificates.toDer(identity.cert) })
     })
   )

@@ -95,7 +95,7 @@ const set = SystemMessage.messageSet<ControlMessage>('control', [
       const port = r.u16()
       const mode = r.u8()
       if (mode > 1) throw new WireError({ reason: 'InvalidField', message: `auth mode ${mode} is neither 0 (secret) nor 1 (tls)` })
-      const nonce = r.bytesField().slice()
+      const nonce = new Uint8Array(r.bytesField())
       return { _tag: 'Hello', protocolVersion, clusterId, nodeId, instanceId, host, port, authMode: mode === 1 ? 'tls' : 'secret', nonce }
     }
   }),
@@ -106,7 +106,7 @@ const set = SystemMessage.messageSet<ControlMessage>('control', [
     write: (w, m) => {
       w.bytes(m.proof)
     },
-    read: (r) => ({ _tag: 'Auth', proof: r.bytesField().slice() })
+    read: (r) => ({ _tag: 'Auth', proof: new Uint8Array(r.bytesField()) })
   }),
   SystemMessage.define<Refuse>({
     tag: 'Refuse',

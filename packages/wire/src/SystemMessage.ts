@@ -187,7 +187,7 @@ export class Reader {
     return s
   }
 
-  /** A view of the bytes (copy what you keep beyond the message). */
+  /** A view of the bytes: copy what you keep (`new Uint8Array(view)`; on a Node Buffer `.slice()` is another view). */
   bytesField(): Uint8Array {
     const n = this.u32()
     this.need(n, 'a byte string')

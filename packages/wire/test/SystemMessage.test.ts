@@ -134,6 +134,17 @@ describe('ControlMessage', () => {
     for (const m of all) expect(ControlMessage.decode(ControlMessage.encode(m))).toEqual(m)
   })
 
+  it('decoded byte fields are copies: the transport may reuse the buffer it read into', () => {
+    const shared = Buffer.from(ControlMessage.encode(hello))
+    const decoded = ControlMessage.decode(shared) as ControlMessage.Hello
+    shared.fill(0)
+    expect([...decoded.nonce]).toEqual([1, 2])
+    const auth = Buffer.from(ControlMessage.encode({ _tag: 'Auth', proof: new Uint8Array([7, 7]) }))
+    const proof = (ControlMessage.decode(auth) as ControlMessage.Auth).proof
+    auth.fill(0)
+    expect([...proof]).toEqual([7, 7])
+  })
+
   it('refuses an auth mode byte other than 0 or 1, and a member count beyond the bytes', () => {
     const bytes = ControlMessage.encode(hello)
     const bad = bytes.slice()

@@ -84,12 +84,13 @@ export const makeCluster = (
   Effect.gen(function* () {
     const runtime = yield* Effect.runtime<never>()
     const runFork = Runtime.runFork(runtime)
+    const runSync = Runtime.runSync(runtime)
     const clock = yield* Effect.clock
     const now = () => clock.unsafeCurrentTimeMillis()
     const fibers = yield* FiberSet.make<unknown, unknown>()
     const events = yield* PubSub.unbounded<MembershipEvent>()
     const log = (level: 'Debug' | 'Info' | 'Warning' | 'Error', message: string, annotations: Record<string, unknown> = {}): void => {
-      runFork(Effect.logWithLevel(levels[level], message).pipe(Effect.annotateLogs({ node: settings.nodeId, ...annotations })))
+      runSync(Effect.logWithLevel(levels[level], message).pipe(Effect.annotateLogs({ node: settings.nodeId, ...annotations })))
     }
 
     const instanceId = randomBytes(8).toString('hex')
@@ -116,7 +117,9 @@ export const makeCluster = (
     records.set(settings.nodeId, { id: settings.nodeId, instanceId, address: advertised, state: 'alive', since: now() })
 
     const toMember = (r: MemberRecord): Member => ({ id: r.id, address: r.address, state: r.state, instanceId: r.instanceId, since: r.since })
-    const publish = (event: MembershipEvent) => runFork(PubSub.publish(events, event))
+    const publish = (event: MembershipEvent) => {
+      runSync(PubSub.publish(events, event))
+    }
 
     const memberInfos = (): Array<ControlMessage.MemberInfo> =>
       [...records.values()]
@@ -196,18 +199,34 @@ export const makeCluster = (
         publish({ _tag: 'Joined', member: toMember(records.get(peer.id)!) })
         log('Info', 'member joined', { peer: peer.id, address: formatAddress(peer.address) })
         // tell the others, so the mesh closes without waiting for discovery
-        for (const other of peers.values()) if (other !== peer) sendControl(other, { _tag: 'Members', members: [helloFrom] })
+        const announcement = ControlMessage.encode({ _tag: 'Members', members: [helloFrom] })
+        for (const other of peers.values()) if (other !== peer && !other.control.isClosed()) other.control.send(announcement)
       }
       return true
     }
 
+    const connectedOrDialing = (info: ControlMessage.MemberInfo) => {
+      const peer = peers.get(info.nodeId)
+      return (peer !== undefined && peer.instanceId === info.instanceId) || dialing.has(formatAddress({ host: info.host, port: info.port }))
+    }
+
+    /**
+     * Members heard of through gossip. Of two nodes that learn of each other, the one with the
+     * smaller id dials; the other dials only if no connection came within a heartbeat or two.
+     * This halves the handshakes while a cluster forms.
+     */
     const learn = (members: ReadonlyArray<ControlMessage.MemberInfo>) => {
       for (const info of members) {
-        if (info.nodeId === settings.nodeId) continue
-        const peer = peers.get(info.nodeId)
-        if (peer !== undefined && peer.instanceId === info.instanceId) continue
+        if (info.nodeId === settings.nodeId || connectedOrDialing(info)) continue
         const address = { host: info.host, port: info.port }
-        runFork(FiberSet.run(fibers, dialAddress(address).pipe(Effect.ignore)))
+        const dial = dialAddress(address).pipe(Effect.ignore)
+        const wait = Duration.times(settings.heartbeatInterval, 2)
+        runFork(
+          FiberSet.run(
+            fibers,
+            settings.nodeId < info.nodeId ? dial : Effect.sleep(wait).pipe(Effect.andThen(Effect.suspend(() => (connectedOrDialing(info) ? Effect.void : dial))))
+          )
+        )
       }
     }
 

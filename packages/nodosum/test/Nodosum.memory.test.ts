@@ -231,6 +231,30 @@ describe('Nodosum over MemoryTransport', () => {
     )
   )
 
+  it.live('a partition longer than the failure timeout splits the view; after healing the sides reconnect and re-merge', () =>
+    withNetwork(
+      Effect.gen(function* () {
+        const network = yield* MemoryNetwork
+        const timing = { heartbeatInterval: 50, failureTimeout: 300, reconnectInitial: 50, reconnectMax: 200, transport: { idleTimeout: 60_000 } }
+        const a = yield* node({ nodeId: 'a', host: 'a', port: 7001, ...timing })
+        const b = yield* node({ nodeId: 'b', host: 'b', port: 7001, seeds: ['a:7001'], ...timing })
+        const c = yield* node({ nodeId: 'c', host: 'c', port: 7001, seeds: ['a:7001'], ...timing })
+        yield* untilMesh([a, b, c], ['a', 'b', 'c'])
+        network.partition(['a', 'b'], ['c'])
+        yield* eventually(() => a.nodes().length === 2 && b.nodes().length === 2 && c.nodes().length === 1, 5_000, 'split view')
+        expect(a.nodes()).toEqual(['a', 'b'])
+        expect(c.nodes()).toEqual(['c'])
+        const healedAt = Date.now()
+        network.heal()
+        yield* untilMesh([a, b, c], ['a', 'b', 'c'], 5_000)
+        const remergeMs = Date.now() - healedAt
+        // reconnects back off from 50 ms to 200 ms: the sides find each other within a few attempts
+        expect(remergeMs).toBeLessThan(5_000)
+        for (const n of [a, b, c]) expect(n.members().every((m) => m.state === 'alive')).toBe(true)
+      })
+    )
+  )
+
   it('settings are validated before anything starts', () => {
     const result = NodosumConfig.validate({ clusterSecret: 'x' }, {})
     expect(result._tag).toBe('Left')

@@ -14,7 +14,7 @@ describe('npm pack of every publishable package', () => {
   afterAll(() => project?.dispose())
 
   it('finds the packages', () => {
-    expect(packages.map((p) => p.name)).toContain('@mycorrizal/wire')
+    expect(packages.map((p) => p.name)).toEqual(expect.arrayContaining(['@mycorrizal/wire', '@mycorrizal/nodosum', '@mycorrizal/streams', 'mycorrizal']))
   })
 
   it.each(packages.map((p) => [p.name, p] as const))('%s installs into a blank project and imports with plain node', (name, pkg) => {
@@ -45,6 +45,24 @@ describe('npm pack of every publishable package', () => {
     `)
     expect(out.trim()).toBe('01000c53595354454d2d4d5943454c000f6275636b65743a73657373696f6e73 SYSTEM-MYCEL bucket:sessions')
   })
+
+  it('the mycorrizal facade works from a plain .mjs file: two nodes over QUIC exchange a message', () => {
+    const out = project.runModule(`
+      import { createMycorrizal } from 'mycorrizal'
+      const wait = async (f) => { for (let i = 0; i < 1000 && !f(); i++) await new Promise((r) => setTimeout(r, 10)) }
+      const a = await createMycorrizal({ nodeId: 'a', host: '127.0.0.1', port: 0, clusterSecret: 'dev-secret', logLevel: 'none' })
+      const b = await createMycorrizal({ nodeId: 'b', host: '127.0.0.1', port: 0, seeds: ['127.0.0.1:' + a.address.port], clusterSecret: 'dev-secret', logLevel: 'none' })
+      await wait(() => a.nodes().length === 2 && b.nodes().length === 2)
+      let got = ''
+      b.registerApplication('my-app').setReceiveFunc((p, from) => { got = from + ':' + new TextDecoder().decode(p) })
+      await a.registerApplication('my-app').send(new TextEncoder().encode('hi'), ['b'])
+      await wait(() => got !== '')
+      console.log(JSON.stringify({ nodes: a.nodes(), got }))
+      await b.shutdown()
+      await a.shutdown()
+    `)
+    expect(JSON.parse(out.trim().split('\n').at(-1)!)).toEqual({ nodes: ['a', 'b'], got: 'a:hi' })
+  }, 60_000)
 
   it('internal modules are not reachable', () => {
     expect(() => project.runModule(`await import('@mycorrizal/wire/internal/Decoder.js')`)).toThrow()

@@ -1,0 +1,10 @@
+/**
+ * mycorrizal — embedded clustering for Node.js services.
+ *
+ * @since 0.1.0
+ */
+export * from '@mycorrizal/nodosum'
+export * from '@mycorrizal/streams'
+export * as Mycorrizal from './Mycorrizal.js'
+export { createMycorrizal } from './Mycorrizal.js'
+export type { MycorrizalApplication, MycorrizalConfig, MycorrizalNode, MycorrizalStream } from './Mycorrizal.js'

@@ -1,0 +1,67 @@
+import { describe, expect, it } from '@effect/vitest'
+import { createMycorrizal, type MycorrizalNode } from '../src/index.js'
+
+const waitFor = async (condition: () => boolean, what: string, ms = 10_000) => {
+  const until = Date.now() + ms
+  while (!condition()) {
+    if (Date.now() > until) throw new Error(`${what} did not happen within ${ms} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
+describe('createMycorrizal (Promise facade over real QUIC)', () => {
+  it('three nodes join, exchange messages on default and named streams, and shut down cleanly', async () => {
+    const nodes: Array<MycorrizalNode> = []
+    try {
+      const a = await createMycorrizal({ nodeId: 'a', host: '127.0.0.1', port: 0, clusterSecret: 'dev-secret', logLevel: 'none' })
+      nodes.push(a)
+      const seed = `127.0.0.1:${a.address.port}`
+      expect(a.address.port).toBeGreaterThan(0)
+      const b = await createMycorrizal({ nodeId: 'b', host: '127.0.0.1', port: 0, seeds: [seed], clusterSecret: 'dev-secret', logLevel: 'none' })
+      const c = await createMycorrizal({ nodeId: 'c', host: '127.0.0.1', port: 0, seeds: [seed], clusterSecret: 'dev-secret', logLevel: 'none' })
+      nodes.push(b, c)
+      await waitFor(() => nodes.every((n) => n.nodes().length === 3), 'mesh of three')
+      expect(a.nodes()).toEqual(['a', 'b', 'c'])
+      expect(a.id).toBe('a')
+
+      const appA = a.registerApplication('my-app')
+      const received: Array<string> = []
+      for (const n of [b, c]) n.registerApplication('my-app').setReceiveFunc((p, from) => void received.push(`${n.id}<-${from}:${new TextDecoder().decode(p)}`))
+      await appA.send(new TextEncoder().encode('hello'))
+      await waitFor(() => received.length === 2, 'default stream delivery')
+      expect(received.sort()).toEqual(['b<-a:hello', 'c<-a:hello'])
+
+      const x = b.registerApplicationWithConfig({ id: 'x', maxStreams: 25 })
+      const orders = x.createStream('topic:orders')
+      const got: Array<string> = []
+      c.registerApplicationWithConfig({ id: 'x', maxStreams: 25 })
+        .createStream('topic:orders')
+        .setReceiveFunc((p) => void got.push(new TextDecoder().decode(p)))
+      await orders.send(new TextEncoder().encode('o-1'), ['c'])
+      await waitFor(() => got.length === 1, 'named stream delivery')
+      expect(got).toEqual(['o-1'])
+      expect(x.listStreams()).toEqual(['topic:orders'])
+      expect(orders.stats().messagesOut).toBe(1)
+
+      // typed errors surface as thrown values with their tag and reason
+      expect(() => x.createStream('topic:orders')).toThrow(expect.objectContaining({ _tag: 'StreamsError', reason: 'DuplicateStream' }))
+      expect(() => a.registerApplication('my-app')).toThrow(expect.objectContaining({ reason: 'DuplicateApplication' }))
+      await expect(appA.send(new Uint8Array(1), ['nobody'])).rejects.toMatchObject({ _tag: 'SendError' })
+
+      // a graceful shutdown is a leave for the others
+      await c.shutdown()
+      await waitFor(() => a.nodes().length === 2, 'a drops c', 2_000)
+      expect(a.members().find((m) => m.id === 'c')?.state).toBe('left')
+    } finally {
+      await Promise.all(nodes.map((n) => n.shutdown()))
+    }
+  }, 60_000)
+
+  it('a bad config value is refused with a message naming the field', async () => {
+    await expect(createMycorrizal({ nodeId: 'a', port: 70_000, clusterSecret: 'dev-secret', logLevel: 'none' })).rejects.toMatchObject({
+      field: 'port',
+      message: expect.stringContaining('65535')
+    })
+    await expect(createMycorrizal({ nodeId: 'a', seeds: ['nope'], clusterSecret: 'dev-secret', logLevel: 'none' })).rejects.toMatchObject({ field: 'seeds[0]' })
+  })
+})

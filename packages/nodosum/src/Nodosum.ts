@@ -152,6 +152,13 @@ export const layer = (input: NodosumSettingsInput): Layer.Layer<Nodosum, ConfigE
     Effect.gen(function* () {
       const settings = yield* NodosumConfig.make(input)
       const identity = yield* tlsIdentity(settings)
+      if (settings.single) {
+        // no cluster: nothing is bound, local features only
+        const transport = yield* MemoryTransport.make({ host: 'single', certificates: [Certificates.toDer(identity.cert)] }).pipe(
+          Effect.provide(MemoryTransport.networkLayer)
+        )
+        return yield* makeCluster(settings, transport, Discovery.fixed([]), { certificate: Certificates.toDer(identity.cert) })
+      }
       const transport = yield* QuicTransport.make({
         ...settings.transport,
         tls: { cert: identity.cert, key: identity.key, ca: identity.ca }

@@ -90,6 +90,18 @@ describe('Nodosum over QUIC on loopback', () => {
   )
 })
 
+describe('Nodosum in single mode', () => {
+  it.live('runs without a cluster: no socket, no authentication needed, only itself as member', () =>
+    Effect.gen(function* () {
+      const ctx = yield* Layer.build(Nodosum.layer({ nodeId: 'solo', single: true }))
+      const solo = Context.get(ctx, Nodosum.Nodosum)
+      expect(solo.nodes()).toEqual(['solo'])
+      expect(solo.boundAddress.host).toBe('single')
+      expect(() => solo.openStream('other', 'app', '', { onMessage: () => {} })).toThrow(/not an alive member/)
+    }).pipe(Effect.scoped)
+  )
+})
+
 describe('Nodosum with real processes', () => {
   const children: Array<ChildProcess> = []
   afterEach(() => {

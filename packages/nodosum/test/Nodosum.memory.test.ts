@@ -255,6 +255,18 @@ describe('Nodosum over MemoryTransport', () => {
     )
   )
 
+  it.live('seeds are resolved again periodically: a seed that comes up later is found', () =>
+    withNetwork(
+      Effect.gen(function* () {
+        const early = yield* node({ nodeId: 'early', host: 'early', port: 7001, seeds: ['late:7001'], discoveryInterval: 100, transport: { handshakeTimeout: 200 } })
+        yield* Effect.sleep(Duration.millis(300))
+        expect(early.nodes()).toEqual(['early'])
+        const late = yield* node({ nodeId: 'late', host: 'late', port: 7001 })
+        yield* untilMesh([early, late], ['early', 'late'], 3_000)
+      })
+    )
+  )
+
   it('settings are validated before anything starts', () => {
     const result = NodosumConfig.validate({ clusterSecret: 'x' }, {})
     expect(result._tag).toBe('Left')

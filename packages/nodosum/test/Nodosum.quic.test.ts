@@ -5,6 +5,7 @@ import { createRequire } from 'node:module'
 import { createInterface } from 'node:readline'
 import * as Certificates from '../src/Certificates.js'
 import * as Nodosum from '../src/Nodosum.js'
+import * as QuicTransport from '../src/QuicTransport.js'
 import type { NodosumSettingsInput } from '../src/NodosumConfig.js'
 import { eventually } from '../src/testing.js'
 
@@ -64,6 +65,24 @@ describe('Nodosum over QUIC on loopback', () => {
       expect(error.message).toMatch(/certificate names 'x'/)
       expect(a.stats().handshakeFailures['CertificateMismatch']).toBe(1)
       expect(a.nodes()).toEqual(['a', 'b'])
+    }).pipe(Effect.scoped)
+  )
+
+  it.live('a QUIC peer that skips the handshake and sends nonsense is cut off; the node keeps serving', () =>
+    Effect.gen(function* () {
+      const a = yield* node({ nodeId: 'a' })
+      const raw = yield* QuicTransport.make({ host: '127.0.0.1', port: 0, tls: { ...(yield* Certificates.createSelfSigned('raw')), ca: undefined } })
+      const connection = yield* raw.connect(a.address)
+      const closed = yield* Deferred.make<unknown>()
+      connection.setHandler({ onStream: () => {}, onClose: (e) => Deferred.unsafeDone(closed, Effect.succeed(e)) })
+      const streams = Array.from({ length: 5 }, () => connection.openStream({ onData: () => {} }))
+      for (const s of streams) s.write(new Uint8Array(4096).fill(0xff))
+      // the first stream is taken as a control stream and fails its STREAM_INIT; the rest are refused;
+      // without a handshake the connection is closed after the handshake timeout at the latest
+      yield* Deferred.await(closed).pipe(Effect.timeout(Duration.seconds(8)))
+      expect(a.nodes()).toEqual(['a'])
+      const b = yield* node({ nodeId: 'b', seeds: [seedOf(a)] })
+      yield* eventually(() => a.nodes().length === 2 && b.nodes().length === 2, 10_000, 'a legitimate node still joins')
     }).pipe(Effect.scoped)
   )
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@effect/vitest'
-import { Context, Duration, Effect, Layer } from 'effect'
+import { Context, Duration, Effect, Layer, Logger, LogLevel } from 'effect'
 import { MemoryNetwork } from '../src/MemoryTransport.js'
 import * as MemoryTransport from '../src/MemoryTransport.js'
 import * as Nodosum from '../src/Nodosum.js'
@@ -49,7 +49,7 @@ describe('Nodosum at scale (MemoryTransport)', () => {
           expect(n.nodes()).toEqual(expected)
           for (const k of killed) expect(n.members().find((m) => m.id === k.nodeId)?.state).toBe('failed')
         }
-      }).pipe(Effect.scoped, Effect.provide(MemoryTransport.networkLayer)),
+      }).pipe(Effect.scoped, Effect.provide(MemoryTransport.networkLayer), Logger.withMinimumLogLevel(LogLevel.Warning)),
     120_000
   )
 })

@@ -434,6 +434,7 @@ export const makeCluster = (
         const inbox = yield* Queue.bounded<Control>(16)
         const controlReady = yield* Deferred.make<FramedStream>()
         let controlSeen = dialer
+        let controlStream: FramedStream | undefined
         const closed = yield* Deferred.make<void, HandshakeFailure>()
         const feed: PeerStreamHandler = {
           onMessage: (bytes) => {
@@ -456,11 +457,13 @@ export const makeCluster = (
             const framed: FramedStream = new FramedStream(stream, '', true, controlMaxMessageSize, undefined, (init) => {
               if (init.appId !== CONTROL_APP_ID || init.streamName !== '') {
                 framed.reset(ErrorCode.NotAuthenticated)
+                Deferred.unsafeDone(closed, Effect.fail(new HandshakeFailure('Protocol', `first stream is ${init.appId}/${init.streamName}, not the control stream`, false)))
                 return
               }
-              framed.setHandler(feed)
               Deferred.unsafeDone(controlReady, Effect.succeed(framed))
             })
+            // a malformed STREAM_INIT closes the stream: the handshake fails at once
+            framed.setHandler(feed)
           },
           onClose: (error) =>
             Deferred.unsafeDone(closed, Effect.fail(new HandshakeFailure('ConnectionClosed', error?.message ?? 'connection closed during the handshake', false)))
@@ -470,14 +473,19 @@ export const makeCluster = (
           framed.setHandler(feed)
           Deferred.unsafeDone(controlReady, Effect.succeed(framed))
         }
-        const control = yield* Deferred.await(controlReady)
-        const theirs = yield* handshake(connection, control, inbox, dialer).pipe(
+        const theirs = yield* Deferred.await(controlReady).pipe(
+          Effect.flatMap((control) => handshake(connection, control, inbox, dialer).pipe(Effect.map((hello) => ({ hello, control })))),
           Effect.raceFirst(Deferred.await(closed).pipe(Effect.andThen(Effect.never))),
           Effect.timeoutFail({
             duration: settings.transport.handshakeTimeout,
             onTimeout: () => new HandshakeFailure('HandshakeTimeout', `no handshake within ${Duration.format(settings.transport.handshakeTimeout)}`, false)
+          }),
+          Effect.map(({ hello, control }) => {
+            controlStream = control
+            return hello
           })
         )
+        const control = controlStream!
         const info: ControlMessage.MemberInfo = { nodeId: theirs.nodeId, instanceId: theirs.instanceId, host: theirs.host, port: theirs.port }
         const peer: Peer = {
           id: theirs.nodeId,

@@ -3,6 +3,7 @@
  *
  * @since 0.1.0
  */
+export * as CacheMessage from './CacheMessage.js'
 export * as ControlMessage from './ControlMessage.js'
 export * as Decoder from './Decoder.js'
 export * as Frame from './Frame.js'

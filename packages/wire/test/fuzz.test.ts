@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@effect/vitest'
-import { ControlMessage, Decoder, Frame, StreamInit, WireError } from '../src/index.js'
+import { CacheMessage, ControlMessage, Decoder, Frame, StreamInit, WireError } from '../src/index.js'
 
 /** Seeded xorshift PRNG: the same inputs on every run. */
 const rng = (seed: number) => {
@@ -120,6 +120,36 @@ describe('fuzz', () => {
       const input = mutate(valid[rand(valid.length)]!, rand, valid)
       try {
         ControlMessage.decode(input)
+        decoded++
+      } catch (e) {
+        if (!(e instanceof WireError)) throw e
+        errors++
+      }
+    }
+    expect(errors).toBeGreaterThan(10_000)
+    expect(decoded).toBeGreaterThan(1_000)
+  }, 120_000)
+})
+
+describe('fuzz: cache messages', () => {
+  it('the cache message decoder takes 100,000 random and mutated inputs: only WireError', () => {
+    const rand = rng(0xcace)
+    const valid: Array<Uint8Array> = [
+      CacheMessage.encode({ _tag: 'Put', id: 1, key: 'sess:1', value: new Uint8Array(40).fill(3), ts: 17e11, node: 'n1', ttlMs: 1000, ack: true }),
+      CacheMessage.encode({ _tag: 'Delete', id: 2, key: 'sess:1', ts: 17e11, node: 'n1', ttlMs: 0, ack: false }),
+      CacheMessage.encode({ _tag: 'Ack', id: 3, status: 1 }),
+      CacheMessage.encode({ _tag: 'Get', id: 4, key: 'user:9' }),
+      CacheMessage.encode({ _tag: 'GetResponse', id: 5, status: 0, value: new Uint8Array(20), ts: 1, node: 'n2' }),
+      CacheMessage.encode({ _tag: 'Handoff', entries: [{ key: 'a', tombstone: false, value: new Uint8Array(5), ts: 1, node: 'x', ttlLeftMs: 9 }] }),
+      CacheMessage.encode({ _tag: 'HandoffDone', epoch: 1 }),
+      CacheMessage.encode({ _tag: 'BucketInfo', ttlMs: 5, maxSize: 6, replicas: 2 })
+    ]
+    let errors = 0
+    let decoded = 0
+    for (let run = 0; run < 100_000; run++) {
+      const input = mutate(valid[rand(valid.length)]!, rand, valid)
+      try {
+        CacheMessage.decode(input)
         decoded++
       } catch (e) {
         if (!(e instanceof WireError)) throw e

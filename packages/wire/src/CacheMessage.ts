@@ -1,0 +1,201 @@
+/**
+ * Messages of the cache (`SYSTEM-MYCEL`), one bucket per stream (`bucket:<name>`), so no
+ * message carries its bucket's name.
+ *
+ * | type | message | fields |
+ * | ---- | ------- | ------ |
+ * | 0x01 | Put | id u32, key, value bytes, ts f64, node, ttlMs u32 (0: the bucket's), ack bool |
+ * | 0x02 | Delete | id u32, key, ts f64, node, ttlMs u32 (tombstone lifetime; 0: the bucket's), ack bool |
+ * | 0x03 | Ack | id u32, status u8 (0 stored, 1 older than what is stored, 2 bucket not found) |
+ * | 0x04 | Get | id u32, key |
+ * | 0x05 | GetResponse | id u32, status u8 (0 hit, 1 miss, 2 bucket not found), value bytes, ts f64, node |
+ * | 0x06 | Handoff | entries: key, tombstone bool, value bytes, ts f64, node, ttlLeftMs u32 |
+ * | 0x07 | HandoffDone | epoch u32 |
+ * | 0x08 | BucketInfo | ttlMs f64, maxSize u32, replicas u8 |
+ *
+ * Versions are (ts, node): last write wins, ties broken by node id. Request ids correlate
+ * answers; every Get gets a GetResponse (a miss too).
+ *
+ * @since 0.1.0
+ */
+import * as SystemMessage from './SystemMessage.js'
+import { WireError } from './WireError.js'
+
+export interface Put {
+  readonly _tag: 'Put'
+  readonly id: number
+  readonly key: string
+  readonly value: Uint8Array
+  readonly ts: number
+  readonly node: string
+  readonly ttlMs: number
+  readonly ack: boolean
+}
+
+export interface Delete {
+  readonly _tag: 'Delete'
+  readonly id: number
+  readonly key: string
+  readonly ts: number
+  readonly node: string
+  readonly ttlMs: number
+  readonly ack: boolean
+}
+
+/** Outcome of a write on a replica. */
+export const AckStatus = { Stored: 0, Older: 1, BucketNotFound: 2 } as const
+export type AckStatus = (typeof AckStatus)[keyof typeof AckStatus]
+
+export interface Ack {
+  readonly _tag: 'Ack'
+  readonly id: number
+  readonly status: AckStatus
+}
+
+export interface Get {
+  readonly _tag: 'Get'
+  readonly id: number
+  readonly key: string
+}
+
+/** Outcome of a read. */
+export const GetStatus = { Hit: 0, Miss: 1, BucketNotFound: 2 } as const
+export type GetStatus = (typeof GetStatus)[keyof typeof GetStatus]
+
+export interface GetResponse {
+  readonly _tag: 'GetResponse'
+  readonly id: number
+  readonly status: GetStatus
+  readonly value: Uint8Array
+  readonly ts: number
+  readonly node: string
+}
+
+export interface HandoffEntry {
+  readonly key: string
+  readonly tombstone: boolean
+  readonly value: Uint8Array
+  readonly ts: number
+  readonly node: string
+  /** Time to live left, relative: the nodes' clocks need not agree. */
+  readonly ttlLeftMs: number
+}
+
+export interface Handoff {
+  readonly _tag: 'Handoff'
+  readonly entries: ReadonlyArray<HandoffEntry>
+}
+
+export interface HandoffDone {
+  readonly _tag: 'HandoffDone'
+  readonly epoch: number
+}
+
+export interface BucketInfo {
+  readonly _tag: 'BucketInfo'
+  readonly ttlMs: number
+  readonly maxSize: number
+  readonly replicas: number
+}
+
+export type CacheMessage = Put | Delete | Ack | Get | GetResponse | Handoff | HandoffDone | BucketInfo
+
+const status = <S extends number>(r: SystemMessage.Reader, max: number, what: string): S => {
+  const s = r.u8()
+  if (s > max) throw new WireError({ reason: 'InvalidField', message: `${what} status ${s} is unknown` })
+  return s as S
+}
+
+const copy = (b: Uint8Array) => new Uint8Array(b)
+
+const set = SystemMessage.messageSet<CacheMessage>('cache', [
+  SystemMessage.define<Put>({
+    tag: 'Put',
+    type: 0x01,
+    version: 1,
+    write: (w, m) => {
+      w.u32(m.id).string(m.key).bytes(m.value).f64(m.ts).string(m.node).u32(m.ttlMs).bool(m.ack)
+    },
+    read: (r) => ({ _tag: 'Put', id: r.u32(), key: r.string(), value: copy(r.bytesField()), ts: r.f64(), node: r.string(), ttlMs: r.u32(), ack: r.bool() })
+  }),
+  SystemMessage.define<Delete>({
+    tag: 'Delete',
+    type: 0x02,
+    version: 1,
+    write: (w, m) => {
+      w.u32(m.id).string(m.key).f64(m.ts).string(m.node).u32(m.ttlMs).bool(m.ack)
+    },
+    read: (r) => ({ _tag: 'Delete', id: r.u32(), key: r.string(), ts: r.f64(), node: r.string(), ttlMs: r.u32(), ack: r.bool() })
+  }),
+  SystemMessage.define<Ack>({
+    tag: 'Ack',
+    type: 0x03,
+    version: 1,
+    write: (w, m) => {
+      w.u32(m.id).u8(m.status)
+    },
+    read: (r) => ({ _tag: 'Ack', id: r.u32(), status: status<AckStatus>(r, 2, 'ack') })
+  }),
+  SystemMessage.define<Get>({
+    tag: 'Get',
+    type: 0x04,
+    version: 1,
+    write: (w, m) => {
+      w.u32(m.id).string(m.key)
+    },
+    read: (r) => ({ _tag: 'Get', id: r.u32(), key: r.string() })
+  }),
+  SystemMessage.define<GetResponse>({
+    tag: 'GetResponse',
+    type: 0x05,
+    version: 1,
+    write: (w, m) => {
+      w.u32(m.id).u8(m.status).bytes(m.value).f64(m.ts).string(m.node)
+    },
+    read: (r) => ({ _tag: 'GetResponse', id: r.u32(), status: status<GetStatus>(r, 2, 'get'), value: copy(r.bytesField()), ts: r.f64(), node: r.string() })
+  }),
+  SystemMessage.define<Handoff>({
+    tag: 'Handoff',
+    type: 0x06,
+    version: 1,
+    write: (w, m) => {
+      w.array(m.entries, (w2, e) => {
+        w2.string(e.key).bool(e.tombstone).bytes(e.value).f64(e.ts).string(e.node).u32(e.ttlLeftMs)
+      })
+    },
+    read: (r) => ({
+      _tag: 'Handoff',
+      entries: r.array(
+        (r2) => ({ key: r2.string(), tombstone: r2.bool(), value: copy(r2.bytesField()), ts: r2.f64(), node: r2.string(), ttlLeftMs: r2.u32() }),
+        23
+      )
+    })
+  }),
+  SystemMessage.define<HandoffDone>({
+    tag: 'HandoffDone',
+    type: 0x07,
+    version: 1,
+    write: (w, m) => {
+      w.u32(m.epoch)
+    },
+    read: (r) => ({ _tag: 'HandoffDone', epoch: r.u32() })
+  }),
+  SystemMessage.define<BucketInfo>({
+    tag: 'BucketInfo',
+    type: 0x08,
+    version: 1,
+    write: (w, m) => {
+      w.f64(m.ttlMs).u32(m.maxSize).u8(m.replicas)
+    },
+    read: (r) => ({ _tag: 'BucketInfo', ttlMs: r.f64(), maxSize: r.u32(), replicas: r.u8() })
+  })
+])
+
+/** Encodes a cache message. */
+export const encode = set.encode
+/** Decodes a cache message; throws `WireError`. */
+export const decode = set.decode
+/** `decode` at the Effect edge. */
+export const decodeEffect = set.decodeEffect
+/** Bytes a Put of this key and value takes besides the value: to refuse values over the message size before sending. */
+export const putOverhead = (key: string, node: string): number => 2 + 4 + 2 + Buffer.byteLength(key) + 4 + 8 + 2 + Buffer.byteLength(node) + 4 + 1

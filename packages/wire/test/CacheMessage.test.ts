@@ -1,0 +1,55 @@
+import { describe, expect, it } from '@effect/vitest'
+import { CacheMessage, WireError } from '../src/index.js'
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
+
+describe('CacheMessage', () => {
+  it('golden vectors', () => {
+    expect(hex(CacheMessage.encode({ _tag: 'Get', id: 7, key: 'k' }))).toBe('0401' + '00000007' + '00016b')
+    expect(hex(CacheMessage.encode({ _tag: 'Ack', id: 1, status: CacheMessage.AckStatus.BucketNotFound }))).toBe('0301' + '00000001' + '02')
+    expect(hex(CacheMessage.encode({ _tag: 'Put', id: 2, key: 'k', value: new Uint8Array([9]), ts: 1, node: 'a', ttlMs: 0, ack: true }))).toBe(
+      '0101' + '00000002' + '00016b' + '0000000109' + '3ff0000000000000' + '000161' + '00000000' + '01'
+    )
+    expect(hex(CacheMessage.encode({ _tag: 'GetResponse', id: 3, status: CacheMessage.GetStatus.Miss, value: new Uint8Array(0), ts: 0, node: '' }))).toBe(
+      '0501' + '00000003' + '01' + '00000000' + '0000000000000000' + '0000'
+    )
+    expect(hex(CacheMessage.encode({ _tag: 'HandoffDone', epoch: 5 }))).toBe('0701' + '00000005')
+    expect(hex(CacheMessage.encode({ _tag: 'BucketInfo', ttlMs: 1000, maxSize: 10, replicas: 2 }))).toBe('0801' + '408f400000000000' + '0000000a' + '02')
+  })
+
+  it('round-trips every message, with decoded values copied out of the input', () => {
+    const all: ReadonlyArray<CacheMessage.CacheMessage> = [
+      { _tag: 'Put', id: 1, key: 'sess:42', value: new Uint8Array([1, 2, 3]), ts: 1732000000000.25, node: 'n1', ttlMs: 60_000, ack: false },
+      { _tag: 'Delete', id: 2, key: 'sess:42', ts: 1, node: 'n2', ttlMs: 0, ack: true },
+      { _tag: 'Ack', id: 3, status: 0 },
+      { _tag: 'Get', id: 4, key: '' },
+      { _tag: 'GetResponse', id: 5, status: 0, value: new Uint8Array(100).fill(7), ts: 2, node: 'n3' },
+      {
+        _tag: 'Handoff',
+        entries: [
+          { key: 'a', tombstone: false, value: new Uint8Array([1]), ts: 3, node: 'n1', ttlLeftMs: 500 },
+          { key: 'b', tombstone: true, value: new Uint8Array(0), ts: 4, node: 'n2', ttlLeftMs: 1 }
+        ]
+      },
+      { _tag: 'HandoffDone', epoch: 9 },
+      { _tag: 'BucketInfo', ttlMs: 60_000, maxSize: 1000, replicas: 2 }
+    ]
+    for (const m of all) {
+      const buf = Buffer.from(CacheMessage.encode(m))
+      const decoded = CacheMessage.decode(buf)
+      buf.fill(0)
+      expect(decoded).toEqual(m)
+    }
+  })
+
+  it('refuses unknown statuses and short handoffs with WireError', () => {
+    expect(() => CacheMessage.decode(Buffer.from('030100000001' + '09', 'hex'))).toThrow(WireError)
+    expect(() => CacheMessage.decode(Buffer.from('0601' + 'ffffffff', 'hex'))).toThrow(expect.objectContaining({ reason: 'UnexpectedEof' }))
+  })
+
+  it('putOverhead is exact', () => {
+    const value = new Uint8Array(10)
+    const bytes = CacheMessage.encode({ _tag: 'Put', id: 1, key: 'kéy', value, ts: 1, node: 'nöde', ttlMs: 0, ack: true })
+    expect(bytes.length).toBe(CacheMessage.putOverhead('kéy', 'nöde') + value.length)
+  })
+})

@@ -47,7 +47,9 @@ export default [
         'error',
         {
           ignoredFiles: ['{projectRoot}/eslint.config.{js,cjs,mjs}', '{projectRoot}/vitest.config.{js,ts,mjs,mts}', '{projectRoot}/test/**/*', '{projectRoot}/**/*.test.ts'],
-          ignoredDependencies: ['tslib']
+          ignoredDependencies: ['tslib'],
+          // packages may install their own versions under their node_modules (npm workspaces)
+          checkVersionMismatches: false
         }
       ]
     },

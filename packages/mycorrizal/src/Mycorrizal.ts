@@ -5,6 +5,7 @@
  *
  * @since 0.1.0
  */
+import { Mycel } from '@mycorrizal/mycel'
 import { Nodosum, type NodosumConfig } from '@mycorrizal/nodosum'
 import type { Application, ApplicationConfig, ApplicationStats, ReceiveFunc, Stream, StreamStats } from '@mycorrizal/streams'
 import { Streams } from '@mycorrizal/streams'
@@ -16,11 +17,28 @@ export interface MycorrizalConfig extends NodosumConfig.NodosumSettingsInput {
   readonly streamGrace?: Streams.StreamsOptions['grace']
   /** Least severe log level printed (default 'info'); 'none' silences the library. */
   readonly logLevel?: 'debug' | 'info' | 'warning' | 'error' | 'none'
+  /** Cache request timeout and readiness wait. */
+  readonly cache?: Mycel.MycelOptions
 }
 
 /** The layers of one node, for Effect programs. */
-export const layer = (config: MycorrizalConfig): Layer.Layer<Nodosum.Nodosum | Streams.Streams, unknown> =>
-  Streams.layer({ grace: config.streamGrace }).pipe(Layer.provideMerge(Nodosum.layer(config)))
+export const layer = (config: MycorrizalConfig): Layer.Layer<Nodosum.Nodosum | Streams.Streams | Mycel.Mycel, unknown> =>
+  Mycel.layer(config.cache).pipe(Layer.provideMerge(Streams.layer({ grace: config.streamGrace })), Layer.provideMerge(Nodosum.layer(config)))
+
+/** The cache, with Promises. */
+export interface MycorrizalCache {
+  /** Every node of the service creates the buckets it uses. `ttlMs` is the default time to live, `maxSize` the entry limit (LRU). */
+  createBucket(name: string, ttlMs: number, maxSize: number, options?: Mycel.BucketOptions): Promise<void>
+  deleteBucket(name: string): Promise<void>
+  put(bucket: string, key: string, value: Uint8Array, ttlMs?: number): Promise<void>
+  /** The value, or undefined on a miss. */
+  get(bucket: string, key: string): Promise<Uint8Array | undefined>
+  delete(bucket: string, key: string): Promise<void>
+  stats(bucket: string): Mycel.BucketStats | undefined
+  buckets(): ReadonlyArray<string>
+  /** True once this node has received the keys it owns (readiness). */
+  ready(): boolean
+}
 
 /** A stream of an application, with Promises. */
 export interface MycorrizalStream {
@@ -58,8 +76,10 @@ export interface MycorrizalNode {
   /** Throws `StreamsError` (DuplicateApplication, ReservedApplication, InvalidName). */
   registerApplication(id: string): MycorrizalApplication
   registerApplicationWithConfig(config: ApplicationConfig): MycorrizalApplication
+  /** The distributed cache. */
+  readonly mycel: MycorrizalCache
   /** The Effect services behind this node, for code that mixes both styles. */
-  readonly services: { readonly nodosum: Nodosum.Nodosum['Type']; readonly streams: Streams.Streams['Type'] }
+  readonly services: { readonly nodosum: Nodosum.Nodosum['Type']; readonly streams: Streams.Streams['Type']; readonly mycel: Mycel.Mycel['Type'] }
   /** Announces leave, closes every stream and connection, releases the socket. */
   shutdown(): Promise<void>
 }
@@ -75,24 +95,24 @@ const levels = {
 /** Starts a node: validates the config, binds, joins the cluster through its seeds. */
 export const createMycorrizal = async (config: MycorrizalConfig): Promise<MycorrizalNode> => {
   const runtime = ManagedRuntime.make(layer(config).pipe(Layer.provide(Logger.minimumLogLevel(levels[config.logLevel ?? 'info']))))
-  const run = <A, E>(effect: Effect.Effect<A, E, Nodosum.Nodosum | Streams.Streams>): Promise<A> =>
+  const run = <A, E>(effect: Effect.Effect<A, E, Nodosum.Nodosum | Streams.Streams | Mycel.Mycel>): Promise<A> =>
     runtime.runPromiseExit(effect).then((exit) => {
       if (Exit.isSuccess(exit)) return exit.value
       throw Cause.squash(exit.cause)
     })
-  const runSync = <A, E>(effect: Effect.Effect<A, E, Nodosum.Nodosum | Streams.Streams>): A => {
+  const runSync = <A, E>(effect: Effect.Effect<A, E, Nodosum.Nodosum | Streams.Streams | Mycel.Mycel>): A => {
     const exit = runtime.runSyncExit(effect)
     if (Exit.isSuccess(exit)) return exit.value
     throw Cause.squash(exit.cause)
   }
   let services: MycorrizalNode['services']
   try {
-    services = await run(Effect.all({ nodosum: Nodosum.Nodosum, streams: Streams.Streams }))
+    services = await run(Effect.all({ nodosum: Nodosum.Nodosum, streams: Streams.Streams, mycel: Mycel.Mycel }))
   } catch (error) {
     await runtime.dispose()
     throw error
   }
-  const { nodosum, streams } = services
+  const { nodosum, streams, mycel } = services
 
   const wrapStream = (stream: Stream): MycorrizalStream => ({
     send: (payload, nodeIds) => run(stream.send(payload, nodeIds)),
@@ -121,6 +141,16 @@ export const createMycorrizal = async (config: MycorrizalConfig): Promise<Mycorr
     members: () => nodosum.members(),
     registerApplication: (id) => wrapApp(runSync(streams.registerApplication(id))),
     registerApplicationWithConfig: (appConfig) => wrapApp(runSync(streams.registerApplicationWithConfig(appConfig))),
+    mycel: {
+      createBucket: (name, ttlMs, maxSize, options) => run(mycel.createBucket(name, ttlMs, maxSize, options)),
+      deleteBucket: (name) => run(mycel.deleteBucket(name)),
+      put: (bucket, key, value, ttlMs) => run(mycel.put(bucket, key, value, ttlMs)),
+      get: (bucket, key) => run(mycel.get(bucket, key)),
+      delete: (bucket, key) => run(mycel.delete(bucket, key)),
+      stats: (bucket) => mycel.stats(bucket),
+      buckets: () => mycel.buckets(),
+      ready: () => mycel.ready()
+    },
     services,
     shutdown: () => (stopped ??= runtime.dispose())
   }

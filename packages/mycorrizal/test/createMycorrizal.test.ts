@@ -48,6 +48,16 @@ describe('createMycorrizal (Promise facade over real QUIC)', () => {
       expect(() => a.registerApplication('my-app')).toThrow(expect.objectContaining({ reason: 'DuplicateApplication' }))
       await expect(appA.send(new Uint8Array(1), ['nobody'])).rejects.toMatchObject({ _tag: 'SendError' })
 
+      // the cache: every node creates the bucket, any node reads what another wrote
+      for (const n of nodes) await n.mycel.createBucket('sessions', 60_000, 1_000)
+      await a.mycel.put('sessions', 'user:1', new TextEncoder().encode('alice'))
+      for (const n of nodes) expect(new TextDecoder().decode((await n.mycel.get('sessions', 'user:1'))!)).toBe('alice')
+      expect(await b.mycel.get('sessions', 'nobody')).toBeUndefined()
+      await c.mycel.delete('sessions', 'user:1')
+      for (const n of nodes) expect(await n.mycel.get('sessions', 'user:1')).toBeUndefined()
+      await expect(a.mycel.get('nope', 'k')).rejects.toMatchObject({ _tag: 'MycelError', reason: 'BucketNotFound' })
+      expect(a.mycel.buckets()).toEqual(['sessions'])
+
       // a graceful shutdown is a leave for the others
       await c.shutdown()
       await waitFor(() => a.nodes().length === 2, 'a drops c', 2_000)

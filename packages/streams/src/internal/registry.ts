@@ -547,6 +547,8 @@ class AppImpl implements Application {
 /** Every application of this node, and the routing of incoming streams to them. */
 export class Registry {
   readonly apps = new Map<string, AppImpl>()
+  /** Incoming streams of applications not registered yet, with their refusal timers. */
+  private readonly heldApps = new Map<string, Array<{ ps: PeerStream; cancel: () => void }>>()
   private readonly runFork: ReturnType<typeof Runtime.runFork<never>>
 
   constructor(
@@ -558,7 +560,29 @@ export class Registry {
     this.runFork = Runtime.runFork(runtime)
     nodosum.setStreamAcceptor((ps) => {
       const app = this.apps.get(ps.appId)
-      return app === undefined ? false : app.accept(ps)
+      if (app !== undefined) return app.accept(ps)
+      // the application may not be registered yet (services register after joining): hold it too
+      ps.pause()
+      const list = this.heldApps.get(ps.appId) ?? []
+      const entry: { ps: PeerStream; cancel: () => void } = {
+        ps,
+        cancel: this.later(this.options.graceMs, () => {
+          const current = this.heldApps.get(ps.appId)
+          const index = current?.indexOf(entry) ?? -1
+          if (current !== undefined && index >= 0) current.splice(index, 1)
+          if (current?.length === 0) this.heldApps.delete(ps.appId)
+          this.log('Warning', 'incoming stream refused: application not registered here within the grace period', {
+            app: ps.appId,
+            stream: ps.streamName,
+            node: ps.peer,
+            graceMs: this.options.graceMs
+          })
+          ps.reset(ErrorCode.UnknownStream)
+        })
+      }
+      list.push(entry)
+      this.heldApps.set(ps.appId, list)
+      return true
     })
   }
 
@@ -598,6 +622,14 @@ export class Registry {
     }
     const app = new AppImpl(this, config.id, full)
     this.apps.set(config.id, app)
+    const held = this.heldApps.get(config.id)
+    if (held !== undefined) {
+      this.heldApps.delete(config.id)
+      for (const h of held) {
+        h.cancel()
+        if (!h.ps.isClosed()) app.accept(h.ps)
+      }
+    }
     return app
   }
 
@@ -619,5 +651,7 @@ export class Registry {
   close(): void {
     for (const app of this.apps.values()) app.close()
     this.apps.clear()
+    for (const list of this.heldApps.values()) for (const h of list) h.cancel()
+    this.heldApps.clear()
   }
 }

@@ -1,0 +1,513 @@
+import type { Nodosum } from '@mycorrizal/nodosum'
+import type { Application, Stream } from '@mycorrizal/streams'
+import { CacheMessage } from '@mycorrizal/wire'
+import { Duration, Effect, Fiber, LogLevel, Runtime, Schedule } from 'effect'
+import type { BucketStats, BucketOptions } from '../Mycel.js'
+import { MycelError } from '../MycelError.js'
+import { Placement } from './placement.js'
+import { BucketStore, type Entry } from './store.js'
+
+const levels = { Debug: LogLevel.Debug, Info: LogLevel.Info, Warning: LogLevel.Warning, Error: LogLevel.Error } as const
+
+export interface CacheOptions {
+  /** How long a remote read or acknowledged write waits for one owner (ms). */
+  readonly requestTimeoutMs: number
+  /** Entries per handoff message. */
+  readonly handoffBatch: number
+  /** After joining, how long to wait for peers' handoffs before calling the node ready anyway (ms). */
+  readonly readyTimeoutMs: number
+  /** A node that still sees no peers after this long (ms) is alone and ready. */
+  readonly settleMs: number
+  /** After a membership change, local misses at an owner are checked with the other owners for this long (ms). */
+  readonly rebalanceWindowMs: number
+}
+
+interface Pending {
+  readonly resolve: (message: CacheMessage.Ack | CacheMessage.GetResponse | undefined) => void
+  readonly cancel: () => void
+}
+
+const streamName = (bucket: string) => `bucket:${bucket}`
+
+/** One bucket on this node: its store, its stream, its counters. */
+class Bucket {
+  readonly store: BucketStore
+  remoteGets = 0
+  remoteGetLatencyUs: Array<number> = []
+  handedOff = 0
+  received = 0
+  timeouts = 0
+  /** Peers that have sent HandoffDone since this node joined. */
+  readonly handoffFrom = new Set<string>()
+  readonly singleflight = new Map<string, Promise<Uint8Array | undefined>>()
+
+  constructor(
+    readonly name: string,
+    readonly options: Required<BucketOptions> & { readonly ttlMs: number; readonly maxSize: number },
+    readonly stream: Stream,
+    now: () => number
+  ) {
+    this.store = new BucketStore({ maxEntries: options.maxSize, maxBytes: options.maxBytes > 0 ? options.maxBytes : undefined, defaultTtlMs: options.ttlMs, now })
+  }
+}
+
+/** The cache of this node. */
+export class Cache {
+  readonly buckets = new Map<string, Bucket>()
+  private readonly pending = new Map<number, Pending>()
+  private nextId = 1
+  private readonly placement = new Placement()
+  private members: ReadonlyArray<string>
+  private readonly runFork: ReturnType<typeof Runtime.runFork<never>>
+  private closed = false
+  readonly joinedAt: number
+  private readyFlag = false
+  private membershipChangedAt = 0
+
+  constructor(
+    readonly nodosum: Nodosum.Nodosum['Type'],
+    readonly app: Application,
+    runtime: Runtime.Runtime<never>,
+    readonly now: () => number,
+    readonly options: CacheOptions,
+    /** Runs background work (rebalancing) in the service's scope. */
+    private readonly background: (effect: Effect.Effect<void>) => void
+  ) {
+    this.runFork = Runtime.runFork(runtime)
+    this.members = nodosum.nodes()
+    this.placement.setNodes(this.members)
+    this.joinedAt = now()
+    this.later(options.readyTimeoutMs, () => {
+      if (!this.readyFlag) {
+        this.readyFlag = true
+        this.log('Warning', 'ready without every peer handoff', { waitedMs: options.readyTimeoutMs })
+      }
+    })
+  }
+
+  private get self(): string {
+    return this.nodosum.nodeId
+  }
+
+  log(level: keyof typeof levels, message: string, annotations: Record<string, unknown> = {}): void {
+    this.runFork(Effect.logWithLevel(levels[level], message).pipe(Effect.annotateLogs({ node: this.self, ...annotations })))
+  }
+
+  private later(ms: number, f: () => void): () => void {
+    const fiber = this.runFork(Effect.sleep(ms).pipe(Effect.andThen(Effect.sync(f))))
+    return () => {
+      this.runFork(Fiber.interrupt(fiber))
+    }
+  }
+
+  // ---- buckets ------------------------------------------------------------------------
+
+  createBucket(name: string, options: Bucket['options']): Effect.Effect<void, MycelError> {
+    return Effect.gen(this, function* () {
+      if (this.buckets.has(name)) return yield* new MycelError({ reason: 'BucketExists', message: `bucket '${name}' exists` })
+      const stream = yield* this.app.createStream(streamName(name)).pipe(
+        Effect.mapError((e) => new MycelError({ reason: 'InvalidBucket', message: `bucket '${name}': ${e.message}` }))
+      )
+      const bucket = new Bucket(name, options, stream, this.now)
+      this.buckets.set(name, bucket)
+      stream.setReceiveFunc((payload, from) => this.receive(bucket, payload, from))
+      this.log('Info', 'bucket created', { bucket: name, ttlMs: options.ttlMs, maxSize: options.maxSize, replicas: options.replicas })
+      // tell the others how this node configured it (a mismatch is logged there)
+      this.send(bucket, { _tag: 'BucketInfo', ttlMs: options.ttlMs, maxSize: options.maxSize, replicas: options.replicas }, [])
+    })
+  }
+
+  deleteBucket(name: string): Effect.Effect<void, MycelError> {
+    return Effect.gen(this, function* () {
+      const bucket = this.buckets.get(name)
+      if (bucket === undefined) return yield* new MycelError({ reason: 'BucketNotFound', message: `no bucket '${name}' on this node` })
+      this.buckets.delete(name)
+      bucket.store.clear()
+      yield* bucket.stream.close
+      this.log('Info', 'bucket deleted', { bucket: name })
+    })
+  }
+
+  private bucket(name: string): Bucket | MycelError {
+    return this.buckets.get(name) ?? new MycelError({ reason: 'BucketNotFound', message: `no bucket '${name}' on this node` })
+  }
+
+  // ---- operations ---------------------------------------------------------------------
+
+  put(name: string, key: string, value: Uint8Array, ttlMs: number | undefined): Effect.Effect<void, MycelError> {
+    return Effect.suspend(() => {
+      const bucket = this.bucket(name)
+      if (bucket instanceof MycelError) return Effect.fail(bucket)
+      if (value.byteLength + CacheMessage.putOverhead(key, this.self) > this.nodosum.maxMessageSize) {
+        return Effect.fail(
+          new MycelError({ reason: 'ValueTooLarge', message: `a value of ${value.byteLength} bytes does not fit in one message (${this.nodosum.maxMessageSize} bytes)` })
+        )
+      }
+      const version = { ts: this.now(), node: this.self }
+      const owners = this.placement.owners(name, key, bucket.options.replicas)
+      const waits: Array<Promise<CacheMessage.Ack | CacheMessage.GetResponse | undefined>> = []
+      for (let i = 0; i < owners.length; i++) {
+        const owner = owners[i]!
+        const wanted = this.ackWanted(bucket, owners, i)
+        if (owner === this.self) {
+          bucket.store.put(key, new Uint8Array(value), version, ttlMs)
+          continue
+        }
+        const id = wanted ? this.nextId++ : 0
+        if (wanted) waits.push(this.expect(bucket, id))
+        this.send(bucket, { _tag: 'Put', id, key, value, ts: version.ts, node: version.node, ttlMs: ttlMs ?? 0, ack: wanted }, [owner])
+      }
+      return this.awaitAcks(bucket, key, waits)
+    })
+  }
+
+  delete(name: string, key: string): Effect.Effect<void, MycelError> {
+    return Effect.suspend(() => {
+      const bucket = this.bucket(name)
+      if (bucket instanceof MycelError) return Effect.fail(bucket)
+      const version = { ts: this.now(), node: this.self }
+      const owners = this.placement.owners(name, key, bucket.options.replicas)
+      const waits: Array<Promise<CacheMessage.Ack | CacheMessage.GetResponse | undefined>> = []
+      for (let i = 0; i < owners.length; i++) {
+        const owner = owners[i]!
+        const wanted = this.ackWanted(bucket, owners, i)
+        if (owner === this.self) {
+          bucket.store.delete(key, version)
+          continue
+        }
+        const id = wanted ? this.nextId++ : 0
+        if (wanted) waits.push(this.expect(bucket, id))
+        this.send(bucket, { _tag: 'Delete', id, key, ts: version.ts, node: version.node, ttlMs: 0, ack: wanted }, [owner])
+      }
+      return this.awaitAcks(bucket, key, waits)
+    })
+  }
+
+  /**
+   * Which owners' acknowledgements a write waits for: the primary's (every owner's with
+   * writeConcern 'all'). When this node is the primary its own copy dies with it, so the next
+   * owner's is awaited too: an acknowledged write then survives the loss of any one node.
+   */
+  private ackWanted(bucket: Bucket, owners: ReadonlyArray<string>, i: number): boolean {
+    if (bucket.options.writeConcern === 'all' || i === 0) return true
+    return i === 1 && owners[0] === this.self
+  }
+
+  private awaitAcks(bucket: Bucket, key: string, waits: ReadonlyArray<Promise<CacheMessage.Ack | CacheMessage.GetResponse | undefined>>) {
+    if (waits.length === 0) return Effect.void
+    return Effect.promise(() => Promise.all(waits)).pipe(
+      Effect.flatMap((answers) => {
+        for (const answer of answers) {
+          if (answer === undefined) {
+            bucket.timeouts++
+            return Effect.fail(new MycelError({ reason: 'Timeout', message: `no owner of '${key}' in '${bucket.name}' acknowledged within ${this.options.requestTimeoutMs} ms` }))
+          }
+          if (answer._tag === 'Ack' && answer.status === CacheMessage.AckStatus.BucketNotFound) {
+            return Effect.fail(new MycelError({ reason: 'BucketNotFound', message: `an owner of '${key}' has no bucket '${bucket.name}'` }))
+          }
+        }
+        return Effect.void
+      })
+    )
+  }
+
+  get(name: string, key: string): Effect.Effect<Uint8Array | undefined, MycelError> {
+    return Effect.suspend(() => {
+      const bucket = this.bucket(name)
+      if (bucket instanceof MycelError) return Effect.fail(bucket)
+      const owners = this.placement.owners(name, key, bucket.options.replicas)
+      if (owners.length === 0 || owners.includes(this.self)) {
+        const local = bucket.store.getValue(key)
+        // while keys move (a join, a failure) a new owner may not have a key yet: ask the others
+        const others = owners.filter((o) => o !== this.self)
+        if (local !== undefined || others.length === 0 || !this.rebalancing()) return Effect.succeed(local)
+        return this.sharedGet(bucket, key, others)
+      }
+      return this.sharedGet(bucket, key, owners)
+    })
+  }
+
+  /** Concurrent gets of the same remote key share one request. */
+  private sharedGet(bucket: Bucket, key: string, owners: ReadonlyArray<string>): Effect.Effect<Uint8Array | undefined, MycelError> {
+    return Effect.suspend(() => {
+      // concurrent gets of the same remote key share one request
+      let shared = bucket.singleflight.get(key)
+      if (shared === undefined) {
+        shared = this.remoteGet(bucket, key, owners).finally(() => bucket.singleflight.delete(key))
+        bucket.singleflight.set(key, shared)
+      }
+      const request = shared
+      return Effect.tryPromise({ try: () => request, catch: (e) => e as MycelError })
+    })
+  }
+
+  /** Asks the owners in order (primary first) until one answers a hit or a miss. */
+  private async remoteGet(bucket: Bucket, key: string, owners: ReadonlyArray<string>): Promise<Uint8Array | undefined> {
+    const started = performance.now()
+    let lastError: MycelError | undefined
+    for (const owner of owners) {
+      const id = this.nextId++
+      const answer = this.expect(bucket, id)
+      this.send(bucket, { _tag: 'Get', id, key }, [owner])
+      const response = await answer
+      if (response === undefined) {
+        bucket.timeouts++
+        lastError = new MycelError({ reason: 'Timeout', message: `'${owner}' did not answer a get of '${key}' in '${bucket.name}' within ${this.options.requestTimeoutMs} ms` })
+        continue
+      }
+      if (response._tag !== 'GetResponse') continue
+      if (response.status === CacheMessage.GetStatus.BucketNotFound) {
+        lastError = new MycelError({ reason: 'BucketNotFound', message: `'${owner}' has no bucket '${bucket.name}'` })
+        continue
+      }
+      // while keys move a new owner may answer a miss for a key another owner still has
+      if (response.status === CacheMessage.GetStatus.Miss && owner !== owners[owners.length - 1] && this.rebalancing()) continue
+      bucket.remoteGets++
+      const us = (performance.now() - started) * 1000
+      if (bucket.remoteGetLatencyUs.length < 4096) bucket.remoteGetLatencyUs.push(us)
+      else bucket.remoteGetLatencyUs[bucket.remoteGets % 4096] = us
+      return response.status === CacheMessage.GetStatus.Hit ? response.value : undefined
+    }
+    throw lastError ?? new MycelError({ reason: 'Unavailable', message: `no owner of '${key}' in '${bucket.name}' is reachable` })
+  }
+
+  /** A promise for the answer to request `id`: undefined on timeout or when the bucket goes away. */
+  private expect(_bucket: Bucket, id: number): Promise<CacheMessage.Ack | CacheMessage.GetResponse | undefined> {
+    return new Promise((resolve) => {
+      const cancel = this.later(this.options.requestTimeoutMs, () => {
+        if (this.pending.delete(id)) resolve(undefined)
+      })
+      this.pending.set(id, { resolve, cancel })
+    })
+  }
+
+  private send(bucket: Bucket, message: CacheMessage.CacheMessage, to: ReadonlyArray<string>): void {
+    if (this.closed) return
+    const bytes = CacheMessage.encode(message)
+    this.runFork(
+      bucket.stream.send(bytes, to).pipe(
+        Effect.catchAll((e) =>
+          Effect.sync(() => {
+            // a refused stream means the peer has no such bucket: fail what waits on it
+            if ('id' in message && message.id !== 0) {
+              const p = this.pending.get(message.id)
+              if (p !== undefined && e._tag === 'SendError') {
+                this.pending.delete(message.id)
+                p.cancel()
+                p.resolve(undefined)
+              }
+            }
+            this.log('Debug', 'cache send failed', { bucket: bucket.name, error: e.message })
+          })
+        )
+      )
+    )
+  }
+
+  // ---- incoming -----------------------------------------------------------------------
+
+  private receive(bucket: Bucket, payload: Uint8Array, from: string): void {
+    let message: CacheMessage.CacheMessage
+    try {
+      message = CacheMessage.decode(payload)
+    } catch (e) {
+      this.log('Warning', 'malformed cache message', { bucket: bucket.name, from, error: (e as Error).message })
+      return
+    }
+    const store = bucket.store
+    switch (message._tag) {
+      case 'Put': {
+        const stored = store.put(message.key, message.value, { ts: message.ts, node: message.node }, message.ttlMs === 0 ? undefined : message.ttlMs)
+        if (message.ack) this.send(bucket, { _tag: 'Ack', id: message.id, status: stored ? CacheMessage.AckStatus.Stored : CacheMessage.AckStatus.Older }, [from])
+        break
+      }
+      case 'Delete': {
+        const stored = store.delete(message.key, { ts: message.ts, node: message.node }, message.ttlMs === 0 ? undefined : message.ttlMs)
+        if (message.ack) this.send(bucket, { _tag: 'Ack', id: message.id, status: stored ? CacheMessage.AckStatus.Stored : CacheMessage.AckStatus.Older }, [from])
+        break
+      }
+      case 'Get': {
+        const entry = store.get(message.key)
+        const hit = entry !== undefined && entry.value !== undefined
+        this.send(
+          bucket,
+          {
+            _tag: 'GetResponse',
+            id: message.id,
+            status: hit ? CacheMessage.GetStatus.Hit : CacheMessage.GetStatus.Miss,
+            value: hit ? entry.value! : new Uint8Array(0),
+            ts: entry?.version.ts ?? 0,
+            node: entry?.version.node ?? ''
+          },
+          [from]
+        )
+        break
+      }
+      case 'Ack':
+      case 'GetResponse': {
+        const p = this.pending.get(message.id)
+        if (p !== undefined) {
+          this.pending.delete(message.id)
+          p.cancel()
+          p.resolve(message)
+        }
+        break
+      }
+      case 'Handoff': {
+        const now = this.now()
+        for (const e of message.entries) {
+          if (store.merge(e.key, { value: e.tombstone ? undefined : e.value, version: { ts: e.ts, node: e.node }, expiresAt: now + e.ttlLeftMs })) bucket.received++
+        }
+        break
+      }
+      case 'HandoffDone': {
+        bucket.handoffFrom.add(from)
+        this.checkReady()
+        break
+      }
+      case 'BucketInfo': {
+        const o = bucket.options
+        if (message.ttlMs !== o.ttlMs || message.maxSize !== o.maxSize || message.replicas !== o.replicas) {
+          this.log('Warning', 'bucket configured differently on another node', {
+            bucket: bucket.name,
+            from,
+            theirs: { ttlMs: message.ttlMs, maxSize: message.maxSize, replicas: message.replicas },
+            ours: { ttlMs: o.ttlMs, maxSize: o.maxSize, replicas: o.replicas }
+          })
+        }
+        break
+      }
+    }
+  }
+
+  // ---- membership and rebalancing -----------------------------------------------------
+
+  /**
+   * The member set changed: every entry whose owner set gained nodes is sent to them by one
+   * sender (the best-ranked old owner still alive), in batches; entries this node no longer
+   * owns are dropped once sent. Then every peer gets HandoffDone per bucket.
+   */
+  membershipChanged(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const before = this.members
+      const after = this.nodosum.nodes()
+      if (before.join() === after.join()) return Effect.void
+      // placement follows membership at once; the moving of keys runs in the background
+      this.members = after
+      this.membershipChangedAt = this.now()
+      const old = new Placement()
+      old.setNodes(before)
+      this.placement.setNodes(after)
+      return Effect.sync(() => {
+        this.background(this.rebalance(old, after))
+      })
+    })
+  }
+
+  private rebalance(old: Placement, after: ReadonlyArray<string>): Effect.Effect<void> {
+    return Effect.gen(this, function* () {
+      const alive = new Set(after)
+      for (const bucket of [...this.buckets.values()]) {
+        const batches = new Map<string, Array<CacheMessage.HandoffEntry>>()
+        const drop: Array<string> = []
+        const now = this.now()
+        for (const [key, entry] of bucket.store.entries()) {
+          const oldOwners = old.owners(bucket.name, key, bucket.options.replicas)
+          const sender = oldOwners.find((o) => alive.has(o)) ?? this.self
+          const newOwners = this.placement.owners(bucket.name, key, bucket.options.replicas)
+          if (sender === this.self) {
+            for (const owner of newOwners) {
+              if (owner === this.self || oldOwners.includes(owner)) continue
+              const list = batches.get(owner) ?? []
+              list.push(toHandoff(key, entry, now))
+              batches.set(owner, list)
+            }
+          }
+          if (!newOwners.includes(this.self)) drop.push(key)
+        }
+        for (const [owner, entries] of batches) {
+          for (let i = 0; i < entries.length; i += this.options.handoffBatch) {
+            const slice = entries.slice(i, i + this.options.handoffBatch)
+            yield* this.reliably(bucket, CacheMessage.encode({ _tag: 'Handoff', entries: slice }), owner)
+            bucket.handedOff += slice.length
+            // bounded rate: other buckets and normal operations go between batches
+            yield* Effect.yieldNow()
+          }
+        }
+        for (const key of drop) bucket.store.drop(key)
+        const done = CacheMessage.encode({ _tag: 'HandoffDone', epoch: after.length })
+        yield* Effect.forEach(
+          after.filter((id) => id !== this.self),
+          (peer) => this.reliably(bucket, done, peer),
+          { concurrency: 'unbounded', discard: true }
+        )
+      }
+    })
+  }
+
+  /**
+   * Sends a rebalancing message, retrying with backoff while the peer is a member: right after a
+   * join the connection to it may still be settling (two nodes dialed each other at once).
+   */
+  private reliably(bucket: Bucket, bytes: Uint8Array, peer: string): Effect.Effect<void> {
+    return Effect.suspend(() => (this.nodosum.nodes().includes(peer) && !this.closed ? bucket.stream.send(bytes, [peer]) : Effect.void)).pipe(
+      Effect.retry(Schedule.exponential(Duration.millis(50)).pipe(Schedule.intersect(Schedule.recurs(8)))),
+      Effect.catchAll((e) => Effect.sync(() => this.log('Warning', 'handoff to a peer failed', { bucket: bucket.name, peer, error: e.message })))
+    )
+  }
+
+  private checkReady(): void {
+    if (this.readyFlag) return
+    const peers = this.nodosum.nodes().filter((id) => id !== this.self)
+    // before the first discovery settles an empty peer list proves nothing
+    if (peers.length === 0 && this.now() - this.joinedAt < this.options.settleMs) return
+    for (const bucket of this.buckets.values()) for (const peer of peers) if (!bucket.handoffFrom.has(peer)) return
+    this.readyFlag = true
+    this.log('Info', 'cache ready', { afterMs: this.now() - this.joinedAt })
+  }
+
+  ready(): boolean {
+    if (!this.readyFlag) this.checkReady()
+    return this.readyFlag
+  }
+
+  /** True while keys may still be on their way to new owners. */
+  private rebalancing(): boolean {
+    return !this.readyFlag || this.now() - this.membershipChangedAt < this.options.rebalanceWindowMs
+  }
+
+  stats(name: string): BucketStats | undefined {
+    const bucket = this.buckets.get(name)
+    if (bucket === undefined) return undefined
+    const s = bucket.store.stats()
+    return {
+      ...s,
+      remoteGets: bucket.remoteGets,
+      remoteGetLatencyUs: [...bucket.remoteGetLatencyUs],
+      timeouts: bucket.timeouts,
+      handedOff: bucket.handedOff,
+      received: bucket.received,
+      replicas: bucket.options.replicas,
+      ttlMs: bucket.options.ttlMs,
+      maxSize: bucket.options.maxSize
+    }
+  }
+
+  close(): void {
+    this.closed = true
+    for (const p of this.pending.values()) {
+      p.cancel()
+      p.resolve(undefined)
+    }
+    this.pending.clear()
+  }
+}
+
+const toHandoff = (key: string, entry: Entry, now: number): CacheMessage.HandoffEntry => ({
+  key,
+  tombstone: entry.value === undefined,
+  value: entry.value ?? new Uint8Array(0),
+  ts: entry.version.ts,
+  node: entry.version.node,
+  ttlLeftMs: Math.max(1, Math.min(0xffffffff, Math.round(entry.expiresAt - now)))
+})

@@ -1,0 +1,148 @@
+import { describe, expect, it } from '@effect/vitest'
+import { MemoryTransport, Nodosum } from '@mycorrizal/nodosum'
+import { Streams } from '@mycorrizal/streams'
+import { Context, Duration, Effect, Layer, Logger, LogLevel, type Scope } from 'effect'
+import * as Mycel from '../src/Mycel.js'
+
+const secret = 'mycel-test-secret'
+type Node = { readonly id: string; readonly mycel: Mycel.Mycel['Type']; readonly nodosum: Nodosum.Nodosum['Type'] }
+
+const node = (id: string, seeds: ReadonlyArray<string> = []) =>
+  Layer.build(
+    Mycel.layer({ requestTimeout: '500 millis', readyTimeout: '3 seconds' }).pipe(
+      Layer.provideMerge(Streams.layer()),
+      Layer.provideMerge(Nodosum.layerMemory({ nodeId: id, host: id, port: 7001, clusterSecret: secret, seeds: [...seeds], heartbeatInterval: 50, failureTimeout: 300 }))
+    )
+  ).pipe(Effect.map((ctx): Node => ({ id, mycel: Context.get(ctx, Mycel.Mycel), nodosum: Context.get(ctx, Nodosum.Nodosum) })))
+
+const until = (condition: () => boolean, what: string, ms = 5_000) =>
+  Effect.gen(function* () {
+    for (let i = 0; i < ms / 10; i++) {
+      if (condition()) return
+      yield* Effect.sleep(Duration.millis(10))
+    }
+    throw new Error(`${what} did not happen within ${ms} ms`)
+  })
+
+const untilEffect = <E>(check: Effect.Effect<boolean, E>, what: string, ms = 5_000) =>
+  Effect.gen(function* () {
+    for (let i = 0; i < ms / 10; i++) {
+      if (yield* check) return
+      yield* Effect.sleep(Duration.millis(10))
+    }
+    throw new Error(`${what} did not happen within ${ms} ms`)
+  })
+
+const cluster = (ids: ReadonlyArray<string>) =>
+  Effect.gen(function* () {
+    const nodes: Array<Node> = []
+    for (const id of ids) nodes.push(yield* node(id, nodes.length === 0 ? [] : [`${ids[0]}:7001`]))
+    yield* until(() => nodes.every((n) => n.nodosum.nodes().length === ids.length), 'mesh')
+    return nodes
+  })
+
+const run = <A, E>(effect: Effect.Effect<A, E, MemoryTransport.MemoryNetwork | Scope.Scope>) =>
+  effect.pipe(Effect.scoped, Effect.provide(MemoryTransport.networkLayer), Logger.withMinimumLogLevel(LogLevel.Warning))
+
+const bytes = (s: string) => new TextEncoder().encode(s)
+const text = (b: Uint8Array | undefined) => (b === undefined ? undefined : new TextDecoder().decode(b))
+
+describe('Mycel over MemoryTransport', () => {
+  it.live('put on one node, get on every node; misses are answered, not silent', () =>
+    run(
+      Effect.gen(function* () {
+        const nodes = yield* cluster(['a', 'b', 'c'])
+        for (const n of nodes) yield* n.mycel.createBucket('sessions', '1 minute', 10_000)
+        const [a, b, c] = nodes
+        for (let i = 0; i < 100; i++) yield* a!.mycel.put('sessions', `k${i}`, bytes(`v${i}`))
+        for (const n of [a!, b!, c!]) {
+          for (let i = 0; i < 100; i++) expect(text(yield* n.mycel.get('sessions', `k${i}`))).toBe(`v${i}`)
+          expect(yield* n.mycel.get('sessions', 'missing')).toBeUndefined()
+        }
+        // with R = 2 every key lives on exactly two of three nodes
+        const keys = nodes.map((n) => n.mycel.stats('sessions')!.keys)
+        expect(keys.reduce((x, y) => x + y, 0)).toBe(200)
+        expect(b!.mycel.stats('sessions')!.remoteGets + c!.mycel.stats('sessions')!.remoteGets).toBeGreaterThan(0)
+      })
+    )
+  )
+
+  it.live('delete removes on every owner; last write wins', () =>
+    run(
+      Effect.gen(function* () {
+        const nodes = yield* cluster(['a', 'b', 'c'])
+        for (const n of nodes) yield* n.mycel.createBucket('b', '1 minute', 1_000)
+        const [a, b] = nodes
+        yield* a!.mycel.put('b', 'x', bytes('1'))
+        yield* b!.mycel.put('b', 'x', bytes('2'))
+        // the put resolved on the primary; the other replica converges right after
+        const seen = (v: string | undefined) => Effect.all(nodes.map((n) => n.mycel.get('b', 'x').pipe(Effect.map(text)))).pipe(Effect.map((all) => all.every((x) => x === v)))
+        yield* untilEffect(seen('2'), 'everyone sees the newer write')
+        yield* a!.mycel.delete('b', 'x')
+        yield* untilEffect(seen(undefined), 'everyone sees the delete')
+        // an older write cannot resurrect the key: the tombstone is newer
+        const older = a!.mycel.stats('b')!
+        expect(older.deletes + b!.mycel.stats('b')!.deletes + nodes[2]!.mycel.stats('b')!.deletes).toBeGreaterThanOrEqual(1)
+      })
+    )
+  )
+
+  it.live('typed errors: unknown bucket here, bucket missing on the owner, value too large, bad options', () =>
+    run(
+      Effect.gen(function* () {
+        const [a, b] = yield* cluster(['a', 'b'])
+        expect((yield* Effect.flip(a!.mycel.get('nope', 'k'))).reason).toBe('BucketNotFound')
+        yield* a!.mycel.createBucket('only-a', '1 minute', 100, { replicas: 1 })
+        // keys owned by b, where the bucket does not exist: b answers with a refusal, never silence
+        let remoteKey = ''
+        for (let i = 0; i < 100 && remoteKey === ''; i++) {
+          yield* a!.mycel.put('only-a', `k${i}`, bytes('v')).pipe(
+            Effect.catchAll((e) => Effect.sync(() => (remoteKey = e.reason === 'BucketNotFound' || e.reason === 'Timeout' ? `k${i}` : remoteKey)))
+          )
+        }
+        expect(remoteKey).not.toBe('')
+        expect((yield* Effect.flip(a!.mycel.createBucket('only-a', '1 minute', 100))).reason).toBe('BucketExists')
+        expect((yield* Effect.flip(a!.mycel.createBucket('bad name', '1 minute', 100))).reason).toBe('InvalidBucket')
+        expect((yield* Effect.flip(a!.mycel.createBucket('x', '1 minute', 0))).reason).toBe('InvalidBucket')
+        yield* a!.mycel.createBucket('big', '1 minute', 100)
+        yield* b!.mycel.createBucket('big', '1 minute', 100)
+        const tooBig = new Uint8Array(a!.nodosum.maxMessageSize)
+        expect((yield* Effect.flip(a!.mycel.put('big', 'k', tooBig))).reason).toBe('ValueTooLarge')
+      })
+    )
+  )
+
+  it.live('a node joining later gets the keys it now owns and turns ready', () =>
+    run(
+      Effect.gen(function* () {
+        const nodes = yield* cluster(['a', 'b'])
+        for (const n of nodes) yield* n.mycel.createBucket('s', '1 minute', 10_000)
+        for (let i = 0; i < 300; i++) yield* nodes[0]!.mycel.put('s', `k${i}`, bytes(`v${i}`))
+        const c = yield* node('c', ['a:7001'])
+        yield* c.mycel.createBucket('s', '1 minute', 10_000)
+        yield* until(() => c.nodosum.nodes().length === 3, 'c joined')
+        yield* until(() => c.mycel.ready(), 'c ready')
+        yield* until(() => c.mycel.stats('s')!.received > 0, 'c received keys')
+        // c answers for its keys locally, every key still readable everywhere, R = 2 copies in all
+        for (let i = 0; i < 300; i++) expect(text(yield* c.mycel.get('s', `k${i}`))).toBe(`v${i}`)
+        yield* until(() => [...nodes, c].map((n) => n.mycel.stats('s')!.keys).reduce((x, y) => x + y, 0) === 600, 'two copies of each key')
+      })
+    )
+  )
+
+  it.live('when a node fails, the survivors restore two copies and lose nothing', () =>
+    run(
+      Effect.gen(function* () {
+        const network = yield* MemoryTransport.MemoryNetwork
+        const nodes = yield* cluster(['a', 'b', 'c', 'd'])
+        for (const n of nodes) yield* n.mycel.createBucket('s', '1 minute', 10_000)
+        for (let i = 0; i < 400; i++) yield* nodes[i % 4]!.mycel.put('s', `k${i}`, bytes(`v${i}`))
+        network.kill('d:7001')
+        const survivors = nodes.slice(0, 3)
+        yield* until(() => survivors.every((n) => n.nodosum.nodes().length === 3), 'd dropped')
+        for (let i = 0; i < 400; i++) expect(text(yield* survivors[i % 3]!.mycel.get('s', `k${i}`))).toBe(`v${i}`)
+        yield* until(() => survivors.map((n) => n.mycel.stats('s')!.keys).reduce((x, y) => x + y, 0) === 800, 'two copies again')
+      })
+    )
+  )
+})

@@ -1,0 +1,193 @@
+/**
+ * Cache benchmark: three node processes on loopback, each driving its own embedded Mycorrizal
+ * node (100-byte values, 100,000 keys, 90 % get / 10 % put, 64 operations in flight per
+ * process), against the same three driver processes using ioredis on one redis-server started
+ * here. Last line: {"mycel_ops_s":N,"mycel_p99_us":N,"redis_ops_s":N,"redis_p99_us":N,"ratio":R}
+ */
+import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process'
+import { createServer } from 'node:net'
+import { percentile, printResult } from './report.js'
+
+const PROCESSES = 3
+const KEYS = Number(process.env['BENCH_KEYS'] ?? 100_000)
+const IN_FLIGHT = 64
+const VALUE_BYTES = 100
+const seconds = Number(process.env['BENCH_SECONDS'] ?? 5)
+const SAMPLE_LIMIT = 50_000
+
+type Role = { readonly kind: 'mycel'; readonly index: number; readonly seed: string | undefined } | { readonly kind: 'redis'; readonly index: number; readonly port: number }
+type FromChild = { type: 'ready'; port?: number } | { type: 'loaded' } | { type: 'done'; ops: number; seconds: number; samples: Array<number> }
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const port = (server.address() as { port: number }).port
+      server.close(() => resolve(port))
+    })
+  })
+
+/** Runs 64 workers doing the mix for `seconds`; returns op count, time and latency samples (us). */
+const drive = async (get: (key: string) => Promise<unknown>, put: (key: string, value: Uint8Array) => Promise<unknown>) => {
+  const value = new Uint8Array(VALUE_BYTES).fill(42)
+  const samples: Array<number> = []
+  let ops = 0
+  let stop = false
+  const started = performance.now()
+  const worker = async () => {
+    let x = (Math.random() * 0xffffffff) >>> 0 || 1
+    while (!stop) {
+      x ^= x << 13
+      x ^= x >>> 17
+      x ^= x << 5
+      const key = `key:${(x >>> 0) % KEYS}`
+      const t = performance.now()
+      if ((x >>> 0) % 10 === 0) await put(key, value)
+      else await get(key)
+      const us = (performance.now() - t) * 1000
+      ops++
+      if (samples.length < SAMPLE_LIMIT) samples.push(us)
+      else samples[ops % SAMPLE_LIMIT] = us
+    }
+  }
+  const timer = setTimeout(() => (stop = true), seconds * 1000)
+  await Promise.all(Array.from({ length: IN_FLIGHT }, worker))
+  clearTimeout(timer)
+  return { ops, seconds: (performance.now() - started) / 1000, samples }
+}
+
+/** Loads this process's share of the keys, 64 at a time. */
+const preload = async (index: number, put: (key: string, value: Uint8Array) => Promise<unknown>) => {
+  const value = new Uint8Array(VALUE_BYTES).fill(7)
+  let next = index
+  const worker = async () => {
+    while (next < KEYS) {
+      const i = next
+      next += PROCESSES
+      await put(`key:${i}`, value)
+    }
+  }
+  await Promise.all(Array.from({ length: IN_FLIGHT }, worker))
+}
+
+const send = (message: FromChild) => process.send!(message)
+const waitFor = (type: string) => new Promise<void>((resolve) => process.on('message', (m: { type: string }) => m.type === type && resolve()))
+
+const child = async (role: Role) => {
+  if (role.kind === 'mycel') {
+    const { createMycorrizal } = await import('mycorrizal')
+    const node = await createMycorrizal({
+      nodeId: `bench-${role.index}`,
+      host: '127.0.0.1',
+      port: 0,
+      seeds: role.seed === undefined ? [] : [role.seed],
+      clusterSecret: 'bench-cluster-secret',
+      logLevel: 'error',
+      transport: { datagramSize: 16_384 }
+    })
+    await node.mycel.createBucket('bench', 600_000, KEYS * 2)
+    send({ type: 'ready', port: node.address.port })
+    const until = Date.now() + 20_000
+    while (node.nodes().length < PROCESSES && Date.now() < until) await new Promise((r) => setTimeout(r, 20))
+    await waitFor('load')
+    await preload(role.index, (k, v) => node.mycel.put('bench', k, v))
+    send({ type: 'loaded' })
+    await waitFor('go')
+    const result = await drive(
+      (k) => node.mycel.get('bench', k),
+      (k, v) => node.mycel.put('bench', k, v)
+    )
+    send({ type: 'done', ...result })
+    await waitFor('stop')
+    await node.shutdown()
+    process.exit(0)
+  }
+  const { Redis } = await import('ioredis')
+  const redis = new Redis({ host: '127.0.0.1', port: role.port, lazyConnect: false })
+  send({ type: 'ready' })
+  await waitFor('load')
+  await preload(role.index, (k, v) => redis.set(k, Buffer.from(v)))
+  send({ type: 'loaded' })
+  await waitFor('go')
+  const result = await drive(
+    (k) => redis.getBuffer(k),
+    (k, v) => redis.set(k, Buffer.from(v))
+  )
+  send({ type: 'done', ...result })
+  await waitFor('stop')
+  redis.disconnect()
+  process.exit(0)
+}
+
+/** Starts the drivers, loads, runs, and returns ops/s and p99 over all three. */
+const phase = async (roles: (index: number, seed: string | undefined) => Role) => {
+  const children: Array<ChildProcess> = []
+  const messages: Array<Array<FromChild>> = []
+  const next = (i: number, type: FromChild['type']) =>
+    new Promise<FromChild>((resolve) => {
+      const check = () => {
+        const found = messages[i]!.find((m) => m.type === type)
+        if (found !== undefined) {
+          messages[i]!.splice(messages[i]!.indexOf(found), 1)
+          resolve(found)
+          return true
+        }
+        return false
+      }
+      if (!check()) children[i]!.on('message', () => void check())
+    })
+  let seed: string | undefined
+  for (let i = 0; i < PROCESSES; i++) {
+    const c = fork(new URL(import.meta.url).pathname, ['child', JSON.stringify(roles(i, seed))], { execArgv: process.execArgv })
+    children.push(c)
+    messages.push([])
+    c.on('message', (m: FromChild) => messages[i]!.push(m))
+    const ready = await next(i, 'ready')
+    if (i === 0 && ready.type === 'ready' && ready.port !== undefined) seed = `127.0.0.1:${ready.port}`
+  }
+  for (const c of children) c.send({ type: 'load' })
+  await Promise.all(children.map((_, i) => next(i, 'loaded')))
+  for (const c of children) c.send({ type: 'go' })
+  const done = (await Promise.all(children.map((_, i) => next(i, 'done')))) as Array<Extract<FromChild, { type: 'done' }>>
+  for (const c of children) c.send({ type: 'stop' })
+  await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))))
+  const opsS = done.reduce((sum, d) => sum + d.ops / d.seconds, 0)
+  const samples = done.flatMap((d) => d.samples)
+  return { opsS, p99: percentile(samples, 0.99), p50: percentile(samples, 0.5) }
+}
+
+const main = async () => {
+  let redisPath = 'redis-server'
+  try {
+    execFileSync(redisPath, ['--version'], { stdio: 'ignore' })
+  } catch {
+    redisPath = '/usr/bin/redis-server'
+    try {
+      execFileSync(redisPath, ['--version'], { stdio: 'ignore' })
+    } catch {
+      console.error('redis-server is not installed: apt-get install redis-server (Debian) to run the baseline')
+      process.exit(2)
+    }
+  }
+  const port = await freePort()
+  const redis = spawn(redisPath, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
+  try {
+    await new Promise((r) => setTimeout(r, 300))
+    const mycel = await phase((index, seed) => ({ kind: 'mycel', index, seed }))
+    console.log(`mycel: ${mycel.opsS.toFixed(0)} ops/s, p50 ${mycel.p50.toFixed(0)} us, p99 ${mycel.p99.toFixed(0)} us (3 processes x ${IN_FLIGHT} in flight)`)
+    const baseline = await phase((index) => ({ kind: 'redis', index, port }))
+    console.log(`redis: ${baseline.opsS.toFixed(0)} ops/s, p50 ${baseline.p50.toFixed(0)} us, p99 ${baseline.p99.toFixed(0)} us (one redis-server, ioredis)`)
+    printResult({
+      mycel_ops_s: Math.round(mycel.opsS),
+      mycel_p99_us: Math.round(mycel.p99),
+      redis_ops_s: Math.round(baseline.opsS),
+      redis_p99_us: Math.round(baseline.p99),
+      ratio: Number((mycel.opsS / baseline.opsS).toFixed(3))
+    })
+  } finally {
+    redis.kill('SIGTERM')
+  }
+  process.exit(0)
+}
+
+if (process.argv[2] === 'child') await child(JSON.parse(process.argv[3]!) as Role)
+else await main()

@@ -145,4 +145,31 @@ describe('Mycel over MemoryTransport', () => {
       })
     )
   )
+
+  it.live('a partition: both sides keep serving; after healing they re-merge and converge (last write wins)', () =>
+    run(
+      Effect.gen(function* () {
+        const network = yield* MemoryTransport.MemoryNetwork
+        const nodes = yield* cluster(['a', 'b', 'c'])
+        for (const n of nodes) yield* n.mycel.createBucket('p', '1 minute', 10_000)
+        const [a, b, c] = nodes
+        yield* a!.mycel.put('p', 'x', bytes('before'))
+        network.partition(['a', 'b'], ['c'])
+        yield* until(() => a!.nodosum.nodes().length === 2 && c!.nodosum.nodes().length === 1, 'split')
+        // each side serves and takes writes for every key on its own
+        yield* a!.mycel.put('p', 'x', bytes('left'))
+        yield* Effect.sleep(Duration.millis(5))
+        yield* c!.mycel.put('p', 'x', bytes('right'))
+        yield* c!.mycel.put('p', 'only-right', bytes('r'))
+        expect(text(yield* b!.mycel.get('p', 'x'))).toBe('left')
+        expect(text(yield* c!.mycel.get('p', 'x'))).toBe('right')
+        network.heal()
+        yield* until(() => nodes.every((n) => n.nodosum.nodes().length === 3), 're-merged')
+        const converged = Effect.all(nodes.map((n) => Effect.all([n.mycel.get('p', 'x'), n.mycel.get('p', 'only-right')]))).pipe(
+          Effect.map((all) => all.every(([x, r]) => text(x) === 'right' && text(r) === 'r'))
+        )
+        yield* untilEffect(converged, 'every node sees the newest write and the write made on the other side')
+      })
+    )
+  )
 })

@@ -19,6 +19,8 @@ export interface SuiteTransportOptions {
   readonly handshakeTimeoutMs: number
   /** Streams a peer may open to this transport at once. */
   readonly maxStreams: number
+  /** A silent peer is dropped after this long (a lost close frame is noticed by it). */
+  readonly idleTimeoutMs: number
 }
 
 /** Builds one transport in the current scope; all transports of one test must reach each other. */
@@ -116,7 +118,7 @@ export const eventually = (condition: () => boolean, timeoutMs = 5_000, what = '
     Effect.mapError(() => new Error(`${what} did not hold within ${timeoutMs} ms`))
   )
 
-const defaultOptions: SuiteTransportOptions = { handshakeTimeoutMs: 1_000, maxStreams: 100 }
+const defaultOptions: SuiteTransportOptions = { handshakeTimeoutMs: 1_000, maxStreams: 100, idleTimeoutMs: 5_000 }
 
 const pair = <E, R>(factory: TransportFactory<E, R>, server: Partial<SuiteTransportOptions> = {}) =>
   Effect.gen(function* () {

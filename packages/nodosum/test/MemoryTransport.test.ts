@@ -7,6 +7,7 @@ transportSuite(
     MemoryTransport.make({
       host: '127.0.0.1',
       handshakeTimeoutMs: options.handshakeTimeoutMs,
+      idleTimeoutMs: options.idleTimeoutMs,
       limits: { maxStreams: options.maxStreams }
     }),
   MemoryTransport.networkLayer

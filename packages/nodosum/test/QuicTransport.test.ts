@@ -15,6 +15,7 @@ transportSuite(
       port: 0,
       datagramSize: 16_384,
       handshakeTimeout: options.handshakeTimeoutMs,
+      idleTimeout: options.idleTimeoutMs,
       maxStreams: options.maxStreams,
       tls: { cert: identity.cert, key: identity.key, ca: undefined }
     }),

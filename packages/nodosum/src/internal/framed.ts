@@ -4,6 +4,9 @@ import type { TransportError } from '../NodosumError.js'
 import { ErrorCode, type PeerStream, type PeerStreamError, type PeerStreamHandler } from '../PeerStream.js'
 import type { TransportStream } from '../Transport.js'
 
+/** Bytes framed into one transport write at most. */
+const BATCH_BYTES = 64 * 1024
+
 const wireError = (e: WireError): PeerStreamError => ({ _tag: 'WireError', reason: e.reason, message: e.message })
 
 /**
@@ -12,6 +15,12 @@ const wireError = (e: WireError): PeerStreamError => ({ _tag: 'WireError', reaso
  */
 export class FramedStream implements PeerStream {
   private handler: PeerStreamHandler | undefined
+  /** Framed messages waiting for the next flush. */
+  private readonly batch = new Uint8Array(BATCH_BYTES)
+  private batchLen = 0
+  private flushQueued = false
+  /** What the transport said at the last write: false until it drains. */
+  private writable = true
   /** Messages of the chunk that carried STREAM_INIT, when nobody took the stream at once. */
   private readonly pending: Array<Uint8Array> = []
   private paused = false
@@ -52,7 +61,10 @@ export class FramedStream implements PeerStream {
     stream.setHandler({
       onData: (chunk) => this.onData(chunk),
       onEnd: () => this.onEnd(),
-      onDrain: () => this.handler?.onDrain?.(),
+      onDrain: () => {
+        this.writable = true
+        this.handler?.onDrain?.()
+      },
       onClose: (error) => this.onClose(error)
     })
     if (!incoming && init !== undefined) stream.write(StreamInit.encode(init))
@@ -98,11 +110,52 @@ export class FramedStream implements PeerStream {
     if (!this.paused) this.stream.resume()
   }
 
-  send = (payload: Uint8Array): boolean => this.stream.write(Frame.encodeMessage(payload, this.maxMessageSize))
+  /**
+   * Small messages are framed into one reused batch buffer and written to the transport once
+   * per microtask (or when the batch is full): one transport write, not one per message.
+   */
+  send = (payload: Uint8Array): boolean => {
+    const need = Frame.HEADER_BYTES + payload.byteLength
+    if (need > BATCH_BYTES) {
+      // large: flush what is batched, then write it on its own (order is kept)
+      const framed = Frame.encodeMessage(payload, this.maxMessageSize)
+      this.flush()
+      this.writable = this.stream.write(framed)
+      return this.writable
+    }
+    if (payload.byteLength > this.maxMessageSize) return this.stream.write(Frame.encodeMessage(payload, this.maxMessageSize))
+    if (this.batchLen + need > BATCH_BYTES) this.flush()
+    this.batchLen = Frame.encodeMessageInto(this.batch, this.batchLen, payload, this.maxMessageSize)
+    if (!this.flushQueued) {
+      this.flushQueued = true
+      queueMicrotask(this.flushSoon)
+    }
+    return this.writable
+  }
 
-  sendMany = (payloads: ReadonlyArray<Uint8Array>): boolean => this.stream.write(Frame.encodeMessages(payloads, this.maxMessageSize))
+  sendMany = (payloads: ReadonlyArray<Uint8Array>): boolean => {
+    let ok = true
+    for (const payload of payloads) ok = this.send(payload)
+    return ok
+  }
 
-  writableLength = (): number => this.stream.writableLength()
+  private readonly flushSoon = (): void => {
+    this.flushQueued = false
+    this.flush()
+  }
+
+  /** Writes the batch to the transport (which copies what it keeps), then reuses the buffer. */
+  private flush(): void {
+    if (this.batchLen === 0 || this.closed || this.stream.isClosed()) {
+      this.batchLen = 0
+      return
+    }
+    const out = this.batch.subarray(0, this.batchLen)
+    this.batchLen = 0
+    this.writable = this.stream.write(out)
+  }
+
+  writableLength = (): number => this.stream.writableLength() + this.batchLen
 
   pause = (): void => {
     this.paused = true
@@ -114,11 +167,15 @@ export class FramedStream implements PeerStream {
     if (this.handler !== undefined) this.stream.resume()
   }
 
-  end = (): void => this.stream.end()
+  end = (): void => {
+    this.flush()
+    this.stream.end()
+  }
 
   reset = (code: number): void => {
     if (this.closed) return
     this.closed = true
+    this.batchLen = 0
     this.stream.reset(code)
   }
 

@@ -27,6 +27,8 @@ const MAX_UDP_PAYLOAD = 65_507
 const QUICHE_MAX_PAYLOAD = 16_384
 /** Reset code a stream gets when a handler of ours throws. */
 export const HANDLER_FAILED = 0x0fff
+/** Bytes read from one stream per event-loop turn before the others get their turn. */
+const READ_BUDGET = 256 * 1024
 /** Application close code when the local transport shuts down. */
 const TRANSPORT_CLOSING = 0
 
@@ -284,8 +286,10 @@ export class QuicEndpoint {
   async close(): Promise<void> {
     if (this.closed) return
     for (const c of new Set(this.conns.values())) c.close(TRANSPORT_CLOSING, 'transport closed')
-    // give the close frames one flush to leave
+    // give the close frames a moment to leave, and to be sent again if a peer keeps talking
+    const deadline = performance.now() + 200
     await new Promise((resolve) => setImmediate(resolve))
+    while (this.conns.size > 0 && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5))
     this.closed = true
     for (const c of new Set(this.conns.values())) c.destroy()
     await new Promise<void>((resolve) => this.socket.close(() => resolve()))
@@ -756,7 +760,9 @@ export class QuicStream implements TransportStream {
     if (handler === undefined || this.paused || this.closed || this.readDone) return
     const qc = this.connection.qc
     const buf = this.connection.endpoint.readBuf
-    for (let i = 0; i < 10_000 && !this.paused && !this.closed; i++) {
+    // a budget per stream per turn: a bulk stream cannot keep the others waiting for a whole turn
+    let budget = READ_BUDGET
+    for (let i = 0; i < 10_000 && budget > 0 && !this.paused && !this.closed; i++) {
       let r: [number, boolean] | null
       try {
         r = qc.streamRecv(this.id, buf)
@@ -766,6 +772,7 @@ export class QuicStream implements TransportStream {
       }
       if (r === null) return
       const [n, fin] = r
+      budget -= n
       if (n > 0) guard(this, () => this.handler!.onData(buf.subarray(0, n)))
       if (fin && !this.closed) {
         this.readDone = true

@@ -1,0 +1,116 @@
+/**
+ * Head-of-line benchmark (the spec's scenario) on real QUIC between two node processes:
+ * a small request/response (100 bytes, echoed) runs while 10 MiB transfers go back to back,
+ * first with no bulk (idle), then with bulk on a separate named stream, then with bulk on the
+ * same stream as the small operation. Reports the small operation's round-trip p99 per phase.
+ * Last line: {"idle_p99_us":N,"separate_p99_us":N,"shared_p99_us":N}
+ */
+import { Effect, Fiber } from 'effect'
+import { fork } from 'node:child_process'
+import { benchNode, untilMembers } from './node.js'
+import { percentile, printResult } from './report.js'
+
+const SAMPLES = Number(process.env['BENCH_SAMPLES'] ?? 1_000)
+const BULK = 10 * 1024 * 1024
+const SMALL = 100
+const config = { id: 'hol', maxStreams: 4, streamBufferSize: 4 }
+
+/** The responder: echoes small messages on the stream they came on, swallows bulk. */
+const responder = () =>
+  Effect.runPromise(
+    Effect.scoped(
+      Effect.gen(function* () {
+        const { streams, nodosum } = yield* benchNode('responder')
+        const app = yield* streams.registerApplicationWithConfig(config)
+        for (const name of ['small', 'bulk']) {
+          const stream = yield* app.createStream(name)
+          stream.setReceiveFunc((payload, from) => {
+            if (payload.byteLength === SMALL) Effect.runFork(stream.send(payload, [from]))
+          })
+        }
+        process.send!({ port: nodosum.boundAddress.port })
+        yield* Effect.never
+      })
+    )
+  )
+
+const driver = (port: number) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const { streams, nodosum } = yield* benchNode('driver', [`127.0.0.1:${port}`])
+      yield* untilMembers(nodosum, 2)
+      const app = yield* streams.registerApplicationWithConfig(config)
+      const small = yield* app.createStream('small')
+      const bulk = yield* app.createStream('bulk')
+      let waiting: ((t: number) => void) | undefined
+      small.setReceiveFunc((payload) => {
+        if (payload.byteLength === SMALL) waiting?.(performance.now())
+      })
+      const target = ['responder']
+      const request = new Uint8Array(SMALL).fill(1)
+      const measure = (count: number) =>
+        Effect.gen(function* () {
+          const rtts: Array<number> = []
+          for (let i = 0; i < count; i++) {
+            const sentAt = performance.now()
+            const answered = Effect.async<number>((resume) => {
+              waiting = (t) => resume(Effect.succeed(t))
+            })
+            yield* small.send(request, target)
+            rtts.push(((yield* answered) - sentAt) * 1000)
+          }
+          return rtts
+        })
+      const payload = new Uint8Array(BULK).fill(9)
+      const bulkOn = (stream: typeof small) =>
+        Effect.fork(
+          Effect.forever(stream.send(payload, target).pipe(Effect.andThen(Effect.yieldNow())))
+        )
+      yield* measure(200)
+      const idle = yield* measure(SAMPLES)
+      const separateBulk = yield* bulkOn(bulk)
+      yield* Effect.sleep('300 millis')
+      const separate = yield* measure(SAMPLES)
+      yield* Fiber.interrupt(separateBulk)
+      yield* Effect.sleep('300 millis')
+      const sharedBulk = yield* bulkOn(small)
+      yield* Effect.sleep('300 millis')
+      const shared = yield* measure(Math.max(50, Math.floor(SAMPLES / 10)))
+      yield* Fiber.interrupt(sharedBulk)
+      return { idle, separate, shared }
+    })
+  )
+
+const main = async () => {
+  const watchdog = setTimeout(() => {
+    console.error('bench:hol did not finish within 5 minutes')
+    process.exit(1)
+  }, 300_000)
+  const profile = process.env['BENCH_PROFILE_DIR']
+  const execArgv = profile === undefined ? process.execArgv : [...process.execArgv, '--cpu-prof', `--cpu-prof-dir=${profile}`]
+  const child = fork(new URL(import.meta.url).pathname, ['responder'], { execArgv })
+  const port = await new Promise<number>((resolve) => child.once('message', (m: { port: number }) => resolve(m.port)))
+  const { idle, separate, shared } = await Effect.runPromise(driver(port))
+  child.send('exit')
+  clearTimeout(watchdog)
+  const p = (xs: Array<number>, q: number) => Math.round(percentile(xs, q))
+  console.log(`small op alone:                 p50 ${p(idle, 0.5)} us, p99 ${p(idle, 0.99)} us`)
+  console.log(`during bulk on a separate stream: p50 ${p(separate, 0.5)} us, p99 ${p(separate, 0.99)} us (${(p(separate, 0.99) / p(idle, 0.99)).toFixed(2)} x idle)`)
+  console.log(`during bulk on the same stream:   p50 ${p(shared, 0.5)} us, p99 ${p(shared, 0.99)} us (${(p(shared, 0.99) / p(separate, 0.99)).toFixed(1)} x separate)`)
+  printResult({
+    idle_p99_us: p(idle, 0.99),
+    separate_p99_us: p(separate, 0.99),
+    shared_p99_us: p(shared, 0.99),
+    idle_p50_us: p(idle, 0.5),
+    separate_p50_us: p(separate, 0.5),
+    shared_p50_us: p(shared, 0.5)
+  })
+  process.exit(0)
+}
+
+if (process.argv[2] === 'responder') {
+  // leave on request, so a profile (when asked for) is written
+  process.on('message', (m) => m === 'exit' && process.exit(0))
+  await responder()
+}
+else await main()

@@ -1,0 +1,21 @@
+/** A benchmark node: cluster + streams over QUIC on loopback, in the current scope. */
+import { Nodosum } from '@mycorrizal/nodosum'
+import { Streams } from '@mycorrizal/streams'
+import { Context, Effect, Layer, Logger, LogLevel } from 'effect'
+
+export const benchNode = (nodeId: string, seeds: ReadonlyArray<string> = []) =>
+  Layer.build(
+    Streams.layer().pipe(
+      Layer.provideMerge(
+        Nodosum.layer({ nodeId, host: '127.0.0.1', port: 0, clusterSecret: 'bench-cluster-secret', seeds: [...seeds], transport: { datagramSize: 16_384 } })
+      ),
+      Layer.provide(Logger.minimumLogLevel(LogLevel.Error))
+    )
+  ).pipe(Effect.map((ctx) => ({ streams: Context.get(ctx, Streams.Streams), nodosum: Context.get(ctx, Nodosum.Nodosum) })))
+
+/** Polls until `n` members are alive (bounded). */
+export const untilMembers = (nodosum: Nodosum.Nodosum['Type'], n: number) =>
+  Effect.gen(function* () {
+    for (let i = 0; i < 1_000 && nodosum.nodes().length < n; i++) yield* Effect.sleep('20 millis')
+    if (nodosum.nodes().length < n) return yield* Effect.die(new Error(`only ${nodosum.nodes().length} of ${n} members`))
+  })

@@ -56,6 +56,12 @@ export interface Stream {
    * too large).
    */
   readonly send: (payload: Uint8Array, nodeIds?: ReadonlyArray<string>) => Effect.Effect<void, SendError | StreamsError>
+  /**
+   * The same as `send` without an Effect, for hot paths: returns undefined when every target's
+   * buffer took the message at once, else a promise that settles when they did (rejecting
+   * with `SendError`). Throws `StreamsError` when nothing was sent.
+   */
+  readonly offer: (payload: Uint8Array, nodeIds?: ReadonlyArray<string>) => Promise<void> | undefined
   readonly setReceiveFunc: (fn: ReceiveFunc) => void
   /** Closes the stream here and its QUIC streams on every peer. */
   readonly close: Effect.Effect<void>

@@ -67,7 +67,7 @@ export class Cache {
   constructor(
     readonly nodosum: Nodosum.Nodosum['Type'],
     readonly app: Application,
-    runtime: Runtime.Runtime<never>,
+    private readonly runtime: Runtime.Runtime<never>,
     readonly now: () => number,
     readonly options: CacheOptions,
     /** Runs background work (rebalancing) in the service's scope. */
@@ -90,7 +90,7 @@ export class Cache {
   }
 
   log(level: keyof typeof levels, message: string, annotations: Record<string, unknown> = {}): void {
-    this.runFork(Effect.logWithLevel(levels[level], message).pipe(Effect.annotateLogs({ node: this.self, ...annotations })))
+    Runtime.runSync(this.runtime)(Effect.logWithLevel(levels[level], message).pipe(Effect.annotateLogs({ node: this.self, ...annotations })))
   }
 
   private later(ms: number, f: () => void): () => void {
@@ -274,34 +274,33 @@ export class Cache {
   /** A promise for the answer to request `id`: undefined on timeout or when the bucket goes away. */
   private expect(_bucket: Bucket, id: number): Promise<CacheMessage.Ack | CacheMessage.GetResponse | undefined> {
     return new Promise((resolve) => {
-      const cancel = this.later(this.options.requestTimeoutMs, () => {
+      // a plain timer: one per request on the hot path, no fiber
+      const timer = setTimeout(() => {
         if (this.pending.delete(id)) resolve(undefined)
-      })
-      this.pending.set(id, { resolve, cancel })
+      }, this.options.requestTimeoutMs)
+      this.pending.set(id, { resolve, cancel: () => clearTimeout(timer) })
     })
   }
 
   private send(bucket: Bucket, message: CacheMessage.CacheMessage, to: ReadonlyArray<string>): void {
     if (this.closed) return
-    const bytes = CacheMessage.encode(message)
-    this.runFork(
-      bucket.stream.send(bytes, to).pipe(
-        Effect.catchAll((e) =>
-          Effect.sync(() => {
-            // a refused stream means the peer has no such bucket: fail what waits on it
-            if ('id' in message && message.id !== 0) {
-              const p = this.pending.get(message.id)
-              if (p !== undefined && e._tag === 'SendError') {
-                this.pending.delete(message.id)
-                p.cancel()
-                p.resolve(undefined)
-              }
-            }
-            this.log('Debug', 'cache send failed', { bucket: bucket.name, error: e.message })
-          })
-        )
-      )
-    )
+    const failed = (e: { readonly message: string }) => {
+      // the message did not leave: what waits on it fails now, not at its timeout
+      if ('id' in message && message.id !== 0) {
+        const p = this.pending.get(message.id)
+        if (p !== undefined) {
+          this.pending.delete(message.id)
+          p.cancel()
+          p.resolve(undefined)
+        }
+      }
+      this.log('Debug', 'cache send failed', { bucket: bucket.name, error: e.message })
+    }
+    try {
+      bucket.stream.offer(CacheMessage.encode(message), to)?.catch(failed)
+    } catch (e) {
+      failed(e as Error)
+    }
   }
 
   // ---- incoming -----------------------------------------------------------------------

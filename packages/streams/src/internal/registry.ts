@@ -78,7 +78,7 @@ class StreamImpl implements Stream {
 
   send = (payload: Uint8Array, nodeIds: ReadonlyArray<string> = []): Effect.Effect<void, SendError | StreamsError> =>
     Effect.suspend((): Effect.Effect<void, SendError | StreamsError> => {
-      const outcome = this.offer(payload, nodeIds)
+      const outcome = this.take(payload, nodeIds)
       if (outcome === undefined) return Effect.void
       if (outcome instanceof StreamsError) return Effect.fail(outcome)
       return Effect.async<void, SendError>((resume) => {
@@ -91,11 +91,22 @@ class StreamImpl implements Stream {
       })
     })
 
+  offer = (payload: Uint8Array, nodeIds: ReadonlyArray<string> = []): Promise<void> | undefined => {
+    const outcome = this.take(payload, nodeIds)
+    if (outcome === undefined) return undefined
+    if (outcome instanceof StreamsError) throw outcome
+    return new Promise<void>((resolve, reject) => {
+      const finish = () => (outcome.failures.length === 0 ? resolve() : reject(sendError(this, outcome)))
+      if (outcome.remaining === 0) finish()
+      else outcome.resolve = finish
+    })
+  }
+
   /**
    * The hot path, plain: takes the message into each target's buffer. Returns undefined when
    * every target took it at once, a `StreamsError` when nothing was sent, else a wait.
    */
-  offer(payload: Uint8Array, nodeIds: ReadonlyArray<string>): SendWait | StreamsError | undefined {
+  take(payload: Uint8Array, nodeIds: ReadonlyArray<string>): SendWait | StreamsError | undefined {
     if (this.closed) return new StreamsError({ reason: 'StreamClosed', message: `stream '${this.label()}' is closed` })
     const registry = this.app.registry
     if (payload.byteLength > registry.options.maxMessageSize) {

@@ -61,6 +61,26 @@ const mutate = (input: Uint8Array, rand: (n: number) => number, pool: ReadonlyAr
   }
 }
 
+
+/** Feeds 100,000 random and mutated messages to a decoder: it may only throw WireError. */
+const fuzzMessages = (seed: number, valid: Array<Uint8Array>, decode: (bytes: Uint8Array) => unknown) => {
+  const rand = rng(seed)
+  let errors = 0
+  let decoded = 0
+  for (let run = 0; run < 100_000; run++) {
+    const input = mutate(valid[rand(valid.length)]!, rand, valid)
+    try {
+      decode(input)
+      decoded++
+    } catch (e) {
+      if (!(e instanceof WireError)) throw e
+      errors++
+    }
+  }
+  expect(errors).toBeGreaterThan(10_000)
+  expect(decoded).toBeGreaterThan(1_000)
+}
+
 describe('fuzz', () => {
   it('the decoder takes 100,000 random and mutated streams in random chunks: only WireError, bounded buffering, always returns', () => {
     const rand = rng(0x5eed)
@@ -95,7 +115,6 @@ describe('fuzz', () => {
   }, 120_000)
 
   it('the control message decoder takes 100,000 random and mutated inputs: only WireError', () => {
-    const rand = rng(0xc0de)
     const valid: Array<Uint8Array> = [
       ControlMessage.encode({
         _tag: 'Hello',
@@ -114,26 +133,12 @@ describe('fuzz', () => {
       ControlMessage.encode({ _tag: 'Leave' }),
       ControlMessage.encode({ _tag: 'Ping', seq: 9, sentAt: 123.5 })
     ]
-    let errors = 0
-    let decoded = 0
-    for (let run = 0; run < 100_000; run++) {
-      const input = mutate(valid[rand(valid.length)]!, rand, valid)
-      try {
-        ControlMessage.decode(input)
-        decoded++
-      } catch (e) {
-        if (!(e instanceof WireError)) throw e
-        errors++
-      }
-    }
-    expect(errors).toBeGreaterThan(10_000)
-    expect(decoded).toBeGreaterThan(1_000)
+    fuzzMessages(0xc0de, valid, ControlMessage.decode)
   }, 120_000)
 })
 
 describe('fuzz: cache messages', () => {
   it('the cache message decoder takes 100,000 random and mutated inputs: only WireError', () => {
-    const rand = rng(0xcace)
     const valid: Array<Uint8Array> = [
       CacheMessage.encode({ _tag: 'Put', id: 1, key: 'sess:1', value: new Uint8Array(40).fill(3), ts: 17e11, node: 'n1', ttlMs: 1000, ack: true }),
       CacheMessage.encode({ _tag: 'Delete', id: 2, key: 'sess:1', ts: 17e11, node: 'n1', ttlMs: 0, ack: false }),
@@ -144,19 +149,6 @@ describe('fuzz: cache messages', () => {
       CacheMessage.encode({ _tag: 'HandoffDone', epoch: 1 }),
       CacheMessage.encode({ _tag: 'BucketInfo', ttlMs: 5, maxSize: 6, replicas: 2 })
     ]
-    let errors = 0
-    let decoded = 0
-    for (let run = 0; run < 100_000; run++) {
-      const input = mutate(valid[rand(valid.length)]!, rand, valid)
-      try {
-        CacheMessage.decode(input)
-        decoded++
-      } catch (e) {
-        if (!(e instanceof WireError)) throw e
-        errors++
-      }
-    }
-    expect(errors).toBeGreaterThan(10_000)
-    expect(decoded).toBeGreaterThan(1_000)
+    fuzzMessages(0xcace, valid, CacheMessage.decode)
   }, 120_000)
 })

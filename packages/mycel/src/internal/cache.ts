@@ -5,7 +5,7 @@ import { Duration, Effect, Fiber, LogLevel, Runtime, Schedule } from 'effect'
 import type { BucketStats, BucketOptions } from '../Mycel.js'
 import { MycelError } from '../MycelError.js'
 import { Placement } from './placement.js'
-import { BucketStore, type Entry } from './store.js'
+import { BucketStore, type Entry, type Version } from './store.js'
 
 const levels = { Debug: LogLevel.Debug, Info: LogLevel.Info, Warning: LogLevel.Warning, Error: LogLevel.Error } as const
 
@@ -136,32 +136,43 @@ export class Cache {
 
   put(name: string, key: string, value: Uint8Array, ttlMs: number | undefined): Effect.Effect<void, MycelError> {
     return Effect.suspend(() => {
-      const bucket = this.bucket(name)
-      if (bucket instanceof MycelError) return Effect.fail(bucket)
       if (value.byteLength + CacheMessage.putOverhead(key, this.self) > this.nodosum.maxMessageSize) {
         return Effect.fail(
           new MycelError({ reason: 'ValueTooLarge', message: `a value of ${value.byteLength} bytes does not fit in one message (${this.nodosum.maxMessageSize} bytes)` })
         )
       }
-      const version = { ts: this.now(), node: this.self }
-      const owners = this.placement.owners(name, key, bucket.options.replicas)
-      const waits: Array<Promise<CacheMessage.Ack | CacheMessage.GetResponse | undefined>> = []
-      for (let i = 0; i < owners.length; i++) {
-        const owner = owners[i]!
-        const wanted = this.ackWanted(bucket, owners, i)
-        if (owner === this.self) {
-          bucket.store.put(key, new Uint8Array(value), version, ttlMs)
-          continue
-        }
-        const id = wanted ? this.nextId++ : 0
-        if (wanted) waits.push(this.expect(bucket, id))
-        this.send(bucket, { _tag: 'Put', id, key, value, ts: version.ts, node: version.node, ttlMs: ttlMs ?? 0, ack: wanted }, [owner])
-      }
-      return this.awaitAcks(bucket, key, waits)
+      return this.write(name, key, (store, version) => store.put(key, new Uint8Array(value), version, ttlMs), (id, version, ack) => ({
+        _tag: 'Put',
+        id,
+        key,
+        value,
+        ts: version.ts,
+        node: version.node,
+        ttlMs: ttlMs ?? 0,
+        ack
+      }))
     })
   }
 
   delete(name: string, key: string): Effect.Effect<void, MycelError> {
+    return this.write(name, key, (store, version) => store.delete(key, version), (id, version, ack) => ({
+      _tag: 'Delete',
+      id,
+      key,
+      ts: version.ts,
+      node: version.node,
+      ttlMs: 0,
+      ack
+    }))
+  }
+
+  /** A versioned write to every owner: applied here when this node owns the key, sent to the others. */
+  private write(
+    name: string,
+    key: string,
+    local: (store: BucketStore, version: Version) => void,
+    remote: (id: number, version: Version, ack: boolean) => CacheMessage.Put | CacheMessage.Delete
+  ): Effect.Effect<void, MycelError> {
     return Effect.suspend(() => {
       const bucket = this.bucket(name)
       if (bucket instanceof MycelError) return Effect.fail(bucket)
@@ -170,14 +181,14 @@ export class Cache {
       const waits: Array<Promise<CacheMessage.Ack | CacheMessage.GetResponse | undefined>> = []
       for (let i = 0; i < owners.length; i++) {
         const owner = owners[i]!
-        const wanted = this.ackWanted(bucket, owners, i)
         if (owner === this.self) {
-          bucket.store.delete(key, version)
+          local(bucket.store, version)
           continue
         }
+        const wanted = this.ackWanted(bucket, owners, i)
         const id = wanted ? this.nextId++ : 0
         if (wanted) waits.push(this.expect(bucket, id))
-        this.send(bucket, { _tag: 'Delete', id, key, ts: version.ts, node: version.node, ttlMs: 0, ack: wanted }, [owner])
+        this.send(bucket, remote(id, version, wanted), [owner])
       }
       return this.awaitAcks(bucket, key, waits)
     })

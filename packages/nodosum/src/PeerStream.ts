@@ -8,8 +8,11 @@ import type { TransportError } from './NodosumError.js'
 
 /** Callbacks of a peer stream. */
 export interface PeerStreamHandler {
-  /** One whole message; a view valid only during this call (copy what you keep). */
-  readonly onMessage: (payload: Uint8Array) => void
+  /**
+   * One whole message. When `owned` is false it is a view valid only during this call (copy
+   * what you keep); when true the buffer is the receiver's to keep.
+   */
+  readonly onMessage: (payload: Uint8Array, owned: boolean) => void
   /** `send` may be called again after it returned `false`. */
   readonly onDrain?: () => void
   /** The peer finished its side. */

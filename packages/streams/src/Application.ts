@@ -79,6 +79,8 @@ export interface ApplicationConfig {
   readonly defaultStreamOnly?: boolean
   /** Messages buffered per stream and peer, in each direction (default 100). */
   readonly streamBufferSize?: number
+  /** Bytes buffered per stream and peer, in each direction (default 8 MiB): with large messages this bounds memory first. */
+  readonly streamBufferBytes?: number
 }
 
 /** A registered application: a default stream plus named streams. */

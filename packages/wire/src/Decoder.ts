@@ -21,8 +21,12 @@ import { WireError } from './WireError.js'
 export interface Sink {
   /** The stream's STREAM_INIT (first, once, when the decoder expects one). */
   readonly onStreamInit?: (init: StreamInit.StreamInit) => void
-  /** One whole message; a view valid only during this call. */
-  readonly onMessage: (payload: Uint8Array) => void
+  /**
+   * One whole message. `owned` is false for a view into the pushed chunk (valid only during
+   * this call: copy what you keep) and true for a message assembled across chunks in a buffer
+   * of its own, which the sink may keep without copying.
+   */
+  readonly onMessage: (payload: Uint8Array, owned: boolean) => void
 }
 
 /** Limits and mode of a decoder. */
@@ -144,7 +148,7 @@ export class Decoder {
             const payload = chunk.subarray(pos, pos + length)
             pos += length
             this.messages++
-            sink.onMessage(payload)
+            sink.onMessage(payload, false)
           } else {
             const body = new Uint8Array(length)
             body.set(chunk.subarray(pos, end), 0)
@@ -166,7 +170,7 @@ export class Decoder {
             this.bodyLen = 0
             this.state = State.Header
             this.messages++
-            sink.onMessage(body)
+            sink.onMessage(body, true)
           }
           break
         }

@@ -39,10 +39,10 @@ export class FramedStream implements PeerStream {
       this.onInit = undefined
       route?.(init)
     },
-    onMessage: (payload: Uint8Array) => {
+    onMessage: (payload: Uint8Array, owned: boolean) => {
       const handler = this.handler
-      if (handler === undefined) this.pending.push(copyBytes(payload))
-      else handler.onMessage(payload)
+      if (handler === undefined) this.pending.push(owned ? payload : copyBytes(payload))
+      else handler.onMessage(payload, owned)
     }
   }
 
@@ -106,7 +106,7 @@ export class FramedStream implements PeerStream {
 
   setHandler = (handler: PeerStreamHandler): void => {
     this.handler = handler
-    for (const payload of this.pending.splice(0)) handler.onMessage(payload)
+    for (const payload of this.pending.splice(0)) handler.onMessage(payload, true)
     if (!this.paused) this.stream.resume()
   }
 

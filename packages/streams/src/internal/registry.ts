@@ -27,6 +27,7 @@ interface Outgoing {
   readonly ps: PeerStream
   /** Copies of messages the transport could not take yet (at most the buffer size). */
   readonly pending: Array<Uint8Array>
+  pendingBytes: number
   /** Senders waiting for room, in order; called with the failure when the peer is gone. */
   readonly waiters: Array<(failure?: DeliveryFailure) => void>
   /** The transport said "wait for drain". */
@@ -39,6 +40,7 @@ interface Incoming {
   readonly ps: PeerStream
   /** Messages waiting for an async receive handler. */
   readonly queue: Array<Uint8Array>
+  queueBytes: number
   busy: boolean
 }
 
@@ -74,6 +76,26 @@ class StreamImpl implements Stream {
 
   private get bufferSize(): number {
     return this.app.config.streamBufferSize
+  }
+
+  /** A buffer has room for `bytes` more while under both its message and byte limits (an empty one takes any message). */
+  private room(count: number, held: number, bytes: number): boolean {
+    return count === 0 || (count < this.bufferSize && held + bytes <= this.app.config.streamBufferBytes)
+  }
+
+  private full(count: number, held: number): boolean {
+    return count >= this.bufferSize || held >= this.app.config.streamBufferBytes
+  }
+
+  private enqueue(o: Outgoing, payload: Uint8Array): void {
+    o.pending.push(payload)
+    o.pendingBytes += payload.byteLength
+  }
+
+  private dequeue(o: Outgoing): Uint8Array {
+    const payload = o.pending.shift()!
+    o.pendingBytes -= payload.byteLength
+    return payload
   }
 
   send = (payload: Uint8Array, nodeIds: ReadonlyArray<string> = []): Effect.Effect<void, SendError | StreamsError> =>
@@ -141,8 +163,8 @@ class StreamImpl implements Stream {
         wait?.accepted.push(node)
         continue
       }
-      if (o.pending.length < this.bufferSize) {
-        o.pending.push(new Uint8Array(payload))
+      if (this.room(o.pending.length, o.pendingBytes, payload.byteLength)) {
+        this.enqueue(o, new Uint8Array(payload))
         wait?.accepted.push(node)
         continue
       }
@@ -152,7 +174,7 @@ class StreamImpl implements Stream {
       const copy = new Uint8Array(payload)
       o.waiters.push((failure) => {
         if (failure === undefined) {
-          o.pending.push(copy)
+          this.enqueue(o, copy)
           w.accepted.push(node)
         } else {
           w.failures.push(failure)
@@ -186,9 +208,9 @@ class StreamImpl implements Stream {
   /** The transport drained: move buffered messages on and let waiting senders in. */
   private drain(o: Outgoing): void {
     o.blocked = false
-    while (!o.blocked && o.pending.length > 0) this.write(o, o.pending.shift()!)
-    while (o.pending.length < this.bufferSize && o.waiters.length > 0) o.waiters.shift()!()
-    while (!o.blocked && o.pending.length > 0) this.write(o, o.pending.shift()!)
+    while (!o.blocked && o.pending.length > 0) this.write(o, this.dequeue(o))
+    while (o.waiters.length > 0 && !this.full(o.pending.length, o.pendingBytes)) o.waiters.shift()!()
+    while (!o.blocked && o.pending.length > 0) this.write(o, this.dequeue(o))
   }
 
   /** The outgoing side to a node, opened on first use, or why there is none. */
@@ -203,7 +225,7 @@ class StreamImpl implements Stream {
     const holder: { o?: Outgoing } = {}
     try {
       ps = registry.nodosum.openStream(node, this.app.id, this.streamName, {
-        onMessage: (payload) => this.receive(node, payload),
+        onMessage: (payload, owned) => this.receive(node, payload, owned),
         onDrain: () => {
           if (holder.o !== undefined) this.drain(holder.o)
         },
@@ -223,7 +245,7 @@ class StreamImpl implements Stream {
       const reason = (e as { reason?: string }).reason === 'StreamLimit' ? 'StreamLimit' : 'UnknownNode'
       return { node, reason, message: (e as Error).message }
     }
-    const o: Outgoing = { peer: node, ps, pending: [], waiters: [], blocked: false }
+    const o: Outgoing = { peer: node, ps, pending: [], pendingBytes: 0, waiters: [], blocked: false }
     holder.o = o
     this.outgoing.set(node, o)
     registry.checkStreamCount(node)
@@ -235,6 +257,7 @@ class StreamImpl implements Stream {
     if (this.outgoing.get(o.peer) === o) this.outgoing.delete(o.peer)
     const lost = o.pending.length + o.waiters.length
     o.pending.length = 0
+    o.pendingBytes = 0
     // waiting senders finish with this failure; every lost message counts
     const failure: DeliveryFailure = { node: o.peer, reason, message }
     for (const waiter of o.waiters.splice(0)) waiter(failure)
@@ -253,17 +276,19 @@ class StreamImpl implements Stream {
   }
 
   /** One message from a peer: copied, then handed to the receive function in order. */
-  receive(from: string, payload: Uint8Array): void {
+  receive(from: string, payload: Uint8Array, owned = false): void {
     this.bytesReceived += payload.byteLength
     this.messagesIn++
     this.lastActive = this.app.registry.now()
     const fn = this.receiveFn
-    const copy = new Uint8Array(payload)
+    // the receive function keeps what it gets: copy unless the buffer is already ours
+    const copy = owned ? payload : new Uint8Array(payload)
     const incoming = this.incoming.get(from)
     // in order behind a busy async handler, or kept until a receive function is set
     if (incoming !== undefined && (incoming.busy || incoming.queue.length > 0 || fn === undefined)) {
       incoming.queue.push(copy)
-      if (incoming.queue.length >= this.bufferSize) incoming.ps.pause()
+      incoming.queueBytes += copy.byteLength
+      if (this.full(incoming.queue.length, incoming.queueBytes)) incoming.ps.pause()
       return
     }
     if (fn === undefined) return
@@ -299,9 +324,11 @@ class StreamImpl implements Stream {
     incoming.busy = false
     const fn = this.receiveFn
     while (!incoming.busy && incoming.queue.length > 0 && fn !== undefined) {
-      this.call(fn, incoming.queue.shift()!, incoming.peer, incoming)
+      const payload = incoming.queue.shift()!
+      incoming.queueBytes -= payload.byteLength
+      this.call(fn, payload, incoming.peer, incoming)
     }
-    if (incoming.queue.length < this.bufferSize && !this.closed) incoming.ps.resume()
+    if (!this.full(incoming.queue.length, incoming.queueBytes) && !this.closed) incoming.ps.resume()
   }
 
   private receiveFailed(from: string, error: unknown): void {
@@ -318,12 +345,12 @@ class StreamImpl implements Stream {
 
   /** Takes an incoming QUIC stream of this stream from a peer. */
   attach(ps: PeerStream): void {
-    const incoming: Incoming = { peer: ps.peer, ps, queue: [], busy: false }
+    const incoming: Incoming = { peer: ps.peer, ps, queue: [], queueBytes: 0, busy: false }
     const previous = this.incoming.get(ps.peer)
     if (previous !== undefined && previous.ps !== ps && !previous.ps.isClosed()) previous.ps.reset(ErrorCode.StreamClosed)
     this.incoming.set(ps.peer, incoming)
     ps.setHandler({
-      onMessage: (payload) => this.receive(ps.peer, payload),
+      onMessage: (payload, owned) => this.receive(ps.peer, payload, owned),
       onClose: () => {
         if (this.incoming.get(ps.peer) === incoming) this.incoming.delete(ps.peer)
       }
@@ -345,6 +372,7 @@ class StreamImpl implements Stream {
       const failure: DeliveryFailure = { node: o.peer, reason: 'StreamClosed', message: `stream '${this.label()}' was closed` }
       for (const waiter of o.waiters.splice(0)) waiter(failure)
       o.pending.length = 0
+      o.pendingBytes = 0
       o.ps.reset(ErrorCode.StreamClosed)
     }
     this.outgoing.clear()
@@ -382,7 +410,7 @@ class StreamImpl implements Stream {
     const active = new Set<string>()
     for (const o of this.outgoing.values()) {
       queuedMessages += o.pending.length + o.waiters.length
-      for (const p of o.pending) queuedBytes += p.byteLength
+      queuedBytes += o.pendingBytes
       queuedBytes += o.ps.writableLength()
       if (!o.ps.isClosed()) active.add(o.peer)
     }
@@ -621,11 +649,13 @@ export class Registry {
       id: config.id,
       maxStreams: config.maxStreams ?? 20,
       defaultStreamOnly: config.defaultStreamOnly ?? false,
-      streamBufferSize: config.streamBufferSize ?? 100
+      streamBufferSize: config.streamBufferSize ?? 100,
+      streamBufferBytes: config.streamBufferBytes ?? 8 * 1024 * 1024
     }
     for (const [field, value, min, max] of [
       ['maxStreams', full.maxStreams, 0, 10_000],
-      ['streamBufferSize', full.streamBufferSize, 1, 1_000_000]
+      ['streamBufferSize', full.streamBufferSize, 1, 1_000_000],
+      ['streamBufferBytes', full.streamBufferBytes, 1024, 1024 * 1024 * 1024]
     ] as const) {
       if (!Number.isInteger(value) || value < min || value > max) {
         return new StreamsError({ reason: 'InvalidConfig', message: `${field} must be an integer from ${min} to ${max}, got ${String(value)}` })

@@ -83,7 +83,9 @@ export const make = (options: MycelOptions = {}) =>
   Effect.gen(function* () {
     const nodosum = yield* Nodosum.Nodosum
     const streams = yield* Streams.Streams
-    const app = yield* streams.registerApplicationWithConfig({ id: APP_ID, maxStreams: 1_000, streamBufferSize: 1_000 })
+    // a node that lacks a bucket refuses its stream after 1 s (buckets are created at start-up,
+    // within that time on every node), so a request to it fails with BucketNotFound before its timeout
+    const app = yield* streams.registerApplicationWithConfig({ id: APP_ID, maxStreams: 1_000, streamBufferSize: 1_000, unknownStreamGraceMs: 1_000 })
     const runtime = yield* Effect.runtime<never>()
     const clock = yield* Effect.clock
     const cacheOptions: CacheOptions = {

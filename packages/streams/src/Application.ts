@@ -63,6 +63,8 @@ export interface Stream {
    */
   readonly offer: (payload: Uint8Array, nodeIds?: ReadonlyArray<string>) => Promise<void> | undefined
   readonly setReceiveFunc: (fn: ReceiveFunc) => void
+  /** Called with a node that refused this stream (it has no stream of this name, past its grace period). */
+  readonly setRefusedFunc: (fn: (node: string) => void) => void
   /** Closes the stream here and its QUIC streams on every peer. */
   readonly close: Effect.Effect<void>
   readonly name: () => string
@@ -81,6 +83,8 @@ export interface ApplicationConfig {
   readonly streamBufferSize?: number
   /** Bytes buffered per stream and peer, in each direction (default 8 MiB): with large messages this bounds memory first. */
   readonly streamBufferBytes?: number
+  /** How long an incoming stream of a name not created here is held before it is refused, in ms (default: the service's, 5 s). */
+  readonly unknownStreamGraceMs?: number
 }
 
 /** A registered application: a default stream plus named streams. */

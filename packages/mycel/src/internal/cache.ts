@@ -23,6 +23,9 @@ export interface CacheOptions {
 }
 
 interface Pending {
+  readonly node: string
+  readonly bucket: string
+  readonly kind?: 'get'
   readonly resolve: (message: CacheMessage.Ack | CacheMessage.GetResponse | undefined) => void
   readonly cancel: () => void
 }
@@ -111,6 +114,7 @@ export class Cache {
       const bucket = new Bucket(name, options, stream, this.now)
       this.buckets.set(name, bucket)
       stream.setReceiveFunc((payload, from) => this.receive(bucket, payload, from))
+      stream.setRefusedFunc((node) => this.refused(bucket, node))
       this.log('Info', 'bucket created', { bucket: name, ttlMs: options.ttlMs, maxSize: options.maxSize, replicas: options.replicas })
       // tell the others how this node configured it (a mismatch is logged there)
       this.send(bucket, { _tag: 'BucketInfo', ttlMs: options.ttlMs, maxSize: options.maxSize, replicas: options.replicas }, [])
@@ -187,7 +191,7 @@ export class Cache {
         }
         const wanted = this.ackWanted(bucket, owners, i)
         const id = wanted ? this.nextId++ : 0
-        if (wanted) waits.push(this.expect(bucket, id))
+        if (wanted) waits.push(this.expect(bucket, id, owner))
         this.send(bucket, remote(id, version, wanted), [owner])
       }
       return this.awaitAcks(bucket, key, waits)
@@ -258,7 +262,8 @@ export class Cache {
     let lastError: MycelError | undefined
     for (const owner of owners) {
       const id = this.nextId++
-      const answer = this.expect(bucket, id)
+      const answer = this.expect(bucket, id, owner)
+      this.markGet(id)
       this.send(bucket, { _tag: 'Get', id, key }, [owner])
       const response = await answer
       if (response === undefined) {
@@ -283,14 +288,30 @@ export class Cache {
   }
 
   /** A promise for the answer to request `id`: undefined on timeout or when the bucket goes away. */
-  private expect(_bucket: Bucket, id: number): Promise<CacheMessage.Ack | CacheMessage.GetResponse | undefined> {
+  private expect(bucket: Bucket, id: number, node: string): Promise<CacheMessage.Ack | CacheMessage.GetResponse | undefined> {
     return new Promise((resolve) => {
       // a plain timer: one per request on the hot path, no fiber
       const timer = setTimeout(() => {
         if (this.pending.delete(id)) resolve(undefined)
       }, this.options.requestTimeoutMs)
-      this.pending.set(id, { resolve, cancel: () => clearTimeout(timer) })
+      this.pending.set(id, { node, bucket: bucket.name, resolve, cancel: () => clearTimeout(timer) })
     })
+  }
+
+  private markGet(id: number): void {
+    const p = this.pending.get(id)
+    if (p !== undefined) this.pending.set(id, { ...p, kind: 'get' })
+  }
+
+  /** A node refused a bucket's stream: it has no such bucket. What waits on it gets that answer now. */
+  private refused(bucket: Bucket, node: string): void {
+    for (const [id, p] of [...this.pending]) {
+      if (p.node !== node || p.bucket !== bucket.name) continue
+      this.pending.delete(id)
+      p.cancel()
+      p.resolve(p.kind === 'get' ? notFoundGet(id) : { _tag: 'Ack', id, status: CacheMessage.AckStatus.BucketNotFound })
+    }
+    this.log('Warning', 'a node has no such bucket', { bucket: bucket.name, peer: node })
   }
 
   private send(bucket: Bucket, message: CacheMessage.CacheMessage, to: ReadonlyArray<string>): void {
@@ -512,6 +533,15 @@ export class Cache {
     this.pending.clear()
   }
 }
+
+const notFoundGet = (id: number): CacheMessage.GetResponse => ({
+  _tag: 'GetResponse',
+  id,
+  status: CacheMessage.GetStatus.BucketNotFound,
+  value: new Uint8Array(0),
+  ts: 0,
+  node: ''
+})
 
 const toHandoff = (key: string, entry: Entry, now: number): CacheMessage.HandoffEntry => ({
   key,

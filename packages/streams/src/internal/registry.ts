@@ -56,6 +56,7 @@ class StreamImpl implements Stream {
   readonly outgoing = new Map<string, Outgoing>()
   readonly incoming = new Map<string, Incoming>()
   receiveFn: ReceiveFunc | undefined
+  refusedFn: ((node: string) => void) | undefined
   closed = false
   bytesSent = 0
   bytesReceived = 0
@@ -238,6 +239,7 @@ class StreamImpl implements Stream {
               refused ? 'StreamRefused' : closedByPeer ? 'StreamClosed' : 'ConnectionLost',
               refused ? `node '${node}' has no stream '${this.label()}'` : (error?.message ?? 'stream closed')
             )
+            if (refused) this.refusedFn?.(node)
           }
         }
       })
@@ -356,6 +358,10 @@ class StreamImpl implements Stream {
       }
     })
     ps.resume()
+  }
+
+  setRefusedFunc = (fn: (node: string) => void): void => {
+    this.refusedFn = fn
   }
 
   setReceiveFunc = (fn: ReceiveFunc): void => {
@@ -521,7 +527,7 @@ class AppImpl implements Application {
     const list = this.held.get(ps.streamName) ?? []
     const entry: { ps: PeerStream; cancel: () => void } = {
       ps,
-      cancel: this.registry.later(this.registry.options.graceMs, () => {
+      cancel: this.registry.later(this.config.unknownStreamGraceMs, () => {
         const current = this.held.get(ps.streamName)
         const index = current?.indexOf(entry) ?? -1
         if (current !== undefined && index >= 0) current.splice(index, 1)
@@ -530,7 +536,7 @@ class AppImpl implements Application {
           app: this.id,
           stream: ps.streamName,
           node: ps.peer,
-          graceMs: this.registry.options.graceMs
+          graceMs: this.config.unknownStreamGraceMs
         })
         ps.reset(ErrorCode.UnknownStream)
       })
@@ -650,12 +656,14 @@ export class Registry {
       maxStreams: config.maxStreams ?? 20,
       defaultStreamOnly: config.defaultStreamOnly ?? false,
       streamBufferSize: config.streamBufferSize ?? 100,
-      streamBufferBytes: config.streamBufferBytes ?? 8 * 1024 * 1024
+      streamBufferBytes: config.streamBufferBytes ?? 8 * 1024 * 1024,
+      unknownStreamGraceMs: config.unknownStreamGraceMs ?? this.options.graceMs
     }
     for (const [field, value, min, max] of [
       ['maxStreams', full.maxStreams, 0, 10_000],
       ['streamBufferSize', full.streamBufferSize, 1, 1_000_000],
-      ['streamBufferBytes', full.streamBufferBytes, 1024, 1024 * 1024 * 1024]
+      ['streamBufferBytes', full.streamBufferBytes, 1024, 1024 * 1024 * 1024],
+      ['unknownStreamGraceMs', full.unknownStreamGraceMs, 0, 600_000]
     ] as const) {
       if (!Number.isInteger(value) || value < min || value > max) {
         return new StreamsError({ reason: 'InvalidConfig', message: `${field} must be an integer from ${min} to ${max}, got ${String(value)}` })

@@ -137,7 +137,9 @@ const phase = async (roles: (index: number, seed: string | undefined) => Role) =
     })
   let seed: string | undefined
   for (let i = 0; i < PROCESSES; i++) {
-    const c = fork(new URL(import.meta.url).pathname, ['child', JSON.stringify(roles(i, seed))], { execArgv: process.execArgv })
+    const profile = process.env['BENCH_PROFILE_DIR']
+    const execArgv = profile === undefined ? process.execArgv : [...process.execArgv, '--cpu-prof', `--cpu-prof-dir=${profile}`]
+    const c = fork(new URL(import.meta.url).pathname, ['child', JSON.stringify(roles(i, seed))], { execArgv })
     children.push(c)
     messages.push([])
     c.on('message', (m: FromChild) => messages[i]!.push(m))

@@ -2,6 +2,7 @@ import { describe, expect, it } from '@effect/vitest'
 import { MemoryTransport, Nodosum } from '@mycorrizal/nodosum'
 import { Streams } from '@mycorrizal/streams'
 import { Context, Duration, Effect, Layer, Logger, LogLevel, type Scope } from 'effect'
+import { Placement } from '../src/internal/placement.js'
 import * as Mycel from '../src/Mycel.js'
 
 const secret = 'mycel-test-secret'
@@ -232,4 +233,52 @@ describe('Mycel over MemoryTransport', () => {
       }).pipe(Effect.provide(capture))
     )
   })
+
+  it.live('a get falls back to the next replica when the primary does not answer in time', () =>
+    run(
+      Effect.gen(function* () {
+        const network = yield* MemoryTransport.MemoryNetwork
+        // a failure detector slower than the request timeout: the primary is still a member when it stops answering
+        const slow = (id: string, seeds: ReadonlyArray<string>) =>
+          Layer.build(
+            Mycel.layer({ requestTimeout: '300 millis' }).pipe(
+              Layer.provideMerge(Streams.layer()),
+              Layer.provideMerge(Nodosum.layerMemory({ nodeId: id, host: id, port: 7001, clusterSecret: secret, seeds: [...seeds], failureTimeout: 30_000 }))
+            )
+          ).pipe(Effect.map((ctx) => ({ id, mycel: Context.get(ctx, Mycel.Mycel), nodosum: Context.get(ctx, Nodosum.Nodosum) })))
+        const nodes = [yield* slow('a', []), yield* slow('b', ['a:7001']), yield* slow('c', ['a:7001'])]
+        yield* until(() => nodes.every((n) => n.nodosum.nodes().length === 3), 'mesh')
+        for (const n of nodes) yield* n.mycel.createBucket('fb', '1 minute', 1_000)
+        // a key a holds no copy of: a must ask its primary, which then goes silent
+        const placement = new Placement()
+        placement.setNodes(['a', 'b', 'c'])
+        let key = ''
+        for (let i = 0; i < 100 && key === ''; i++) if (!placement.owners('fb', `k${i}`, 2).includes('a')) key = `k${i}`
+        const [primary, replica] = placement.owners('fb', key, 2)
+        yield* nodes[1]!.mycel.put('fb', key, bytes('value'))
+        expect(nodes[0]!.mycel.stats('fb')!.keys).toBe(0)
+        network.drop(primary!, 'a')
+        const value = yield* nodes[0]!.mycel.get('fb', key)
+        // the primary timed out, the replica answered
+        expect(text(value)).toBe('value')
+        expect(nodes[0]!.mycel.stats('fb')!.timeouts).toBe(1)
+        expect(replica).not.toBe(primary)
+      })
+    )
+  )
+
+  it.live('a graceful leave hands the leaving node\'s keys to their new owners', () =>
+    run(
+      Effect.gen(function* () {
+        const nodes = yield* cluster(['a', 'b', 'c', 'd'])
+        for (const n of nodes) yield* n.mycel.createBucket('lv', '1 minute', 10_000)
+        for (let i = 0; i < 300; i++) yield* nodes[0]!.mycel.put('lv', `k${i}`, bytes(`v${i}`))
+        yield* nodes[3]!.nodosum.leave
+        const rest = nodes.slice(0, 3)
+        yield* until(() => rest.every((n) => n.nodosum.nodes().length === 3), 'd left')
+        yield* until(() => rest.map((n) => n.mycel.stats('lv')!.keys).reduce((x, y) => x + y, 0) === 600, 'two copies on the three that stay')
+        for (let i = 0; i < 300; i++) expect(text(yield* rest[i % 3]!.mycel.get('lv', `k${i}`))).toBe(`v${i}`)
+      })
+    )
+  )
 })

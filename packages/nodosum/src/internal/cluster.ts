@@ -138,6 +138,11 @@ export const makeCluster = (
 
     const markGone = (peer: Peer, state: 'failed' | 'left', reason: string) => {
       if (peers.get(peer.id) !== peer) return
+      // while leaving, peers closing their side is the expected end, not a failure
+      if (leaving && state === 'failed') {
+        peers.delete(peer.id)
+        return
+      }
       peers.delete(peer.id)
       const record = records.get(peer.id)
       if (record !== undefined && record.instanceId === peer.instanceId) {

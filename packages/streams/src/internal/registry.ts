@@ -21,6 +21,12 @@ const levels = { Debug: LogLevel.Debug, Info: LogLevel.Info, Warning: LogLevel.W
 const NAME_BYTES = 255
 const utf8Length = (s: string) => Buffer.byteLength(s, 'utf8')
 
+/** An incoming stream waiting to be claimed, with the cancel of its refusal. */
+interface Held {
+  readonly ps: PeerStream
+  readonly cancel: () => void
+}
+
 /** Outgoing side of one stream towards one peer. */
 interface Outgoing {
   readonly peer: string
@@ -450,7 +456,7 @@ class AppImpl implements Application {
   readonly streams = new Map<string, StreamImpl>()
   readonly defaultStream: StreamImpl
   /** Incoming streams for names not created yet, with their refusal timers. */
-  readonly held = new Map<string, Array<{ ps: PeerStream; cancel: () => void }>>()
+  readonly held = new Map<string, Array<Held>>()
 
   constructor(
     readonly registry: Registry,
@@ -523,26 +529,7 @@ class AppImpl implements Application {
       stream.attach(ps)
       return true
     }
-    ps.pause()
-    const list = this.held.get(ps.streamName) ?? []
-    const entry: { ps: PeerStream; cancel: () => void } = {
-      ps,
-      cancel: this.registry.later(this.config.unknownStreamGraceMs, () => {
-        const current = this.held.get(ps.streamName)
-        const index = current?.indexOf(entry) ?? -1
-        if (current !== undefined && index >= 0) current.splice(index, 1)
-        if (current?.length === 0) this.held.delete(ps.streamName)
-        this.registry.log('Warning', 'incoming stream refused: not created here within the grace period', {
-          app: this.id,
-          stream: ps.streamName,
-          node: ps.peer,
-          graceMs: this.config.unknownStreamGraceMs
-        })
-        ps.reset(ErrorCode.UnknownStream)
-      })
-    }
-    list.push(entry)
-    this.held.set(ps.streamName, list)
+    this.registry.hold(this.held, ps.streamName, ps, this.config.unknownStreamGraceMs, 'incoming stream refused: not created here within the grace period')
     return true
   }
 
@@ -593,7 +580,7 @@ class AppImpl implements Application {
 export class Registry {
   readonly apps = new Map<string, AppImpl>()
   /** Incoming streams of applications not registered yet, with their refusal timers. */
-  private readonly heldApps = new Map<string, Array<{ ps: PeerStream; cancel: () => void }>>()
+  private readonly heldApps = new Map<string, Array<Held>>()
   private readonly runFork: ReturnType<typeof Runtime.runFork<never>>
 
   constructor(
@@ -607,28 +594,31 @@ export class Registry {
       const app = this.apps.get(ps.appId)
       if (app !== undefined) return app.accept(ps)
       // the application may not be registered yet (services register after joining): hold it too
-      ps.pause()
-      const list = this.heldApps.get(ps.appId) ?? []
-      const entry: { ps: PeerStream; cancel: () => void } = {
-        ps,
-        cancel: this.later(this.options.graceMs, () => {
-          const current = this.heldApps.get(ps.appId)
-          const index = current?.indexOf(entry) ?? -1
-          if (current !== undefined && index >= 0) current.splice(index, 1)
-          if (current?.length === 0) this.heldApps.delete(ps.appId)
-          this.log('Warning', 'incoming stream refused: application not registered here within the grace period', {
-            app: ps.appId,
-            stream: ps.streamName,
-            node: ps.peer,
-            graceMs: this.options.graceMs
-          })
-          ps.reset(ErrorCode.UnknownStream)
-        })
-      }
-      list.push(entry)
-      this.heldApps.set(ps.appId, list)
+      this.hold(this.heldApps, ps.appId, ps, this.options.graceMs, 'incoming stream refused: application not registered here within the grace period')
       return true
     })
+  }
+
+  /**
+   * Holds an incoming stream (not read, so its sender is held back by flow control) under `key`
+   * until it is claimed or `graceMs` pass; then it is refused with UnknownStream and logged.
+   */
+  hold(held: Map<string, Array<Held>>, key: string, ps: PeerStream, graceMs: number, refusal: string): void {
+    ps.pause()
+    const list = held.get(key) ?? []
+    const entry: Held = {
+      ps,
+      cancel: this.later(graceMs, () => {
+        const current = held.get(key)
+        const index = current?.indexOf(entry) ?? -1
+        if (current !== undefined && index >= 0) current.splice(index, 1)
+        if (current?.length === 0) held.delete(key)
+        this.log('Warning', refusal, { app: ps.appId, stream: ps.streamName, node: ps.peer, graceMs })
+        ps.reset(ErrorCode.UnknownStream)
+      })
+    }
+    list.push(entry)
+    held.set(key, list)
   }
 
   /** Runs `f` after `ms` on the Effect clock (so `TestClock` drives it); returns a cancel. */

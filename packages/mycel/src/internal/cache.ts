@@ -66,6 +66,8 @@ export class Cache {
   readonly joinedAt: number
   private readyFlag = false
   private membershipChangedAt = 0
+  /** The newest version timestamp this node has written or seen (a hybrid logical clock). */
+  private lastTs = 0
 
   constructor(
     readonly nodosum: Nodosum.Nodosum['Type'],
@@ -180,7 +182,7 @@ export class Cache {
     return Effect.suspend(() => {
       const bucket = this.bucket(name)
       if (bucket instanceof MycelError) return Effect.fail(bucket)
-      const version = { ts: this.now(), node: this.self }
+      const version = { ts: this.tick(), node: this.self }
       const owners = this.placement.owners(name, key, bucket.options.replicas)
       const waits: Array<Promise<CacheMessage.Ack | CacheMessage.GetResponse | undefined>> = []
       for (let i = 0; i < owners.length; i++) {
@@ -196,6 +198,21 @@ export class Cache {
       }
       return this.awaitAcks(bucket, key, waits)
     })
+  }
+
+  /**
+   * A version timestamp after everything this node has seen: a write that follows a read of a
+   * newer value (written on a node whose clock runs ahead, or in the same millisecond by a
+   * node with a larger id) still wins over it.
+   */
+  private tick(): number {
+    const ts = Math.max(this.now(), this.lastTs + 0.001)
+    this.lastTs = ts
+    return ts
+  }
+
+  private observe(ts: number): void {
+    if (ts > this.lastTs) this.lastTs = ts
   }
 
   /**
@@ -232,6 +249,8 @@ export class Cache {
       if (bucket instanceof MycelError) return Effect.fail(bucket)
       const owners = this.placement.owners(name, key, bucket.options.replicas)
       if (owners.length === 0 || owners.includes(this.self)) {
+        const entry = bucket.store.peek(key)
+        if (entry !== undefined) this.observe(entry.version.ts)
         const local = bucket.store.getValue(key)
         // while keys move (a join, a failure) a new owner may not have a key yet: ask the others
         const others = owners.filter((o) => o !== this.self)
@@ -346,6 +365,7 @@ export class Cache {
       return
     }
     const store = bucket.store
+    if ('ts' in message) this.observe(message.ts)
     switch (message._tag) {
       case 'Put': {
         const stored = store.put(message.key, message.value, { ts: message.ts, node: message.node }, message.ttlMs === 0 ? undefined : message.ttlMs)
@@ -387,6 +407,7 @@ export class Cache {
       case 'Handoff': {
         const now = this.now()
         for (const e of message.entries) {
+          this.observe(e.ts)
           if (store.merge(e.key, { value: e.tombstone ? undefined : e.value, version: { ts: e.ts, node: e.node }, expiresAt: now + e.ttlLeftMs })) bucket.received++
         }
         break

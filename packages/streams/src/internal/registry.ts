@@ -34,6 +34,9 @@ interface Outgoing {
   /** Copies of messages the transport could not take yet (at most the buffer size). */
   readonly pending: Array<Uint8Array>
   pendingBytes: number
+  /** Messages and bytes handed to this QUIC stream: all lost if the peer refuses the stream. */
+  written: number
+  writtenBytes: number
   /** Senders waiting for room, in order; called with the failure when the peer is gone. */
   readonly waiters: Array<(failure?: DeliveryFailure) => void>
   /** The transport said "wait for drain". */
@@ -208,6 +211,8 @@ class StreamImpl implements Stream {
     }
     this.bytesSent += payload.byteLength
     this.messagesOut++
+    o.written++
+    o.writtenBytes += payload.byteLength
     this.lastActive = this.app.registry.now()
     if (!ok) o.blocked = true
   }
@@ -253,7 +258,7 @@ class StreamImpl implements Stream {
       const reason = (e as { reason?: string }).reason === 'StreamLimit' ? 'StreamLimit' : 'UnknownNode'
       return { node, reason, message: (e as Error).message }
     }
-    const o: Outgoing = { peer: node, ps, pending: [], pendingBytes: 0, waiters: [], blocked: false }
+    const o: Outgoing = { peer: node, ps, pending: [], pendingBytes: 0, written: 0, writtenBytes: 0, waiters: [], blocked: false }
     holder.o = o
     this.outgoing.set(node, o)
     registry.checkStreamCount(node)
@@ -263,13 +268,19 @@ class StreamImpl implements Stream {
   /** Fails what waits for a peer that is gone; counts every lost message. */
   private dropOutgoing(o: Outgoing, reason: DeliveryFailure['reason'], message: string): void {
     if (this.outgoing.get(o.peer) === o) this.outgoing.delete(o.peer)
-    const lost = o.pending.length + o.waiters.length
+    // a refused stream was never read: what was written to it is lost too, not sent
+    if (reason === 'StreamRefused' && o.written > 0) {
+      this.messagesOut -= o.written
+      this.bytesSent -= o.writtenBytes
+      this.failedSends += o.written
+    }
+    const lost = o.pending.length + o.waiters.length + (reason === 'StreamRefused' ? o.written : 0)
     o.pending.length = 0
     o.pendingBytes = 0
     // waiting senders finish with this failure; every lost message counts
     const failure: DeliveryFailure = { node: o.peer, reason, message }
     for (const waiter of o.waiters.splice(0)) waiter(failure)
-    if (lost > 0) this.failedSends += lost
+    if (lost > 0) this.failedSends += lost - (reason === 'StreamRefused' ? o.written : 0)
     if (reason !== 'StreamClosed' || lost > 0) {
       this.app.registry.log(lost > 0 || reason === 'StreamRefused' ? 'Warning' : 'Debug', 'stream send failed', {
         app: this.app.id,

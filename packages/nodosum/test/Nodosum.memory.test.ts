@@ -166,6 +166,24 @@ describe('Nodosum over MemoryTransport', () => {
     )
   )
 
+  it.live('a stream opened the moment the dial returns is held until the other side finishes its handshake, then delivered', () =>
+    withNetwork(
+      Effect.gen(function* () {
+        const a = yield* node({ nodeId: 'a', host: 'a', port: 7001 })
+        const b = yield* node({ nodeId: 'b', host: 'b', port: 7001 })
+        const got = yield* Deferred.make<string>()
+        a.setStreamAcceptor((stream) => {
+          stream.setHandler({ onMessage: (p) => Deferred.unsafeDone(got, Effect.succeed(Buffer.from(p).toString())) })
+          return true
+        })
+        // b's side of the handshake is done here; a may still be checking b's proof
+        yield* b.dial(a.address)
+        b.openStream('a', 'app', '', { onMessage: () => {} }).send(new TextEncoder().encode('right away'))
+        expect(yield* Deferred.await(got).pipe(Effect.timeout(Duration.seconds(5)))).toBe('right away')
+      })
+    )
+  )
+
   it.live('graceful leave: peers drop the node at once and report Left', () =>
     withNetwork(
       Effect.gen(function* () {

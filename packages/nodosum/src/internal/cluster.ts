@@ -304,7 +304,7 @@ export const makeCluster = (
     }
 
     const acceptAppStream = (peer: Peer, stream: TransportStream) => {
-      const framed = new FramedStream(stream, peer.id, true, maxMessageSize, undefined, (init) => {
+      new FramedStream(stream, peer.id, true, maxMessageSize, undefined, (init, framed) => {
         if (init.appId === CONTROL_APP_ID || acceptor === undefined || !acceptor(framed)) {
           framed.reset(ErrorCode.UnknownStream)
         }
@@ -434,8 +434,10 @@ export const makeCluster = (
       })
 
     /** Sets a connection up for the handshake: the control stream and the inbox it feeds. */
-    const establish = (connection: TransportConnection, dialer: boolean) =>
-      Effect.gen(function* () {
+    const establish = (connection: TransportConnection, dialer: boolean) => {
+      /** Streams the peer opened behind its control stream, held until the handshake ends. */
+      const early: Array<TransportStream> = []
+      return Effect.gen(function* () {
         const inbox = yield* Queue.bounded<Control>(16)
         const controlReady = yield* Deferred.make<FramedStream>()
         let controlSeen = dialer
@@ -453,19 +455,23 @@ export const makeCluster = (
         }
         connection.setHandler({
           onStream: (stream) => {
-            // before the handshake the only stream a peer may open is the control stream
+            // Streams behind the control stream are held, not read: the peer may have finished its
+            // side of the handshake (and opened application streams) before this side verified
+            // its proof. They are handed over on success and refused on failure; bounded by the
+            // stream limit. Nothing of theirs is read before the peer is authenticated.
             if (controlSeen) {
-              stream.reset(ErrorCode.NotAuthenticated)
+              if (early.length >= settings.transport.maxStreams) stream.reset(ErrorCode.NotAuthenticated)
+              else early.push(stream)
               return
             }
             controlSeen = true
-            const framed: FramedStream = new FramedStream(stream, '', true, controlMaxMessageSize, undefined, (init) => {
+            const framed: FramedStream = new FramedStream(stream, '', true, controlMaxMessageSize, undefined, (init, self) => {
               if (init.appId !== CONTROL_APP_ID || init.streamName !== '') {
-                framed.reset(ErrorCode.NotAuthenticated)
+                self.reset(ErrorCode.NotAuthenticated)
                 Deferred.unsafeDone(closed, Effect.fail(new HandshakeFailure('Protocol', `first stream is ${init.appId}/${init.streamName}, not the control stream`, false)))
                 return
               }
-              Deferred.unsafeDone(controlReady, Effect.succeed(framed))
+              Deferred.unsafeDone(controlReady, Effect.succeed(self))
             })
             // a malformed STREAM_INIT closes the stream: the handshake fails at once
             framed.setHandler(feed)
@@ -510,8 +516,16 @@ export const makeCluster = (
         }
         // whatever came right behind the handshake
         for (const message of yield* Queue.takeAll(inbox)) onControl(peer, message)
+        for (const stream of early.splice(0)) acceptAppStream(peer, stream)
         return peer.id
-      }).pipe(Effect.tapError((failure) => failHandshake(connection, failure, dialer)))
+      }).pipe(
+        Effect.tapError((failure) =>
+          Effect.sync(() => {
+            for (const stream of early.splice(0)) stream.reset(ErrorCode.NotAuthenticated)
+          }).pipe(Effect.andThen(failHandshake(connection, failure, dialer)))
+        )
+      )
+    }
 
     const dialAddress = (address: Address): Effect.Effect<string, ClusterError> => {
       const key = formatAddress(address)

@@ -27,7 +27,7 @@ export class FramedStream implements PeerStream {
   private closed = false
   private readonly decoder: Decoder.Decoder
   /** Set while an incoming stream waits for its STREAM_INIT. */
-  private onInit: ((init: StreamInit.StreamInit) => void) | undefined
+  private onInit: ((init: StreamInit.StreamInit, self: FramedStream) => void) | undefined
   appId: string
   streamName: string
 
@@ -37,7 +37,8 @@ export class FramedStream implements PeerStream {
       this.streamName = init.streamName
       const route = this.onInit
       this.onInit = undefined
-      route?.(init)
+      // the stream itself is passed: the constructor may still be running (a transport can deliver at once)
+      route?.(init, this)
     },
     onMessage: (payload: Uint8Array, owned: boolean) => {
       const handler = this.handler
@@ -52,7 +53,7 @@ export class FramedStream implements PeerStream {
     readonly incoming: boolean,
     readonly maxMessageSize: number,
     init: StreamInit.StreamInit | undefined,
-    onInit: ((init: StreamInit.StreamInit) => void) | undefined
+    onInit: ((init: StreamInit.StreamInit, self: FramedStream) => void) | undefined
   ) {
     this.appId = init?.appId ?? ''
     this.streamName = init?.streamName ?? ''

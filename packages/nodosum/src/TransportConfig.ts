@@ -106,15 +106,8 @@ export const defaults: TransportSettings = {
   idleTimeout: Duration.seconds(60)
 }
 
-/** The flow-control part of the defaults. */
-export const defaultLimits: TransportLimits = {
-  maxStreams: defaults.maxStreams,
-  streamWindow: defaults.streamWindow,
-  maxStreamWindow: defaults.maxStreamWindow,
-  connectionWindow: defaults.connectionWindow,
-  maxConnectionWindow: defaults.maxConnectionWindow,
-  writeHighWaterMark: defaults.writeHighWaterMark
-}
+/** The flow-control part of the defaults (the settings carry every limit). */
+export const defaultLimits: TransportLimits = defaults
 
 const firstIssue = (error: ParseResult.ParseError): ConfigError => {
   const issues = ParseResult.ArrayFormatter.formatErrorSync(error)

@@ -124,7 +124,6 @@ export class FramedStream implements PeerStream {
       this.writable = this.stream.write(framed)
       return this.writable
     }
-    if (payload.byteLength > this.maxMessageSize) return this.stream.write(Frame.encodeMessage(payload, this.maxMessageSize))
     if (this.batchLen + need > BATCH_BYTES) this.flush()
     this.batchLen = Frame.encodeMessageInto(this.batch, this.batchLen, payload, this.maxMessageSize)
     if (!this.flushQueued) {

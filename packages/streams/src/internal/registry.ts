@@ -593,6 +593,7 @@ export class Registry {
   /** Incoming streams of applications not registered yet, with their refusal timers. */
   private readonly heldApps = new Map<string, Array<Held>>()
   private readonly runFork: ReturnType<typeof Runtime.runFork<never>>
+  private readonly runSync: ReturnType<typeof Runtime.runSync<never>>
 
   constructor(
     readonly nodosum: Nodosum.Nodosum['Type'],
@@ -601,6 +602,7 @@ export class Registry {
     readonly now: () => number
   ) {
     this.runFork = Runtime.runFork(runtime)
+    this.runSync = Runtime.runSync(runtime)
     nodosum.setStreamAcceptor((ps) => {
       const app = this.apps.get(ps.appId)
       if (app !== undefined) return app.accept(ps)
@@ -641,7 +643,8 @@ export class Registry {
   }
 
   log: Log = (level, message, annotations) => {
-    this.runFork(Effect.logWithLevel(levels[level], message).pipe(Effect.annotateLogs({ node: this.nodosum.nodeId, ...annotations })))
+    // logged in place: no fiber per line
+    this.runSync(Effect.logWithLevel(levels[level], message).pipe(Effect.annotateLogs({ node: this.nodosum.nodeId, ...annotations })))
   }
 
   register(config: ApplicationConfig): AppImpl | StreamsError {

@@ -30,6 +30,17 @@ export interface BucketOptions {
   readonly writeConcern?: 'primary' | 'all'
 }
 
+/** Cumulative latency counts since the bucket was created, Prometheus-style. */
+export interface LatencyHistogram {
+  /** Upper bounds of the buckets in microseconds, ascending. */
+  readonly boundsUs: ReadonlyArray<number>
+  /** Observations at or below each bound (the same length as `boundsUs`). */
+  readonly cumulativeCounts: ReadonlyArray<number>
+  readonly sumUs: number
+  /** Every observation, including those above the last bound. */
+  readonly count: number
+}
+
 /** Counters of one bucket on this node. */
 export interface BucketStats {
   readonly hits: number
@@ -40,8 +51,10 @@ export interface BucketStats {
   readonly keys: number
   readonly bytes: number
   readonly remoteGets: number
-  /** Recent remote get latencies in microseconds (a bounded sample). */
-  readonly remoteGetLatencyUs: ReadonlyArray<number>
+  /** Latency of gets answered by another node, from asking to the answer. */
+  readonly remoteGetLatency: LatencyHistogram
+  /** Latency of puts and deletes that waited for another node's acknowledgement. */
+  readonly remoteWriteLatency: LatencyHistogram
   readonly timeouts: number
   /** Entries sent to new owners, and received from others, by rebalancing. */
   readonly handedOff: number

@@ -64,6 +64,18 @@ describe('Mycel over MemoryTransport', () => {
         const keys = nodes.map((n) => n.mycel.stats('sessions')!.keys)
         expect(keys.reduce((x, y) => x + y, 0)).toBe(200)
         expect(b!.mycel.stats('sessions')!.remoteGets + c!.mycel.stats('sessions')!.remoteGets).toBeGreaterThan(0)
+        // every remote get and every acknowledged remote write is in a latency histogram
+        for (const n of nodes) {
+          const s = n.mycel.stats('sessions')!
+          expect(s.remoteGetLatency.count).toBe(s.remoteGets)
+          for (const h of [s.remoteGetLatency, s.remoteWriteLatency]) {
+            expect(h.cumulativeCounts).toHaveLength(h.boundsUs.length)
+            expect(h.cumulativeCounts.every((c, i) => i === 0 || c >= h.cumulativeCounts[i - 1]!)).toBe(true)
+            expect(h.cumulativeCounts.at(-1)!).toBeLessThanOrEqual(h.count)
+            expect(h.sumUs).toBeGreaterThanOrEqual(0)
+          }
+        }
+        expect(a!.mycel.stats('sessions')!.remoteWriteLatency.count).toBeGreaterThan(0)
       })
     )
   )

@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@effect/vitest'
 import { MemoryTransport, Nodosum } from '@mycorrizal/nodosum'
-import { Context, Deferred, Duration, Effect, Layer, type Scope, TestClock } from 'effect'
+import { Context, Deferred, Duration, Effect, HashMap, Layer, Logger, type Scope, TestClock } from 'effect'
 import * as Streams from '../src/Streams.js'
 
 const secret = 'streams-test-secret'
@@ -253,6 +253,32 @@ describe('Streams over MemoryTransport', () => {
         expect(maxQueued).toBeLessThanOrEqual(10)
         for (let i = 0; i < 400 && received.length < 400; i++) yield* Effect.sleep(Duration.millis(10))
         expect(received).toEqual(Array.from({ length: 400 }, (_, i) => i))
+      })
+    )
+  )
+  it.live('a stream whose sends keep failing logs one "stream error rate high" warning per excursion', () =>
+    withNetwork(
+      Effect.gen(function* () {
+        const logs: Array<{ message: string; annotations: Record<string, unknown> }> = []
+        const capture = Logger.make(({ annotations, message }) => {
+          const fields: Record<string, unknown> = {}
+          for (const [k, v] of HashMap.toEntries(annotations)) fields[k] = v
+          logs.push({ message: Array.isArray(message) ? String(message[0]) : String(message), annotations: fields })
+        })
+        yield* Effect.gen(function* () {
+          const [a] = yield* cluster(2)
+          const app = yield* a!.streams.registerApplication('flaky')
+          const stream = yield* app.createStream('jobs')
+          for (let i = 0; i < 50; i++) {
+            const outcome = yield* Effect.either(stream.send(text(`m${i}`), ['ghost']))
+            expect(outcome._tag).toBe('Left')
+          }
+          expect(stream.stats().failedSends).toBe(50)
+          expect(stream.stats().errorRate).toBe(1)
+        }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+        const warnings = logs.filter((l) => l.message === 'stream error rate high')
+        expect(warnings).toHaveLength(1)
+        expect(warnings[0]!.annotations).toMatchObject({ app: 'flaky', stream: 'jobs', errorRate: 1, threshold: 0.05 })
       })
     )
   )

@@ -5,6 +5,7 @@ import { Duration, Effect, Fiber, LogLevel, Runtime, Schedule } from 'effect'
 import type { BucketStats, BucketOptions } from '../Mycel.js'
 import { MycelError } from '../MycelError.js'
 import { Placement } from './placement.js'
+import { LatencyHistogram } from './latency.js'
 import { BucketStore, type Entry, type Version } from './store.js'
 
 const levels = { Debug: LogLevel.Debug, Info: LogLevel.Info, Warning: LogLevel.Warning, Error: LogLevel.Error } as const
@@ -36,7 +37,8 @@ const streamName = (bucket: string) => `bucket:${bucket}`
 class Bucket {
   readonly store: BucketStore
   remoteGets = 0
-  remoteGetLatencyUs: Array<number> = []
+  readonly remoteGetLatency = new LatencyHistogram()
+  readonly remoteWriteLatency = new LatencyHistogram()
   handedOff = 0
   received = 0
   timeouts = 0
@@ -227,8 +229,10 @@ export class Cache {
 
   private awaitAcks(bucket: Bucket, key: string, waits: ReadonlyArray<Promise<CacheMessage.Ack | CacheMessage.GetResponse | undefined>>) {
     if (waits.length === 0) return Effect.void
+    const started = performance.now()
     return Effect.promise(() => Promise.all(waits)).pipe(
       Effect.flatMap((answers) => {
+        bucket.remoteWriteLatency.observe((performance.now() - started) * 1000)
         for (const answer of answers) {
           if (answer === undefined) {
             bucket.timeouts++
@@ -298,9 +302,7 @@ export class Cache {
       // while keys move a new owner may answer a miss for a key another owner still has
       if (response.status === CacheMessage.GetStatus.Miss && owner !== owners[owners.length - 1] && this.rebalancing()) continue
       bucket.remoteGets++
-      const us = (performance.now() - started) * 1000
-      if (bucket.remoteGetLatencyUs.length < 4096) bucket.remoteGetLatencyUs.push(us)
-      else bucket.remoteGetLatencyUs[bucket.remoteGets % 4096] = us
+      bucket.remoteGetLatency.observe((performance.now() - started) * 1000)
       return response.status === CacheMessage.GetStatus.Hit ? response.value : undefined
     }
     throw lastError ?? new MycelError({ reason: 'Unavailable', message: `no owner of '${key}' in '${bucket.name}' is reachable` })
@@ -535,7 +537,8 @@ export class Cache {
     return {
       ...s,
       remoteGets: bucket.remoteGets,
-      remoteGetLatencyUs: [...bucket.remoteGetLatencyUs],
+      remoteGetLatency: bucket.remoteGetLatency.snapshot(),
+      remoteWriteLatency: bucket.remoteWriteLatency.snapshot(),
       timeouts: bucket.timeouts,
       handedOff: bucket.handedOff,
       received: bucket.received,

@@ -61,6 +61,12 @@ interface SendWait {
   resolve: () => void
 }
 
+/** Spec thresholds of the stream health warnings. */
+const ERROR_RATE_WARNING = 0.05
+/** Below this many sends one failure is not yet a rate worth a warning. */
+const ERROR_RATE_MIN_ATTEMPTS = 20
+const BACKLOG_WARNING_BYTES = 10 * 1024 * 1024
+
 class StreamImpl implements Stream {
   readonly outgoing = new Map<string, Outgoing>()
   readonly incoming = new Map<string, Incoming>()
@@ -75,6 +81,10 @@ class StreamImpl implements Stream {
   receiveErrors = 0
   readonly createdAt: number
   lastActive: number
+  /** Set while the error rate is above the warning threshold (one warning per excursion). */
+  private errorRateHigh = false
+  /** Peers whose queued bytes are above the warning threshold (one warning per excursion). */
+  private readonly backlogged = new Set<string>()
 
   constructor(
     readonly app: AppImpl,
@@ -100,12 +110,43 @@ class StreamImpl implements Stream {
   private enqueue(o: Outgoing, payload: Uint8Array): void {
     o.pending.push(payload)
     o.pendingBytes += payload.byteLength
+    if (!this.backlogged.has(o.peer)) {
+      const queued = o.pendingBytes + o.ps.writableLength()
+      if (queued >= BACKLOG_WARNING_BYTES) {
+        this.backlogged.add(o.peer)
+        this.app.registry.log('Warning', 'stream backlog high', {
+          app: this.app.id,
+          stream: this.streamName,
+          node: o.peer,
+          queuedBytes: queued,
+          threshold: BACKLOG_WARNING_BYTES
+        })
+      }
+    }
   }
 
   private dequeue(o: Outgoing): Uint8Array {
     const payload = o.pending.shift()!
     o.pendingBytes -= payload.byteLength
+    if (o.pendingBytes === 0) this.backlogged.delete(o.peer)
     return payload
+  }
+
+  /** Warns once when the share of failed sends goes above the threshold; re-arms when it falls back below half of it. */
+  private checkErrorRate(): void {
+    const attempts = this.messagesOut + this.failedSends
+    const rate = attempts === 0 ? 0 : this.failedSends / attempts
+    if (!this.errorRateHigh && rate > ERROR_RATE_WARNING && attempts >= ERROR_RATE_MIN_ATTEMPTS) {
+      this.errorRateHigh = true
+      this.app.registry.log('Warning', 'stream error rate high', {
+        app: this.app.id,
+        stream: this.streamName,
+        errorRate: Number(rate.toFixed(4)),
+        threshold: ERROR_RATE_WARNING
+      })
+    } else if (this.errorRateHigh && rate <= ERROR_RATE_WARNING / 2) {
+      this.errorRateHigh = false
+    }
   }
 
   send = (payload: Uint8Array, nodeIds: ReadonlyArray<string> = []): Effect.Effect<void, SendError | StreamsError> =>
@@ -192,6 +233,7 @@ class StreamImpl implements Stream {
         if (--w.remaining === 0) w.resolve()
       })
     }
+    if (wait !== undefined && wait.failures.length > 0) this.checkErrorRate()
     if (wait !== undefined && wait.accepted.length === 0 && wait.failures.length === 0 && wait.remaining === 0) return undefined
     return wait
   }
@@ -291,6 +333,8 @@ class StreamImpl implements Stream {
         lost
       })
     }
+    this.backlogged.delete(o.peer)
+    if (lost > 0 || reason === 'StreamRefused') this.checkErrorRate()
     if (!o.ps.isClosed()) o.ps.reset(ErrorCode.StreamClosed)
   }
 

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -12,14 +12,23 @@ export interface PublishablePackage {
   readonly version: string
 }
 
-/** Every non-private package under `packages/`. */
+/** Every non-private package under `packages/` and `apps/`. */
 export const publishablePackages = (): ReadonlyArray<PublishablePackage> =>
-  readdirSync(join(workspaceRoot, 'packages'), { withFileTypes: true })
-    .filter((entry) => entry.isDirectory())
-    .map((entry) => join(workspaceRoot, 'packages', entry.name))
+  ['packages', 'apps']
+    .flatMap((folder) =>
+      readdirSync(join(workspaceRoot, folder), { withFileTypes: true })
+        .filter((entry) => entry.isDirectory())
+        .map((entry) => join(workspaceRoot, folder, entry.name))
+    )
     .map((dir) => ({ dir, manifest: JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) }))
     .filter(({ manifest }) => manifest.private !== true)
     .map(({ dir, manifest }) => ({ name: manifest.name as string, version: manifest.version as string, dir }))
+
+/** Runs an installed executable of the project; returns its exit status and output. */
+export const runBin = (project: InstalledProject, bin: string, args: ReadonlyArray<string>) => {
+  const result = spawnSync(join(project.dir, 'node_modules', '.bin', bin), args as Array<string>, { cwd: project.dir, encoding: 'utf8', timeout: 60_000 })
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr }
+}
 
 const run = (cmd: string, args: ReadonlyArray<string>, cwd: string): string =>
   execFileSync(cmd, args as Array<string>, {

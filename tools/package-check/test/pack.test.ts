@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@effect/vitest'
 import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { packAndInstall, publishablePackages, type InstalledProject } from '../src/PackageCheck.js'
+import { packAndInstall, publishablePackages, runBin, type InstalledProject } from '../src/PackageCheck.js'
 
 const packages = publishablePackages()
 let project: InstalledProject
@@ -14,7 +14,7 @@ describe('npm pack of every publishable package', () => {
   afterAll(() => project?.dispose())
 
   it('finds the packages', () => {
-    expect(packages.map((p) => p.name)).toEqual(expect.arrayContaining(['@mycorrizal/wire', '@mycorrizal/nodosum', '@mycorrizal/streams', 'mycorrizal']))
+    expect(packages.map((p) => p.name)).toEqual(expect.arrayContaining(['@mycorrizal/wire', '@mycorrizal/nodosum', '@mycorrizal/streams', '@mycorrizal/mycel', '@mycorrizal/metrics', '@mycorrizal/node', 'mycorrizal']))
   })
 
   it.each(packages.map((p) => [p.name, p] as const))('%s installs into a blank project and imports with plain node', (name, pkg) => {
@@ -63,6 +63,18 @@ describe('npm pack of every publishable package', () => {
     `)
     expect(JSON.parse(out.trim().split('\n').at(-1)!)).toEqual({ nodes: ['a', 'b'], got: 'a:hi' })
   }, 60_000)
+
+  it('the mycorrizal executable of @mycorrizal/node runs from the installed dist', () => {
+    const version = runBin(project, 'mycorrizal', ['--version'])
+    expect(version.status).toBe(0)
+    expect(version.stdout.trim()).toBe(packages.find((p) => p.name === '@mycorrizal/node')!.version)
+    const bad = runBin(project, 'mycorrizal', ['node', '--port', 'x', '--single'])
+    expect(bad.status).toBe(2)
+    expect(bad.stderr).toContain('--port (MYCORRIZAL_PORT, "port" in the config file) must be an integer from 0 to 65535')
+    const help = runBin(project, 'mycorrizal', ['node', '--help'])
+    expect(help.status).toBe(0)
+    expect(help.stdout).toContain('--cluster-secret')
+  })
 
   it('internal modules are not reachable', () => {
     expect(() => project.runModule(`await import('@mycorrizal/wire/internal/Decoder.js')`)).toThrow()

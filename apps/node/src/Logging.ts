@@ -1,0 +1,57 @@
+/**
+ * Logs of the node process: the libraries log through Effect's logger, and this module maps
+ * it to pino — one JSON object per line, pretty-printed when stdout is a terminal.
+ *
+ * @since 0.1.0
+ */
+import { Cause, HashMap, Layer, Logger, LogLevel } from 'effect'
+import { pino, type Logger as Pino } from 'pino'
+import pretty from 'pino-pretty'
+import type { LogLevel as NodeLogLevel } from './NodeConfig.js'
+
+const pinoLevel = (level: LogLevel.LogLevel): 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' => {
+  switch (level._tag) {
+    case 'Fatal':
+      return 'fatal'
+    case 'Error':
+      return 'error'
+    case 'Warning':
+      return 'warn'
+    case 'Info':
+      return 'info'
+    case 'Debug':
+      return 'debug'
+    default:
+      return 'trace'
+  }
+}
+
+const effectLevel: Record<NodeLogLevel, LogLevel.LogLevel> = {
+  debug: LogLevel.Debug,
+  info: LogLevel.Info,
+  warn: LogLevel.Warning,
+  error: LogLevel.Error,
+  silent: LogLevel.None
+}
+
+/** A pino logger writing synchronously to stdout; pretty when `pretty` is true. */
+export const makePino = (level: NodeLogLevel, prettyPrint: boolean, base: Record<string, unknown> = {}): Pino =>
+  prettyPrint
+    ? pino({ level, base }, pretty({ sync: true, colorize: true, ignore: 'pid,hostname' }))
+    : pino({ level, base: { pid: process.pid, ...base } }, pino.destination({ dest: 1, sync: true }))
+
+/** An Effect logger that writes each record to `target` with its annotations as fields. */
+export const fromPino = (target: Pino): Logger.Logger<unknown, void> =>
+  Logger.make(({ annotations, cause, logLevel, message }) => {
+    const level = pinoLevel(logLevel)
+    if (!target.isLevelEnabled(level)) return
+    const fields: Record<string, unknown> = {}
+    for (const [key, value] of HashMap.toEntries(annotations)) fields[key] = value
+    if (!Cause.isEmpty(cause)) fields['err'] = Cause.pretty(cause)
+    const text = Array.isArray(message) ? message.map((m) => (typeof m === 'string' ? m : JSON.stringify(m))).join(' ') : String(message)
+    target[level](fields, text)
+  })
+
+/** Replaces Effect's default logger with pino at `level`. */
+export const layer = (target: Pino, level: NodeLogLevel): Layer.Layer<never> =>
+  Layer.merge(Logger.replace(Logger.defaultLogger, fromPino(target)), Logger.minimumLogLevel(effectLevel[level]))

@@ -1,0 +1,299 @@
+/**
+ * Settings of a `mycorrizal node` process, from three sources: flags, `MYCORRIZAL_*`
+ * environment variables and a JSON config file (in that order of precedence). Every value is
+ * decoded with `effect/Schema`; a bad one stops start-up with a `NodeConfigError` that names
+ * the field as a flag, variable and file key, and says what is allowed.
+ *
+ * @since 0.1.0
+ */
+import { Data, Either, Option, ParseResult, Redacted, Schema } from 'effect'
+import { readFileSync } from 'node:fs'
+
+/** A setting could not be used. */
+export class NodeConfigError extends Data.TaggedError('NodeConfigError')<{
+  /** The file key of the setting, e.g. `adminPort`. */
+  readonly field: string
+  readonly message: string
+}> {}
+
+/** A cache bucket the node creates at start-up. */
+export interface BucketSpec {
+  readonly name: string
+  readonly ttlMs: number
+  readonly maxSize: number
+}
+
+/** Log levels of the node. */
+export const LogLevels = ['debug', 'info', 'warn', 'error', 'silent'] as const
+export type LogLevel = (typeof LogLevels)[number]
+
+/** Validated settings of one node process. */
+export interface NodeSettings {
+  readonly nodeId: string | undefined
+  readonly clusterId: string | undefined
+  readonly host: string
+  readonly port: number
+  readonly advertiseHost: string | undefined
+  readonly advertisePort: number | undefined
+  readonly adminHost: string
+  /** 0 picks a free port. */
+  readonly adminPort: number
+  readonly seeds: ReadonlyArray<string>
+  readonly dns: string | undefined
+  readonly dnsPort: number | undefined
+  readonly consul: string | undefined
+  readonly clusterSecret: Redacted.Redacted<string> | undefined
+  /** PEM contents read from the files named by `--tls-ca`, `--tls-cert` and `--tls-key`. */
+  readonly tls: { readonly ca: string; readonly cert: string; readonly key: Redacted.Redacted<string> } | undefined
+  readonly buckets: ReadonlyArray<BucketSpec>
+  readonly logLevel: LogLevel
+  /** Bearer token for writes (and reads) on the admin API; required when the admin host is not loopback. */
+  readonly adminToken: Redacted.Redacted<string> | undefined
+  /** Bearer token for reads only. */
+  readonly adminReadToken: Redacted.Redacted<string> | undefined
+  readonly single: boolean
+}
+
+/** Raw text of each setting, keyed by file key; what the flags and environment give. */
+export type RawSettings = Readonly<Record<string, string | undefined>>
+
+const port = (min: number) =>
+  Schema.compose(
+    Schema.String.pipe(Schema.filter((s) => /^\s*\d{1,5}\s*$/.test(s) && Number(s) >= min && Number(s) <= 65535)).annotations({
+      message: () => `must be an integer from ${min} to 65535`
+    }),
+    Schema.NumberFromString
+  )
+
+const text = (what: string) =>
+  Schema.Trim.pipe(Schema.minLength(1)).annotations({ message: () => `must be ${what}` })
+
+const oneOf = <const L extends ReadonlyArray<string>>(values: L) =>
+  Schema.String.pipe(Schema.filter((s): s is L[number] => values.includes(s))).annotations({
+    message: () => (values.length === 2 ? `must be ${values[0]} or ${values[1]}` : `must be one of ${values.join(', ')}`)
+  })
+
+const ID = Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/)).annotations({
+  message: () => 'must be 1-128 letters, digits, ".", "_", ":" or "-", starting with a letter or digit'
+})
+
+const list = Schema.transform(Schema.String, Schema.Array(Schema.String), {
+  strict: true,
+  decode: (s) =>
+    s
+      .split(',')
+      .map((x) => x.trim())
+      .filter((x) => x.length > 0),
+  encode: (xs) => xs.join(',')
+})
+
+const durationUnits: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+
+/** Parses `500ms`, `60s`, `5m`, `2h`, `1d` into milliseconds. */
+export const parseDuration = (s: string): number | undefined => {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(s.trim())
+  if (m === null) return undefined
+  const ms = Math.round(Number(m[1]) * durationUnits[m[2]!]!)
+  return ms >= 1 ? ms : undefined
+}
+
+const BUCKET_NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$/
+
+const bucket = Schema.transformOrFail(Schema.String, Schema.Struct({ name: Schema.String, ttlMs: Schema.Number, maxSize: Schema.Number }), {
+  strict: true,
+  decode: (spec, _, ast) => {
+    const parts = spec.trim().split(':')
+    const bad = (why: string) => ParseResult.fail(new ParseResult.Type(ast, spec, `${JSON.stringify(spec)}: ${why}`))
+    if (parts.length < 3) return bad('expected name:ttl:maxSize, e.g. sessions:60s:10000')
+    const maxSize = Number(parts.pop())
+    const ttl = parts.pop()!
+    const name = parts.join(':')
+    if (!BUCKET_NAME.test(name)) return bad('the name must be 1-100 letters, digits, ".", "_", ":" or "-"')
+    const ttlMs = parseDuration(ttl)
+    if (ttlMs === undefined) return bad('the ttl must be a duration such as 500ms, 60s, 5m, 2h or 1d')
+    if (!Number.isInteger(maxSize) || maxSize < 1 || maxSize > 100_000_000) return bad('maxSize must be an integer from 1 to 100000000')
+    return ParseResult.succeed({ name, ttlMs, maxSize })
+  },
+  encode: (b, _, ast) => ParseResult.fail(new ParseResult.Forbidden(ast, b, 'bucket specs are not encoded'))
+})
+
+const buckets = Schema.compose(list, Schema.Array(bucket))
+
+interface Field {
+  /** Key in the config file and in `RawSettings`. */
+  readonly key: string
+  readonly flag: string
+  readonly env: string
+  readonly schema: Schema.Schema<unknown, string>
+  readonly help: string
+}
+
+const field = <A, I extends string>(key: string, flag: string, schema: Schema.Schema<A, I>, help: string): Field => ({
+  key,
+  flag,
+  env: `MYCORRIZAL_${flag.replace(/-/g, '_').toUpperCase()}`,
+  schema: schema as unknown as Schema.Schema<unknown, string>,
+  help
+})
+
+/** Every setting: file key, flag, environment variable, schema, and what it means. */
+export const fields: ReadonlyArray<Field> = [
+  field('config', 'config', text('a path to a JSON file'), 'JSON file with any of these settings, keyed like "nodeId" or "adminPort"'),
+  field('nodeId', 'node-id', ID, 'stable id of this node (default: generated)'),
+  field('clusterId', 'cluster-id', ID, 'nodes of different clusters refuse each other (default "mycorrizal")'),
+  field('host', 'host', text('a host name or IP address to bind'), 'address to bind for QUIC (default 127.0.0.1; 0.0.0.0 for every interface)'),
+  field('port', 'port', port(0), 'UDP port for QUIC (default 7400; 0 picks a free one)'),
+  field('advertiseHost', 'advertise-host', text('a host name or IP address peers can reach'), 'address peers dial (default: the bound one), e.g. the pod IP'),
+  field('advertisePort', 'advertise-port', port(1), 'port peers dial (default: the bound one)'),
+  field('adminHost', 'admin-host', text('a host name or IP address to bind'), 'address of the admin HTTP API (default 127.0.0.1; elsewhere a token is required)'),
+  field('adminPort', 'admin-port', port(0), 'port of the admin HTTP API (default 7401; 0 picks a free one)'),
+  field('seeds', 'seeds', list, 'static seeds, host:port[,host:port...]'),
+  field('dns', 'dns', text('a DNS name'), 'DNS name whose A/AAAA records (with --dns-port) or SRV records (a name starting with "_") are the seeds'),
+  field('dnsPort', 'dns-port', port(1), 'QUIC port of the addresses --dns resolves to (default: --port)'),
+  field('consul', 'consul', text('a URL such as http://127.0.0.1:8500'), 'Consul agent URL; the seeds are the healthy instances of service "mycorrizal"'),
+  field('clusterSecret', 'cluster-secret', text('at least 8 characters'), 'shared secret that authenticates nodes (or use the --tls-* files)'),
+  field('tlsCa', 'tls-ca', text('a path to a PEM file'), 'mTLS: PEM file of the cluster CA'),
+  field('tlsCert', 'tls-cert', text('a path to a PEM file'), "mTLS: PEM file of this node's certificate (CN = node id)"),
+  field('tlsKey', 'tls-key', text('a path to a PEM file'), "mTLS: PEM file of this node's private key"),
+  field('buckets', 'bucket', buckets, 'cache bucket name:ttl:maxSize, e.g. sessions:60s:10000 (repeat the flag, or comma-separate)'),
+  field('logLevel', 'log-level', oneOf(LogLevels), 'least severe level logged (default info)'),
+  field('adminToken', 'admin-token', text('at least 16 characters'), 'bearer token for reads and writes on the admin API'),
+  field('adminReadToken', 'admin-read-token', text('at least 16 characters'), 'bearer token for reads only on the admin API'),
+  field('single', 'single', oneOf(['true', 'false'] as const), 'run alone: no cluster, no authentication needed')
+]
+
+const byKey = new Map(fields.map((f) => [f.key, f]))
+
+/** How a field is named to the operator: flag, variable and file key. */
+export const describeField = (key: string): string => {
+  const f = byKey.get(key)
+  return f === undefined ? key : `--${f.flag} (${f.env}, "${f.key}" in the config file)`
+}
+
+const fail = (key: string, message: string) => Either.left(new NodeConfigError({ field: key, message: `${describeField(key)} ${message}` }))
+
+/** Reads the `MYCORRIZAL_*` variables. */
+export const fromEnv = (env: Record<string, string | undefined>): RawSettings =>
+  Object.fromEntries(fields.flatMap((f) => (env[f.env] === undefined ? [] : [[f.key, env[f.env]]])))
+
+/** Reads a JSON config file: an object keyed by file keys; lists may be arrays. */
+export const fromFile = (path: string): Either.Either<RawSettings, NodeConfigError> => {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'))
+  } catch (e) {
+    return fail('config', `could not be read as JSON: ${(e as Error).message}`)
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return fail('config', 'must hold a JSON object')
+  const out: Record<string, string> = {}
+  for (const [key, value] of Object.entries(parsed)) {
+    if (!byKey.has(key) || key === 'config') return fail('config', `has an unknown key "${key}"; known keys: ${fields.map((f) => f.key).filter((k) => k !== 'config').join(', ')}`)
+    if (Array.isArray(value) && value.every((v) => typeof v === 'string')) out[key] = value.join(',')
+    else if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') out[key] = String(value)
+    else return fail(key, 'must be a string, number, boolean or list of strings in the config file')
+  }
+  return Either.right(out)
+}
+
+const readPem = (key: string, path: string): Either.Either<string, NodeConfigError> => {
+  try {
+    return Either.right(readFileSync(path, 'utf8'))
+  } catch (e) {
+    return fail(key, `names a file that could not be read: ${(e as Error).message}`)
+  }
+}
+
+const isLoopback = (host: string) => host === 'localhost' || host === '::1' || /^127\./.test(host)
+
+/**
+ * Merges flags over environment over the config file (the file named by either), decodes
+ * every value and checks the combinations. Unknown keys in the file, malformed values and
+ * contradictions fail with the field named.
+ */
+export const resolve = (flags: RawSettings, env: Record<string, string | undefined>): Either.Either<NodeSettings, NodeConfigError> =>
+  Either.gen(function* () {
+    const fromEnvironment = fromEnv(env)
+    const configPath = flags['config'] ?? fromEnvironment['config']
+    const file = configPath === undefined ? {} : yield* fromFile(configPath)
+    const raw: Record<string, string | undefined> = { ...file, ...fromEnvironment, ...flags }
+    const values: Record<string, unknown> = {}
+    for (const f of fields) {
+      const value = raw[f.key]
+      if (value === undefined) continue
+      const decoded = Schema.decodeUnknownEither(f.schema)(value)
+      if (Either.isLeft(decoded)) {
+        const issue = ParseResult.ArrayFormatter.formatErrorSync(decoded.left)[0]
+        const message = issue?.message ?? 'is not valid'
+        const shown = f.key === 'clusterSecret' || f.key === 'adminToken' || f.key === 'adminReadToken' ? '' : `, got ${JSON.stringify(value)}`
+        return yield* fail(f.key, `${message.startsWith('"') ? `is not valid: ${message}` : message}${shown}`)
+      }
+      values[f.key] = decoded.right
+    }
+    const get = <A>(key: string): A | undefined => values[key] as A | undefined
+    const secret = get<string>('clusterSecret')
+    if (secret !== undefined && secret.length < 8) return yield* fail('clusterSecret', 'must be at least 8 characters')
+    for (const key of ['adminToken', 'adminReadToken']) {
+      const token = get<string>(key)
+      if (token !== undefined && token.length < 16) return yield* fail(key, 'must be at least 16 characters')
+    }
+    const tlsKeys = ['tlsCa', 'tlsCert', 'tlsKey'] as const
+    const tlsGiven = tlsKeys.filter((k) => get(k) !== undefined)
+    if (tlsGiven.length > 0 && tlsGiven.length < 3) {
+      const missing = tlsKeys.find((k) => get(k) === undefined)!
+      return yield* fail(missing, 'is needed too: mTLS takes --tls-ca, --tls-cert and --tls-key together')
+    }
+    if (tlsGiven.length === 3 && secret !== undefined) return yield* fail('clusterSecret', 'and --tls-* exclude each other: choose one way to authenticate')
+    const single = get<string>('single') === 'true'
+    if (!single && secret === undefined && tlsGiven.length === 0) {
+      return yield* fail('clusterSecret', 'is needed: nodes authenticate with a cluster secret (at least 8 characters) or mTLS (--tls-ca, --tls-cert, --tls-key); --single true runs without a cluster')
+    }
+    const discovery = (['seeds', 'dns', 'consul'] as const).filter((k) => get(k) !== undefined)
+    if (discovery.length > 1) return yield* fail(discovery[1]!, `and ${describeField(discovery[0]!)} exclude each other: choose one discovery mode`)
+    const tls =
+      tlsGiven.length === 3
+        ? {
+            ca: yield* readPem('tlsCa', get<string>('tlsCa')!),
+            cert: yield* readPem('tlsCert', get<string>('tlsCert')!),
+            key: Redacted.make(yield* readPem('tlsKey', get<string>('tlsKey')!))
+          }
+        : undefined
+    const adminHost = get<string>('adminHost') ?? '127.0.0.1'
+    const adminToken = Option.fromNullable(get<string>('adminToken')).pipe(Option.map(Redacted.make), Option.getOrUndefined)
+    if (!isLoopback(adminHost) && adminToken === undefined) {
+      return yield* fail('adminToken', `is needed when the admin API listens on ${adminHost}, beyond loopback (at least 16 characters; --admin-read-token adds a read-only one)`)
+    }
+    const portValue = get<number>('port') ?? 7400
+    const names = new Set<string>()
+    for (const b of get<ReadonlyArray<BucketSpec>>('buckets') ?? []) {
+      if (names.has(b.name)) return yield* fail('buckets', `names bucket "${b.name}" twice`)
+      names.add(b.name)
+    }
+    return {
+      nodeId: get<string>('nodeId'),
+      clusterId: get<string>('clusterId'),
+      host: get<string>('host') ?? '127.0.0.1',
+      port: portValue,
+      advertiseHost: get<string>('advertiseHost'),
+      advertisePort: get<number>('advertisePort'),
+      adminHost,
+      adminPort: get<number>('adminPort') ?? 7401,
+      seeds: get<ReadonlyArray<string>>('seeds') ?? [],
+      dns: get<string>('dns'),
+      dnsPort: get<number>('dnsPort') ?? (get<string>('dns') !== undefined && !get<string>('dns')!.startsWith('_') ? portValue || undefined : undefined),
+      consul: get<string>('consul'),
+      clusterSecret: secret === undefined ? undefined : Redacted.make(secret),
+      tls,
+      buckets: get<ReadonlyArray<BucketSpec>>('buckets') ?? [],
+      logLevel: get<LogLevel>('logLevel') ?? 'info',
+      adminToken,
+      adminReadToken: Option.fromNullable(get<string>('adminReadToken')).pipe(Option.map(Redacted.make), Option.getOrUndefined),
+      single
+    }
+  })
+
+/** Maps a field of the cluster settings (as `NodosumConfig` names it) to this process's setting. */
+export const clusterField = (field: string): string => {
+  if (field.startsWith('seeds')) return 'seeds'
+  if (field.startsWith('tls.')) return { 'tls.ca': 'tlsCa', 'tls.cert': 'tlsCert', 'tls.key': 'tlsKey' }[field] ?? field
+  return field
+}

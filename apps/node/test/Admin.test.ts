@@ -1,0 +1,136 @@
+import { describe, expect, it } from '@effect/vitest'
+import { Metrics } from '@mycorrizal/metrics'
+import { MemoryTransport, Mycel, Nodosum, Streams } from 'mycorrizal'
+import { Context, Duration, Effect, Layer, Logger, LogLevel, Redacted, type Scope } from 'effect'
+import * as Admin from '../src/Admin.js'
+
+const secret = 'admin-test-secret'
+const WRITE = 'write-token-0123456789'
+const READ = 'read-token-0123456789'
+
+const node = (id: string, seeds: ReadonlyArray<string>, tokens: boolean) =>
+  Effect.gen(function* () {
+    const ctx = yield* Layer.build(
+      Metrics.layer({ processMetrics: false }).pipe(
+        Layer.provideMerge(Mycel.layer({ requestTimeout: '1 second', readyTimeout: '2 seconds' })),
+        Layer.provideMerge(Streams.layer()),
+        Layer.provideMerge(Nodosum.layerMemory({ nodeId: id, host: id, port: 7001, clusterSecret: secret, seeds: [...seeds] }))
+      )
+    )
+    const metrics = Context.get(ctx, Metrics.Metrics)
+    const mycel = Context.get(ctx, Mycel.Mycel)
+    yield* mycel.createBucket('sessions', '1 minute', 1000)
+    const admin = yield* Admin.make({
+      host: '127.0.0.1',
+      port: 0,
+      adminToken: tokens ? Redacted.make(WRITE) : undefined,
+      readToken: tokens ? Redacted.make(READ) : undefined,
+      metrics: metrics.text,
+      metricsContentType: metrics.contentType,
+      joined: () => true
+    }).pipe(Effect.provide(ctx))
+    return { admin, nodosum: Context.get(ctx, Nodosum.Nodosum), mycel }
+  })
+
+const call = (url: string, init: RequestInit & { token?: string } = {}) =>
+  Effect.promise(async () => {
+    const headers = new Headers(init.headers)
+    if (init.token !== undefined) headers.set('authorization', `Bearer ${init.token}`)
+    const r = await fetch(url, { ...init, headers })
+    return { status: r.status, headers: r.headers, body: new Uint8Array(await r.arrayBuffer()) }
+  })
+
+const text = (b: Uint8Array) => new TextDecoder().decode(b)
+
+const cluster = Effect.gen(function* () {
+  const a = yield* node('a', [], false)
+  const b = yield* node('b', ['a:7001'], true)
+  for (let i = 0; i < 500 && (a.nodosum.nodes().length < 2 || b.nodosum.nodes().length < 2); i++) yield* Effect.sleep(Duration.millis(10))
+  expect(b.nodosum.nodes()).toEqual(['a', 'b'])
+  return { a, b }
+})
+
+const run = <A, E>(effect: Effect.Effect<A, E, MemoryTransport.MemoryNetwork | Scope.Scope>) =>
+  effect.pipe(Effect.scoped, Effect.provide(MemoryTransport.networkLayer), Logger.withMinimumLogLevel(LogLevel.Error))
+
+describe('Admin HTTP API', () => {
+  it.live('cache REST: a put on one node is read on the other; misses, bad keys and unknown buckets get JSON errors', () =>
+    run(
+      Effect.gen(function* () {
+        const { a, b } = yield* cluster
+        const put = yield* call(`${a.admin.url}/v1/cache/sessions/user%3A1`, { method: 'PUT', body: 'alice' })
+        expect(put.status).toBe(204)
+        const got = yield* call(`${b.admin.url}/v1/cache/sessions/user%3A1`, { token: READ })
+        expect(got.status).toBe(200)
+        expect(got.headers.get('content-type')).toBe('application/octet-stream')
+        expect(text(got.body)).toBe('alice')
+        const binary = new Uint8Array([0, 255, 1, 254])
+        expect((yield* call(`${a.admin.url}/v1/cache/sessions/bin`, { method: 'PUT', body: binary })).status).toBe(204)
+        expect([...(yield* call(`${a.admin.url}/v1/cache/sessions/bin`)).body]).toEqual([0, 255, 1, 254])
+        const miss = yield* call(`${a.admin.url}/v1/cache/sessions/nobody`)
+        expect(miss.status).toBe(404)
+        expect(JSON.parse(text(miss.body))).toMatchObject({ error: 'NotFound' })
+        const unknown = yield* call(`${a.admin.url}/v1/cache/nope/k`)
+        expect(unknown.status).toBe(404)
+        expect(JSON.parse(text(unknown.body))).toMatchObject({ error: 'BucketNotFound' })
+        const longKey = yield* call(`${a.admin.url}/v1/cache/sessions/${'k'.repeat(1025)}`, { method: 'PUT', body: 'x' })
+        expect(longKey.status).toBe(400)
+        expect(JSON.parse(text(longKey.body))).toMatchObject({ error: 'InvalidKey' })
+        expect((yield* call(`${a.admin.url}/v1/cache/sessions/user%3A1`, { method: 'DELETE' })).status).toBe(204)
+        expect((yield* call(`${b.admin.url}/v1/cache/sessions/user%3A1`, { token: READ })).status).toBe(404)
+        const route = yield* call(`${a.admin.url}/nothing/here`)
+        expect(route.status).toBe(404)
+        expect(JSON.parse(text(route.body)).error).toBe('NotFound')
+      })
+    )
+  )
+
+  it.live('tokens: without one writes and reads are refused (401), the read token may not write (403); metrics and health stay open', () =>
+    run(
+      Effect.gen(function* () {
+        const { b } = yield* cluster
+        const anonymous = yield* call(`${b.admin.url}/v1/cache/sessions/k`, { method: 'PUT', body: 'v' })
+        expect(anonymous.status).toBe(401)
+        expect(anonymous.headers.get('www-authenticate')).toContain('Bearer')
+        expect((yield* call(`${b.admin.url}/v1/cache/sessions/k`, { method: 'PUT', body: 'v', token: 'wrong-token-0123456789' })).status).toBe(401)
+        expect((yield* call(`${b.admin.url}/v1/cache/sessions/k`, { method: 'PUT', body: 'v', token: READ })).status).toBe(403)
+        expect((yield* call(`${b.admin.url}/v1/cache/sessions/k`, { method: 'DELETE', token: READ })).status).toBe(403)
+        expect(b.mycel.stats('sessions')!.puts).toBe(0)
+        expect((yield* call(`${b.admin.url}/v1/cache/sessions/k`, { method: 'PUT', body: 'v', token: WRITE })).status).toBe(204)
+        expect((yield* call(`${b.admin.url}/debug/members`)).status).toBe(401)
+        expect((yield* call(`${b.admin.url}/debug/members`, { token: READ })).status).toBe(200)
+        expect((yield* call(`${b.admin.url}/metrics`)).status).toBe(200)
+        expect((yield* call(`${b.admin.url}/healthz`)).status).toBe(200)
+        expect((yield* call(`${b.admin.url}/readyz`)).status).toBeLessThan(600)
+      })
+    )
+  )
+
+  it.live('debug: members with state alive (self included), streams with stats, metrics in the Prometheus format', () =>
+    run(
+      Effect.gen(function* () {
+        const { a } = yield* cluster
+        const members = JSON.parse(text((yield* call(`${a.admin.url}/debug/members`)).body)) as Array<{ id: string; address: string; state: string; self: boolean }>
+        expect(members.map((m) => [m.id, m.state, m.self]).sort()).toEqual([
+          ['a', 'alive', true],
+          ['b', 'alive', false]
+        ])
+        expect(members.every((m) => /^.+:\d+$/.test(m.address))).toBe(true)
+        yield* call(`${a.admin.url}/v1/cache/sessions/k`, { method: 'PUT', body: 'v' })
+        const streams = JSON.parse(text((yield* call(`${a.admin.url}/debug/streams`)).body)) as Array<{ app: string; streams: Array<{ stream: string; messagesOut: number }> }>
+        const mycel = streams.find((s) => s.app === 'SYSTEM-MYCEL')!
+        expect(mycel.streams.map((s) => s.stream).sort()).toEqual(['bucket:sessions', 'default'])
+        const one = yield* call(`${a.admin.url}/debug/streams/SYSTEM-MYCEL/bucket%3Asessions`)
+        expect(one.status).toBe(200)
+        expect(JSON.parse(text(one.body))).toMatchObject({ app: 'SYSTEM-MYCEL', stream: 'bucket:sessions', activeNodes: ['b'] })
+        expect((yield* call(`${a.admin.url}/debug/streams/SYSTEM-MYCEL/nope`)).status).toBe(404)
+        expect((yield* call(`${a.admin.url}/debug/streams/nope/default`)).status).toBe(404)
+        const metrics = yield* call(`${a.admin.url}/metrics`)
+        expect(metrics.headers.get('content-type')).toContain('text/plain; version=0.0.4')
+        expect(text(metrics.body)).toContain('mycorrizal_cache_keys{bucket="sessions"}')
+        const ready = JSON.parse(text((yield* call(`${a.admin.url}/readyz`)).body))
+        expect(ready).toMatchObject({ joined: true, members: 2 })
+      })
+    )
+  )
+})

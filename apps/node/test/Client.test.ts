@@ -1,0 +1,60 @@
+import { describe, expect, it } from '@effect/vitest'
+import { formatAgo, formatBytes, formatMembers, formatStream } from '../src/Client.js'
+
+describe('Client formatting', () => {
+  it('bytes in binary units', () => {
+    expect(formatBytes(0)).toBe('0 B')
+    expect(formatBytes(1023)).toBe('1023 B')
+    expect(formatBytes(1536)).toBe('1.5 KiB')
+    expect(formatBytes(10 * 1024 * 1024)).toBe('10.0 MiB')
+    expect(formatBytes(3 * 1024 ** 4)).toBe('3.0 TiB')
+  })
+
+  it('durations in the past', () => {
+    expect(formatAgo(400)).toBe('now')
+    expect(formatAgo(2_000)).toBe('2s ago')
+    expect(formatAgo(185_000)).toBe('3m 5s ago')
+    expect(formatAgo(3_720_000)).toBe('1h 2m ago')
+    expect(formatAgo(90_000_000)).toBe('1d 1h ago')
+    expect(formatAgo(-5)).toBe('now')
+  })
+
+  it("the spec's stream block comes first", () => {
+    const now = 1_800_000_000_000
+    const text = formatStream(
+      {
+        app: 'SYSTEM-MYCEL',
+        stream: 'bucket:sessions',
+        bytesSent: 10 * 1024 * 1024,
+        bytesReceived: 2048,
+        messagesOut: 6000,
+        messagesIn: 4000,
+        failedSends: 1,
+        receiveErrors: 0,
+        errorRate: 0.0001,
+        queuedMessages: 0,
+        queuedBytes: 0,
+        createdAt: now - 60_000,
+        lastActive: now - 2_000,
+        activeNodes: ['node-1', 'node-2', 'node-3']
+      },
+      now
+    )
+    expect(text.split('\n').slice(0, 6)).toEqual([
+      'Stream: bucket:sessions',
+      'Active nodes: [node-1, node-2, node-3]',
+      'Bytes sent: 10.0 MiB',
+      'Messages: 10000 (6000 out, 4000 in)',
+      'Error rate: 0.01%',
+      'Last active: 2s ago'
+    ])
+  })
+
+  it('members as an aligned table', () => {
+    const text = formatMembers([
+      { id: 'a', address: '127.0.0.1:7400', state: 'alive', self: true },
+      { id: 'bbbb', address: '[::1]:7400', state: 'left' }
+    ])
+    expect(text.split('\n')).toEqual(['ID        ADDRESS         STATE  SINCE', 'a (self)  127.0.0.1:7400  alive  ', 'bbbb      [::1]:7400      left   '])
+  })
+})

@@ -1,0 +1,125 @@
+import { describe, expect, it } from '@effect/vitest'
+import { Either, Redacted } from 'effect'
+import fc from 'fast-check'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fields, parseDuration, resolve, type NodeSettings } from '../src/NodeConfig.js'
+
+const base = { clusterSecret: 'a-long-enough-secret' }
+
+const ok = (flags: Record<string, string>, env: Record<string, string> = {}): NodeSettings => {
+  const result = resolve(flags, env)
+  if (Either.isLeft(result)) throw new Error(`expected settings, got: ${result.left.message}`)
+  return result.right
+}
+
+const error = (flags: Record<string, string>, env: Record<string, string> = {}) => {
+  const result = resolve(flags, env)
+  if (Either.isRight(result)) throw new Error('expected a NodeConfigError')
+  return result.left
+}
+
+const withFile = <A>(content: string, f: (path: string) => A): A => {
+  const dir = mkdtempSync(join(tmpdir(), 'mycorrizal-config-'))
+  try {
+    const path = join(dir, 'node.json')
+    writeFileSync(path, content)
+    return f(path)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+describe('NodeConfig', () => {
+  it('defaults: loopback QUIC on 7400, admin on 7401, info logs', () => {
+    const s = ok(base)
+    expect(s).toMatchObject({ host: '127.0.0.1', port: 7400, adminHost: '127.0.0.1', adminPort: 7401, logLevel: 'info', seeds: [], buckets: [], single: false })
+    expect(Redacted.value(s.clusterSecret!)).toBe('a-long-enough-secret')
+  })
+
+  it('flags beat environment variables, which beat the config file', () =>
+    withFile(JSON.stringify({ port: 7000, nodeId: 'from-file', seeds: ['10.0.0.1:7000', '10.0.0.2:7000'], clusterSecret: 'file-secret-123' }), (config) => {
+      const s = ok({ config, port: '7100' }, { MYCORRIZAL_PORT: '7200', MYCORRIZAL_NODE_ID: 'from-env' })
+      expect(s.port).toBe(7100)
+      expect(s.nodeId).toBe('from-env')
+      expect(s.seeds).toEqual(['10.0.0.1:7000', '10.0.0.2:7000'])
+      expect(Redacted.value(s.clusterSecret!)).toBe('file-secret-123')
+      // the file may be named by the environment too
+      expect(ok({}, { MYCORRIZAL_CONFIG: config }).nodeId).toBe('from-file')
+    }))
+
+  it('buckets are name:ttl:maxSize, repeatable, with durations', () => {
+    const s = ok({ ...base, buckets: 'sessions:60s:10000,users:5m:100,a:b:500ms:1' })
+    expect(s.buckets).toEqual([
+      { name: 'sessions', ttlMs: 60_000, maxSize: 10_000 },
+      { name: 'users', ttlMs: 300_000, maxSize: 100 },
+      { name: 'a:b', ttlMs: 500, maxSize: 1 }
+    ])
+    expect(parseDuration('1.5s')).toBe(1500)
+    expect(parseDuration('2h')).toBe(7_200_000)
+    expect(parseDuration('0s')).toBeUndefined()
+    expect(parseDuration('60')).toBeUndefined()
+  })
+
+  it('a bad value names the flag, the variable and the file key, and says what is allowed', () => {
+    const port = error({ ...base, port: '99999' })
+    expect(port._tag).toBe('NodeConfigError')
+    expect(port.field).toBe('port')
+    expect(port.message).toBe('--port (MYCORRIZAL_PORT, "port" in the config file) must be an integer from 0 to 65535, got "99999"')
+    expect(error({ ...base, port: 'x' }).message).toBe('--port (MYCORRIZAL_PORT, "port" in the config file) must be an integer from 0 to 65535, got "x"')
+    expect(error({ ...base, advertisePort: '0' }).message).toContain('must be an integer from 1 to 65535')
+    expect(ok({ ...base, port: ' 7000 ' }).port).toBe(7000)
+    expect(error({ ...base, buckets: 'sessions:forever:10' }).message).toContain('--bucket (MYCORRIZAL_BUCKET, "buckets" in the config file)')
+    expect(error({ ...base, buckets: 'sessions:forever:10' }).message).toContain('the ttl must be a duration such as 500ms, 60s')
+    expect(error({ ...base, buckets: 'x:1s:1,x:2s:2' }).message).toContain('names bucket "x" twice')
+    expect(error({ ...base, logLevel: 'loud' }).message).toBe('--log-level (MYCORRIZAL_LOG_LEVEL, "logLevel" in the config file) must be one of debug, info, warn, error, silent, got "loud"')
+    expect(error({ ...base, nodeId: 'has space' }).field).toBe('nodeId')
+    expect(error({}, { MYCORRIZAL_ADMIN_PORT: 'x' }).message).toContain('--admin-port (MYCORRIZAL_ADMIN_PORT')
+  })
+
+  it('combinations: authentication is required, mTLS files come together, discovery modes exclude each other', () => {
+    expect(error({}).message).toContain('--cluster-secret (MYCORRIZAL_CLUSTER_SECRET, "clusterSecret" in the config file) is needed')
+    expect(ok({ single: 'true' }).single).toBe(true)
+    expect(error({ clusterSecret: 'short' }).message).toContain('at least 8 characters')
+    expect(error({ tlsCa: '/x/ca.pem' }).field).toBe('tlsCert')
+    expect(error({ ...base, seeds: '127.0.0.1:7000', dns: 'mycorrizal.local' }).message).toContain('exclude each other')
+    expect(error({ tlsCa: '/nonexistent/ca.pem', tlsCert: '/nonexistent/n.pem', tlsKey: '/nonexistent/k.pem' }).message).toContain('names a file that could not be read')
+  })
+
+  it('the admin API beyond loopback needs a token of at least 16 characters', () => {
+    expect(error({ ...base, adminHost: '0.0.0.0' }).field).toBe('adminToken')
+    expect(error({ ...base, adminHost: '0.0.0.0', adminToken: 'short' }).message).toContain('at least 16 characters')
+    const s = ok({ ...base, adminHost: '0.0.0.0', adminToken: 'sixteen-chars-ok!' })
+    expect(Redacted.value(s.adminToken!)).toBe('sixteen-chars-ok!')
+  })
+
+  it('secrets never appear in error messages', () => {
+    expect(error({ clusterSecret: 'short' }).message).not.toContain('short"')
+    expect(error({ ...base, adminHost: '0.0.0.0', adminToken: 'tiny-token' }).message).not.toContain('tiny-token')
+  })
+
+  it('the config file: unknown keys, bad JSON and bad types are named', () => {
+    withFile('{"prot": 7000}', (config) => expect(error({ config }).message).toContain('has an unknown key "prot"'))
+    withFile('{not json', (config) => expect(error({ config }).message).toContain('could not be read as JSON'))
+    withFile('[1,2]', (config) => expect(error({ config }).message).toContain('must hold a JSON object'))
+    withFile('{"port": {"a": 1}}', (config) => expect(error({ config }).field).toBe('port'))
+  })
+
+  it('any text in any field gives settings or a NodeConfigError naming a known field, never a throw', () => {
+    const keys = fields.map((f) => f.key).filter((k) => k !== 'config' && !k.startsWith('tls'))
+    fc.assert(
+      fc.property(fc.dictionary(fc.constantFrom(...keys), fc.string({ maxLength: 40 })), fc.dictionary(fc.constantFrom(...fields.map((f) => f.env)), fc.string({ maxLength: 40 })), (flags, env) => {
+        const result = resolve(flags, env)
+        if (Either.isLeft(result)) {
+          expect(result.left._tag).toBe('NodeConfigError')
+          expect(fields.some((f) => f.key === result.left.field)).toBe(true)
+          expect(result.left.message.startsWith('--')).toBe(true)
+        } else {
+          expect(result.right.port).toBeGreaterThanOrEqual(0)
+        }
+      }),
+      { numRuns: 5_000 }
+    )
+  })
+})

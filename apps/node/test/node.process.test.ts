@@ -1,0 +1,216 @@
+/**
+ * Real `mycorrizal` processes on loopback: nodes started with flags, joined over QUIC, driven
+ * through the admin HTTP API and the CLI, stopped with SIGTERM.
+ */
+import { afterAll, describe, expect, it } from '@effect/vitest'
+import { type ChildProcess, fork, spawn, spawnSync } from 'node:child_process'
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import type { NodeMessage } from '../src/Cluster.js'
+
+const main = new URL('../src/main.ts', import.meta.url).pathname
+const bin = new URL('../bin/mycorrizal.js', import.meta.url).pathname
+const execArgv = ['--import', createRequire(import.meta.url).resolve('tsx'), '--conditions=@mycorrizal/source']
+const SECRET = 'process-test-secret'
+const children = new Set<ChildProcess>()
+
+afterAll(() => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+})
+
+/** Every environment variable of the node removed, so only the test's flags apply. */
+const cleanEnv = (extra: Record<string, string> = {}) => ({
+  ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MYCORRIZAL_'))),
+  ...extra
+})
+
+interface NodeProcess {
+  readonly child: ChildProcess
+  readonly id: string
+  readonly quicPort: number
+  readonly admin: string
+  readonly logs: Array<Record<string, unknown>>
+  readonly exited: Promise<number | null>
+}
+
+const startNode = (args: ReadonlyArray<string>, env: Record<string, string> = {}): Promise<NodeProcess> =>
+  new Promise((resolve, reject) => {
+    const child = fork(main, ['node', '--host', '127.0.0.1', '--port', '0', '--admin-port', '0', ...args], {
+      execArgv,
+      env: cleanEnv(env),
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc']
+    })
+    children.add(child)
+    const logs: Array<Record<string, unknown>> = []
+    let stderr = ''
+    createInterface({ input: child.stdout! }).on('line', (line) => logs.push(JSON.parse(line) as Record<string, unknown>))
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()))
+    const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)))
+    const timer = setTimeout(() => reject(new Error(`node did not start within 30 s: ${stderr}`)), 30_000)
+    child.on('message', (m: NodeMessage) => {
+      if (m.type === 'ready') {
+        clearTimeout(timer)
+        resolve({ child, id: m.id, quicPort: m.quicPort, admin: m.adminUrl, logs, exited })
+      }
+    })
+    void exited.then((code) => {
+      clearTimeout(timer)
+      reject(new Error(`node exited with ${code} before it was ready: ${stderr}`))
+    })
+  })
+
+/** Runs the CLI to completion. */
+const cli = (args: ReadonlyArray<string>, env: Record<string, string> = {}) => {
+  const result = spawnSync(process.execPath, [...execArgv, main, ...args], { env: cleanEnv(env), encoding: 'utf8', timeout: 30_000 })
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr }
+}
+
+const until = async (check: () => Promise<boolean> | boolean, what: string, ms = 20_000) => {
+  const deadline = Date.now() + ms
+  while (Date.now() < deadline) {
+    if (await check()) return
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  throw new Error(`${what} did not happen within ${ms} ms`)
+}
+
+const members = async (admin: string) => (await (await fetch(`${admin}/debug/members`)).json()) as Array<{ id: string; address: string; state: string }>
+
+const promtool = ['/usr/bin/promtool', 'promtool'].find((p) => spawnSync(p, ['--version']).status === 0)
+
+describe('mycorrizal node processes', () => {
+  it('two nodes join; a REST put on one is read on the other; /metrics passes promtool; the CLI shows members and the stream block; SIGTERM leaves', async () => {
+    const a = await startNode(['--node-id', 'a', '--cluster-secret', SECRET, '--bucket', 'sessions:60s:1000'])
+    // the second node takes its settings from the environment, as in a container
+    const b = await startNode([], {
+      MYCORRIZAL_NODE_ID: 'b',
+      MYCORRIZAL_SEEDS: `127.0.0.1:${a.quicPort}`,
+      MYCORRIZAL_CLUSTER_SECRET: SECRET,
+      MYCORRIZAL_BUCKET: 'sessions:60s:1000'
+    })
+    await until(async () => (await members(a.admin)).filter((m) => m.state === 'alive').length === 2, 'a sees b')
+    expect((await members(b.admin)).map((m) => [m.id, m.state]).sort()).toEqual([
+      ['a', 'alive'],
+      ['b', 'alive']
+    ])
+    await until(async () => (await fetch(`${b.admin}/readyz`)).status === 200, 'b ready')
+
+    for (let i = 0; i < 20; i++) expect((await fetch(`${a.admin}/v1/cache/sessions/user-${i}`, { method: 'PUT', body: `value ${i}` })).status).toBe(204)
+    for (let i = 0; i < 20; i++) {
+      const got = await fetch(`${b.admin}/v1/cache/sessions/user-${i}`)
+      expect(got.status).toBe(200)
+      expect(await got.text()).toBe(`value ${i}`)
+    }
+    expect((await fetch(`${b.admin}/v1/cache/sessions/nobody`)).status).toBe(404)
+
+    const metrics = await (await fetch(`${b.admin}/metrics`)).text()
+    expect(metrics).toMatch(/^mycorrizal_cache_keys\{bucket="sessions"\} 20$/m)
+    expect(metrics).toMatch(/^mycorrizal_cache_hits_total\{bucket="sessions"\} \d+$/m)
+    expect(metrics).toContain('mycorrizal_cache_remote_op_duration_seconds_bucket{bucket="sessions",op="get",le="+Inf"}')
+    expect(metrics).toMatch(/^mycorrizal_stream_bytes_total\{app="SYSTEM-MYCEL",stream="bucket:sessions",direction="received"\} [1-9]\d*$/m)
+    expect(metrics).toMatch(/^mycorrizal_members\{state="alive"\} 2$/m)
+    expect(metrics).toContain('process_resident_memory_bytes')
+    if (promtool !== undefined || process.env['CI'] !== undefined) {
+      expect(promtool, 'promtool is missing: apt-get install prometheus').toBeDefined()
+      const check = spawnSync(promtool!, ['check', 'metrics'], { input: metrics, encoding: 'utf8' })
+      expect(`${check.stdout}${check.stderr}`).toBe('')
+      expect(check.status).toBe(0)
+    }
+
+    const block = cli(['debug', 'stream', 'SYSTEM-MYCEL', 'bucket:sessions', '--admin', a.admin])
+    expect(block.stderr).toBe('')
+    expect(block.status).toBe(0)
+    const lines = block.stdout.split('\n')
+    expect(lines[0]).toBe('Stream: bucket:sessions')
+    expect(lines[1]).toBe('Active nodes: [b]')
+    expect(lines[2]).toMatch(/^Bytes sent: \d+(\.\d)? (B|KiB)$/)
+    expect(lines[3]).toMatch(/^Messages: \d+ \(\d+ out, \d+ in\)$/)
+    expect(lines[4]).toBe('Error rate: 0.00%')
+    expect(lines[5]).toMatch(/^Last active: (now|\d+s ago)$/)
+
+    const table = cli(['members', '--admin', b.admin])
+    expect(table.status).toBe(0)
+    expect(table.stdout).toMatch(/^b \(self\)\s+127\.0\.0\.1:\d+\s+alive/m)
+    expect(table.stdout).toMatch(/^a\s+127\.0\.0\.1:\d+\s+alive/m)
+
+    const put = cli(['cache', 'put', 'sessions', 'from-cli', 'hello', '--admin', a.admin])
+    expect(put.status).toBe(0)
+    const get = cli(['cache', 'get', 'sessions', 'from-cli', '--admin', b.admin])
+    expect([get.status, get.stdout]).toEqual([0, 'hello'])
+    const miss = cli(['cache', 'get', 'sessions', 'missing', '--admin', b.admin])
+    expect(miss.status).toBe(1)
+    expect(miss.stderr).toContain("no key 'missing' in bucket 'sessions'")
+
+    // SIGTERM: b leaves gracefully and a sees it as left, not failed
+    b.child.kill('SIGTERM')
+    expect(await b.exited).toBe(0)
+    expect(b.logs.some((l) => l['msg'] === 'node stopping: leaving the cluster' && l['node'] === 'b')).toBe(true)
+    await until(async () => (await members(a.admin)).find((m) => m.id === 'b')?.state === 'left', 'a sees b as left', 5_000)
+    expect(a.logs.some((l) => l['msg'] === 'node started' && l['node'] === 'a' && typeof l['admin'] === 'string')).toBe(true)
+    // the secret is in no log line
+    expect(JSON.stringify([...a.logs, ...b.logs])).not.toContain(SECRET)
+    a.child.kill('SIGTERM')
+    expect(await a.exited).toBe(0)
+  }, 120_000)
+
+  it('a bad flag stops start-up with the field named and exit code 2', () => {
+    const port = cli(['node', '--port', '99999', '--cluster-secret', SECRET])
+    expect(port.status).toBe(2)
+    expect(port.stderr).toContain('--port (MYCORRIZAL_PORT, "port" in the config file) must be an integer from 0 to 65535, got "99999"')
+    const bucket = cli(['node', '--bucket', 'sessions:soon:10', '--cluster-secret', SECRET])
+    expect(bucket.status).toBe(2)
+    expect(bucket.stderr).toContain('--bucket (MYCORRIZAL_BUCKET, "buckets" in the config file)')
+    const noAuth = cli(['node'])
+    expect(noAuth.status).toBe(2)
+    expect(noAuth.stderr).toContain('--cluster-secret (MYCORRIZAL_CLUSTER_SECRET, "clusterSecret" in the config file) is needed')
+    const env = cli(['node', '--cluster-secret', SECRET], { MYCORRIZAL_ADMIN_HOST: '0.0.0.0' })
+    expect(env.status).toBe(2)
+    expect(env.stderr).toContain('--admin-token (MYCORRIZAL_ADMIN_TOKEN')
+    const unknown = cli(['node', '--prot', '7000'])
+    expect(unknown.status).toBe(2)
+    const admin = cli(['members', '--admin', 'not a url'])
+    expect(admin.status).toBe(2)
+    expect(admin.stderr).toContain('--admin must be an http(s) URL')
+  }, 60_000)
+
+  it('certs: a CA and node certificates with which two nodes join over mTLS', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mycorrizal-certs-'))
+    try {
+      const made = cli(['certs', '--out', dir, '--nodes', 'tls-a,tls-b'])
+      expect(made.status).toBe(0)
+      expect(readdirSync(dir).sort()).toEqual(['ca-key.pem', 'ca.pem', 'tls-a-key.pem', 'tls-a.pem', 'tls-b-key.pem', 'tls-b.pem'])
+      const tls = (id: string) => ['--node-id', id, '--tls-ca', join(dir, 'ca.pem'), '--tls-cert', join(dir, `${id}.pem`), '--tls-key', join(dir, `${id}-key.pem`)]
+      const a = await startNode(tls('tls-a'))
+      const b = await startNode([...tls('tls-b'), '--seeds', `127.0.0.1:${a.quicPort}`])
+      await until(async () => (await members(a.admin)).filter((m) => m.state === 'alive').length === 2, 'mTLS join')
+      expect(a.logs.find((l) => l['msg'] === 'node started')!['auth']).toBe('mtls')
+      for (const n of [a, b]) n.child.kill('SIGTERM')
+      expect(await Promise.all([a.exited, b.exited])).toEqual([0, 0])
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }, 90_000)
+
+  it('cluster --nodes 3 (npm start) prints each admin URL, forms one cluster, and stops every node on SIGTERM', async () => {
+    const child = spawn(process.execPath, [bin, 'cluster', '--nodes', '3'], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'inherit'] })
+    children.add(child)
+    const lines: Array<string> = []
+    createInterface({ input: child.stdout! }).on('line', (line) => lines.push(line))
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+    await until(() => ['n1', 'n2', 'n3'].every((id) => lines.includes(`node ${id} sees 3 members: n1 n2 n3`)), 'a full cluster', 60_000)
+    const admins = lines.filter((l) => /^node n\d admin http:\/\/127\.0\.0\.1:\d+$/.test(l)).map((l) => l.split(' ')[3]!)
+    expect(admins).toHaveLength(3)
+    for (const admin of admins) expect((await members(admin)).filter((m) => m.state === 'alive')).toHaveLength(3)
+    // the default buckets work across the cluster
+    expect((await fetch(`${admins[0]}/v1/cache/sessions/k`, { method: 'PUT', body: 'v' })).status).toBe(204)
+    expect(await (await fetch(`${admins[2]}/v1/cache/sessions/k`)).text()).toBe('v')
+    child.kill('SIGTERM')
+    expect(await exited).toBe(0)
+    expect(lines).toContain('stopping: every node leaves the cluster')
+    expect(lines.at(-1)).toBe('every node stopped')
+    for (const admin of admins) await expect(fetch(admin + '/healthz')).rejects.toThrow()
+  }, 120_000)
+})

@@ -279,6 +279,40 @@ describe('Mycel over MemoryTransport', () => {
     )
   )
 
+  it.live('a put waiting on an owner that fails is sent again to the new owners instead of timing out', () =>
+    run(
+      Effect.gen(function* () {
+        const network = yield* MemoryTransport.MemoryNetwork
+        // failures are seen within 300 ms, requests time out after 5 s
+        const quick = (id: string, seeds: ReadonlyArray<string>) =>
+          Layer.build(
+            Mycel.layer({ requestTimeout: '5 seconds' }).pipe(
+              Layer.provideMerge(Streams.layer()),
+              Layer.provideMerge(Nodosum.layerMemory({ nodeId: id, host: id, port: 7001, clusterSecret: secret, seeds: [...seeds], heartbeatInterval: 50, failureTimeout: 300 }))
+            )
+          ).pipe(Effect.map((ctx) => ({ id, mycel: Context.get(ctx, Mycel.Mycel), nodosum: Context.get(ctx, Nodosum.Nodosum) })))
+        const nodes = [yield* quick('a', []), yield* quick('b', ['a:7001']), yield* quick('c', ['a:7001'])]
+        yield* until(() => nodes.every((n) => n.nodosum.nodes().length === 3), 'mesh')
+        for (const n of nodes) yield* n.mycel.createBucket('rt', '1 minute', 1_000)
+        // a key whose primary is not a: a's put waits for that primary's acknowledgement
+        const placement = new Placement()
+        placement.setNodes(['a', 'b', 'c'])
+        let key = ''
+        for (let i = 0; i < 100 && key === ''; i++) if (placement.owners('rt', `k${i}`, 2)[0] !== 'a') key = `k${i}`
+        const primary = placement.owners('rt', key, 2)[0]!
+        // nothing from the primary reaches a any more: no acknowledgement, no heartbeat
+        network.drop(primary, 'a')
+        const started = Date.now()
+        yield* nodes[0]!.mycel.put('rt', key, bytes('moved'))
+        const elapsed = Date.now() - started
+        expect(elapsed).toBeLessThan(3_000)
+        expect(nodes[0]!.nodosum.nodes()).not.toContain(primary)
+        const other = nodes.find((n) => n.id !== 'a' && n.id !== primary)!
+        expect(text(yield* other.mycel.get('rt', key))).toBe('moved')
+      })
+    )
+  )
+
   it.live('a graceful leave hands the leaving node\'s keys to their new owners', () =>
     run(
       Effect.gen(function* () {

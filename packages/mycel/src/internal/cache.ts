@@ -23,11 +23,21 @@ export interface CacheOptions {
   readonly rebalanceWindowMs: number
 }
 
+/** A request whose node left, failed or could not be sent to: it is asked again of the current owners. */
+const GONE = 'gone' as const
+
+/** How a request ends: an answer, undefined on timeout, or GONE. */
+type Answer = CacheMessage.Ack | CacheMessage.GetResponse | undefined | typeof GONE
+
+/** Attempts of a write or a remote get whose owners went away while it waited. */
+const MAX_ATTEMPTS = 3
+const RETRY_DELAY_MS = 50
+
 interface Pending {
   readonly node: string
   readonly bucket: string
   readonly kind?: 'get'
-  readonly resolve: (message: CacheMessage.Ack | CacheMessage.GetResponse | undefined) => void
+  readonly resolve: (answer: Answer) => void
   readonly cancel: () => void
 }
 
@@ -174,19 +184,25 @@ export class Cache {
     }))
   }
 
-  /** A versioned write to every owner: applied here when this node owns the key, sent to the others. */
+  /**
+   * A versioned write to every owner: applied here when this node owns the key, sent to the
+   * others. When an owner whose acknowledgement is awaited leaves or fails first, the write is
+   * sent again, with the same version, to the owners of the new member set.
+   */
   private write(
     name: string,
     key: string,
     local: (store: BucketStore, version: Version) => void,
-    remote: (id: number, version: Version, ack: boolean) => CacheMessage.Put | CacheMessage.Delete
+    remote: (id: number, version: Version, ack: boolean) => CacheMessage.Put | CacheMessage.Delete,
+    attempt = 1,
+    given?: Version
   ): Effect.Effect<void, MycelError> {
     return Effect.suspend(() => {
       const bucket = this.bucket(name)
       if (bucket instanceof MycelError) return Effect.fail(bucket)
-      const version = { ts: this.tick(), node: this.self }
+      const version = given ?? { ts: this.tick(), node: this.self }
       const owners = this.placement.owners(name, key, bucket.options.replicas)
-      const waits: Array<Promise<CacheMessage.Ack | CacheMessage.GetResponse | undefined>> = []
+      const waits: Array<Promise<Answer>> = []
       for (let i = 0; i < owners.length; i++) {
         const owner = owners[i]!
         if (owner === this.self) {
@@ -198,7 +214,15 @@ export class Cache {
         if (wanted) waits.push(this.expect(bucket, id, owner))
         this.send(bucket, remote(id, version, wanted), [owner])
       }
-      return this.awaitAcks(bucket, key, waits)
+      return this.awaitAcks(bucket, key, waits).pipe(
+        Effect.flatMap((outcome) => {
+          if (outcome === 'done') return Effect.void
+          if (attempt >= MAX_ATTEMPTS) {
+            return Effect.fail(new MycelError({ reason: 'Unavailable', message: `the owners of '${key}' in '${bucket.name}' left before they acknowledged (${attempt} attempts)` }))
+          }
+          return Effect.sleep(Duration.millis(RETRY_DELAY_MS * attempt)).pipe(Effect.zipRight(this.write(name, key, local, remote, attempt + 1, version)))
+        })
+      )
     })
   }
 
@@ -227,22 +251,24 @@ export class Cache {
     return i === 1 && owners[0] === this.self
   }
 
-  private awaitAcks(bucket: Bucket, key: string, waits: ReadonlyArray<Promise<CacheMessage.Ack | CacheMessage.GetResponse | undefined>>) {
-    if (waits.length === 0) return Effect.void
+  /** 'done' once every awaited owner acknowledged; 'gone' when one left first. */
+  private awaitAcks(bucket: Bucket, key: string, waits: ReadonlyArray<Promise<Answer>>): Effect.Effect<'done' | 'gone', MycelError> {
+    if (waits.length === 0) return Effect.succeed('done')
     const started = performance.now()
     return Effect.promise(() => Promise.all(waits)).pipe(
       Effect.flatMap((answers) => {
+        if (answers.includes(GONE)) return Effect.succeed('gone' as const)
         bucket.remoteWriteLatency.observe((performance.now() - started) * 1000)
         for (const answer of answers) {
           if (answer === undefined) {
             bucket.timeouts++
             return Effect.fail(new MycelError({ reason: 'Timeout', message: `no owner of '${key}' in '${bucket.name}' acknowledged within ${this.options.requestTimeoutMs} ms` }))
           }
-          if (answer._tag === 'Ack' && answer.status === CacheMessage.AckStatus.BucketNotFound) {
+          if (answer !== GONE && answer._tag === 'Ack' && answer.status === CacheMessage.AckStatus.BucketNotFound) {
             return Effect.fail(new MycelError({ reason: 'BucketNotFound', message: `an owner of '${key}' has no bucket '${bucket.name}'` }))
           }
         }
-        return Effect.void
+        return Effect.succeed('done' as const)
       })
     )
   }
@@ -279,16 +305,25 @@ export class Cache {
     })
   }
 
-  /** Asks the owners in order (primary first) until one answers a hit or a miss. */
-  private async remoteGet(bucket: Bucket, key: string, owners: ReadonlyArray<string>): Promise<Uint8Array | undefined> {
+  /**
+   * Asks the owners in order (primary first) until one answers a hit or a miss. When every
+   * owner asked went away first, asks the owners of the new member set.
+   */
+  private async remoteGet(bucket: Bucket, key: string, owners: ReadonlyArray<string>, attempt = 1): Promise<Uint8Array | undefined> {
     const started = performance.now()
     let lastError: MycelError | undefined
+    let gone = 0
     for (const owner of owners) {
       const id = this.nextId++
       const answer = this.expect(bucket, id, owner)
       this.markGet(id)
       this.send(bucket, { _tag: 'Get', id, key }, [owner])
       const response = await answer
+      if (response === GONE) {
+        gone++
+        lastError = new MycelError({ reason: 'Unavailable', message: `'${owner}' left before it answered a get of '${key}' in '${bucket.name}'` })
+        continue
+      }
       if (response === undefined) {
         bucket.timeouts++
         lastError = new MycelError({ reason: 'Timeout', message: `'${owner}' did not answer a get of '${key}' in '${bucket.name}' within ${this.options.requestTimeoutMs} ms` })
@@ -305,11 +340,22 @@ export class Cache {
       bucket.remoteGetLatency.observe((performance.now() - started) * 1000)
       return response.status === CacheMessage.GetStatus.Hit ? response.value : undefined
     }
+    if (gone === owners.length && attempt < MAX_ATTEMPTS && !this.closed) {
+      await new Promise((resolve) => setTimeout(resolve, RETRY_DELAY_MS * attempt))
+      const now = this.placement.owners(bucket.name, key, bucket.options.replicas)
+      if (now.includes(this.self)) {
+        const local = bucket.store.getValue(key)
+        const others = now.filter((o) => o !== this.self)
+        if (local !== undefined || others.length === 0) return local
+        return this.remoteGet(bucket, key, others, attempt + 1)
+      }
+      return this.remoteGet(bucket, key, now, attempt + 1)
+    }
     throw lastError ?? new MycelError({ reason: 'Unavailable', message: `no owner of '${key}' in '${bucket.name}' is reachable` })
   }
 
   /** A promise for the answer to request `id`: undefined on timeout or when the bucket goes away. */
-  private expect(bucket: Bucket, id: number, node: string): Promise<CacheMessage.Ack | CacheMessage.GetResponse | undefined> {
+  private expect(bucket: Bucket, id: number, node: string): Promise<Answer> {
     return new Promise((resolve) => {
       // a plain timer: one per request on the hot path, no fiber
       const timer = setTimeout(() => {
@@ -338,13 +384,13 @@ export class Cache {
   private send(bucket: Bucket, message: CacheMessage.CacheMessage, to: ReadonlyArray<string>): void {
     if (this.closed) return
     const failed = (e: { readonly message: string }) => {
-      // the message did not leave: what waits on it fails now, not at its timeout
+      // the message did not leave: what waits on it is asked again now, not at its timeout
       if ('id' in message && message.id !== 0) {
         const p = this.pending.get(message.id)
         if (p !== undefined) {
           this.pending.delete(message.id)
           p.cancel()
-          p.resolve(undefined)
+          p.resolve(GONE)
         }
       }
       this.log('Debug', 'cache send failed', { bucket: bucket.name, error: e.message })
@@ -449,6 +495,14 @@ export class Cache {
       // placement follows membership at once; the moving of keys runs in the background
       this.members = after
       this.membershipChangedAt = this.now()
+      // requests to nodes that went away are asked again of the new owners, not left to time out
+      const alive = new Set(after)
+      for (const [id, p] of [...this.pending]) {
+        if (alive.has(p.node)) continue
+        this.pending.delete(id)
+        p.cancel()
+        p.resolve(GONE)
+      }
       const old = new Placement()
       old.setNodes(before)
       this.placement.setNodes(after)
@@ -469,15 +523,19 @@ export class Cache {
           const oldOwners = old.owners(bucket.name, key, bucket.options.replicas)
           const sender = oldOwners.find((o) => alive.has(o)) ?? this.self
           const newOwners = this.placement.owners(bucket.name, key, bucket.options.replicas)
-          if (sender === this.self) {
-            for (const owner of newOwners) {
-              if (owner === this.self || oldOwners.includes(owner)) continue
-              const list = batches.get(owner) ?? []
+          const owner = newOwners.includes(this.self)
+          for (const target of newOwners) {
+            if (target === this.self) continue
+            // the designated sender gives new owners their copy; a node about to drop its copy
+            // gives it to every owner, since a copy it holds may be the only one (a replica
+            // write lost with a node that left, a put that arrived after the sender moved on)
+            if ((sender === this.self && !oldOwners.includes(target)) || !owner) {
+              const list = batches.get(target) ?? []
               list.push(toHandoff(key, entry, now))
-              batches.set(owner, list)
+              batches.set(target, list)
             }
           }
-          if (!newOwners.includes(this.self)) drop.push(key)
+          if (!owner) drop.push(key)
         }
         for (const [owner, entries] of batches) {
           for (let i = 0; i < entries.length; i += this.options.handoffBatch) {

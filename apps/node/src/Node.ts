@@ -40,7 +40,9 @@ export const libraryConfig = (settings: NodeSettings): MycorrizalConfig => ({
   dns: settings.dns,
   dnsPort: settings.dns === undefined ? undefined : settings.dnsPort,
   consul: settings.consul,
-  single: settings.single
+  single: settings.single,
+  heartbeatInterval: settings.heartbeatIntervalMs,
+  failureTimeout: settings.failureTimeoutMs
 })
 
 const startError = (error: unknown): NodeConfigError | NodeStartError => {

@@ -46,6 +46,9 @@ export interface NodeSettings {
   /** PEM contents read from the files named by `--tls-ca`, `--tls-cert` and `--tls-key`. */
   readonly tls: { readonly ca: string; readonly cert: string; readonly key: Redacted.Redacted<string> } | undefined
   readonly buckets: ReadonlyArray<BucketSpec>
+  /** Milliseconds; undefined for the library's default. */
+  readonly heartbeatIntervalMs: number | undefined
+  readonly failureTimeoutMs: number | undefined
   readonly logLevel: LogLevel
   /** Bearer token for writes (and reads) on the admin API; required when the admin host is not loopback. */
   readonly adminToken: Redacted.Redacted<string> | undefined
@@ -96,6 +99,15 @@ export const parseDuration = (s: string): number | undefined => {
   const ms = Math.round(Number(m[1]) * durationUnits[m[2]!]!)
   return ms >= 1 ? ms : undefined
 }
+
+const duration = Schema.transformOrFail(Schema.String, Schema.Number, {
+  strict: true,
+  decode: (text, _, ast) => {
+    const ms = parseDuration(text)
+    return ms === undefined ? ParseResult.fail(new ParseResult.Type(ast, text, 'must be a duration such as 500ms, 2s or 1m')) : ParseResult.succeed(ms)
+  },
+  encode: (ms) => ParseResult.succeed(`${ms}ms`)
+}).annotations({ message: () => 'must be a duration such as 500ms, 2s or 1m' })
 
 const BUCKET_NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$/
 
@@ -155,6 +167,8 @@ export const fields: ReadonlyArray<Field> = [
   field('tlsCa', 'tls-ca', text('a path to a PEM file'), 'mTLS: PEM file of the cluster CA'),
   field('tlsCert', 'tls-cert', text('a path to a PEM file'), "mTLS: PEM file of this node's certificate (CN = node id)"),
   field('tlsKey', 'tls-key', text('a path to a PEM file'), "mTLS: PEM file of this node's private key"),
+  field('heartbeatInterval', 'heartbeat-interval', duration, 'how often peers are pinged (default 500ms)'),
+  field('failureTimeout', 'failure-timeout', duration, 'silence after which a peer counts as failed (default 2s; longer than the heartbeat interval)'),
   field('buckets', 'bucket', buckets, 'cache bucket name:ttl:maxSize, e.g. sessions:60s:10000 (repeat the flag, or comma-separate)'),
   field('logLevel', 'log-level', oneOf(LogLevels), 'least severe level logged (default info)'),
   field('adminToken', 'admin-token', text('at least 16 characters'), 'bearer token for reads and writes on the admin API'),
@@ -284,6 +298,8 @@ export const resolve = (flags: RawSettings, env: Record<string, string | undefin
       clusterSecret: secret === undefined ? undefined : Redacted.make(secret),
       tls,
       buckets: get<ReadonlyArray<BucketSpec>>('buckets') ?? [],
+      heartbeatIntervalMs: get<number>('heartbeatInterval'),
+      failureTimeoutMs: get<number>('failureTimeout'),
       logLevel: get<LogLevel>('logLevel') ?? 'info',
       adminToken,
       adminReadToken: Option.fromNullable(get<string>('adminReadToken')).pipe(Option.map(Redacted.make), Option.getOrUndefined),

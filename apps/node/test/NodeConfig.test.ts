@@ -70,6 +70,8 @@ describe('NodeConfig', () => {
     expect(error({ ...base, port: 'x' }).message).toBe('--port (MYCORRIZAL_PORT, "port" in the config file) must be an integer from 0 to 65535, got "x"')
     expect(error({ ...base, advertisePort: '0' }).message).toContain('must be an integer from 1 to 65535')
     expect(ok({ ...base, port: ' 7000 ' }).port).toBe(7000)
+    expect(ok({ ...base, heartbeatInterval: '100ms', failureTimeout: '1s' })).toMatchObject({ heartbeatIntervalMs: 100, failureTimeoutMs: 1000 })
+    expect(error({ ...base, failureTimeout: 'soon' }).message).toBe('--failure-timeout (MYCORRIZAL_FAILURE_TIMEOUT, "failureTimeout" in the config file) must be a duration such as 500ms, 2s or 1m, got "soon"')
     expect(error({ ...base, buckets: 'sessions:forever:10' }).message).toContain('--bucket (MYCORRIZAL_BUCKET, "buckets" in the config file)')
     expect(error({ ...base, buckets: 'sessions:forever:10' }).message).toContain('the ttl must be a duration such as 500ms, 60s')
     expect(error({ ...base, buckets: 'x:1s:1,x:2s:2' }).message).toContain('names bucket "x" twice')

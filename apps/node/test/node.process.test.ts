@@ -3,83 +3,15 @@
  * through the admin HTTP API and the CLI, stopped with SIGTERM.
  */
 import { afterAll, describe, expect, it } from '@effect/vitest'
-import { type ChildProcess, fork, spawn, spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
-import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import type { NodeMessage } from '../src/Cluster.js'
+import { bin, children, cleanEnv, cli, killAll, members, promtool, SECRET, startNode, until } from './fixtures/processes.js'
 
-const main = new URL('../src/main.ts', import.meta.url).pathname
-const bin = new URL('../bin/mycorrizal.js', import.meta.url).pathname
-const execArgv = ['--import', createRequire(import.meta.url).resolve('tsx'), '--conditions=@mycorrizal/source']
-const SECRET = 'process-test-secret'
-const children = new Set<ChildProcess>()
+afterAll(killAll)
 
-afterAll(() => {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-})
-
-/** Every environment variable of the node removed, so only the test's flags apply. */
-const cleanEnv = (extra: Record<string, string> = {}) => ({
-  ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MYCORRIZAL_'))),
-  ...extra
-})
-
-interface NodeProcess {
-  readonly child: ChildProcess
-  readonly id: string
-  readonly quicPort: number
-  readonly admin: string
-  readonly logs: Array<Record<string, unknown>>
-  readonly exited: Promise<number | null>
-}
-
-const startNode = (args: ReadonlyArray<string>, env: Record<string, string> = {}): Promise<NodeProcess> =>
-  new Promise((resolve, reject) => {
-    const child = fork(main, ['node', '--host', '127.0.0.1', '--port', '0', '--admin-port', '0', ...args], {
-      execArgv,
-      env: cleanEnv(env),
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc']
-    })
-    children.add(child)
-    const logs: Array<Record<string, unknown>> = []
-    let stderr = ''
-    createInterface({ input: child.stdout! }).on('line', (line) => logs.push(JSON.parse(line) as Record<string, unknown>))
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()))
-    const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)))
-    const timer = setTimeout(() => reject(new Error(`node did not start within 30 s: ${stderr}`)), 30_000)
-    child.on('message', (m: NodeMessage) => {
-      if (m.type === 'ready') {
-        clearTimeout(timer)
-        resolve({ child, id: m.id, quicPort: m.quicPort, admin: m.adminUrl, logs, exited })
-      }
-    })
-    void exited.then((code) => {
-      clearTimeout(timer)
-      reject(new Error(`node exited with ${code} before it was ready: ${stderr}`))
-    })
-  })
-
-/** Runs the CLI to completion. */
-const cli = (args: ReadonlyArray<string>, env: Record<string, string> = {}) => {
-  const result = spawnSync(process.execPath, [...execArgv, main, ...args], { env: cleanEnv(env), encoding: 'utf8', timeout: 30_000 })
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr }
-}
-
-const until = async (check: () => Promise<boolean> | boolean, what: string, ms = 20_000) => {
-  const deadline = Date.now() + ms
-  while (Date.now() < deadline) {
-    if (await check()) return
-    await new Promise((r) => setTimeout(r, 100))
-  }
-  throw new Error(`${what} did not happen within ${ms} ms`)
-}
-
-const members = async (admin: string) => (await (await fetch(`${admin}/debug/members`)).json()) as Array<{ id: string; address: string; state: string }>
-
-const promtool = ['/usr/bin/promtool', 'promtool'].find((p) => spawnSync(p, ['--version']).status === 0)
 
 describe('mycorrizal node processes', () => {
   it('two nodes join; a REST put on one is read on the other; /metrics passes promtool; the CLI shows members and the stream block; SIGTERM leaves', async () => {

@@ -2,6 +2,7 @@ import { describe, expect, it } from '@effect/vitest'
 import { Metrics } from '@mycorrizal/metrics'
 import { MemoryTransport, Mycel, Nodosum, Streams } from 'mycorrizal'
 import { Context, Duration, Effect, Layer, Logger, LogLevel, Redacted, type Scope } from 'effect'
+import fc from 'fast-check'
 import * as Admin from '../src/Admin.js'
 
 const secret = 'admin-test-secret'
@@ -133,4 +134,41 @@ describe('Admin HTTP API', () => {
       })
     )
   )
+  it.live('fuzz: random methods, paths, headers and bodies never get a 500 and never stop the API', () =>
+    run(
+      Effect.gen(function* () {
+        const { a, b } = yield* cluster
+        const segment = fc.oneof(fc.constantFrom('v1', 'cache', 'sessions', 'debug', 'streams', 'members', 'metrics', 'readyz', '%00', '%2F', '..', '%ZZ', ''), fc.string({ maxLength: 30 }).map(encodeURIComponent))
+        const request = fc.record({
+          node: fc.constantFrom(a, b),
+          method: fc.constantFrom('GET', 'PUT', 'DELETE', 'POST', 'PATCH', 'HEAD', 'OPTIONS'),
+          path: fc.oneof(
+            fc.array(segment, { minLength: 0, maxLength: 5 }).map((parts) => `/${parts.join('/')}`),
+            fc.tuple(fc.constantFrom('sessions', 'nope', ''), fc.string({ minLength: 0, maxLength: 40 })).map(([bucket, key]) => `/v1/cache/${bucket}/${encodeURIComponent(key)}`),
+            fc.tuple(fc.constantFrom('SYSTEM-MYCEL', 'x'), fc.constantFrom('default', 'bucket:sessions', 'y')).map(([app, stream]) => `/debug/streams/${app}/${encodeURIComponent(stream)}`)
+          ),
+          body: fc.option(fc.uint8Array({ maxLength: 2048 }), { nil: undefined }),
+          auth: fc.option(fc.oneof(fc.constant(`Bearer ${WRITE}`), fc.constant(`Bearer ${READ}`), fc.string({ maxLength: 60 })), { nil: undefined })
+        })
+        const statuses = new Set<number>()
+        yield* Effect.promise(() =>
+          fc.assert(
+            fc.asyncProperty(request, async (r) => {
+              const headers: Record<string, string> = {}
+              if (r.auth !== undefined) headers['authorization'] = r.auth.replace(/[^\x20-\x7e]/g, '')
+              const hasBody = r.body !== undefined && r.method !== 'GET' && r.method !== 'HEAD'
+              const response = await fetch(`${r.node.admin.url}${r.path}`, { method: r.method, headers, body: hasBody ? r.body : undefined })
+              await response.arrayBuffer()
+              statuses.add(response.status)
+              expect(response.status).toBeLessThan(500)
+            }),
+            { numRuns: 400 }
+          )
+        )
+        expect([...statuses].sort()).toEqual(expect.arrayContaining([200, 204, 401, 403, 404]))
+        // both nodes still serve
+        for (const n of [a, b]) expect((yield* call(`${n.admin.url}/healthz`)).status).toBe(200)
+      })
+    )
+  , 60_000)
 })

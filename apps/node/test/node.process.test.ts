@@ -82,8 +82,9 @@ describe('mycorrizal node processes', () => {
     expect(b.logs.some((l) => l['msg'] === 'node stopping: leaving the cluster' && l['node'] === 'b')).toBe(true)
     await until(async () => (await members(a.admin)).find((m) => m.id === 'b')?.state === 'left', 'a sees b as left', 5_000)
     expect(a.logs.some((l) => l['msg'] === 'node started' && l['node'] === 'a' && typeof l['admin'] === 'string')).toBe(true)
-    // the secret is in no log line
+    // the secret is in no log line, no metric and no debug answer
     expect(JSON.stringify([...a.logs, ...b.logs])).not.toContain(SECRET)
+    for (const path of ['/metrics', '/debug/members', '/debug/streams', '/readyz', '/healthz']) expect(await (await fetch(`${a.admin}${path}`)).text()).not.toContain(SECRET)
     a.child.kill('SIGTERM')
     expect(await a.exited).toBe(0)
   }, 120_000)
@@ -106,6 +107,22 @@ describe('mycorrizal node processes', () => {
     const admin = cli(['members', '--admin', 'not a url'])
     expect(admin.status).toBe(2)
     expect(admin.stderr).toContain('--admin must be an http(s) URL')
+  }, 60_000)
+
+  it('admin tokens: the CLI passes --token or MYCORRIZAL_ADMIN_TOKEN; a write without the token is refused', async () => {
+    const token = 'cli-admin-token-0123456789'
+    const node = await startNode(['--single', '--bucket', 'sessions:1m:100', '--admin-token', token])
+    const anonymous = cli(['cache', 'put', 'sessions', 'k', 'v', '--admin', node.admin])
+    expect(anonymous.status).toBe(1)
+    expect(anonymous.stderr).toContain('pass --token or set MYCORRIZAL_ADMIN_TOKEN')
+    expect((await fetch(`${node.admin}/v1/cache/sessions/k`, { method: 'PUT', body: 'v' })).status).toBe(401)
+    expect(cli(['cache', 'put', 'sessions', 'k', 'v', '--admin', node.admin, '--token', token]).status).toBe(0)
+    const read = cli(['cache', 'get', 'sessions', 'k', '--admin', node.admin], { MYCORRIZAL_ADMIN_TOKEN: token })
+    expect([read.status, read.stdout]).toEqual([0, 'v'])
+    expect(cli(['members', '--admin', node.admin, '--token', 'wrong-token-0123456789']).status).toBe(1)
+    expect(JSON.stringify(node.logs)).not.toContain(token)
+    node.child.kill('SIGTERM')
+    expect(await node.exited).toBe(0)
   }, 60_000)
 
   it('certs: a CA and node certificates with which two nodes join over mTLS', async () => {

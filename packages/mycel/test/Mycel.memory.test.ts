@@ -177,12 +177,16 @@ describe('Mycel over MemoryTransport', () => {
         yield* c!.mycel.put('p', 'only-right', bytes('r'))
         expect(text(yield* b!.mycel.get('p', 'x'))).toBe('left')
         expect(text(yield* c!.mycel.get('p', 'x'))).toBe('right')
+        const healed = Date.now()
         network.heal()
         yield* until(() => nodes.every((n) => n.nodosum.nodes().length === 3), 're-merged')
+        const remerged = Date.now() - healed
         const converged = Effect.all(nodes.map((n) => Effect.all([n.mycel.get('p', 'x'), n.mycel.get('p', 'only-right')]))).pipe(
           Effect.map((all) => all.every(([x, r]) => text(x) === 'right' && text(r) === 'r'))
         )
         yield* untilEffect(converged, 'every node sees the newest write and the write made on the other side')
+        // re-merge: from the heal until every node sees all three again (heartbeat 50 ms, failure timeout 300 ms)
+        console.log(JSON.stringify({ scenario: 'partition', remerge_ms: remerged, converged_ms: Date.now() - healed }))
       })
     )
   )

@@ -26,7 +26,7 @@ interface Sample {
   readonly messagesReceived: number
   readonly errors: number
   readonly lastError: string | undefined
-  /** The report made while stopping, when the other nodes may be leaving too. */
+  /** The report made once the traffic stopped. */
   readonly final: boolean
 }
 
@@ -112,11 +112,17 @@ const worker = async (settings: WorkerSettings) => {
     reporter.refresh()
   }, settings.reportMs)
   const done = loop()
-  const stop = async () => {
+  // the parent stops the traffic of every node before it stops any node
+  const quiesce = async () => {
     running = false
     clearTimeout(reporter)
     await done
-    report(true)
+  }
+  process.on('message', (m: { type?: string }) => {
+    if (m.type === 'stop-traffic') void quiesce().then(() => report(true))
+  })
+  const stop = async () => {
+    await quiesce()
     await node.shutdown()
     process.exit(0)
   }
@@ -215,6 +221,22 @@ const main = async () => {
   await Promise.all(['n2', 'n3'].map((id) => start(id, [`127.0.0.1:${seedPort}`])))
   console.log(`soak: 3 nodes, ${rate} cache ops/s each plus messages, for ${seconds} s (baseline after ${Math.round(warmupMs / 1000)} s)`)
   await new Promise((resolve) => setTimeout(resolve, durationMs))
+  // traffic stops everywhere first: a node that leaves while others still send would count as an error
+  await Promise.all(
+    children.map(
+      (child) =>
+        new Promise<void>((resolve) => {
+          const final = (m: WorkerMessage) => {
+            if (m.type === 'sample' && m.final) {
+              child.off('message', final)
+              resolve()
+            }
+          }
+          child.on('message', final)
+          child.send({ type: 'stop-traffic' })
+        })
+    )
+  )
   await stopAll()
   console.log(JSON.stringify(summarize(samples, warmupMs, durationMs)))
 }

@@ -218,7 +218,7 @@ export class Cache {
         Effect.flatMap((outcome) => {
           if (outcome === 'done') return Effect.void
           if (attempt >= MAX_ATTEMPTS) {
-            return Effect.fail(new MycelError({ reason: 'Unavailable', message: `the owners of '${key}' in '${bucket.name}' left before they acknowledged (${attempt} attempts)` }))
+            return Effect.fail(new MycelError({ reason: 'Unavailable', message: `the owners of '${key}' in '${bucket.name}' left or could not be reached before they acknowledged (${attempt} attempts)` }))
           }
           return Effect.sleep(Duration.millis(RETRY_DELAY_MS * attempt)).pipe(Effect.zipRight(this.write(name, key, local, remote, attempt + 1, version)))
         })
@@ -321,7 +321,7 @@ export class Cache {
       const response = await answer
       if (response === GONE) {
         gone++
-        lastError = new MycelError({ reason: 'Unavailable', message: `'${owner}' left before it answered a get of '${key}' in '${bucket.name}'` })
+        lastError = new MycelError({ reason: 'Unavailable', message: `'${owner}' left or could not be reached before it answered a get of '${key}' in '${bucket.name}'` })
         continue
       }
       if (response === undefined) {

@@ -108,6 +108,6 @@ export const start = (options: ClusterOptions): Effect.Effect<ReadonlyArray<Node
     yield* Scope.addFinalizer(scope, Effect.sync(() => options.print('stopping: every node leaves the cluster')))
     const ready = [first, ...rest].map((n) => n.ready)
     for (const node of ready) options.print(`node ${node.id} admin ${node.adminUrl}`)
-    options.print(`${options.nodes} nodes running on loopback (quic seed ${seed}); Ctrl-C stops them all`)
+    options.print(`${options.nodes} node${options.nodes === 1 ? '' : 's'} running on loopback (quic seed ${seed}); Ctrl-C stops them all`)
     return ready
   })

@@ -162,4 +162,26 @@ describe('mycorrizal node processes', () => {
     expect(lines.at(-1)).toBe('every node stopped')
     for (const admin of admins) await expect(fetch(admin + '/healthz')).rejects.toThrow()
   }, 120_000)
+  it('npm start at the repository root passes on its arguments: npm start -- --nodes 1', async () => {
+    const root = new URL('../../../', import.meta.url).pathname
+    // a process group of its own, signalled as a whole like a terminal's Ctrl-C
+    const child = spawn('npm', ['start', '--silent', '--', '--nodes', '1'], { cwd: root, env: cleanEnv(), stdio: ['ignore', 'pipe', 'inherit'], detached: true })
+    const group = -child.pid!
+    try {
+      const lines: Array<string> = []
+      createInterface({ input: child.stdout! }).on('line', (line) => lines.push(line))
+      await until(() => lines.some((l) => /^1 node running on loopback/.test(l)), 'one node', 60_000)
+      const admin = lines.find((l) => /^node n1 admin http:\/\/127\.0\.0\.1:\d+$/.test(l))!.split(' ')[3]!
+      expect((await fetch(`${admin}/healthz`)).status).toBe(200)
+      process.kill(group, 'SIGINT')
+      await until(() => lines.includes('every node stopped'), 'the cluster stopped', 20_000)
+      await expect(fetch(`${admin}/healthz`)).rejects.toThrow()
+    } finally {
+      try {
+        process.kill(group, 'SIGKILL')
+      } catch {
+        // the group has exited
+      }
+    }
+  }, 90_000)
 })

@@ -54,11 +54,13 @@ export interface TransportStream {
   /** Sets (or replaces) the callbacks. An incoming stream is not read until a handler is set. */
   readonly setHandler: (handler: StreamHandler) => void
   /**
-   * Queues bytes for sending (the transport copies what it cannot send at once).
+   * Queues bytes for sending. The transport copies what it cannot send at once, unless
+   * `owned` is true: then the caller gives the buffer away (it must not touch it again) and
+   * the transport keeps it as it is.
    * Returns `false` when the queue is at or above the high-water mark: wait for `onDrain`.
    * Throws `TransportError` (`StreamClosed`) after `end`, `reset` or close.
    */
-  readonly write: (chunk: Uint8Array) => boolean
+  readonly write: (chunk: Uint8Array, owned?: boolean) => boolean
   /** Bytes queued and not yet taken by the transport. */
   readonly writableLength: () => number
   /** Sends FIN after the queued bytes. */

@@ -118,10 +118,11 @@ export class FramedStream implements PeerStream {
   send = (payload: Uint8Array): boolean => {
     const need = Frame.HEADER_BYTES + payload.byteLength
     if (need > BATCH_BYTES) {
-      // large: flush what is batched, then write it on its own (order is kept)
+      // large: flush what is batched, then write it on its own (order is kept); the framed
+      // copy is new, so the transport keeps it instead of copying it again
       const framed = Frame.encodeMessage(payload, this.maxMessageSize)
       this.flush()
-      this.writable = this.stream.write(framed)
+      this.writable = this.stream.write(framed, true)
       return this.writable
     }
     if (this.batchLen + need > BATCH_BYTES) this.flush()

@@ -153,10 +153,10 @@ class MemoryStreamEnd implements TransportStream {
     this.deliver()
   }
 
-  write = (chunk: Uint8Array): boolean => {
+  write = (chunk: Uint8Array, owned = false): boolean => {
     if (this.closed || this.finQueued) throw closedError('StreamClosed', `stream ${this.id}`)
     if (chunk.byteLength > 0) {
-      this.outbox.push(copyBytes(chunk))
+      this.outbox.push(owned ? chunk : copyBytes(chunk))
       this.outboxBytes += chunk.byteLength
       this.connection.schedulePump()
     }

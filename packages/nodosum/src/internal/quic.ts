@@ -644,7 +644,7 @@ export class QuicStream implements TransportStream {
     if (!this.paused) this.connection.endpoint.markDirty(this.connection)
   }
 
-  write = (chunk: Uint8Array): boolean => {
+  write = (chunk: Uint8Array, owned = false): boolean => {
     if (this.closed || this.finQueued) throw new TransportError({ reason: 'StreamClosed', message: `stream ${this.id} is closed` })
     if (chunk.byteLength === 0) return this.outboxBytes < this.connection.limits.writeHighWaterMark
     let offset = 0
@@ -660,7 +660,7 @@ export class QuicStream implements TransportStream {
       if (offset > 0) this.connection.endpoint.markDirty(this.connection)
     }
     if (offset < chunk.byteLength) {
-      this.outbox.push(copyBytes(chunk, offset))
+      this.outbox.push(owned ? chunk.subarray(offset) : copyBytes(chunk, offset))
       this.outboxBytes += chunk.byteLength - offset
       this.connection.block(this)
     }

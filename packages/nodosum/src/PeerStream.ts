@@ -36,9 +36,11 @@ export interface PeerStream {
   /**
    * Frames and queues one message. Returns `false` when the queue is at its high-water mark:
    * wait for `onDrain` before sending more. Throws `WireError` (FrameTooLarge) for a message
-   * over the maximum size and `TransportError` (StreamClosed) after close.
+   * over the maximum size and `TransportError` (StreamClosed) after close. With `owned` the
+   * caller gives the buffer away (it must not touch it again): a large one is then queued
+   * without a copy.
    */
-  readonly send: (payload: Uint8Array) => boolean
+  readonly send: (payload: Uint8Array, owned?: boolean) => boolean
   /** Frames and queues several messages in one write. */
   readonly sendMany: (payloads: ReadonlyArray<Uint8Array>) => boolean
   readonly setHandler: (handler: PeerStreamHandler) => void

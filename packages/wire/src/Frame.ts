@@ -31,6 +31,12 @@ export const encodeMessageInto = (target: Uint8Array, offset: number, payload: U
   return offset + HEADER_BYTES + n
 }
 
+/** The 4-byte header of a message of `length` bytes, for a payload written separately. Throws `WireError` (FrameTooLarge). */
+export const encodeHeader = (length: number, maxMessageSize = DEFAULT_MAX_MESSAGE_SIZE): Uint8Array => {
+  if (length > maxMessageSize) throw tooLarge(length, maxMessageSize)
+  return new Uint8Array([length >>> 24, (length >>> 16) & 0xff, (length >>> 8) & 0xff, length & 0xff])
+}
+
 /** One framed message in a new buffer. */
 export const encodeMessage = (payload: Uint8Array, maxMessageSize = DEFAULT_MAX_MESSAGE_SIZE): Uint8Array => {
   const out = new Uint8Array(HEADER_BYTES + payload.byteLength)

@@ -44,6 +44,13 @@ describe('Frame', () => {
     expect(() => Frame.encodeMessages([new Uint8Array(1), new Uint8Array(11)], 10)).toThrow(/exceeds the maximum of 10/)
   })
 
+  it('encodeHeader is the frame without its payload, for a payload written separately', () => {
+    expect(Buffer.from(Frame.encodeHeader(0x01020304, 0x7fffffff)).toString('hex')).toBe('01020304')
+    const payload = new Uint8Array([7, 8, 9])
+    expect(Buffer.concat([Frame.encodeHeader(payload.byteLength), payload])).toEqual(Buffer.from(Frame.encodeMessage(payload)))
+    expect(() => Frame.encodeHeader(11, 10)).toThrow(WireError)
+  })
+
   it('encodeMessageInto writes several messages into one buffer', () => {
     const out = new Uint8Array(4 + 3 + 4 + 1)
     let o = Frame.encodeMessageInto(out, 0, new Uint8Array([1, 2, 3]))

@@ -115,14 +115,16 @@ export class FramedStream implements PeerStream {
    * Small messages are framed into one reused batch buffer and written to the transport once
    * per microtask (or when the batch is full): one transport write, not one per message.
    */
-  send = (payload: Uint8Array): boolean => {
+  send = (payload: Uint8Array, owned = false): boolean => {
     const need = Frame.HEADER_BYTES + payload.byteLength
     if (need > BATCH_BYTES) {
-      // large: flush what is batched, then write it on its own (order is kept); the framed
-      // copy is new, so the transport keeps it instead of copying it again
-      const framed = Frame.encodeMessage(payload, this.maxMessageSize)
+      // large: flush what is batched, then the header and the payload as two writes (order is
+      // kept): no framed copy; the transport copies only what it cannot send at once, and
+      // nothing of a buffer it owns
+      const header = Frame.encodeHeader(payload.byteLength, this.maxMessageSize)
       this.flush()
-      this.writable = this.stream.write(framed, true)
+      this.stream.write(header, true)
+      this.writable = this.stream.write(payload, owned)
       return this.writable
     }
     if (this.batchLen + need > BATCH_BYTES) this.flush()

@@ -242,10 +242,11 @@ class StreamImpl implements Stream {
     return this.streamName === '' ? `${this.app.id} (default)` : `${this.app.id}/${this.streamName}`
   }
 
-  private write(o: Outgoing, payload: Uint8Array): void {
+  /** `owned`: the payload is this stream's own copy (from its buffer), not the caller's. */
+  private write(o: Outgoing, payload: Uint8Array, owned = false): void {
     let ok: boolean
     try {
-      ok = o.ps.send(payload)
+      ok = o.ps.send(payload, owned)
     } catch (e) {
       this.dropOutgoing(o, 'ConnectionLost', (e as Error).message)
       this.failedSends++
@@ -262,9 +263,9 @@ class StreamImpl implements Stream {
   /** The transport drained: move buffered messages on and let waiting senders in. */
   private drain(o: Outgoing): void {
     o.blocked = false
-    while (!o.blocked && o.pending.length > 0) this.write(o, this.dequeue(o))
+    while (!o.blocked && o.pending.length > 0) this.write(o, this.dequeue(o), true)
     while (o.waiters.length > 0 && !this.full(o.pending.length, o.pendingBytes)) o.waiters.shift()!()
-    while (!o.blocked && o.pending.length > 0) this.write(o, this.dequeue(o))
+    while (!o.blocked && o.pending.length > 0) this.write(o, this.dequeue(o), true)
   }
 
   /** The outgoing side to a node, opened on first use, or why there is none. */

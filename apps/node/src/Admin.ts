@@ -24,6 +24,7 @@ import type { MycelError } from 'mycorrizal'
 import { Mycel, Nodosum, Streams, type StreamStats } from 'mycorrizal'
 import { Effect, Redacted, type Scope } from 'effect'
 import { createHash, timingSafeEqual } from 'node:crypto'
+import type { StreamView } from './Client.js'
 import { createServer } from 'node:http'
 
 /** What the admin API serves. */
@@ -56,7 +57,7 @@ const json = (body: unknown, status = 200) => HttpServerResponse.unsafeJson(body
 const problem = (status: number, error: string, message: string) => json({ error, message }, status)
 
 /** The stats of one stream as the debug API shows them. */
-export const streamView = (app: string, name: string, stats: StreamStats) => ({ app, stream: name, ...stats })
+export const streamView = (app: string, name: string, stats: StreamStats): StreamView => ({ app, stream: name, ...stats })
 
 const cacheStatus: Record<MycelError['reason'], number> = {
   BucketNotFound: 404,
@@ -70,12 +71,6 @@ const cacheStatus: Record<MycelError['reason'], number> = {
 
 const MAX_KEY_BYTES = 1024
 
-/** The bucket and key of a cache request, or the response that refuses it. */
-type CacheTarget =
-  | { readonly _tag: 'Target'; readonly bucket: string; readonly key: string }
-  | { readonly _tag: 'Refused'; readonly response: HttpServerResponse.HttpServerResponse }
-
-const refused = (response: HttpServerResponse.HttpServerResponse): CacheTarget => ({ _tag: 'Refused', response })
 
 /** Starts the admin API; the scope's close stops it. */
 export const make = (
@@ -113,16 +108,19 @@ export const make = (
         return handler
       })
 
-    const cacheTarget = Effect.gen(function* () {
-      const params = yield* HttpRouter.params
-      const bucket = params['bucket'] ?? ''
-      const key = params['key'] ?? ''
-      if (!mycel.buckets().includes(bucket)) return refused(problem(404, 'BucketNotFound', `this node has no bucket '${bucket}'`))
-      if (key.length === 0 || Buffer.byteLength(key) > MAX_KEY_BYTES) return refused(problem(400, 'InvalidKey', `a key is 1 to ${MAX_KEY_BYTES} bytes`))
-      return { _tag: 'Target', bucket, key } as CacheTarget
-    })
-
-    const cacheFailure = (e: MycelError) => Effect.succeed(problem(cacheStatus[e.reason], e.reason, e.message))
+    /** A cache route: the bucket and key checked, the token's scope checked, cache errors as JSON. */
+    const cacheRoute = <R>(scope: Scope_, handle: (bucket: string, key: string) => Effect.Effect<HttpServerResponse.HttpServerResponse, MycelError, R>) =>
+      guarded(
+        scope,
+        Effect.gen(function* () {
+          const params = yield* HttpRouter.params
+          const bucket = params['bucket'] ?? ''
+          const key = params['key'] ?? ''
+          if (!mycel.buckets().includes(bucket)) return problem(404, 'BucketNotFound', `this node has no bucket '${bucket}'`)
+          if (key.length === 0 || Buffer.byteLength(key) > MAX_KEY_BYTES) return problem(400, 'InvalidKey', `a key is 1 to ${MAX_KEY_BYTES} bytes`)
+          return yield* handle(bucket, key)
+        }).pipe(Effect.catchTag('MycelError', (e) => Effect.succeed(problem(cacheStatus[e.reason], e.reason, e.message))))
+      )
 
     const streamsView = () =>
       streams.applications().map((app) => {
@@ -190,46 +188,31 @@ export const make = (
       ),
       HttpRouter.get(
         '/v1/cache/:bucket/:key',
-        guarded(
-          'read',
-          Effect.gen(function* () {
-            const target = yield* cacheTarget
-            if (target._tag === 'Refused') return target.response
-            const value = yield* mycel.get(target.bucket, target.key)
-            return value === undefined
-              ? problem(404, 'NotFound', `no key '${target.key}' in bucket '${target.bucket}'`)
+        cacheRoute('read', (bucket, key) =>
+          Effect.map(mycel.get(bucket, key), (value) =>
+            value === undefined
+              ? problem(404, 'NotFound', `no key '${key}' in bucket '${bucket}'`)
               : HttpServerResponse.uint8Array(value, { contentType: 'application/octet-stream' })
-          }).pipe(Effect.catchTag('MycelError', cacheFailure))
+          )
         )
       ),
       HttpRouter.put(
         '/v1/cache/:bucket/:key',
-        guarded(
-          'write',
+        cacheRoute('write', (bucket, key) =>
           Effect.gen(function* () {
-            const target = yield* cacheTarget
-            if (target._tag === 'Refused') return target.response
             const request = yield* HttpServerRequest.HttpServerRequest
             const length = Number(request.headers['content-length'] ?? '0')
             if (length > nodosum.maxMessageSize) return problem(413, 'ValueTooLarge', `a value is at most ${nodosum.maxMessageSize} bytes`)
             const body = yield* request.arrayBuffer.pipe(Effect.orElseSucceed(() => undefined))
             if (body === undefined) return problem(400, 'BadBody', 'the request body could not be read')
-            yield* mycel.put(target.bucket, target.key, new Uint8Array(body))
+            yield* mycel.put(bucket, key, new Uint8Array(body))
             return HttpServerResponse.empty({ status: 204 })
-          }).pipe(Effect.catchTag('MycelError', cacheFailure))
+          })
         )
       ),
       HttpRouter.del(
         '/v1/cache/:bucket/:key',
-        guarded(
-          'write',
-          Effect.gen(function* () {
-            const target = yield* cacheTarget
-            if (target._tag === 'Refused') return target.response
-            yield* mycel.delete(target.bucket, target.key)
-            return HttpServerResponse.empty({ status: 204 })
-          }).pipe(Effect.catchTag('MycelError', cacheFailure))
-        )
+        cacheRoute('write', (bucket, key) => Effect.as(mycel.delete(bucket, key), HttpServerResponse.empty({ status: 204 })))
       )
     )
 

@@ -4,6 +4,7 @@
  *
  * @since 0.1.0
  */
+import type { StreamStats } from 'mycorrizal'
 import { Data, Effect } from 'effect'
 
 /** The admin API could not be reached or answered with an error. */
@@ -98,22 +99,10 @@ export const formatAgo = (ms: number): string => {
   return `${s}s ago`
 }
 
-/** What `/debug/streams/:app/:stream` answers. */
-export interface StreamView {
+/** What `/debug/streams/:app/:stream` answers: the stream's stats with its names. */
+export interface StreamView extends StreamStats {
   readonly app: string
   readonly stream: string
-  readonly bytesSent: number
-  readonly bytesReceived: number
-  readonly messagesOut: number
-  readonly messagesIn: number
-  readonly failedSends: number
-  readonly receiveErrors: number
-  readonly errorRate: number
-  readonly queuedMessages: number
-  readonly queuedBytes: number
-  readonly createdAt: number
-  readonly lastActive: number
-  readonly activeNodes: ReadonlyArray<string>
 }
 
 /** The spec's block of `debug stream`, with a few more lines below it. */

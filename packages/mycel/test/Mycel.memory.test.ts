@@ -8,13 +8,18 @@ import * as Mycel from '../src/Mycel.js'
 const secret = 'mycel-test-secret'
 type Node = { readonly id: string; readonly mycel: Mycel.Mycel['Type']; readonly nodosum: Nodosum.Nodosum['Type'] }
 
-const node = (id: string, seeds: ReadonlyArray<string> = []) =>
-  Layer.build(
-    Mycel.layer({ requestTimeout: '500 millis', readyTimeout: '3 seconds' }).pipe(
-      Layer.provideMerge(Streams.layer()),
-      Layer.provideMerge(Nodosum.layerMemory({ nodeId: id, host: id, port: 7001, clusterSecret: secret, seeds: [...seeds], heartbeatInterval: 50, failureTimeout: 300 }))
-    )
-  ).pipe(Effect.map((ctx): Node => ({ id, mycel: Context.get(ctx, Mycel.Mycel), nodosum: Context.get(ctx, Nodosum.Nodosum) })))
+/** A node builder with these cache and failure-detection timings. */
+const nodeWith =
+  (cache: Mycel.MycelOptions, detection: { readonly heartbeatInterval?: number; readonly failureTimeout: number }) =>
+  (id: string, seeds: ReadonlyArray<string> = []) =>
+    Layer.build(
+      Mycel.layer(cache).pipe(
+        Layer.provideMerge(Streams.layer()),
+        Layer.provideMerge(Nodosum.layerMemory({ nodeId: id, host: id, port: 7001, clusterSecret: secret, seeds: [...seeds], ...detection }))
+      )
+    ).pipe(Effect.map((ctx): Node => ({ id, mycel: Context.get(ctx, Mycel.Mycel), nodosum: Context.get(ctx, Nodosum.Nodosum) })))
+
+const node = nodeWith({ requestTimeout: '500 millis', readyTimeout: '3 seconds' }, { heartbeatInterval: 50, failureTimeout: 300 })
 
 const until = (condition: () => boolean, what: string, ms = 5_000) =>
   Effect.gen(function* () {
@@ -255,13 +260,7 @@ describe('Mycel over MemoryTransport', () => {
       Effect.gen(function* () {
         const network = yield* MemoryTransport.MemoryNetwork
         // a failure detector slower than the request timeout: the primary is still a member when it stops answering
-        const slow = (id: string, seeds: ReadonlyArray<string>) =>
-          Layer.build(
-            Mycel.layer({ requestTimeout: '300 millis' }).pipe(
-              Layer.provideMerge(Streams.layer()),
-              Layer.provideMerge(Nodosum.layerMemory({ nodeId: id, host: id, port: 7001, clusterSecret: secret, seeds: [...seeds], failureTimeout: 30_000 }))
-            )
-          ).pipe(Effect.map((ctx) => ({ id, mycel: Context.get(ctx, Mycel.Mycel), nodosum: Context.get(ctx, Nodosum.Nodosum) })))
+        const slow = nodeWith({ requestTimeout: '300 millis' }, { failureTimeout: 30_000 })
         const nodes = [yield* slow('a', []), yield* slow('b', ['a:7001']), yield* slow('c', ['a:7001'])]
         yield* until(() => nodes.every((n) => n.nodosum.nodes().length === 3), 'mesh')
         for (const n of nodes) yield* n.mycel.createBucket('fb', '1 minute', 1_000)
@@ -288,13 +287,7 @@ describe('Mycel over MemoryTransport', () => {
       Effect.gen(function* () {
         const network = yield* MemoryTransport.MemoryNetwork
         // failures are seen within 300 ms, requests time out after 5 s
-        const quick = (id: string, seeds: ReadonlyArray<string>) =>
-          Layer.build(
-            Mycel.layer({ requestTimeout: '5 seconds' }).pipe(
-              Layer.provideMerge(Streams.layer()),
-              Layer.provideMerge(Nodosum.layerMemory({ nodeId: id, host: id, port: 7001, clusterSecret: secret, seeds: [...seeds], heartbeatInterval: 50, failureTimeout: 300 }))
-            )
-          ).pipe(Effect.map((ctx) => ({ id, mycel: Context.get(ctx, Mycel.Mycel), nodosum: Context.get(ctx, Nodosum.Nodosum) })))
+        const quick = nodeWith({ requestTimeout: '5 seconds' }, { heartbeatInterval: 50, failureTimeout: 300 })
         const nodes = [yield* quick('a', []), yield* quick('b', ['a:7001']), yield* quick('c', ['a:7001'])]
         yield* until(() => nodes.every((n) => n.nodosum.nodes().length === 3), 'mesh')
         for (const n of nodes) yield* n.mycel.createBucket('rt', '1 minute', 1_000)

@@ -1,44 +1,20 @@
-import { afterEach, describe, expect, it } from '@effect/vitest'
+import { describe, expect, it } from '@effect/vitest'
 import { Nodosum } from '@mycorrizal/nodosum'
-import { Context, Deferred, Duration, Effect, Layer, Logger, LogLevel } from 'effect'
-import { type ChildProcess, spawn } from 'node:child_process'
-import { createRequire } from 'node:module'
-import { createInterface } from 'node:readline'
+import { Context, Duration, Effect, Layer, Logger, LogLevel } from 'effect'
 import * as Streams from '../src/Streams.js'
+import { spawnReceiver } from './fixtures/spawnReceiver.js'
 
 const MiB = 1024 * 1024
 const MESSAGE = 256 * 1024
 const COUNT = 4096 // 1 GiB
 
 describe('backpressure over QUIC', () => {
-  const children: Array<ChildProcess> = []
-  afterEach(() => {
-    for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL')
-  })
-
   it.live(
     '1 GiB sent to a receiver that handles 1 msg/ms: sends wait, buffers stay bounded, nothing is lost or reordered',
     () =>
       Effect.gen(function* () {
         // the receiver runs in its own process, so each side's memory is measured on its own
-        const tsx = createRequire(import.meta.url).resolve('tsx')
-        const child = spawn(process.execPath, ['--import', tsx, '--conditions=@mycorrizal/source', new URL('./fixtures/receiver.ts', import.meta.url).pathname], {
-          env: {
-            ...process.env,
-            MYCORRIZAL_TEST_SETTINGS: JSON.stringify({ nodeId: 'receiver', host: '127.0.0.1', port: 0, clusterSecret: 'backpressure-secret', expect: COUNT })
-          },
-          stdio: ['ignore', 'pipe', 'inherit']
-        })
-        children.push(child)
-        const ready = yield* Deferred.make<number>()
-        const done = yield* Deferred.make<{ count: number; inOrder: boolean; baseRss: number; maxRss: number }>()
-        createInterface({ input: child.stdout! }).on('line', (line) => {
-          if (!line.startsWith('{')) return
-          const event = JSON.parse(line) as { event: string; port?: number }
-          if (event.event === 'ready') Deferred.unsafeDone(ready, Effect.succeed(event.port!))
-          if (event.event === 'done') Deferred.unsafeDone(done, Effect.succeed(event as never))
-        })
-        const port = yield* Deferred.await(ready).pipe(Effect.timeout(Duration.seconds(20)))
+        const { port, done } = yield* spawnReceiver({ nodeId: 'receiver', host: '127.0.0.1', port: 0, clusterSecret: 'backpressure-secret', expect: COUNT })
         const ctx = yield* Layer.build(
           Streams.layer().pipe(
             Layer.provideMerge(Nodosum.layer({ nodeId: 'sender', host: '127.0.0.1', port: 0, clusterSecret: 'backpressure-secret', seeds: [`127.0.0.1:${port}`] }))
@@ -61,7 +37,7 @@ describe('backpressure over QUIC', () => {
             maxQueued = Math.max(maxQueued, app.stats().defaultStreamStats.queuedMessages)
           }
         }
-        const received = yield* Deferred.await(done).pipe(Effect.timeout(Duration.seconds(60)))
+        const received = yield* done.pipe(Effect.timeout(Duration.seconds(60)))
         const elapsed = Date.now() - started
         console.log(
           `1 GiB in ${elapsed} ms; sender RSS +${((maxRss - baseRss) / MiB).toFixed(1)} MiB, receiver RSS +${((received.maxRss - received.baseRss) / MiB).toFixed(1)} MiB, at most ${maxQueued} messages queued`

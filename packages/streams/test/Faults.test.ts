@@ -1,36 +1,19 @@
-import { afterEach, describe, expect, it } from '@effect/vitest'
+import { describe, expect, it } from '@effect/vitest'
 import { Nodosum } from '@mycorrizal/nodosum'
-import { Context, Deferred, Duration, Effect, Either, Fiber, Layer, Logger, LogLevel } from 'effect'
-import { type ChildProcess, spawn } from 'node:child_process'
-import { createRequire } from 'node:module'
-import { createInterface } from 'node:readline'
+import { Context, Duration, Effect, Either, Fiber, Layer, Logger, LogLevel } from 'effect'
 import * as Streams from '../src/Streams.js'
 import type { SendError, StreamsError } from '../src/StreamsError.js'
+import { spawnReceiver } from './fixtures/spawnReceiver.js'
 
 const SECRET = 'faults-secret-123'
 const FAST = { heartbeatInterval: 100, failureTimeout: 1_000 }
 
 describe('a peer killed while messages flow (QUIC, a real process)', () => {
-  const children: Array<ChildProcess> = []
-  afterEach(() => {
-    for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL')
-  })
-
   it.live(
     'SIGKILL of a slow receiver: the waiting send fails with a SendError naming it within the failure timeout, traffic to the others goes on',
     () =>
       Effect.gen(function* () {
-        const tsx = createRequire(import.meta.url).resolve('tsx')
-        const child = spawn(process.execPath, ['--import', tsx, '--conditions=@mycorrizal/source', new URL('./fixtures/receiver.ts', import.meta.url).pathname], {
-          env: { ...process.env, MYCORRIZAL_TEST_SETTINGS: JSON.stringify({ nodeId: 'receiver', host: '127.0.0.1', port: 0, clusterSecret: SECRET, ...FAST, expect: 1e9 }) },
-          stdio: ['ignore', 'pipe', 'inherit']
-        })
-        children.push(child)
-        const ready = yield* Deferred.make<number>()
-        createInterface({ input: child.stdout! }).on('line', (line) => {
-          if (line.startsWith('{') && (JSON.parse(line) as { event: string }).event === 'ready') Deferred.unsafeDone(ready, Effect.succeed((JSON.parse(line) as { port: number }).port))
-        })
-        const port = yield* Deferred.await(ready).pipe(Effect.timeout(Duration.seconds(20)))
+        const { child, port } = yield* spawnReceiver({ nodeId: 'receiver', host: '127.0.0.1', port: 0, clusterSecret: SECRET, ...FAST, expect: 1e9 })
         const build = (nodeId: string) =>
           Layer.build(Streams.layer().pipe(Layer.provideMerge(Nodosum.layer({ nodeId, host: '127.0.0.1', port: 0, clusterSecret: SECRET, seeds: [`127.0.0.1:${port}`], ...FAST })))).pipe(
             Effect.map((ctx) => ({ nodosum: Context.get(ctx, Nodosum.Nodosum), streams: Context.get(ctx, Streams.Streams) }))

@@ -38,9 +38,10 @@ export interface PeerStream {
    * wait for `onDrain` before sending more. Throws `WireError` (FrameTooLarge) for a message
    * over the maximum size and `TransportError` (StreamClosed) after close. With `owned` the
    * caller gives the buffer away (it must not touch it again): a large one is then queued
-   * without a copy.
+   * without a copy. `onRelease`, when given, is called exactly once, as soon as nothing
+   * refers to `payload` any more (sent, copied, closed or thrown): the buffer may be reused.
    */
-  readonly send: (payload: Uint8Array, owned?: boolean) => boolean
+  readonly send: (payload: Uint8Array, owned?: boolean, onRelease?: () => void) => boolean
   /** Frames and queues several messages in one write. */
   readonly sendMany: (payloads: ReadonlyArray<Uint8Array>) => boolean
   readonly setHandler: (handler: PeerStreamHandler) => void

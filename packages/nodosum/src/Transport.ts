@@ -57,10 +57,13 @@ export interface TransportStream {
    * Queues bytes for sending. The transport copies what it cannot send at once, unless
    * `owned` is true: then the caller gives the buffer away (it must not touch it again) and
    * the transport keeps it as it is.
+   * `onRelease`, when given, is called exactly once, as soon as the transport holds no
+   * reference to `chunk` any more: it sent or copied all of it (possibly before `write`
+   * returns), the stream closed, or `write` threw. An owned buffer may be reused from then on.
    * Returns `false` when the queue is at or above the high-water mark: wait for `onDrain`.
    * Throws `TransportError` (`StreamClosed`) after `end`, `reset` or close.
    */
-  readonly write: (chunk: Uint8Array, owned?: boolean) => boolean
+  readonly write: (chunk: Uint8Array, owned?: boolean, onRelease?: () => void) => boolean
   /** Bytes queued and not yet taken by the transport. */
   readonly writableLength: () => number
   /** Sends FIN after the queued bytes. */

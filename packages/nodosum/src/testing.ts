@@ -224,6 +224,47 @@ export const transportSuite = <E, R, RE>(name: string, factory: TransportFactory
       )
     )
 
+    it.live('an owned buffer is released once, when the transport is done with it, and may be reused from then on', () =>
+      run(
+        Effect.gen(function* () {
+          const { client, accepted } = yield* pair(factory)
+          const received = yield* collector()
+          accepted.setHandler({ onStream: (s) => s.setHandler(received.handler) })
+          const drain = drainSignal()
+          const stream = client.openStream({ onData: () => {}, onDrain: drain.onDrain })
+          const piece = 512 * 1024
+          const expected = patternBytes(8 * piece, 13)
+          // two buffers take turns; a buffer is refilled only after its release, and scribbled over at once
+          const free: Array<Uint8Array> = [new Uint8Array(piece), new Uint8Array(piece)]
+          const released = drainSignal()
+          let releases = 0
+          for (let offset = 0; offset < expected.byteLength; offset += piece) {
+            while (free.length === 0) yield* released.wait
+            const buffer = free.pop()!
+            buffer.set(expected.subarray(offset, offset + piece))
+            let once = false
+            const ok = stream.write(buffer, true, () => {
+              expect(once).toBe(false)
+              once = true
+              releases++
+              buffer.fill(0xee)
+              free.push(buffer)
+              released.onDrain()
+            })
+            if (!ok) yield* drain.wait
+          }
+          stream.end()
+          yield* Deferred.await(received.ended)
+          expect(Buffer.from(received.concat()).equals(Buffer.from(expected))).toBe(true)
+          expect(releases).toBe(8)
+          // a write that throws releases too
+          let afterEnd = 0
+          expect(() => stream.write(new Uint8Array(10), true, () => afterEnd++)).toThrow()
+          expect(afterEnd).toBe(1)
+        })
+      )
+    )
+
     it.live('holds streams the peer opened before a handler was set, losing nothing', () =>
       run(
         Effect.gen(function* () {

@@ -345,6 +345,44 @@ describe('Streams over QUIC (three in-process nodes on loopback)', () => {
   )
 
   it.live(
+    'a sender may refill its buffer once send resolves; the stream reuses its own copies of large messages without mixing any up',
+    () =>
+      Effect.gen(function* () {
+        const [a, b] = yield* three()
+        const appA = yield* a.streams.registerApplicationWithConfig({ id: 'reuse', streamBufferSize: 8 })
+        const appB = yield* b.streams.registerApplication('reuse')
+        const COUNT = 48
+        const SIZE = 300 * 1024
+        const fill = (target: Uint8Array, i: number) => {
+          for (let k = 0; k < target.byteLength; k += 4096) target.fill((i * 31 + k / 4096) & 0xff, k, k + 4096)
+          new DataView(target.buffer, target.byteOffset).setUint32(0, i)
+        }
+        const bad: Array<number> = []
+        let count = 0
+        // a slow receiver: the sender's buffer fills, so messages are copied, queued and their copies reused
+        appB.setReceiveFunc(async (p) => {
+          const i = readU32(p)
+          const expected = new Uint8Array(SIZE)
+          fill(expected, i)
+          if (i !== count || !same(p, expected)) bad.push(i)
+          count++
+          await new Promise((resolve) => setTimeout(resolve, 3))
+        })
+        // one caller buffer, refilled for every message and scribbled over as soon as send resolved
+        const buffer = new Uint8Array(SIZE)
+        for (let i = 0; i < COUNT; i++) {
+          fill(buffer, i)
+          yield* appA.send(buffer, ['b'])
+          buffer.fill(0xee)
+        }
+        yield* until(() => count === COUNT, 'every message', 30_000, () => count)
+        expect(bad).toEqual([])
+        expect(appA.stats().defaultStreamStats).toMatchObject({ messagesOut: COUNT, failedSends: 0 })
+      }).pipe(Effect.scoped, quiet),
+    60_000
+  )
+
+  it.live(
     'two named streams do not block each other: small messages overtake a backed-up bulk transfer',
     () =>
       Effect.gen(function* () {

@@ -115,20 +115,31 @@ export class FramedStream implements PeerStream {
    * Small messages are framed into one reused batch buffer and written to the transport once
    * per microtask (or when the batch is full): one transport write, not one per message.
    */
-  send = (payload: Uint8Array, owned = false): boolean => {
+  send = (payload: Uint8Array, owned = false, onRelease?: () => void): boolean => {
     const need = Frame.HEADER_BYTES + payload.byteLength
     if (need > BATCH_BYTES) {
       // large: flush what is batched, then the header and the payload as two writes (order is
       // kept): no framed copy; the transport copies only what it cannot send at once, and
       // nothing of a buffer it owns
-      const header = Frame.encodeHeader(payload.byteLength, this.maxMessageSize)
-      this.flush()
-      this.stream.write(header, true)
-      this.writable = this.stream.write(payload, owned)
+      let header: Uint8Array
+      try {
+        header = Frame.encodeHeader(payload.byteLength, this.maxMessageSize)
+        this.flush()
+        this.stream.write(header, true)
+      } catch (e) {
+        onRelease?.()
+        throw e
+      }
+      this.writable = this.stream.write(payload, owned, onRelease)
       return this.writable
     }
-    if (this.batchLen + need > BATCH_BYTES) this.flush()
-    this.batchLen = Frame.encodeMessageInto(this.batch, this.batchLen, payload, this.maxMessageSize)
+    try {
+      if (this.batchLen + need > BATCH_BYTES) this.flush()
+      this.batchLen = Frame.encodeMessageInto(this.batch, this.batchLen, payload, this.maxMessageSize)
+    } finally {
+      // framed into the batch (a copy) or refused: the payload is free either way
+      onRelease?.()
+    }
     if (!this.flushQueued) {
       this.flushQueued = true
       queueMicrotask(this.flushSoon)

@@ -153,13 +153,18 @@ class MemoryStreamEnd implements TransportStream {
     this.deliver()
   }
 
-  write = (chunk: Uint8Array, owned = false): boolean => {
-    if (this.closed || this.finQueued) throw closedError('StreamClosed', `stream ${this.id}`)
+  write = (chunk: Uint8Array, owned = false, onRelease?: () => void): boolean => {
+    if (this.closed || this.finQueued) {
+      onRelease?.()
+      throw closedError('StreamClosed', `stream ${this.id}`)
+    }
     if (chunk.byteLength > 0) {
-      this.outbox.push(owned ? chunk : copyBytes(chunk))
+      // a buffer the caller wants back is copied (the peer's inbox would otherwise share it)
+      this.outbox.push(owned && onRelease === undefined ? chunk : copyBytes(chunk))
       this.outboxBytes += chunk.byteLength
       this.connection.schedulePump()
     }
+    onRelease?.()
     const ok = this.outboxBytes < this.connection.limits.writeHighWaterMark
     if (!ok) this.wantDrain = true
     return ok

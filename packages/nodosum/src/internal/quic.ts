@@ -623,6 +623,8 @@ export class QuicConnection implements TransportConnection {
 export class QuicStream implements TransportStream {
   private handler: StreamHandler | undefined
   private readonly outbox: Array<Uint8Array> = []
+  /** For each outbox entry, what to call once quiche took all of it (undefined: nothing). */
+  private readonly releases: Array<(() => void) | undefined> = []
   private outboxBytes = 0
   private wantDrain = false
   private finQueued = false
@@ -644,15 +646,18 @@ export class QuicStream implements TransportStream {
     if (!this.paused) this.connection.endpoint.markDirty(this.connection)
   }
 
-  write = (chunk: Uint8Array, owned = false): boolean => {
-    if (this.closed || this.finQueued) throw new TransportError({ reason: 'StreamClosed', message: `stream ${this.id} is closed` })
-    if (chunk.byteLength === 0) return this.outboxBytes < this.connection.limits.writeHighWaterMark
+  write = (chunk: Uint8Array, owned = false, onRelease?: () => void): boolean => {
+    if (this.closed || this.finQueued) {
+      onRelease?.()
+      throw new TransportError({ reason: 'StreamClosed', message: `stream ${this.id} is closed` })
+    }
     let offset = 0
-    if (this.outbox.length === 0) {
+    if (this.outbox.length === 0 && chunk.byteLength > 0) {
       let n: number | null
       try {
         n = this.connection.qc.streamSend(this.id, chunk, false)
       } catch (e) {
+        onRelease?.()
         this.peerStopped(e)
         throw new TransportError({ reason: 'StreamReset', message: `stream ${this.id}: ${String(e)}`, code: errorCode(e) })
       }
@@ -661,8 +666,12 @@ export class QuicStream implements TransportStream {
     }
     if (offset < chunk.byteLength) {
       this.outbox.push(owned ? chunk.subarray(offset) : copyBytes(chunk, offset))
+      this.releases.push(owned ? onRelease : undefined)
       this.outboxBytes += chunk.byteLength - offset
       this.connection.block(this)
+      if (!owned) onRelease?.()
+    } else {
+      onRelease?.()
     }
     const ok = this.outboxBytes < this.connection.limits.writeHighWaterMark
     if (!ok) this.wantDrain = true
@@ -692,6 +701,7 @@ export class QuicStream implements TransportStream {
         break
       }
       this.outbox.shift()
+      this.releases.shift()?.()
     }
     this.connection.endpoint.markDirty(this.connection)
     if (this.outbox.length === 0 && this.finQueued && !this.finSent) this.sendFin()
@@ -799,6 +809,7 @@ export class QuicStream implements TransportStream {
     this.closed = true
     this.outbox.length = 0
     this.outboxBytes = 0
+    for (const release of this.releases.splice(0)) release?.()
     this.connection.dropStream(this)
     const handler = this.handler
     if (handler?.onClose !== undefined) guard(undefined, () => handler.onClose!(error))

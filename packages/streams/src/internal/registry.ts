@@ -2,6 +2,7 @@ import { ErrorCode, type Nodosum, type PeerStream, type TransportError } from '@
 import { Effect, Fiber, LogLevel, Runtime } from 'effect'
 import type { Application, ApplicationConfig, ApplicationStats, ReceiveFunc, Stream, StreamStats } from '../Application.js'
 import { type DeliveryFailure, SendError, StreamsError } from '../StreamsError.js'
+import { BufferPool } from './pool.js'
 
 /** Streams per connection above which a warning is logged (spec threshold). */
 export const WARN_STREAMS_PER_CONNECTION = 50
@@ -66,6 +67,11 @@ const ERROR_RATE_WARNING = 0.05
 /** Below this many sends one failure is not yet a rate worth a warning. */
 const ERROR_RATE_MIN_ATTEMPTS = 20
 const BACKLOG_WARNING_BYTES = 10 * 1024 * 1024
+/** Outgoing copies from this size on come from the pool (smaller ones are framed into a batch at once). */
+const POOLED_MIN_BYTES = 64 * 1024
+/** Free pooled buffers kept at most, and how long they are kept without use. */
+const POOL_RETAINED_BYTES = 64 * 1024 * 1024
+const POOL_IDLE_MS = 10_000
 
 class StreamImpl implements Stream {
   readonly outgoing = new Map<string, Outgoing>()
@@ -130,6 +136,13 @@ class StreamImpl implements Stream {
     o.pendingBytes -= payload.byteLength
     if (o.pendingBytes === 0) this.backlogged.delete(o.peer)
     return payload
+  }
+
+  /** Drops what waits in a buffer; pooled copies go back to the pool. */
+  private discardPending(o: Outgoing): void {
+    const pool = this.app.registry.pool
+    for (const payload of o.pending.splice(0)) pool.release(payload)
+    o.pendingBytes = 0
   }
 
   /** Warns once when the share of failed sends goes above the threshold; re-arms when it falls back below half of it. */
@@ -215,19 +228,20 @@ class StreamImpl implements Stream {
         continue
       }
       if (this.room(o.pending.length, o.pendingBytes, payload.byteLength)) {
-        this.enqueue(o, new Uint8Array(payload))
+        this.enqueue(o, registry.pool.copy(payload))
         wait?.accepted.push(node)
         continue
       }
       // buffer full: wait for room, then queue a copy
       const w = getWait()
       w.remaining++
-      const copy = new Uint8Array(payload)
+      const copy = registry.pool.copy(payload)
       o.waiters.push((failure) => {
         if (failure === undefined) {
           this.enqueue(o, copy)
           w.accepted.push(node)
         } else {
+          registry.pool.release(copy)
           w.failures.push(failure)
         }
         if (--w.remaining === 0) w.resolve()
@@ -242,11 +256,11 @@ class StreamImpl implements Stream {
     return this.streamName === '' ? `${this.app.id} (default)` : `${this.app.id}/${this.streamName}`
   }
 
-  /** `owned`: the payload is this stream's own copy (from its buffer), not the caller's. */
+  /** `owned`: the payload is this stream's own copy (from its buffer), not the caller's; a pooled one goes back to the pool once the transport is done with it. */
   private write(o: Outgoing, payload: Uint8Array, owned = false): void {
     let ok: boolean
     try {
-      ok = o.ps.send(payload, owned)
+      ok = o.ps.send(payload, owned, owned ? this.app.registry.pool.releaser(payload) : undefined)
     } catch (e) {
       this.dropOutgoing(o, 'ConnectionLost', (e as Error).message)
       this.failedSends++
@@ -318,8 +332,7 @@ class StreamImpl implements Stream {
       this.failedSends += o.written
     }
     const lost = o.pending.length + o.waiters.length + (reason === 'StreamRefused' ? o.written : 0)
-    o.pending.length = 0
-    o.pendingBytes = 0
+    this.discardPending(o)
     // waiting senders finish with this failure; every lost message counts
     const failure: DeliveryFailure = { node: o.peer, reason, message }
     for (const waiter of o.waiters.splice(0)) waiter(failure)
@@ -439,8 +452,7 @@ class StreamImpl implements Stream {
       if (lost > 0) this.failedSends += lost
       const failure: DeliveryFailure = { node: o.peer, reason: 'StreamClosed', message: `stream '${this.label()}' was closed` }
       for (const waiter of o.waiters.splice(0)) waiter(failure)
-      o.pending.length = 0
-      o.pendingBytes = 0
+      this.discardPending(o)
       o.ps.reset(ErrorCode.StreamClosed)
     }
     this.outgoing.clear()
@@ -639,6 +651,8 @@ export class Registry {
   private readonly heldApps = new Map<string, Array<Held>>()
   private readonly runFork: ReturnType<typeof Runtime.runFork<never>>
   private readonly runSync: ReturnType<typeof Runtime.runSync<never>>
+  /** Copies of large outgoing messages, reused once the transport is done with them. */
+  readonly pool: BufferPool
 
   constructor(
     readonly nodosum: Nodosum.Nodosum['Type'],
@@ -648,6 +662,7 @@ export class Registry {
   ) {
     this.runFork = Runtime.runFork(runtime)
     this.runSync = Runtime.runSync(runtime)
+    this.pool = new BufferPool({ minBytes: POOLED_MIN_BYTES, maxRetainedBytes: POOL_RETAINED_BYTES, idleMs: POOL_IDLE_MS, schedule: (ms, f) => this.later(ms, f) })
     nodosum.setStreamAcceptor((ps) => {
       const app = this.apps.get(ps.appId)
       if (app !== undefined) return app.accept(ps)
@@ -751,5 +766,6 @@ export class Registry {
     this.apps.clear()
     for (const list of this.heldApps.values()) for (const h of list) h.cancel()
     this.heldApps.clear()
+    this.pool.clear()
   }
 }

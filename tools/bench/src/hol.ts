@@ -3,11 +3,12 @@
  * a small request/response (100 bytes, echoed) runs while 10 MiB transfers go back to back,
  * first with no bulk (idle), then with bulk on a separate named stream, then with bulk on the
  * same stream as the small operation. Reports the small operation's round-trip p99 per phase.
- * Last line: {"idle_p99_us":N,"separate_p99_us":N,"shared_p99_us":N}
+ * Last line: {"idle_p99_us":N,"separate_p99_us":N,"shared_p99_us":N, ...}
+ * BENCH_MAX_STREAM_WINDOW=<bytes> runs it with another largest per-stream receive window.
  */
 import { Effect, Fiber } from 'effect'
 import { fork } from 'node:child_process'
-import { benchNode, untilMembers } from './node.js'
+import { benchNode, maxStreamWindow, untilMembers } from './node.js'
 import { percentile, printResult } from './report.js'
 
 const SAMPLES = Number(process.env['BENCH_SAMPLES'] ?? 1_000)
@@ -103,7 +104,8 @@ const main = async () => {
     shared_p99_us: p(shared, 0.99),
     idle_p50_us: p(idle, 0.5),
     separate_p50_us: p(separate, 0.5),
-    shared_p50_us: p(shared, 0.5)
+    shared_p50_us: p(shared, 0.5),
+    max_stream_window: maxStreamWindow ?? 'default'
   })
   process.exit(0)
 }

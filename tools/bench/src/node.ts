@@ -3,11 +3,16 @@ import { Nodosum } from '@mycorrizal/nodosum'
 import { Streams } from '@mycorrizal/streams'
 import { Context, Effect, Layer, Logger, LogLevel } from 'effect'
 
+/** BENCH_MAX_STREAM_WINDOW (bytes) replaces the transport's largest per-stream receive window. */
+export const maxStreamWindow = process.env['BENCH_MAX_STREAM_WINDOW'] === undefined ? undefined : Number(process.env['BENCH_MAX_STREAM_WINDOW'])
+
+const windows = maxStreamWindow === undefined ? {} : { maxStreamWindow, streamWindow: Math.min(512 * 1024, maxStreamWindow) }
+
 export const benchNode = (nodeId: string, seeds: ReadonlyArray<string> = []) =>
   Layer.build(
     Streams.layer().pipe(
       Layer.provideMerge(
-        Nodosum.layer({ nodeId, host: '127.0.0.1', port: 0, clusterSecret: 'bench-cluster-secret', seeds: [...seeds], transport: { datagramSize: 16_384 } })
+        Nodosum.layer({ nodeId, host: '127.0.0.1', port: 0, clusterSecret: 'bench-cluster-secret', seeds: [...seeds], transport: { datagramSize: 16_384, ...windows } })
       ),
       Layer.provide(Logger.minimumLogLevel(LogLevel.Error))
     )

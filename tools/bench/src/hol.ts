@@ -5,6 +5,7 @@
  * same stream as the small operation. Reports the small operation's round-trip p99 per phase.
  * Last line: {"idle_p99_us":N,"separate_p99_us":N,"shared_p99_us":N, ...}
  * BENCH_MAX_STREAM_WINDOW=<bytes> runs it with another largest per-stream receive window.
+ * BENCH_SOCKET_BUFFER=<bytes> runs it with another UDP socket buffer size.
  */
 import { Effect, Fiber } from 'effect'
 import { fork } from 'node:child_process'

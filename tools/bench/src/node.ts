@@ -8,11 +8,15 @@ export const maxStreamWindow = process.env['BENCH_MAX_STREAM_WINDOW'] === undefi
 
 const windows = maxStreamWindow === undefined ? {} : { maxStreamWindow, streamWindow: Math.min(512 * 1024, maxStreamWindow) }
 
+/** BENCH_SOCKET_BUFFER (bytes) replaces the UDP socket's send and receive buffer size. */
+export const socketBufferSize = process.env['BENCH_SOCKET_BUFFER'] === undefined ? undefined : Number(process.env['BENCH_SOCKET_BUFFER'])
+const sockets = socketBufferSize === undefined ? {} : { socketBufferSize }
+
 export const benchNode = (nodeId: string, seeds: ReadonlyArray<string> = []) =>
   Layer.build(
     Streams.layer().pipe(
       Layer.provideMerge(
-        Nodosum.layer({ nodeId, host: '127.0.0.1', port: 0, clusterSecret: 'bench-cluster-secret', seeds: [...seeds], transport: { datagramSize: 16_384, ...windows } })
+        Nodosum.layer({ nodeId, host: '127.0.0.1', port: 0, clusterSecret: 'bench-cluster-secret', seeds: [...seeds], transport: { datagramSize: 16_384, ...windows, ...sockets } })
       ),
       Layer.provide(Logger.minimumLogLevel(LogLevel.Error))
     )

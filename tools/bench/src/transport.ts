@@ -4,18 +4,21 @@
  * measured in the same run; plus a ping-pong of 100-byte messages.
  * The receiver measures throughput (bytes it got over a timed window after a warm-up).
  * Last line: {"lan":{...},"jumbo":{...},"loopback":{...},"rtt":{...}}
+ * BENCH_SOCKET_BUFFER=<bytes> runs the QUIC side with another UDP socket buffer size.
  */
 import { Certificates, DatagramSize, QuicTransport, type TransportConnection } from '@mycorrizal/nodosum'
 import { Effect } from 'effect'
 import { type ChildProcess, fork } from 'node:child_process'
 import { once } from 'node:events'
 import { createServer, connect as tcpConnect } from 'node:net'
+import { socketBufferSize } from './node.js'
 import { percentile, printResult } from './report.js'
 
 const seconds = Number(process.env['BENCH_SECONDS'] ?? 3)
 const rounds = Number(process.env['BENCH_ROUNDS'] ?? 5000)
 const WARMUP_MS = 500
 const CHUNK = 64 * 1024
+const sockets = socketBufferSize === undefined ? {} : { socketBufferSize }
 
 type Mode = { readonly kind: 'quic-sink'; readonly datagram: number } | { readonly kind: 'quic-echo'; readonly datagram: number } | { readonly kind: 'tcp-sink' } | { readonly kind: 'tcp-echo' }
 
@@ -62,7 +65,7 @@ const receiver = async (mode: Mode) => {
   }
   const tls = await identity()
   const program = Effect.gen(function* () {
-    const transport = yield* QuicTransport.make({ host: '127.0.0.1', port: 0, datagramSize: mode.datagram, tls: { ...tls, ca: undefined } })
+    const transport = yield* QuicTransport.make({ host: '127.0.0.1', port: 0, datagramSize: mode.datagram, tls: { ...tls, ca: undefined }, ...sockets })
     reply({ port: transport.address.port })
     const connection = yield* transport.accept
     const count = meter()
@@ -90,7 +93,7 @@ const quicThroughput = async (datagram: number): Promise<number> => {
   const mbs = await Effect.runPromise(
     Effect.scoped(
       Effect.gen(function* () {
-        const transport = yield* QuicTransport.make({ host: '127.0.0.1', port: 0, datagramSize: datagram, tls: { ...tls, ca: undefined } })
+        const transport = yield* QuicTransport.make({ host: '127.0.0.1', port: 0, datagramSize: datagram, tls: { ...tls, ca: undefined }, ...sockets })
         const connection: TransportConnection = yield* transport.connect({ host: '127.0.0.1', port })
         const payload = new Uint8Array(CHUNK).fill(7)
         let finished = false
@@ -159,7 +162,7 @@ const quicRtt = async (): Promise<Array<number>> => {
   const samples = await Effect.runPromise(
     Effect.scoped(
       Effect.gen(function* () {
-        const transport = yield* QuicTransport.make({ host: '127.0.0.1', port: 0, datagramSize: DatagramSize.lan, tls: { ...tls, ca: undefined } })
+        const transport = yield* QuicTransport.make({ host: '127.0.0.1', port: 0, datagramSize: DatagramSize.lan, tls: { ...tls, ca: undefined }, ...sockets })
         const connection = yield* transport.connect({ host: '127.0.0.1', port })
         let handler: (n: number) => void = () => {}
         const stream = connection.openStream({ onData: (chunk) => handler(chunk.byteLength) })

@@ -1,7 +1,7 @@
 /**
- * The umbrella: one config builds every layer of a node (cluster, streams), and a Promise
- * API for services that do not use Effect. The Effect layers stay the primary API:
- * `Mycorrizal.layer(config)` provides `Nodosum` and `Streams` to an Effect program.
+ * The umbrella: one config builds every layer of a node (cluster, streams, cache), and a
+ * Promise API for services that do not use Effect. The Effect layers stay the primary API:
+ * `Mycorrizal.layer(config)` provides `Nodosum`, `Streams` and `Mycel` to an Effect program.
  *
  * @since 0.1.0
  */

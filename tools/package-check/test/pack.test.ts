@@ -46,7 +46,7 @@ describe('npm pack of every publishable package', () => {
     expect(out.trim()).toBe('01000c53595354454d2d4d5943454c000f6275636b65743a73657373696f6e73 SYSTEM-MYCEL bucket:sessions')
   })
 
-  it('the mycorrizal facade works from a plain .mjs file: two nodes over QUIC exchange a message', () => {
+  it('the mycorrizal facade works from a plain .mjs file: two nodes over QUIC exchange messages on the default and a named stream and share a cache entry', () => {
     const out = project.runModule(`
       import { createMycorrizal } from 'mycorrizal'
       const wait = async (f) => { for (let i = 0; i < 1000 && !f(); i++) await new Promise((r) => setTimeout(r, 10)) }
@@ -57,11 +57,19 @@ describe('npm pack of every publishable package', () => {
       b.registerApplication('my-app').setReceiveFunc((p, from) => { got = from + ':' + new TextDecoder().decode(p) })
       await a.registerApplication('my-app').send(new TextEncoder().encode('hi'), ['b'])
       await wait(() => got !== '')
-      console.log(JSON.stringify({ nodes: a.nodes(), got }))
+      let order = ''
+      b.registerApplicationWithConfig({ id: 'x', maxStreams: 25 }).createStream('topic:orders').setReceiveFunc((p) => { order = new TextDecoder().decode(p) })
+      const orders = a.registerApplicationWithConfig({ id: 'x', maxStreams: 25 }).createStream('topic:orders')
+      await orders.send(new TextEncoder().encode('order 1'), ['b'])
+      await wait(() => order !== '')
+      for (const n of [a, b]) await n.mycel.createBucket('sessions', 60000, 1000)
+      await a.mycel.put('sessions', 'user:1', new TextEncoder().encode('ada'))
+      const cached = new TextDecoder().decode(await b.mycel.get('sessions', 'user:1'))
+      console.log(JSON.stringify({ id: a.id, nodes: a.nodes(), got, order, streams: orders.stats().messagesOut, cached }))
       await b.shutdown()
       await a.shutdown()
     `)
-    expect(JSON.parse(out.trim().split('\n').at(-1)!)).toEqual({ nodes: ['a', 'b'], got: 'a:hi' })
+    expect(JSON.parse(out.trim().split('\n').at(-1)!)).toEqual({ id: 'a', nodes: ['a', 'b'], got: 'a:hi', order: 'order 1', streams: 1, cached: 'ada' })
   }, 60_000)
 
   it('the mycorrizal executable of @mycorrizal/node runs from the installed dist', () => {

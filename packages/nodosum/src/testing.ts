@@ -129,6 +129,17 @@ const pair = <E, R>(factory: TransportFactory<E, R>, server: Partial<SuiteTransp
     return { a, b, client, accepted }
   })
 
+/** A connected pair with one stream from the client, its drain signal, and what the peer receives on it. */
+const writer = <E, R>(factory: TransportFactory<E, R>) =>
+  Effect.gen(function* () {
+    const { client, accepted } = yield* pair(factory)
+    const received = yield* collector()
+    accepted.setHandler({ onStream: (s) => s.setHandler(received.handler) })
+    const drain = drainSignal()
+    const stream = client.openStream({ onData: () => {}, onDrain: drain.onDrain })
+    return { stream, received, drain }
+  })
+
 /** Opens a stream from `from` and returns it with the peer's end (first incoming stream). */
 const openPair = (from: TransportConnection, to: TransportConnection, handler: Parameters<TransportConnection['openStream']>[0]) =>
   Effect.gen(function* () {
@@ -203,11 +214,7 @@ export const transportSuite = <E, R, RE>(name: string, factory: TransportFactory
     it.live('a writer may reuse its buffer as soon as write returns', () =>
       run(
         Effect.gen(function* () {
-          const { client, accepted } = yield* pair(factory)
-          const received = yield* collector()
-          accepted.setHandler({ onStream: (s) => s.setHandler(received.handler) })
-          const drain = drainSignal()
-          const stream = client.openStream({ onData: () => {}, onDrain: drain.onDrain })
+          const { stream, received, drain } = yield* writer(factory)
           const expected = patternBytes(2 * 1024 * 1024, 11)
           // one Node Buffer, refilled after every write: the transport must have copied what it kept
           const scratch = Buffer.allocUnsafe(32 * 1024)
@@ -227,11 +234,7 @@ export const transportSuite = <E, R, RE>(name: string, factory: TransportFactory
     it.live('an owned buffer is released once, when the transport is done with it, and may be reused from then on', () =>
       run(
         Effect.gen(function* () {
-          const { client, accepted } = yield* pair(factory)
-          const received = yield* collector()
-          accepted.setHandler({ onStream: (s) => s.setHandler(received.handler) })
-          const drain = drainSignal()
-          const stream = client.openStream({ onData: () => {}, onDrain: drain.onDrain })
+          const { stream, received, drain } = yield* writer(factory)
           const piece = 512 * 1024
           const expected = patternBytes(8 * piece, 13)
           // two buffers take turns; a buffer is refilled only after its release, and scribbled over at once

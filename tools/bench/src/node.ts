@@ -9,8 +9,7 @@ export const maxStreamWindow = process.env['BENCH_MAX_STREAM_WINDOW'] === undefi
 const windows = maxStreamWindow === undefined ? {} : { maxStreamWindow, streamWindow: Math.min(512 * 1024, maxStreamWindow) }
 
 /** BENCH_SOCKET_BUFFER (bytes) replaces the UDP socket's send and receive buffer size. */
-export const socketBufferSize = process.env['BENCH_SOCKET_BUFFER'] === undefined ? undefined : Number(process.env['BENCH_SOCKET_BUFFER'])
-const sockets = socketBufferSize === undefined ? {} : { socketBufferSize }
+export const sockets = process.env['BENCH_SOCKET_BUFFER'] === undefined ? {} : { socketBufferSize: Number(process.env['BENCH_SOCKET_BUFFER']) }
 
 export const benchNode = (nodeId: string, seeds: ReadonlyArray<string> = []) =>
   Layer.build(

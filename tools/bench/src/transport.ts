@@ -11,14 +11,13 @@ import { Effect } from 'effect'
 import { type ChildProcess, fork } from 'node:child_process'
 import { once } from 'node:events'
 import { createServer, connect as tcpConnect } from 'node:net'
-import { socketBufferSize } from './node.js'
+import { sockets } from './node.js'
 import { percentile, printResult } from './report.js'
 
 const seconds = Number(process.env['BENCH_SECONDS'] ?? 3)
 const rounds = Number(process.env['BENCH_ROUNDS'] ?? 5000)
 const WARMUP_MS = 500
 const CHUNK = 64 * 1024
-const sockets = socketBufferSize === undefined ? {} : { socketBufferSize }
 
 type Mode = { readonly kind: 'quic-sink'; readonly datagram: number } | { readonly kind: 'quic-echo'; readonly datagram: number } | { readonly kind: 'tcp-sink' } | { readonly kind: 'tcp-echo' }
 

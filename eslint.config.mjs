@@ -24,7 +24,7 @@ export default [
             { sourceTag: 'layer:metrics', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:streams', 'layer:mycel'] },
             { sourceTag: 'layer:umbrella', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:streams', 'layer:mycel', 'layer:metrics'] },
             { sourceTag: 'layer:app', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:streams', 'layer:mycel', 'layer:metrics', 'layer:umbrella'] },
-            { sourceTag: 'layer:tool', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:streams', 'layer:mycel', 'layer:metrics', 'layer:umbrella'] }
+            { sourceTag: 'layer:tool', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:streams', 'layer:mycel', 'layer:metrics', 'layer:umbrella', 'layer:tool'] }
           ]
         }
       ]

@@ -12,7 +12,7 @@
  * @since 0.1.0
  */
 import { Duration, Effect, Layer, Queue, type Scope } from 'effect'
-import { QuicEndpoint, type QuicTls } from './internal/quic.js'
+import { QuicEndpoint, type QuicTls } from './internal/quic/endpoint.js'
 import { TransportError } from './NodosumError.js'
 import { Transport, type TransportConnection } from './Transport.js'
 import * as TransportConfig from './TransportConfig.js'

@@ -1,5 +1,5 @@
 import { Effect, Fiber, type Queue, Runtime } from 'effect'
-import { copyBytes } from './bytes.js'
+import { Outbox } from './outbox.js'
 import { TransportError } from '../NodosumError.js'
 import type {
   Address,
@@ -130,12 +130,8 @@ class MemoryStreamEnd implements TransportStream {
   /** Bytes the peer wrote that this side has not read yet (paused or no handler). */
   private readonly inbox: Array<Uint8Array> = []
   private inboxBytes = 0
-  private readonly outbox: Array<Uint8Array> = []
-  private outboxBytes = 0
+  private readonly out: Outbox
   private paused = false
-  private wantDrain = false
-  private finQueued = false
-  private finSent = false
   private finReceived = false
   private endDelivered = false
   private closed = false
@@ -146,6 +142,7 @@ class MemoryStreamEnd implements TransportStream {
     handler: StreamHandler | undefined
   ) {
     this.handler = handler
+    this.out = new Outbox(connection.limits.writeHighWaterMark)
   }
 
   setHandler = (handler: StreamHandler): void => {
@@ -154,27 +151,25 @@ class MemoryStreamEnd implements TransportStream {
   }
 
   write = (chunk: Uint8Array, owned = false, onRelease?: () => void): boolean => {
-    if (this.closed || this.finQueued) {
+    if (this.closed || this.out.finQueued) {
       onRelease?.()
       throw closedError('StreamClosed', `stream ${this.id}`)
     }
     if (chunk.byteLength > 0) {
       // a buffer the caller wants back is copied (the peer's inbox would otherwise share it)
-      this.outbox.push(owned && onRelease === undefined ? chunk : copyBytes(chunk))
-      this.outboxBytes += chunk.byteLength
+      this.out.push(chunk, 0, owned && onRelease === undefined, onRelease)
       this.connection.schedulePump()
+    } else {
+      onRelease?.()
     }
-    onRelease?.()
-    const ok = this.outboxBytes < this.connection.limits.writeHighWaterMark
-    if (!ok) this.wantDrain = true
-    return ok
+    return this.out.accepts()
   }
 
-  writableLength = (): number => this.outboxBytes
+  writableLength = (): number => this.out.bytes
 
   end = (): void => {
-    if (this.closed || this.finQueued) return
-    this.finQueued = true
+    if (this.closed || this.out.finQueued) return
+    this.out.finQueued = true
     this.connection.schedulePump()
   }
 
@@ -201,30 +196,23 @@ class MemoryStreamEnd implements TransportStream {
   pump(): boolean {
     if (this.closed) return false
     const window = this.connection.limits.maxStreamWindow
-    while (this.outbox.length > 0 && this.peer.inboxBytes < window) {
+    const out = this.out
+    while (!out.isEmpty() && this.peer.inboxBytes < window) {
       const room = window - this.peer.inboxBytes
-      let chunk = this.outbox[0]!
-      if (chunk.byteLength > room) {
-        this.outbox[0] = chunk.subarray(room)
-        chunk = chunk.subarray(0, room)
-      } else {
-        this.outbox.shift()
-      }
-      this.outboxBytes -= chunk.byteLength
+      const head = out.head()
+      const chunk = head.byteLength > room ? head.subarray(0, room) : head
+      out.consume(chunk.byteLength)
       this.connection.bytesSent += chunk.byteLength
       this.connection.peer.bytesReceived += chunk.byteLength
       this.peer.receive(chunk)
     }
-    if (this.outbox.length === 0 && this.finQueued && !this.finSent) {
-      this.finSent = true
+    if (out.finDue()) {
+      out.finSent = true
       this.peer.receiveFin()
     }
-    if (this.wantDrain && this.outboxBytes < this.connection.limits.writeHighWaterMark && !this.closed) {
-      this.wantDrain = false
-      this.connection.call(this, () => this.handler?.onDrain?.())
-    }
+    if (!this.closed && out.drainDue()) this.connection.call(this, () => this.handler?.onDrain?.())
     this.maybeFinish()
-    return this.outbox.length > 0
+    return !out.isEmpty()
   }
 
   private receive(chunk: Uint8Array): void {
@@ -257,7 +245,7 @@ class MemoryStreamEnd implements TransportStream {
   }
 
   private maybeFinish(): void {
-    if (!this.closed && this.finSent && this.endDelivered) this.close(undefined)
+    if (!this.closed && this.out.finSent && this.endDelivered) this.close(undefined)
   }
 
   close(error: TransportError | undefined): void {
@@ -265,8 +253,7 @@ class MemoryStreamEnd implements TransportStream {
     this.closed = true
     this.inbox.length = 0
     this.inboxBytes = 0
-    this.outbox.length = 0
-    this.outboxBytes = 0
+    this.out.clear()
     this.connection.streams.delete(this.id)
     const handler = this.handler
     if (handler?.onClose !== undefined) this.connection.call(undefined, () => handler.onClose!(error))

@@ -1,4 +1,4 @@
-import { Effect, Fiber, type Queue, Runtime } from 'effect'
+import { Effect, type Fiber, FiberId, type Queue } from 'effect'
 import { Outbox } from './outbox.js'
 import { TransportError } from '../NodosumError.js'
 import type {
@@ -45,11 +45,11 @@ export interface MemoryEndpoint {
 export class MemoryNetworkImpl {
   readonly endpoints = new Map<string, MemoryEndpoint>()
   private readonly links = new Map<string, Link>()
-  private readonly watchers = new Set<Fiber.RuntimeFiber<void>>()
   private nextPort = 1
   private nextConnection = 1
 
-  constructor(readonly runtime: Runtime.Runtime<never>) {}
+  /** `run` forks into the network's scope (a `FiberSet`): closing the scope interrupts every timer. */
+  constructor(private readonly run: (effect: Effect.Effect<void>) => Fiber.RuntimeFiber<void>) {}
 
   private link(from: string, to: string): Link {
     const id = `${from}>${to}`
@@ -91,11 +91,9 @@ export class MemoryNetworkImpl {
     if (this.endpoints.get(endpoint.key) === endpoint) this.endpoints.delete(endpoint.key)
   }
 
+  /** Runs `f` after `delayMs` on the Effect clock, in the network's scope. */
   runLater(delayMs: number, f: () => void): Fiber.RuntimeFiber<void> {
-    const fiber = Runtime.runFork(this.runtime)(Effect.sleep(delayMs).pipe(Effect.andThen(Effect.sync(f))))
-    this.watchers.add(fiber)
-    fiber.addObserver(() => this.watchers.delete(fiber))
-    return fiber
+    return this.run(Effect.sleep(delayMs).pipe(Effect.andThen(Effect.sync(f))))
   }
 
   /** Blocks or unblocks one direction. */
@@ -115,10 +113,6 @@ export class MemoryNetworkImpl {
     }
   }
 
-  interruptAll(): void {
-    for (const fiber of this.watchers) Runtime.runFork(this.runtime)(Fiber.interrupt(fiber))
-    this.watchers.clear()
-  }
 }
 
 const closedError = (reason: 'StreamClosed' | 'ConnectionClosed', what: string) =>
@@ -369,7 +363,7 @@ export class MemoryConnectionEnd implements TransportConnection {
       if (this.idleWatch !== undefined) {
         const watch = this.idleWatch
         this.idleWatch = undefined
-        Runtime.runFork(this.network.runtime)(Fiber.interrupt(watch))
+        watch.unsafeInterruptAsFork(FiberId.none)
       }
       this.schedulePump()
       return
@@ -398,7 +392,7 @@ export class MemoryConnectionEnd implements TransportConnection {
     if (this.closed) return
     this.closed = true
     if (this.idleWatch !== undefined) {
-      Runtime.runFork(this.network.runtime)(Fiber.interrupt(this.idleWatch))
+      this.idleWatch.unsafeInterruptAsFork(FiberId.none)
       this.idleWatch = undefined
     }
     this.endpoint.connections.delete(this)
@@ -412,7 +406,7 @@ export class MemoryConnectionEnd implements TransportConnection {
   /** Drops this side without running any callback: what a killed process leaves behind. */
   abandon(): void {
     this.closed = true
-    if (this.idleWatch !== undefined) Runtime.runFork(this.network.runtime)(Fiber.interrupt(this.idleWatch))
+    if (this.idleWatch !== undefined) this.idleWatch.unsafeInterruptAsFork(FiberId.none)
     this.endpoint.connections.delete(this)
   }
 

@@ -4,34 +4,25 @@
  * `Discovery`, the Effect `Clock` (the cores' only `now`) and the scope. Every timer a core
  * asks for is a fiber of the scope's `FiberSet`; closing the scope leaves and stops them all.
  */
-import { ControlMessage, type WireError } from '@mycorrizal/wire'
-import { Clock, Duration, Effect, FiberSet, LogLevel, PubSub, Redacted, Runtime, Schedule, type Scope, Stream } from 'effect'
+import { ControlMessage } from '@mycorrizal/wire'
+import { Duration, Effect, FiberSet, LogLevel, PubSub, Redacted, Runtime, Schedule, type Scope, Stream } from 'effect'
 import { randomBytes } from 'node:crypto'
 import { networkInterfaces } from 'node:os'
 import * as Certificates from '../Certificates.js'
 import { Discovery } from '../Discovery.js'
-import type { MembershipEvent, Nodosum, NodosumStats, StreamAcceptor } from '../Nodosum.js'
+import type { MembershipEvent, Nodosum, NodosumStats, PeerStats, StreamAcceptor } from '../Nodosum.js'
 import type { NodosumSettings } from '../NodosumConfig.js'
 import { ClusterError } from '../NodosumError.js'
-import { ErrorCode, type PeerStream } from '../PeerStream.js'
-import { type Address, formatAddress, Transport, type TransportConnection, type TransportStream } from '../Transport.js'
+import type { PeerStream } from '../PeerStream.js'
+import { type Address, formatAddress, Transport, type TransportConnection } from '../Transport.js'
 import * as Auth from './auth.js'
 import * as Dialer from './dialer.js'
 import { FramedStream } from './framed.js'
 import type { Refusal, Role } from './handshake.js'
 import * as Membership from './membership.js'
-import { CONTROL_APP_ID, LATE_DIAL_HEARTBEATS, LEAVE_GRACE_MS, REFUSAL_GRACE_MS } from './protocol.js'
+import { acceptStream, attach, type Peer, type PeerEvents, send } from './peer.js'
+import { LATE_DIAL_HEARTBEATS, LEAVE_GRACE_MS } from './protocol.js'
 import * as Session from './session.js'
-
-interface Peer {
-  readonly id: string
-  readonly address: Address
-  readonly connection: TransportConnection
-  readonly control: FramedStream
-  readonly dialedByUs: boolean
-  rttMicros: number | undefined
-  pingSeq: number
-}
 
 /** Builds the cluster service over the `Transport` and `Discovery` of the context. */
 export const make = (settings: NodosumSettings, certificate: Uint8Array): Effect.Effect<Nodosum['Type'], never, Transport | Discovery | Scope.Scope> =>
@@ -50,22 +41,8 @@ export const make = (settings: NodosumSettings, certificate: Uint8Array): Effect
 
     const instanceId = randomBytes(8).toString('hex')
     const advertised = advertisedAddress(settings, transport.address)
-    const secret = settings.auth?._tag === 'Secret' ? new Uint8Array(Buffer.from(Redacted.value(settings.auth.secret), 'utf8')) : undefined
-    const ms = Duration.toMillis
-    const table = new Membership.MembershipTable({
-      self: { id: settings.nodeId, instanceId, address: advertised },
-      failureTimeoutMs: ms(settings.failureTimeout),
-      suspectTimeoutMs: ms(settings.transport.handshakeTimeout),
-      now: now()
-    })
-    const dialer = new Dialer.Dialer({
-      selfId: settings.nodeId,
-      selfAddresses: [advertised, transport.address],
-      single: settings.single,
-      reconnect: { initialMs: ms(settings.reconnectInitial), maxMs: ms(settings.reconnectMax), giveUpMs: ms(settings.reconnectGiveUp) },
-      lateDialMs: ms(settings.heartbeatInterval) * LATE_DIAL_HEARTBEATS,
-      discoveryIntervalMs: ms(settings.discoveryInterval)
-    })
+    const handshake = handshakeOptions(settings, instanceId, advertised, certificate)
+    const { table, dialer } = makeCores(settings, { id: settings.nodeId, instanceId, address: advertised }, transport.address, now())
     const view: Dialer.MembershipView = {
       isLinked: (id, instance) => (instance === undefined ? table.linkOf(id) !== undefined : table.isLinked(id, instance)),
       isLeft: (id) => table.stateOf(id) === 'left',
@@ -77,10 +54,6 @@ export const make = (settings: NodosumSettings, certificate: Uint8Array): Effect
     const handshakeFailures: Record<string, number> = {}
     let handshakesSucceeded = 0
     let acceptor: StreamAcceptor | undefined
-
-    const send = (peer: Peer, message: ControlMessage.ControlMessage) => {
-      if (!peer.control.isClosed()) peer.control.send(ControlMessage.encode(message))
-    }
 
     const apply = (outputs: ReadonlyArray<Membership.Output>): void => {
       for (const o of outputs) {
@@ -112,95 +85,51 @@ export const make = (settings: NodosumSettings, certificate: Uint8Array): Effect
       }
     }
 
-    const onControl = (peer: Peer, message: ControlMessage.ControlMessage) => {
-      table.heard(now(), peer.id, peer.connection.id)
-      if (message._tag === 'Ping') send(peer, { _tag: 'Pong', seq: message.seq, sentAt: message.sentAt })
-      else if (message._tag === 'Pong') peer.rttMicros = Math.max(0, Math.round((now() - message.sentAt) * 1000))
-      else if (message._tag === 'Members') dial(dialer.learned(now(), message.members, view))
-      else if (message._tag === 'Leave') apply(table.left(now(), peer.id, peer.connection.id))
-      else log('Warning', 'unexpected control message after the handshake', { peer: peer.id, type: message._tag })
-    }
-
-    const acceptAppStream = (peer: Peer, stream: TransportStream) => {
-      new FramedStream(stream, peer.id, true, settings.maxMessageSize, undefined, (init, framed) => {
-        if (init.appId === CONTROL_APP_ID || acceptor === undefined || !acceptor(framed)) framed.reset(ErrorCode.UnknownStream)
-      })
+    const peerEvents: PeerEvents = {
+      onControl: (peer, message) => {
+        table.heard(now(), peer.id, peer.connection.id)
+        if (message._tag === 'Ping') send(peer, { _tag: 'Pong', seq: message.seq, sentAt: message.sentAt })
+        else if (message._tag === 'Pong') peer.rttMicros = Math.max(0, Math.round((now() - message.sentAt) * 1000))
+        else if (message._tag === 'Members') dial(dialer.learned(now(), message.members, view))
+        else if (message._tag === 'Leave') apply(table.left(now(), peer.id, peer.connection.id))
+        else log('Warning', 'unexpected control message after the handshake', { peer: peer.id, type: message._tag })
+      },
+      onStream: (peer, stream) => acceptStream(peer, stream, settings.maxMessageSize, () => acceptor),
+      onLost: (peer, reason, duplicate) => {
+        linked.delete(peer.connection.id)
+        apply(table.lost(now(), peer.id, peer.connection.id, reason, duplicate))
+      },
+      onMalformed: (peer, error) => log('Warning', 'malformed control message', { peer: peer.id, error: error.message })
     }
 
     /** A handshake succeeded: the connection joins the table (or loses a tie-break), its handlers take over. */
-    const attach = (connection: TransportConnection, session: Session.Session, dialedByUs: boolean): string => {
-      const { hello, control } = session
-      const peer: Peer = { id: hello.nodeId, address: { host: hello.host, port: hello.port }, connection, control, dialedByUs, rttMicros: undefined, pingSeq: 0 }
-      const lost = (reason: string, duplicate: boolean) => {
-        linked.delete(connection.id)
-        apply(table.lost(now(), peer.id, connection.id, reason, duplicate))
-      }
-      connection.setHandler({
-        onStream: (stream) => acceptAppStream(peer, stream),
-        onClose: (error) => lost(error?.message ?? 'connection closed', error?.code === ErrorCode.DuplicateConnection)
-      })
-      control.setHandler({
-        onMessage: (bytes) => {
-          let message: ControlMessage.ControlMessage
-          try {
-            message = ControlMessage.decode(bytes)
-          } catch (e) {
-            log('Warning', 'malformed control message', { peer: peer.id, error: (e as WireError).message })
-            return connection.close(ErrorCode.ProtocolError, 'malformed control message')
-          }
-          onControl(peer, message)
-        },
-        onClose: () => lost('control stream closed', false)
-      })
+    const join = (connection: TransportConnection, session: Session.Session, dialedByUs: boolean): string => {
+      const peer = attach(connection, session, dialedByUs, peerEvents)
       handshakesSucceeded++
       linked.set(connection.id, peer)
-      const { kept, outputs } = table.connected(now(), { id: peer.id, instanceId: hello.instanceId, address: peer.address, connectionId: connection.id, dialedByUs })
+      const link = { id: peer.id, instanceId: session.hello.instanceId, address: peer.address, connectionId: connection.id, dialedByUs }
+      const { kept, outputs } = table.connected(now(), link)
       apply(outputs)
       if (kept) {
         dialer.linked(peer.id)
         send(peer, { _tag: 'Members', members: table.memberInfos() })
       }
-      for (const message of session.behind) onControl(peer, message)
-      for (const stream of session.early) acceptAppStream(peer, stream)
+      for (const message of session.behind) peerEvents.onControl(peer, message)
+      for (const stream of session.early) peerEvents.onStream(peer, stream)
       return peer.id
     }
 
-    const refused = (connection: TransportConnection, refusal: Refusal, role: Role) =>
-      Effect.gen(function* () {
-        handshakeFailures[refusal.reason] = (handshakeFailures[refusal.reason] ?? 0) + 1
-        if (refusal.reason !== 'SelfConnection') {
-          const detail = { peerAddress: formatAddress(connection.remoteAddress), role, reason: refusal.reason, detail: refusal.message }
-          yield* Effect.logWarning(refusal.byPeer ? 'handshake refused by peer' : 'handshake refused').pipe(Effect.annotateLogs({ node: settings.nodeId, ...detail }))
-        }
-        // a refusal of ours was just sent: give it a moment to reach the peer, which then closes itself
-        if (!refusal.byPeer && !connection.isClosed()) yield* Effect.sleep(REFUSAL_GRACE_MS).pipe(Effect.withClock(ioClock))
-        if (!connection.isClosed()) connection.close(ErrorCode.HandshakeRefused, refusal.reason)
-      })
-
     const establish = (connection: TransportConnection, role: Role): Effect.Effect<string, Refusal> =>
-      Session.run(
-        connection,
-        {
-          role,
-          clusterId: settings.clusterId,
-          nodeId: settings.nodeId,
-          instanceId,
-          advertised,
-          authMode: settings.auth?._tag === 'Tls' ? 'tls' : 'secret',
-          secret,
-          ownFingerprint: Certificates.fingerprint(certificate),
-          peerCertificate: connection.peerCertificates()[0],
-          nonce: Auth.nonce(),
-          timeoutMs: ms(settings.transport.handshakeTimeout)
-        },
-        settings.transport.maxStreams
-      ).pipe(
+      Session.run(connection, { ...handshake, role, peerCertificate: connection.peerCertificates()[0], nonce: Auth.nonce() }, settings.transport.maxStreams).pipe(
         Effect.filterOrFail(
           () => !table.isLeaving(),
           (): Refusal => ({ reason: 'Leaving', message: 'this node is leaving', byPeer: false })
         ),
-        Effect.map((session) => attach(connection, session, role === 'dialer')),
-        Effect.tapError((refusal) => refused(connection, refusal, role))
+        Effect.map((session) => join(connection, session, role === 'dialer')),
+        Effect.tapError((refusal) => {
+          handshakeFailures[refusal.reason] = (handshakeFailures[refusal.reason] ?? 0) + 1
+          return Session.refused(connection, refusal, role, settings.nodeId)
+        })
       )
 
     const dialAddress = (address: Address, reconnect: string | undefined): Effect.Effect<string, ClusterError> =>
@@ -250,7 +179,7 @@ export const make = (settings: NodosumSettings, certificate: Uint8Array): Effect
         if (peer !== undefined) send(peer, { _tag: 'Leave' })
       }
       // let the Leave frames go out before the connections close
-      return Effect.sleep(LEAVE_GRACE_MS).pipe(Effect.withClock(ioClock), Effect.andThen(Effect.sync(() => apply(drops))))
+      return Effect.sleep(LEAVE_GRACE_MS).pipe(Effect.withClock(Session.ioClock), Effect.andThen(Effect.sync(() => apply(drops))))
     })
 
     if (!settings.single) {
@@ -280,9 +209,7 @@ export const make = (settings: NodosumSettings, certificate: Uint8Array): Effect
       },
       maxMessageSize: settings.maxMessageSize,
       stats: (): NodosumStats => ({
-        peers: [...linked.values()]
-          .filter((p) => table.linkOf(p.id) === p.connection.id)
-          .map((p) => ({ ...p.connection.stats(), id: p.id, address: p.address, heartbeatRttMicros: p.rttMicros, dialedByUs: p.dialedByUs })),
+        peers: [...linked.values()].filter((p) => table.linkOf(p.id) === p.connection.id).map(peerStats),
         handshakeFailures: { ...handshakeFailures },
         handshakesSucceeded,
         membersByState: table.counts()
@@ -293,11 +220,39 @@ export const make = (settings: NodosumSettings, certificate: Uint8Array): Effect
     } satisfies Nodosum['Type']
   })
 
-/**
- * Grace periods for bytes to leave the socket (a refusal, `Leave` frames): they pass in real
- * time even under `TestClock`, as the bytes do. The cores never read this clock.
- */
-const ioClock = Clock.make()
+/** What every handshake of this node shares. */
+const handshakeOptions = (settings: NodosumSettings, instanceId: string, advertised: Address, certificate: Uint8Array) => ({
+  clusterId: settings.clusterId,
+  nodeId: settings.nodeId,
+  instanceId,
+  advertised,
+  authMode: settings.auth?._tag === 'Tls' ? ('tls' as const) : ('secret' as const),
+  secret: settings.auth?._tag === 'Secret' ? new Uint8Array(Buffer.from(Redacted.value(settings.auth.secret), 'utf8')) : undefined,
+  ownFingerprint: Certificates.fingerprint(certificate),
+  timeoutMs: Duration.toMillis(settings.transport.handshakeTimeout)
+})
+
+/** The cores of one node, from its settings. */
+const makeCores = (settings: NodosumSettings, self: Membership.MembershipOptions['self'], bound: Address, now: number) => {
+  const ms = Duration.toMillis
+  const table = new Membership.MembershipTable({
+    self,
+    failureTimeoutMs: ms(settings.failureTimeout),
+    suspectTimeoutMs: ms(settings.transport.handshakeTimeout),
+    now
+  })
+  const dialer = new Dialer.Dialer({
+    selfId: settings.nodeId,
+    selfAddresses: [self.address, bound],
+    single: settings.single,
+    reconnect: { initialMs: ms(settings.reconnectInitial), maxMs: ms(settings.reconnectMax), giveUpMs: ms(settings.reconnectGiveUp) },
+    lateDialMs: ms(settings.heartbeatInterval) * LATE_DIAL_HEARTBEATS,
+    discoveryIntervalMs: ms(settings.discoveryInterval)
+  })
+  return { table, dialer }
+}
+
+const peerStats = (p: Peer): PeerStats => ({ ...p.connection.stats(), id: p.id, address: p.address, heartbeatRttMicros: p.rttMicros, dialedByUs: p.dialedByUs })
 
 const levels = { Debug: LogLevel.Debug, Info: LogLevel.Info, Warning: LogLevel.Warning, Error: LogLevel.Error } as const
 

@@ -6,11 +6,12 @@
  */
 import { ControlMessage } from '@mycorrizal/wire'
 import { Clock, Deferred, Effect } from 'effect'
+import { formatAddress } from '../Transport.js'
 import { ErrorCode } from '../PeerStream.js'
 import type { TransportConnection, TransportStream } from '../Transport.js'
 import { FramedStream } from './framed.js'
-import { Handshake, type HandshakeOptions, type Refusal } from './handshake.js'
-import { CONTROL_APP_ID, CONTROL_MAX_MESSAGE_SIZE, CONTROL_STREAM_NAME, HANDSHAKE_INBOX } from './protocol.js'
+import { Handshake, type HandshakeOptions, type Refusal, type Role } from './handshake.js'
+import { CONTROL_APP_ID, CONTROL_MAX_MESSAGE_SIZE, CONTROL_STREAM_NAME, HANDSHAKE_INBOX, REFUSAL_GRACE_MS } from './protocol.js'
 
 type Control = ControlMessage.ControlMessage
 
@@ -108,4 +109,22 @@ export const run = (connection: TransportConnection, options: Omit<HandshakeOpti
         })
       )
     )
+  })
+
+/**
+ * Grace periods for bytes to leave the socket (a refusal, `Leave` frames): they pass in real
+ * time even under `TestClock`, as the bytes do. The cores never read this clock.
+ */
+export const ioClock = Clock.make()
+
+/** A handshake failed: log it (not a connection to ourselves), let our refusal reach the peer, close. */
+export const refused = (connection: TransportConnection, refusal: Refusal, role: Role, nodeId: string): Effect.Effect<void> =>
+  Effect.gen(function* () {
+    if (refusal.reason !== 'SelfConnection') {
+      const detail = { peerAddress: formatAddress(connection.remoteAddress), role, reason: refusal.reason, detail: refusal.message }
+      yield* Effect.logWarning(refusal.byPeer ? 'handshake refused by peer' : 'handshake refused').pipe(Effect.annotateLogs({ node: nodeId, ...detail }))
+    }
+    // a refusal of ours was just sent: give it a moment to reach the peer, which then closes itself
+    if (!refusal.byPeer && !connection.isClosed()) yield* Effect.sleep(REFUSAL_GRACE_MS).pipe(Effect.withClock(ioClock))
+    if (!connection.isClosed()) connection.close(ErrorCode.HandshakeRefused, refusal.reason)
   })

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { createRequire } from 'node:module'
 import { createInterface } from 'node:readline'
-import { Nodosum } from '../src/index.js'
+import { MemoryTransport, Nodosum } from '../src/index.js'
 import { eventually } from '../src/testing.js'
 
 const settings = { host: '127.0.0.1', port: 0, clusterSecret: 'shutdown-test-secret' }
@@ -77,4 +77,31 @@ describe('shutdown', () => {
       expect(result._tag === 'Some' && result.value[0]).toBe(0)
     })
   , 90_000)
+})
+
+describe('shutdown over MemoryTransport (TestClock)', () => {
+  const settle = Effect.promise(async () => {
+    for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve))
+  })
+
+  it.effect('simultaneous dials, then the scope closes: no fiber of the nodes is left', () =>
+    Effect.gen(function* () {
+      const supervisor = yield* Supervisor.track
+      yield* Effect.gen(function* () {
+        const build = (id: string) =>
+          Layer.build(Nodosum.layerMemory({ nodeId: id, host: id, port: 7001, clusterSecret: 'shutdown-test-secret' })).pipe(
+            Effect.map((ctx) => Context.get(ctx, Nodosum.Nodosum))
+          )
+        const a = yield* build('a')
+        const b = yield* build('b')
+        yield* Effect.all([a.dial(b.address), b.dial(a.address)], { concurrency: 'unbounded' })
+        for (let i = 0; i < 20; i++) yield* settle
+        expect(a.nodes()).toEqual(['a', 'b'])
+        expect(b.nodes()).toEqual(['a', 'b'])
+      }).pipe(Effect.scoped, Effect.provide(MemoryTransport.networkLayer), Effect.supervised(supervisor))
+      yield* settle
+      const alive = (yield* supervisor.value).filter((f) => f.unsafePoll() === null)
+      expect(alive.map((f) => f.id().toString())).toEqual([])
+    })
+  )
 })

@@ -6,7 +6,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Layer, Queue } from 'effect'
+import { Context, Effect, FiberSet, Layer, Queue } from 'effect'
 import { connectPair, MemoryNetworkImpl, type MemoryEndpoint } from './internal/memory.js'
 import { TransportError } from './NodosumError.js'
 import { type Address, formatAddress, Transport, type TransportConnection, type TransportLimits } from './Transport.js'
@@ -35,9 +35,9 @@ export class MemoryNetwork extends Context.Tag('@mycorrizal/nodosum/MemoryNetwor
 const impls = new WeakMap<MemoryNetworkService, MemoryNetworkImpl>()
 
 const makeNetwork = Effect.gen(function* () {
-  const runtime = yield* Effect.runtime<never>()
-  const impl = new MemoryNetworkImpl(runtime)
-  yield* Effect.addFinalizer(() => Effect.sync(() => impl.interruptAll()))
+  // every timer of the network (delays, idle timeouts of cut links) is a fiber of this set: the scope owns them
+  const timers = yield* FiberSet.make<void>()
+  const impl = new MemoryNetworkImpl(yield* FiberSet.runtime(timers)<never>())
   const matching = (pattern: string): Array<string> =>
     [...impl.endpoints.keys()].filter((key) => key === pattern || key.startsWith(`${pattern}:`) || key.startsWith(`[${pattern}]:`))
   const service: MemoryNetworkService = {

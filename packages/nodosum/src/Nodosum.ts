@@ -3,26 +3,24 @@
  * to the other members, membership (joined, left, failed), and framed application streams
  * to and from peers.
  *
+ * This module is the contract only: the Tag and its types. The implementation is
+ * `Cluster.ts` (`Cluster.make`, `Cluster.layer` over any `Transport` and `Discovery`, and the
+ * `layerQuic`/`layerMemory` conveniences, also reachable as `Nodosum.layer`/`Nodosum.layerMemory`
+ * from the package index).
+ *
  * @since 0.1.0
  */
-import { Context, Duration, Effect, Layer, Redacted, type Scope, type Stream } from 'effect'
-import * as Certificates from './Certificates.js'
-import * as Discovery from './Discovery.js'
-import { makeCluster } from './internal/cluster.js'
-import type { MemoryNetwork } from './MemoryTransport.js'
-import * as MemoryTransport from './MemoryTransport.js'
-import * as NodosumConfig from './NodosumConfig.js'
-import * as QuicTransport from './QuicTransport.js'
-import type { NodosumSettings, NodosumSettingsInput } from './NodosumConfig.js'
-import type { ClusterError, ConfigError, TransportError } from './NodosumError.js'
+import { Context, type Effect, type Stream } from 'effect'
+import type { ClusterError } from './NodosumError.js'
 import type { PeerStream, PeerStreamHandler } from './PeerStream.js'
-import { type Address, type ConnectionStats, formatAddress, Transport } from './Transport.js'
+import type { Address, ConnectionStats } from './Transport.js'
 
-/** Reserved application id of the control stream (handshake, membership, heartbeats). */
-export const CONTROL_APP_ID = 'SYSTEM-NODOSUM'
-
-/** Version of the handshake and control messages this node speaks. */
-export const PROTOCOL_VERSION = 1
+export {
+  /** Reserved application id of the control stream (handshake, membership, heartbeats). */
+  CONTROL_APP_ID,
+  /** Version of the handshake and control messages this node speaks. */
+  PROTOCOL_VERSION
+} from './internal/protocol.js'
 
 /** The life of a member as this node sees it. */
 export type MemberState = 'alive' | 'failed' | 'left'
@@ -108,64 +106,3 @@ export interface TlsIdentity {
   /** Cluster CA for mTLS; absent in cluster-secret mode. */
   readonly ca: string | undefined
 }
-
-/** The certificate a node presents: the configured one (mTLS) or a fresh self-signed one (secret mode). */
-export const tlsIdentity = (settings: NodosumSettings): Effect.Effect<TlsIdentity> =>
-  settings.auth?._tag === 'Tls'
-    ? Effect.succeed({ cert: settings.auth.cert, key: Redacted.value(settings.auth.key), ca: settings.auth.ca })
-    : Certificates.createSelfSigned(settings.nodeId).pipe(Effect.map((c) => ({ cert: c.cert, key: c.key, ca: undefined })))
-
-/** The cluster service over whatever `Transport` and `Discovery` are provided. */
-export const make = (settings: NodosumSettings, identity: TlsIdentity): Effect.Effect<Nodosum['Type'], never, Transport | Discovery.Discovery | Scope.Scope> =>
-  Effect.gen(function* () {
-    const transport = yield* Transport
-    const discovery = yield* Discovery.Discovery
-    return yield* makeCluster(settings, transport, discovery, { certificate: Certificates.toDer(identity.cert) })
-  })
-
-/**
- * A node over the in-memory transport (needs a `MemoryNetwork`): for deterministic tests of
- * many nodes in one process. `host` names the node in the network.
- */
-export const layerMemory = (input: NodosumSettingsInput): Layer.Layer<Nodosum, ConfigError | TransportError, MemoryNetwork> =>
-  Layer.scoped(
-    Nodosum,
-    Effect.gen(function* () {
-      const settings = yield* NodosumConfig.make({ host: 'memory', ...input })
-      const identity = yield* tlsIdentity(settings)
-      const transport = yield* MemoryTransport.make({
-        host: settings.transport.host,
-        port: settings.transport.port,
-        handshakeTimeoutMs: Duration.toMillis(settings.transport.handshakeTimeout),
-        idleTimeoutMs: Duration.toMillis(settings.transport.idleTimeout),
-        limits: settings.transport,
-        certificates: [Certificates.toDer(identity.cert)]
-      })
-      return yield* makeCluster(settings, transport, Discovery.fromSettings(settings.discovery), { certificate: Certificates.toDer(identity.cert) })
-    })
-  )
-
-/** A node over QUIC: validates the settings, binds the transport, joins the cluster. */
-export const layer = (input: NodosumSettingsInput): Layer.Layer<Nodosum, ConfigError | TransportError> =>
-  Layer.scoped(
-    Nodosum,
-    Effect.gen(function* () {
-      const settings = yield* NodosumConfig.make(input)
-      const identity = yield* tlsIdentity(settings)
-      if (settings.single) {
-        // no cluster: nothing is bound, local features only
-        const transport = yield* MemoryTransport.make({ host: 'single', certificates: [Certificates.toDer(identity.cert)] }).pipe(
-          Effect.provide(MemoryTransport.networkLayer)
-        )
-        return yield* makeCluster(settings, transport, Discovery.fixed([]), { certificate: Certificates.toDer(identity.cert) })
-      }
-      const transport = yield* QuicTransport.make({
-        ...settings.transport,
-        tls: { cert: identity.cert, key: identity.key, ca: identity.ca }
-      })
-      yield* Effect.logInfo('node listening').pipe(
-        Effect.annotateLogs({ node: settings.nodeId, cluster: settings.clusterId, address: formatAddress(transport.address), auth: settings.auth?._tag ?? 'none' })
-      )
-      return yield* makeCluster(settings, transport, Discovery.fromSettings(settings.discovery), { certificate: Certificates.toDer(identity.cert) })
-    })
-  )

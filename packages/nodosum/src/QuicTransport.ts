@@ -11,8 +11,8 @@
  *
  * @since 0.1.0
  */
-import { Duration, Effect, Layer, Queue, type Scope } from 'effect'
-import { QuicEndpoint, type QuicTls } from './internal/quic.js'
+import { Config, type ConfigError as EffectConfigError, Duration, Effect, Layer, Queue, type Scope } from 'effect'
+import { QuicEndpoint, type QuicTls } from './internal/quic/endpoint.js'
 import { TransportError } from './NodosumError.js'
 import { Transport, type TransportConnection } from './Transport.js'
 import * as TransportConfig from './TransportConfig.js'
@@ -78,3 +78,10 @@ export const make = (options: QuicTransportOptions): Effect.Effect<Transport['Ty
 
 /** A QUIC transport as a layer. */
 export const layer = (options: QuicTransportOptions): Layer.Layer<Transport, TransportError | ConfigError> => Layer.scoped(Transport, make(options))
+
+/**
+ * A QUIC transport whose settings come from Effect `Config` (`TransportConfig.config`, read
+ * under `MYCORRIZAL_TRANSPORT_*` from the environment by default), over the LAN defaults.
+ */
+export const layerConfig = (tls: QuicTls): Layer.Layer<Transport, TransportError | ConfigError | EffectConfigError.ConfigError> =>
+  Layer.unwrapEffect(Config.nested(TransportConfig.config, 'MYCORRIZAL_TRANSPORT').pipe(Effect.map((input) => layer({ ...input, tls }))))

@@ -2,7 +2,7 @@ import { describe, expect, it } from '@effect/vitest'
 import { Context, Duration, Effect, Layer, Logger, LogLevel } from 'effect'
 import { MemoryNetwork } from '../src/MemoryTransport.js'
 import * as MemoryTransport from '../src/MemoryTransport.js'
-import * as Nodosum from '../src/Nodosum.js'
+import { Nodosum } from '../src/index.js'
 
 describe('Nodosum at scale (MemoryTransport)', () => {
   it.live(

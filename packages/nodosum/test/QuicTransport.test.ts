@@ -1,7 +1,8 @@
 import { describe, expect, it } from '@effect/vitest'
-import { Effect, Layer } from 'effect'
+import { ConfigProvider, Effect, Layer } from 'effect'
 import * as Certificates from '../src/Certificates.js'
 import * as QuicTransport from '../src/QuicTransport.js'
+import { Transport } from '../src/Transport.js'
 import { transportSuite } from '../src/testing.js'
 
 // one throw-away identity shared by every transport of the suite (cluster-secret mode: any certificate is accepted)
@@ -107,5 +108,30 @@ describe('QuicTransport TLS', () => {
       yield* b.accept
       expect(connection.isClosed()).toBe(false)
     }).pipe(Effect.scoped)
+  )
+})
+
+describe('QuicTransport.layerConfig', () => {
+  it.live('binds where the environment says (MYCORRIZAL_TRANSPORT_*)', () =>
+    Effect.gen(function* () {
+      const transport = yield* Transport
+      expect(transport.address).toEqual({ host: '127.0.0.1', port: transport.address.port })
+      expect(transport.address.port).toBeGreaterThan(0)
+    }).pipe(
+      Effect.provide(QuicTransport.layerConfig({ cert: identity.cert, key: identity.key, ca: undefined })),
+      Effect.withConfigProvider(ConfigProvider.fromMap(new Map([['MYCORRIZAL_TRANSPORT_HOST', '127.0.0.1'], ['MYCORRIZAL_TRANSPORT_PORT', '0']]), { pathDelim: '_' }))
+    )
+  )
+
+  it.live('a bad value fails with a ConfigError naming the field', () =>
+    Effect.gen(function* () {
+      const error = yield* Layer.build(QuicTransport.layerConfig({ cert: identity.cert, key: identity.key, ca: undefined })).pipe(
+        Effect.scoped,
+        Effect.flip,
+        Effect.withConfigProvider(ConfigProvider.fromMap(new Map([['MYCORRIZAL_TRANSPORT_MAX_STREAMS', '0']]), { pathDelim: '_' }))
+      )
+      expect(error._tag).toBe('NodosumConfigError')
+      expect(error._tag === 'NodosumConfigError' && error.field).toBe('maxStreams')
+    })
   )
 })

@@ -1,5 +1,5 @@
-import { Effect, Fiber, type Queue, Runtime } from 'effect'
-import { copyBytes } from './bytes.js'
+import { Effect, type Fiber, FiberId, type Queue } from 'effect'
+import { Outbox } from './outbox.js'
 import { TransportError } from '../NodosumError.js'
 import type {
   Address,
@@ -45,11 +45,11 @@ export interface MemoryEndpoint {
 export class MemoryNetworkImpl {
   readonly endpoints = new Map<string, MemoryEndpoint>()
   private readonly links = new Map<string, Link>()
-  private readonly watchers = new Set<Fiber.RuntimeFiber<void>>()
   private nextPort = 1
   private nextConnection = 1
 
-  constructor(readonly runtime: Runtime.Runtime<never>) {}
+  /** `run` forks into the network's scope (a `FiberSet`): closing the scope interrupts every timer. */
+  constructor(private readonly run: (effect: Effect.Effect<void>) => Fiber.RuntimeFiber<void>) {}
 
   private link(from: string, to: string): Link {
     const id = `${from}>${to}`
@@ -91,11 +91,9 @@ export class MemoryNetworkImpl {
     if (this.endpoints.get(endpoint.key) === endpoint) this.endpoints.delete(endpoint.key)
   }
 
+  /** Runs `f` after `delayMs` on the Effect clock, in the network's scope. */
   runLater(delayMs: number, f: () => void): Fiber.RuntimeFiber<void> {
-    const fiber = Runtime.runFork(this.runtime)(Effect.sleep(delayMs).pipe(Effect.andThen(Effect.sync(f))))
-    this.watchers.add(fiber)
-    fiber.addObserver(() => this.watchers.delete(fiber))
-    return fiber
+    return this.run(Effect.sleep(delayMs).pipe(Effect.andThen(Effect.sync(f))))
   }
 
   /** Blocks or unblocks one direction. */
@@ -115,10 +113,6 @@ export class MemoryNetworkImpl {
     }
   }
 
-  interruptAll(): void {
-    for (const fiber of this.watchers) Runtime.runFork(this.runtime)(Fiber.interrupt(fiber))
-    this.watchers.clear()
-  }
 }
 
 const closedError = (reason: 'StreamClosed' | 'ConnectionClosed', what: string) =>
@@ -130,12 +124,8 @@ class MemoryStreamEnd implements TransportStream {
   /** Bytes the peer wrote that this side has not read yet (paused or no handler). */
   private readonly inbox: Array<Uint8Array> = []
   private inboxBytes = 0
-  private readonly outbox: Array<Uint8Array> = []
-  private outboxBytes = 0
+  private readonly out: Outbox
   private paused = false
-  private wantDrain = false
-  private finQueued = false
-  private finSent = false
   private finReceived = false
   private endDelivered = false
   private closed = false
@@ -146,6 +136,7 @@ class MemoryStreamEnd implements TransportStream {
     handler: StreamHandler | undefined
   ) {
     this.handler = handler
+    this.out = new Outbox(connection.limits.writeHighWaterMark)
   }
 
   setHandler = (handler: StreamHandler): void => {
@@ -154,27 +145,25 @@ class MemoryStreamEnd implements TransportStream {
   }
 
   write = (chunk: Uint8Array, owned = false, onRelease?: () => void): boolean => {
-    if (this.closed || this.finQueued) {
+    if (this.closed || this.out.finQueued) {
       onRelease?.()
       throw closedError('StreamClosed', `stream ${this.id}`)
     }
     if (chunk.byteLength > 0) {
       // a buffer the caller wants back is copied (the peer's inbox would otherwise share it)
-      this.outbox.push(owned && onRelease === undefined ? chunk : copyBytes(chunk))
-      this.outboxBytes += chunk.byteLength
+      this.out.push(chunk, 0, owned && onRelease === undefined, onRelease)
       this.connection.schedulePump()
+    } else {
+      onRelease?.()
     }
-    onRelease?.()
-    const ok = this.outboxBytes < this.connection.limits.writeHighWaterMark
-    if (!ok) this.wantDrain = true
-    return ok
+    return this.out.accepts()
   }
 
-  writableLength = (): number => this.outboxBytes
+  writableLength = (): number => this.out.bytes
 
   end = (): void => {
-    if (this.closed || this.finQueued) return
-    this.finQueued = true
+    if (this.closed || this.out.finQueued) return
+    this.out.finQueued = true
     this.connection.schedulePump()
   }
 
@@ -201,30 +190,23 @@ class MemoryStreamEnd implements TransportStream {
   pump(): boolean {
     if (this.closed) return false
     const window = this.connection.limits.maxStreamWindow
-    while (this.outbox.length > 0 && this.peer.inboxBytes < window) {
+    const out = this.out
+    while (!out.isEmpty() && this.peer.inboxBytes < window) {
       const room = window - this.peer.inboxBytes
-      let chunk = this.outbox[0]!
-      if (chunk.byteLength > room) {
-        this.outbox[0] = chunk.subarray(room)
-        chunk = chunk.subarray(0, room)
-      } else {
-        this.outbox.shift()
-      }
-      this.outboxBytes -= chunk.byteLength
+      const head = out.head()
+      const chunk = head.byteLength > room ? head.subarray(0, room) : head
+      out.consume(chunk.byteLength)
       this.connection.bytesSent += chunk.byteLength
       this.connection.peer.bytesReceived += chunk.byteLength
       this.peer.receive(chunk)
     }
-    if (this.outbox.length === 0 && this.finQueued && !this.finSent) {
-      this.finSent = true
+    if (out.finDue()) {
+      out.finSent = true
       this.peer.receiveFin()
     }
-    if (this.wantDrain && this.outboxBytes < this.connection.limits.writeHighWaterMark && !this.closed) {
-      this.wantDrain = false
-      this.connection.call(this, () => this.handler?.onDrain?.())
-    }
+    if (!this.closed && out.drainDue()) this.connection.call(this, () => this.handler?.onDrain?.())
     this.maybeFinish()
-    return this.outbox.length > 0
+    return !out.isEmpty()
   }
 
   private receive(chunk: Uint8Array): void {
@@ -257,7 +239,7 @@ class MemoryStreamEnd implements TransportStream {
   }
 
   private maybeFinish(): void {
-    if (!this.closed && this.finSent && this.endDelivered) this.close(undefined)
+    if (!this.closed && this.out.finSent && this.endDelivered) this.close(undefined)
   }
 
   close(error: TransportError | undefined): void {
@@ -265,8 +247,7 @@ class MemoryStreamEnd implements TransportStream {
     this.closed = true
     this.inbox.length = 0
     this.inboxBytes = 0
-    this.outbox.length = 0
-    this.outboxBytes = 0
+    this.out.clear()
     this.connection.streams.delete(this.id)
     const handler = this.handler
     if (handler?.onClose !== undefined) this.connection.call(undefined, () => handler.onClose!(error))
@@ -382,7 +363,7 @@ export class MemoryConnectionEnd implements TransportConnection {
       if (this.idleWatch !== undefined) {
         const watch = this.idleWatch
         this.idleWatch = undefined
-        Runtime.runFork(this.network.runtime)(Fiber.interrupt(watch))
+        watch.unsafeInterruptAsFork(FiberId.none)
       }
       this.schedulePump()
       return
@@ -411,7 +392,7 @@ export class MemoryConnectionEnd implements TransportConnection {
     if (this.closed) return
     this.closed = true
     if (this.idleWatch !== undefined) {
-      Runtime.runFork(this.network.runtime)(Fiber.interrupt(this.idleWatch))
+      this.idleWatch.unsafeInterruptAsFork(FiberId.none)
       this.idleWatch = undefined
     }
     this.endpoint.connections.delete(this)
@@ -425,7 +406,7 @@ export class MemoryConnectionEnd implements TransportConnection {
   /** Drops this side without running any callback: what a killed process leaves behind. */
   abandon(): void {
     this.closed = true
-    if (this.idleWatch !== undefined) Runtime.runFork(this.network.runtime)(Fiber.interrupt(this.idleWatch))
+    if (this.idleWatch !== undefined) this.idleWatch.unsafeInterruptAsFork(FiberId.none)
     this.endpoint.connections.delete(this)
   }
 

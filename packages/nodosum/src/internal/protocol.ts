@@ -1,0 +1,28 @@
+/**
+ * Constants of the cluster protocol (version 1): what both sides of a connection must agree
+ * on, and the default grace periods of the cluster shell. No logic here.
+ */
+
+/** Version of the handshake and control messages this node speaks. */
+export const PROTOCOL_VERSION = 1
+
+/** Reserved application id of the control stream (handshake, membership, heartbeats). */
+export const CONTROL_APP_ID = 'SYSTEM-NODOSUM'
+
+/** Stream name of the control stream. */
+export const CONTROL_STREAM_NAME = ''
+
+/** Largest control message in bytes (a `Members` list of a large cluster fits). */
+export const CONTROL_MAX_MESSAGE_SIZE = 1024 * 1024
+
+/** Control messages a connection may buffer before its handshake finishes. */
+export const HANDSHAKE_INBOX = 16
+
+/** A refusal of ours gets this long to reach the peer before the connection closes (ms). */
+export const REFUSAL_GRACE_MS = 200
+
+/** `Leave` frames get this long to leave the socket before the connections close (ms). */
+export const LEAVE_GRACE_MS = 20
+
+/** Of two nodes that learn of each other, the larger id waits this many heartbeats for the smaller to dial. */
+export const LATE_DIAL_HEARTBEATS = 2

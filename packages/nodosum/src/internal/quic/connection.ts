@@ -1,0 +1,364 @@
+import type { native } from '@matrixai/quic'
+import type dgram from 'node:dgram'
+import { TransportError } from '../../NodosumError.js'
+import type { Address, ConnectionHandler, ConnectionStats, StreamHandler, TransportConnection, TransportLimits, TransportStream } from '../../Transport.js'
+import { guard, QuicStream, type StreamHost } from './stream.js'
+
+type QConn = native.Connection
+type HostPort = native.Host
+
+export const cidKey = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1')
+
+const isCryptoCode = (code: number) => code >= 0x100 && code <= 0x1ff
+
+/** What a connection needs of its endpoint (`endpoint.ts` implements it). */
+export interface ConnectionHost {
+  readonly localHost: HostPort
+  readonly address: Address
+  readonly options: { readonly limits: TransportLimits; readonly handshakeTimeoutMs: number }
+  /** Shared read buffer: `onData` gets views into it, valid only during the call. */
+  readonly readBuf: Buffer
+  /** The send buffer to fill; replaced when the socket keeps the last one. */
+  readonly scratch: Buffer
+  connectionId(): string
+  markDirty(c: QuicConnection): void
+  sendDatagram(buf: Buffer, len: number, to: HostPort): void
+  unregister(key: string, c: QuicConnection): void
+  handshakeStarted(): void
+  handshakeEnded(): void
+  onAccept: (connection: QuicConnection) => void
+  onError: (error: unknown) => void
+}
+
+/**
+ * One QUIC connection: feeds received datagrams to quiche, dispatches stream events, drains
+ * quiche's send queue when flushed, and keeps quiche's timer.
+ *
+ * Timers: the packet pump's timer (quiche's `timeout()`) and the handshake deadline are plain
+ * `setTimeout`s, one of each per connection at most — the measured design of the hot path (an
+ * Effect fiber per connection timer costs more than it does). Both are cleared when the
+ * connection is destroyed (`destroyWith`), and the endpoint destroys every connection on close,
+ * so none outlives the transport's scope.
+ */
+export class QuicConnection implements TransportConnection, StreamHost {
+  readonly key: string
+  readonly id: string
+  aliasKey: string | null = null
+  private recvInfo: native.RecvInfo
+  dirty = false
+  established = false
+  /** The JS side is done (closed locally, by the peer, or failed). */
+  private jsClosed = false
+  /** quiche reported closed and the connection left the endpoint. */
+  private finalized = false
+  private timer: NodeJS.Timeout | null = null
+  private timerDeadline = 0
+  private handshakeTimer: NodeJS.Timeout | null = null
+  private readonly streams = new Map<number, QuicStream>()
+  private readonly blocked = new Set<QuicStream>()
+  private readonly pendingIncoming: Array<QuicStream> = []
+  private handler: ConnectionHandler | undefined
+  private nextStreamId: number
+  streamsOpened = 0
+  /** Settles the dialer's wait for the handshake. */
+  onEstablished: (() => void) | undefined
+  onHandshakeFailed: ((error: TransportError) => void) | undefined
+
+  constructor(
+    readonly endpoint: ConnectionHost,
+    readonly qc: QConn,
+    readonly initiator: boolean,
+    scid: Uint8Array,
+    remote: HostPort
+  ) {
+    this.key = cidKey(scid)
+    this.id = endpoint.connectionId()
+    this.recvInfo = { from: remote, to: endpoint.localHost }
+    this.nextStreamId = initiator ? 0 : 1
+    endpoint.handshakeStarted()
+    this.handshakeTimer = setTimeout(() => {
+      this.handshakeTimer = null
+      if (!this.established) {
+        this.fail(new TransportError({ reason: 'HandshakeTimeout', message: `no QUIC handshake with ${remote.host}:${remote.port} within ${endpoint.options.handshakeTimeoutMs} ms` }))
+      }
+    }, endpoint.options.handshakeTimeoutMs)
+  }
+
+  get localAddress(): Address {
+    return this.endpoint.address
+  }
+
+  get remoteAddress(): Address {
+    return { host: this.recvInfo.from.host, port: this.recvInfo.from.port }
+  }
+
+  get limits(): TransportLimits {
+    return this.endpoint.options.limits
+  }
+
+  get readBuf(): Buffer {
+    return this.endpoint.readBuf
+  }
+
+  markDirty(): void {
+    this.endpoint.markDirty(this)
+  }
+
+  recv(data: Buffer, rinfo: dgram.RemoteInfo): void {
+    if (this.finalized) return
+    const from = this.recvInfo.from
+    if (from.port !== rinfo.port || from.host !== rinfo.address) {
+      this.recvInfo = { from: { host: rinfo.address, port: rinfo.port }, to: this.endpoint.localHost }
+    }
+    try {
+      this.qc.recv(data, this.recvInfo)
+    } catch (e) {
+      // quiche closed the connection itself (TLS failure and the like) when localError is set
+      if (this.qc.localError() === null) this.endpoint.onError(e)
+    }
+    this.endpoint.markDirty(this)
+  }
+
+  /** Dispatches events, drains quiche's send queue, re-arms the timer. */
+  flush(): void {
+    const qc = this.qc
+    if (!this.established && qc.isEstablished()) this.handshakeDone()
+    if (this.established && !this.jsClosed) {
+      for (const id of qc.readable()) this.readStream(id)
+      if (this.blocked.size > 0) this.checkWritable()
+    }
+    const endpoint = this.endpoint
+    const to = this.recvInfo.from
+    for (let i = 0; i < 100_000; i++) {
+      const buf = endpoint.scratch
+      let r: [number, native.SendInfo] | null
+      try {
+        r = qc.send(buf)
+      } catch (e) {
+        endpoint.onError(e)
+        break
+      }
+      if (r === null) break
+      endpoint.sendDatagram(buf, r[0], to)
+    }
+    if (qc.isClosed()) {
+      this.finalize()
+      return
+    }
+    this.armTimer()
+  }
+
+  private armTimer(): void {
+    const t = this.qc.timeout()
+    if (t === null) {
+      if (this.timer !== null) {
+        clearTimeout(this.timer)
+        this.timer = null
+      }
+      return
+    }
+    const deadline = performance.now() + t
+    if (this.timer !== null && Math.abs(deadline - this.timerDeadline) < 1) return
+    if (this.timer !== null) clearTimeout(this.timer)
+    this.timerDeadline = deadline
+    this.timer = setTimeout(this.onTimer, t)
+  }
+
+  private onTimer = (): void => {
+    this.timer = null
+    this.qc.onTimeout()
+    this.flush()
+  }
+
+  private handshakeDone(): void {
+    this.established = true
+    if (this.handshakeTimer !== null) {
+      clearTimeout(this.handshakeTimer)
+      this.handshakeTimer = null
+    }
+    this.endpoint.handshakeEnded()
+    if (this.aliasKey !== null) {
+      this.endpoint.unregister(this.aliasKey, this)
+      this.aliasKey = null
+    }
+    if (this.initiator) {
+      const settle = this.onEstablished
+      this.onEstablished = undefined
+      this.onHandshakeFailed = undefined
+      settle?.()
+    } else {
+      this.endpoint.onAccept(this)
+    }
+  }
+
+  private readStream(id: number): void {
+    let s = this.streams.get(id)
+    if (s === undefined) {
+      // a new stream of the peer's (a closed one of ours would not come back readable)
+      if ((id & 1) === (this.initiator ? 0 : 1)) return
+      s = new QuicStream(this, id, undefined)
+      this.streams.set(id, s)
+      this.streamsOpened++
+      const handler = this.handler
+      if (handler === undefined) this.pendingIncoming.push(s)
+      else guard(s, () => handler.onStream(s!))
+    }
+    s.read()
+  }
+
+  private checkWritable(): void {
+    for (const s of [...this.blocked]) {
+      let capacity: number
+      try {
+        capacity = this.qc.streamCapacity(s.id)
+      } catch (e) {
+        this.blocked.delete(s)
+        s.peerStopped(e)
+        continue
+      }
+      if (capacity > 0) {
+        this.blocked.delete(s)
+        s.pump()
+      }
+    }
+  }
+
+  block(s: QuicStream): void {
+    this.blocked.add(s)
+  }
+
+  dropStream(s: QuicStream): void {
+    this.streams.delete(s.id)
+    this.blocked.delete(s)
+  }
+
+  setHandler = (handler: ConnectionHandler): void => {
+    this.handler = handler
+    for (const s of this.pendingIncoming.splice(0)) guard(s, () => handler.onStream(s))
+  }
+
+  peerCertificates = (): ReadonlyArray<Uint8Array> => this.qc.peerCertChain() ?? []
+
+  openStream = (handler: StreamHandler): TransportStream => {
+    if (this.jsClosed) throw new TransportError({ reason: 'ConnectionClosed', message: `connection ${this.id} is closed` })
+    if (this.qc.peerStreamsLeftBidi() <= 0) {
+      throw new TransportError({ reason: 'StreamLimit', message: `the peer allows no more open streams (limit ${this.qc.stats().peerInitialMaxStreamsBidi})` })
+    }
+    const id = this.nextStreamId
+    this.nextStreamId += 4
+    try {
+      this.qc.streamSend(id, new Uint8Array(0), false)
+    } catch (e) {
+      throw new TransportError({ reason: 'StreamLimit', message: `cannot open stream: ${String(e)}` })
+    }
+    const s = new QuicStream(this, id, handler)
+    this.streams.set(id, s)
+    this.streamsOpened++
+    return s
+  }
+
+  streamsLeft = (): number => (this.jsClosed ? 0 : this.qc.peerStreamsLeftBidi())
+
+  close = (code = 0, reason = ''): void => {
+    if (this.jsClosed) return
+    try {
+      this.qc.close(true, code, Buffer.from(reason))
+    } catch {
+      // already closing
+    }
+    this.endpoint.markDirty(this)
+    this.closeJs(undefined, new TransportError({ reason: 'ConnectionClosed', message: `connection ${this.id} closed locally` }))
+  }
+
+  isClosed = (): boolean => this.jsClosed
+
+  stats = (): ConnectionStats => {
+    const s = this.qc.stats()
+    let rtt: number | undefined
+    for (const path of this.qc.pathStats()) {
+      rtt = path.rtt
+      break
+    }
+    return {
+      bytesSent: s.sentBytes,
+      bytesReceived: s.recvBytes,
+      packetsSent: s.sent,
+      packetsReceived: s.recv,
+      packetsLost: s.lost,
+      rttMicros: rtt === undefined ? undefined : Math.round(rtt * 1000),
+      streamsOpen: this.streams.size,
+      streamsOpened: this.streamsOpened
+    }
+  }
+
+  /** Closes the JS side: every stream and the handler hear of it once. */
+  private closeJs(error: TransportError | undefined, streamError: TransportError): void {
+    if (this.jsClosed) return
+    this.jsClosed = true
+    for (const s of [...this.streams.values()]) s.close(streamError)
+    this.streams.clear()
+    this.blocked.clear()
+    this.pendingIncoming.length = 0
+    const handler = this.handler
+    if (handler?.onClose !== undefined) guard(undefined, () => handler.onClose!(error))
+  }
+
+  /** Why quiche closed the connection, as a transport error (undefined for our own close). */
+  private closeReason(): TransportError {
+    const peer = this.qc.peerError()
+    const local = this.qc.localError()
+    if (this.qc.isTimedOut()) return new TransportError({ reason: 'IdleTimeout', message: `no packets from ${this.remoteAddress.host}:${this.remoteAddress.port} within the idle timeout` })
+    if (peer !== null) {
+      if (!peer.isApp && isCryptoCode(peer.errorCode)) {
+        return new TransportError({ reason: 'TlsFailed', message: `the peer refused the TLS handshake (alert ${peer.errorCode - 0x100})`, code: peer.errorCode })
+      }
+      return new TransportError({
+        reason: 'PeerClosed',
+        message: `peer closed the connection (code ${peer.errorCode}${peer.reason.byteLength > 0 ? `: ${Buffer.from(peer.reason).toString('utf8')}` : ''})`,
+        code: peer.errorCode
+      })
+    }
+    if (local !== null && !local.isApp && isCryptoCode(local.errorCode)) {
+      return new TransportError({ reason: 'TlsFailed', message: `TLS handshake failed (alert ${local.errorCode - 0x100})`, code: local.errorCode })
+    }
+    return new TransportError({ reason: 'ConnectionClosed', message: 'connection closed' })
+  }
+
+  /** Fails the connection without a graceful close (handshake timeout). */
+  private fail(error: TransportError): void {
+    try {
+      this.qc.close(false, 0, Buffer.from('timeout'))
+    } catch {
+      // already closing
+    }
+    this.destroyWith(error)
+  }
+
+  destroy(): void {
+    this.destroyWith(undefined)
+  }
+
+  private destroyWith(error: TransportError | undefined): void {
+    if (this.finalized) return
+    this.finalized = true
+    if (this.timer !== null) clearTimeout(this.timer)
+    if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer)
+    this.timer = null
+    this.handshakeTimer = null
+    if (!this.established) this.endpoint.handshakeEnded()
+    this.endpoint.unregister(this.key, this)
+    if (this.aliasKey !== null) this.endpoint.unregister(this.aliasKey, this)
+    const reason = error ?? this.closeReason()
+    if (!this.established || this.onHandshakeFailed !== undefined) {
+      const fail = this.onHandshakeFailed
+      this.onHandshakeFailed = undefined
+      this.onEstablished = undefined
+      fail?.(reason)
+    }
+    this.closeJs(reason, reason)
+  }
+
+  private finalize(): void {
+    this.destroyWith(undefined)
+  }
+}

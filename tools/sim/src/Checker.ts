@@ -19,6 +19,10 @@
  *   delete superseded.
  * - P6 memory is bounded: sampled keys and bytes per node stay within the bucket's limits.
  *
+ * Writes on two sides of a partition or pause, once any clock was skewed, cannot be ordered by
+ * real time by any available cache: violations of 1, 2 and 5 whose writes span such a cut are
+ * not counted (P4 still is).
+ *
  * "Checked" reads are the final ones and those that start `settleMs` after any partition,
  * pause, kill, restart, join or leave (an AP cache may answer stale there); a write supersedes
  * for a read only once it completed `staleMs` before the read began (replicas lag).
@@ -66,10 +70,36 @@ export const killsExcuse = (faults: ReadonlyArray<Fault>, r: number, window: num
   return false
 }
 
+/** Windows [from, to] during which the network was cut (a partition or a pause). */
+const cuts = (faults: ReadonlyArray<Fault>): Array<readonly [number, number]> => {
+  const out: Array<readonly [number, number]> = []
+  let open: number | undefined
+  for (const f of faults) {
+    if ((f.kind === 'partition' || f.kind === 'pause') && open === undefined) open = f.at
+    if ((f.kind === 'heal' || f.kind === 'resume') && open !== undefined) {
+      out.push([open, f.at])
+      open = undefined
+    }
+  }
+  if (open !== undefined) out.push([open, Infinity])
+  return out
+}
+
+/** The first time any node's clock was off (Infinity if never). */
+const firstSkew = (faults: ReadonlyArray<Fault>): number => faults.find((f) => f.kind === 'skew' && (f.offsetMs ?? 0) !== 0)?.at ?? Infinity
+
 export const check = (history: History): Array<Violation> => {
   const { config, ops, faults } = history
   const violations: Array<Violation> = []
   const disturbances = faults.filter((f) => DISTURBING.has(f.kind)).map((f) => f.at)
+  const cut = cuts(faults)
+  const skewFrom = firstSkew(faults)
+  /**
+   * Two sides of a partition each acknowledge writes; with clocks apart, no available cache can
+   * order them by real time (a side cannot know of the other's write): write order on different
+   * sides of a cut, once a clock was skewed, is not held to promises 1, 2 and 5.
+   */
+  const unorderable = (from: number, to: number) => skewFrom <= to && cut.some(([a, b]) => a <= to && b >= from)
   const settled = (read: Op): boolean => {
     if (read.final === true) return true
     const from = read.inv - config.settleMs
@@ -125,8 +155,9 @@ export const check = (history: History): Array<Violation> => {
         // which acknowledged writes the answer contradicts: the newest ones that nothing supersedes
         const newest = candidates.filter((w) => acked(w) && w.comp! <= horizon)
         const from = Math.min(...newest.map((w) => w.inv))
-        if (killsExcuse(faults, config.replicas, config.killWindowMs, from, end)) continue
         const seenPut = read.res === 'hit' ? puts.filter((p) => p.hash === read.got) : []
+        if (killsExcuse(faults, config.replicas, config.killWindowMs, from, end)) continue
+        if (unorderable(Math.min(from, ...seenPut.map((p) => p.inv)), read.inv)) continue
         const promise = read.res === 'miss' ? (newest.some((w) => w.kind === 'put') ? 'P1' : 'P5') : newest.some((w) => w.kind === 'delete') ? 'P5' : 'P2'
         const what =
           read.res === 'miss'

@@ -61,6 +61,8 @@ export interface Fault {
   readonly kind: FaultKind
   readonly nodes: ReadonlyArray<string>
   readonly detail?: string
+  /** skew: the node's clock offset from now on (ms). */
+  readonly offsetMs?: number
 }
 
 export interface Sample {
@@ -78,4 +80,6 @@ export interface History {
   readonly samples: Array<Sample>
   /** When the final heal happened (the quiet period starts). */
   finalHealAt?: number
+  /** Each node's member list when the final reads start (diagnostics). */
+  views?: Record<string, ReadonlyArray<string>>
 }

@@ -3,7 +3,7 @@
  * a shortened history (the operations on the key involved and every fault) that reproduces it.
  */
 import { promiseNames, type Violation } from './Checker.js'
-import type { FaultChoice, RunResult, SimOptions } from './Simulator.js'
+import type { RunResult, SimOptions } from './Simulator.js'
 import type { Fault, History, Op } from './History.js'
 
 const secs = (ms: number) => `${(ms / 1000).toFixed(3)}s`
@@ -58,19 +58,14 @@ export const describeViolation = (result: RunResult, finding: { readonly first: 
     `  ${v.message}${finding.count > 1 ? ` (and ${finding.count - 1} more like it)` : ''}`,
     `  replay: ${replayCommand(result.options)}`,
     `  history of '${v.bucket}'/${v.key === '' ? v.node : v.key}, with every fault:`,
-    ...shortHistory(result.history, v).map((l) => `    ${l}`)
+    ...shortHistory(result.history, v).map((l) => `    ${l}`),
+    ...(v.promise === 'P4' && result.history.views !== undefined
+      ? [`  members as each node saw them before the final reads: ${Object.entries(result.history.views).map(([n, m]) => `${n}=[${m.join(',')}]`).join(' ')}`]
+      : [])
   ]
 }
 
 export const summaryLine = (result: RunResult): string => {
   const c = result.history.config
-  return `seed ${result.options.seed}: ${c.nodes} nodes, R=${c.replicas}, ${result.ops} ops, ${result.faults} faults, ${secs(result.virtualMs)} simulated in ${result.wallMs} ms, ${distinct(result.violations).length} violations`
-}
-
-export const parseFaults = (text: string): ReadonlyArray<FaultChoice> => {
-  if (text === 'none') return []
-  const all = ['kill', 'pause', 'partition', 'delay', 'membership', 'skew']
-  const list = text.split(',').map((s) => s.trim()).filter((s) => s !== '')
-  for (const f of list) if (!all.includes(f)) throw new Error(`unknown fault '${f}' (one of ${all.join(', ')}, or none)`)
-  return list as ReadonlyArray<FaultChoice>
+  return `seed ${result.options.seed}: ${c.nodes} nodes, R=${c.replicas}, ${result.ops} ops, ${result.faults} faults, ${secs(result.virtualMs)} simulated in ${result.wallMs} ms (${result.cpuMs} ms CPU), ${distinct(result.violations).length} violations`
 }

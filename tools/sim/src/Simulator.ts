@@ -46,6 +46,8 @@ export interface RunResult {
   readonly virtualMs: number
   /** Wall-clock time of the run (ms). */
   readonly wallMs: number
+  /** CPU time of this process during the run (ms, user + system): what a loaded machine does not inflate. */
+  readonly cpuMs: number
 }
 
 // ---- timings (virtual ms) ---------------------------------------------------------------
@@ -55,6 +57,8 @@ const PORT = 7001
 const WARMUP_MS = 3_000
 const MEAN_GAP_MS = 100
 const QUIET_MS = 15_000
+/** Faults after the last client operation. */
+const TAIL_MS = 5_000
 const FINAL_MAX_MS = 20_000
 const SAMPLE_EVERY_MS = 1_000
 const SECRET = 'simulated-cluster-secret-0123456789abcdef'
@@ -114,20 +118,25 @@ const plan = (options: SimOptions) => {
     const kind: OpKind = x < 0.45 ? 'put' : x < 0.55 ? 'delete' : 'get'
     ops.push({ at, kind, bucket, key: opsPrng.pick(keys[bucket]), nodeHint: opsPrng.int(0, 1_000), size: kind === 'put' ? drawSize(opsPrng) : 0 })
   }
-  const activeEnd = at + 2_000
+  const opsEnd = at
   const choices = options.faults ?? allFaults
   const faultPrng = prng.fork()
   const faultTimes: Array<{ at: number; choice: FaultChoice }> = []
-  const faultCount = choices.length === 0 ? 0 : Math.max(1, Math.round(opCount / 15))
-  for (let i = 0; i < faultCount; i++) faultTimes.push({ at: faultPrng.int(WARMUP_MS, activeEnd - 1_000), choice: faultPrng.pick(choices) })
+  // faults while the clients run, and a tail of faults after the last operation: a write lost
+  // there is not hidden by a newer one
+  const faultCount = choices.length === 0 ? 0 : Math.max(1, Math.round(opCount / 25))
+  for (let i = 0; i < faultCount; i++) faultTimes.push({ at: faultPrng.int(WARMUP_MS, opsEnd), choice: faultPrng.pick(choices) })
+  const tail = choices.length === 0 ? 0 : faultPrng.int(1, 2)
+  for (let i = 0; i < tail; i++) faultTimes.push({ at: faultPrng.int(opsEnd + 500, opsEnd + TAIL_MS - 500), choice: faultPrng.pick(choices) })
   faultTimes.sort((a, b) => a.at - b.at)
+  const activeEnd = opsEnd + (choices.length === 0 ? 1_000 : TAIL_MS)
   const config: RunConfig = {
     seed: options.seed,
     nodes,
     replicas,
     buckets,
     staleMs: 2_000,
-    settleMs: 6_000,
+    settleMs: 3_000,
     killWindowMs: 6_000
   }
   return { config, ops, activeEnd, faultTimes, runtimePrng: prng.fork(), keys }
@@ -146,6 +155,7 @@ interface SimNode {
   generation: number
   scope?: Scope.CloseableScope
   mycel?: Mycel.Mycel['Type']
+  nodosum?: Nodosum.Nodosum['Type']
   run?: <A, E>(effect: Effect.Effect<A, E>) => unknown
 }
 
@@ -166,9 +176,15 @@ const prepareIdentities = (count: number) => Effect.forEach(Array.from({ length:
 
 const MAX_NODES = 12
 
+const cpuMs = (since: NodeJS.CpuUsage): number => {
+  const d = process.cpuUsage(since)
+  return Math.round((d.user + d.system) / 1000)
+}
+
 /** Runs one seed. */
 export const runSeed = (options: SimOptions): Promise<RunResult> => {
   const started = performance.now()
+  const cpu = process.cpuUsage()
   const { config, ops: plannedOps, activeEnd, faultTimes, runtimePrng, keys } = plan(options)
   const history: History = { config, ops: [], faults: [], samples: [] }
   const vt = new VirtualTime()
@@ -229,6 +245,7 @@ export const runSeed = (options: SimOptions): Promise<RunResult> => {
         }
         node.scope = scope
         node.mycel = mycel
+        node.nodosum = Context.get(ctx, Nodosum.Nodosum)
         node.run = (effect) => run(effect as Effect.Effect<unknown, unknown>)
         node.state = 'up'
         restoreLinks(node)
@@ -251,6 +268,7 @@ export const runSeed = (options: SimOptions): Promise<RunResult> => {
       const scope = node.scope
       node.scope = undefined
       node.mycel = undefined
+      node.nodosum = undefined
       node.run = undefined
       node.state = how === 'kill' ? 'dead' : 'left'
       if (scope !== undefined) Runtime.runFork(rootRuntime)(Scope.close(scope, Exit.void))
@@ -374,7 +392,7 @@ export const runSeed = (options: SimOptions): Promise<RunResult> => {
           const node = prng.pick(candidates)
           const magnitude = prng.chance(0.5) ? prng.int(1_000, 30_000) : prng.int(30_000, 300_000)
           node.offset = prng.chance(0.2) ? 0 : prng.chance(0.5) ? magnitude : -magnitude
-          record('skew', [node.id], `${node.offset >= 0 ? '+' : ''}${node.offset} ms`)
+          history.faults.push({ at: now(), kind: 'skew', nodes: [node.id], detail: `${node.offset >= 0 ? '+' : ''}${node.offset} ms`, offsetMs: node.offset })
           injected++
           return
         }
@@ -486,6 +504,7 @@ export const runSeed = (options: SimOptions): Promise<RunResult> => {
     history.finalHealAt = now()
     record('heal', [], 'final')
     yield* advanceTo(now() + QUIET_MS)
+    history.views = Object.fromEntries(upNodes().map((n) => [n.id, [...n.nodosum!.nodes()].sort()]))
     const finalFrom = history.ops.length
     for (const key of keys.main) for (const node of upNodes()) issue(node, 'get', 'main', key, 0, true)
     const finals = history.ops.slice(finalFrom)
@@ -512,6 +531,6 @@ export const runSeed = (options: SimOptions): Promise<RunResult> => {
     )
   ).then(({ injected, virtualMs }) => {
     const violations = check(history)
-    return { options, history, violations, faults: injected, ops: history.ops.length, virtualMs, wallMs: Math.round(performance.now() - started) }
+    return { options, history, violations, faults: injected, ops: history.ops.length, virtualMs, wallMs: Math.round(performance.now() - started), cpuMs: cpuMs(cpu) }
   })
 }

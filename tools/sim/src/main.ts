@@ -11,8 +11,7 @@
  * JSON object {"seeds","ops","faults","violations"}. Exit code 1 on any violation.
  */
 import { parseArgs } from 'node:util'
-import { describeViolation, distinct, parseFaults, summaryLine } from './Report.js'
-import { runSeed, type SimOptions } from './Simulator.js'
+import type { FaultChoice, SimOptions } from './Simulator.js'
 
 const { values } = parseArgs({
   options: {
@@ -46,16 +45,22 @@ const seedList = (): Array<number> => {
 
 const nodes = int('nodes', values.nodes, 3, 7)
 const ops = int('ops', values.ops, 1, 100_000)
-let faults
-try {
-  faults = values.faults === undefined ? undefined : parseFaults(values.faults)
-} catch (e) {
-  console.error((e as Error).message)
+const families = ['kill', 'pause', 'partition', 'delay', 'membership', 'skew']
+const faultList = values.faults === undefined || values.faults === 'none' ? [] : values.faults.split(',').map((s) => s.trim())
+const unknown = faultList.filter((f) => !families.includes(f))
+if (unknown.length > 0) {
+  console.error(`unknown fault '${unknown[0]}' (one of ${families.join(', ')}, or none)`)
   process.exit(2)
 }
+const faults = values.faults === undefined ? undefined : (faultList as ReadonlyArray<FaultChoice>)
+const seeds = seedList()
+
+// the simulator loads the whole stack: only once the options are valid
+const { describeViolation, distinct, summaryLine } = await import('./Report.js')
+const { runSeed } = await import('./Simulator.js')
 
 const totals = { seeds: 0, ops: 0, faults: 0, violations: 0 }
-for (const seed of seedList()) {
+for (const seed of seeds) {
   const options: SimOptions = {
     seed,
     ...(nodes === undefined ? {} : { nodes }),

@@ -92,6 +92,18 @@ describe('checker', () => {
     expect(promises(h)).toEqual(['P2', 'P2'])
   })
 
+  it('writes on two sides of a partition with a clock skewed are not ordered by real time; without the skew they are', () => {
+    const ops = [put('a', 'A1', 10, 20), put('a', 'A2', 30, 40, 'n2'), hit('a', 'A1', 5_000, 'n1', true)]
+    const partition: Array<Fault> = [
+      { at: 5, kind: 'partition', nodes: ['n1'], detail: '| n2,n3' },
+      { at: 100, kind: 'heal', nodes: [] }
+    ]
+    const skew: Fault = { at: 1, kind: 'skew', nodes: ['n2'], detail: '-5000 ms', offsetMs: -5_000 }
+    expect(promises(history(ops, [skew, ...partition]))).toEqual([])
+    expect(promises(history(ops, partition))).toEqual(['P2'])
+    expect(promises(history(ops, [skew]))).toEqual(['P2'])
+  })
+
   it('P3: a read returns a value no put wrote, or one written only after the read ended', () => {
     expect(promises(history([put('a', 'A1', 10, 20), hit('a', 'TORN', 500)]))).toEqual(['P3'])
     // a value written to another key is invented for this one

@@ -63,7 +63,7 @@ const FINAL_MAX_MS = 20_000
 const SAMPLE_EVERY_MS = 1_000
 const SECRET = 'simulated-cluster-secret-0123456789abcdef'
 /** Large enough for every value; small enough that a handoff of many large values needs several messages. */
-const MAX_MESSAGE_SIZE = 4 * 1024 * 1024
+const MAX_MESSAGE_SIZE = 2 * 1024 * 1024
 
 const nodeSettings = {
   heartbeatInterval: 100,
@@ -105,18 +105,28 @@ const plan = (options: SimOptions) => {
     // no eviction and no expiry within a run: promises 1-5 are checked here
     { name: 'main', ttlMs: 3_600_000, maxSize: 10_000, maxBytes: 0, strict: true },
     // a bucket that evicts: promises 3 and 6
-    { name: 'tight', ttlMs: 3_600_000, maxSize: 3, maxBytes: 1_536 * 1024, strict: false }
+    { name: 'tight', ttlMs: 3_600_000, maxSize: 3, maxBytes: 1_536 * 1024, strict: false },
+    // large values only (64 KiB - 1 MiB): rebalancing moves megabytes per batch
+    { name: 'blobs', ttlMs: 3_600_000, maxSize: 10_000, maxBytes: 0, strict: true }
   ]
-  const keys = { main: ['k0', 'k1', 'k2', 'k3', 'k4', 'k5'], tight: ['t0', 't1', 't2', 't3', 't4'] }
+  const keys: Record<string, ReadonlyArray<string>> = {
+    main: ['k0', 'k1', 'k2', 'k3', 'k4', 'k5'],
+    tight: ['t0', 't1', 't2', 't3', 't4'],
+    blobs: ['b0', 'b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'b7']
+  }
   const ops: Array<PlannedOp> = []
   let at = WARMUP_MS
   const opsPrng = prng.fork()
   for (let i = 0; i < opCount; i++) {
     at += Math.max(1, Math.round(-Math.log(1 - opsPrng.float()) * MEAN_GAP_MS))
-    const bucket = opsPrng.chance(0.8) ? 'main' : 'tight'
+    const b = opsPrng.float()
+    const bucket = b < 0.72 ? 'main' : b < 0.9 ? 'tight' : 'blobs'
     const x = opsPrng.float()
-    const kind: OpKind = x < 0.45 ? 'put' : x < 0.55 ? 'delete' : 'get'
-    ops.push({ at, kind, bucket, key: opsPrng.pick(keys[bucket]), nodeHint: opsPrng.int(0, 1_000), size: kind === 'put' ? drawSize(opsPrng) : 0 })
+    const kind: OpKind = bucket === 'blobs' ? (x < 0.6 ? 'put' : x < 0.7 ? 'delete' : 'get') : x < 0.45 ? 'put' : x < 0.55 ? 'delete' : 'get'
+    const key = opsPrng.pick(keys[bucket]!)
+    const nodeHint = opsPrng.int(0, 1_000)
+    const size = kind !== 'put' ? 0 : bucket === 'blobs' ? opsPrng.int(64 * 1024, 1024 * 1024) : drawSize(opsPrng)
+    ops.push({ at, kind, bucket, key, nodeHint, size })
   }
   const opsEnd = at
   const choices = options.faults ?? allFaults
@@ -506,7 +516,9 @@ export const runSeed = (options: SimOptions): Promise<RunResult> => {
     yield* advanceTo(now() + QUIET_MS)
     history.views = Object.fromEntries(upNodes().map((n) => [n.id, [...n.nodosum!.nodes()].sort()]))
     const finalFrom = history.ops.length
-    for (const key of keys.main) for (const node of upNodes()) issue(node, 'get', 'main', key, 0, true)
+    for (const b of config.buckets) {
+      if (b.strict) for (const key of keys[b.name]!) for (const node of upNodes()) issue(node, 'get', b.name, key, 0, true)
+    }
     const finals = history.ops.slice(finalFrom)
     yield* advanceTo(now() + FINAL_MAX_MS, () => finals.every((op) => op.res !== undefined))
     sample()

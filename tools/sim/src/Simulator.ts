@@ -161,6 +161,9 @@ interface SimNode {
   state: NodeState
   /** Clock skew (ms) of this node against the test clock. */
   offset: number
+  /** Paused like SIGSTOP: its timers wait (see VirtualTime), its links are cut, no client uses it. */
+  paused: boolean
+  readonly parked: Array<() => void>
   /** Bumped at every start and kill: a start that finishes after a kill is discarded. */
   generation: number
   scope?: Scope.CloseableScope
@@ -211,7 +214,7 @@ export const runSeed = (options: SimOptions): Promise<RunResult> => {
       history.faults.push(detail === undefined ? { at: now(), kind, nodes: [...ids] } : { at: now(), kind, nodes: [...ids], detail })
     }
 
-    const clockOf = (node: SimNode): Clock.Clock => vt.clock(() => node.offset)
+    const clockOf = (node: SimNode): Clock.Clock => vt.clock(() => node.offset, node)
 
     const nodosumLayer = (id: string) =>
       Layer.scoped(
@@ -338,12 +341,16 @@ export const runSeed = (options: SimOptions): Promise<RunResult> => {
           const victim = prng.pick(up)
           const others = [...nodes.values()].filter((n) => n.id !== victim.id && n.state !== 'left').map((n) => n.id)
           network.partition([victim.id], others)
+          victim.paused = true
           networkFault = 'pause'
           record('pause', [victim.id])
           injected++
           at(now() + prng.int(500, 6_000), () => {
             network.heal()
             networkFault = 'none'
+            victim.paused = false
+            // everything that came due while it was stopped runs at once, as after SIGCONT
+            for (const wake of victim.parked.splice(0)) wake()
             record('resume', [victim.id])
           })
           return
@@ -385,7 +392,7 @@ export const runSeed = (options: SimOptions): Promise<RunResult> => {
           const leaving = prng.sample(up, leaves)
           const joining: Array<SimNode> = []
           for (let i = 0; i < joins; i++) {
-            const node: SimNode = { id: `n${nodes.size + 1}`, state: 'starting', offset: 0, generation: 0 }
+            const node: SimNode = { id: `n${nodes.size + 1}`, state: 'starting', offset: 0, generation: 0, paused: false, parked: [] }
             nodes.set(node.id, node)
             joining.push(node)
           }
@@ -466,13 +473,13 @@ export const runSeed = (options: SimOptions): Promise<RunResult> => {
 
     // ---- the run ----
     for (let i = 0; i < config.nodes; i++) {
-      const node: SimNode = { id: `n${i + 1}`, state: 'starting', offset: 0, generation: 0 }
+      const node: SimNode = { id: `n${i + 1}`, state: 'starting', offset: 0, generation: 0, paused: false, parked: [] }
       nodes.set(node.id, node)
     }
     for (const node of nodes.values()) start(node)
     for (const p of plannedOps) {
       at(p.at, () => {
-        const up = upNodes()
+        const up = upNodes().filter((n) => !n.paused)
         if (up.length === 0) return
         issue(up[p.nodeHint % up.length]!, p.kind, p.bucket, p.key, p.size)
       })
@@ -507,6 +514,10 @@ export const runSeed = (options: SimOptions): Promise<RunResult> => {
     events.length = 0
     network.heal()
     networkFault = 'none'
+    for (const node of nodes.values()) {
+      node.paused = false
+      for (const wake of node.parked.splice(0)) wake()
+    }
     for (const k of [...delays.keys()]) {
       const [from, to] = k.split('>') as [string, string]
       setDelay(from, to, 0)

@@ -83,6 +83,12 @@ const real = {
 /** True while a run has the global timers. */
 let installed = false
 
+/** A node's pause switch: its due sleeps wait in `parked` while it is paused. */
+export interface Gate {
+  paused: boolean
+  readonly parked: Array<() => void>
+}
+
 /** The handle a routed `setTimeout` returns. */
 interface TimeoutHandle {
   readonly timer: Timer
@@ -112,19 +118,26 @@ export class VirtualTime {
     return timer
   }
 
-  sleep(duration: Duration.Duration | number): Effect.Effect<void> {
+  sleep(duration: Duration.Duration | number, gate?: Gate): Effect.Effect<void> {
     const ms = typeof duration === 'number' ? duration : Duration.toMillis(duration)
     if (!Number.isFinite(ms)) return Effect.never
     return Effect.async<void>((resume) => {
-      const timer = this.schedule(ms, () => resume(Effect.void))
+      const wake = () => resume(Effect.void)
+      const timer = this.schedule(ms, () => {
+        if (gate?.paused === true) gate.parked.push(wake)
+        else wake()
+      })
       return Effect.sync(() => {
         timer.cancelled = true
       })
     })
   }
 
-  /** The clock as seen by a node whose clock is `offset()` ms off; sleeps are not affected. */
-  clock(offset: () => number = () => 0): Clock.Clock {
+  /**
+   * The clock as seen by a node whose clock is `offset()` ms off (sleeps are not affected by the
+   * offset). While `gate.paused`, the node's sleeps that come due wait; they all wake when it resumes.
+   */
+  clock(offset: () => number = () => 0, gate?: Gate): Clock.Clock {
     const millis = () => this.current + offset()
     return {
       [Clock.ClockTypeId]: Clock.ClockTypeId,
@@ -132,7 +145,7 @@ export class VirtualTime {
       currentTimeMillis: Effect.sync(millis),
       unsafeCurrentTimeNanos: () => BigInt(Math.round(millis() * 1_000_000)),
       currentTimeNanos: Effect.sync(() => BigInt(Math.round(millis() * 1_000_000))),
-      sleep: (duration) => this.sleep(duration)
+      sleep: (duration) => this.sleep(duration, gate)
     }
   }
 

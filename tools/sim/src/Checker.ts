@@ -1,0 +1,210 @@
+/**
+ * The checker: reads a run's history and reports every broken promise of Mycel
+ * (packages/mycel/README.md, DESIGN.md section 7). Pure; it knows nothing of the engine.
+ *
+ * Writes are acknowledged (`ok`) or indeterminate (a typed error, or never completed): an
+ * indeterminate write may take effect at any time after its invocation, or never. Order is real
+ * time: write a precedes write b when a completed before b was invoked.
+ *
+ * - P1 an acknowledged put or delete is not lost while fewer than R owners fail at once: a
+ *   checked read does not miss a put that an acknowledged write followed by nothing newer; kills
+ *   of R distinct nodes within `killWindowMs` of each other, between the write and the read,
+ *   excuse it (conservative: those nodes may have been the key's owners).
+ * - P2 a write acknowledged after another completed wins: a checked read does not return a value
+ *   an acknowledged later put superseded.
+ * - P3 a read returns a value some put wrote to that key (invoked before the read ended) or a
+ *   miss; never a torn or invented one. Every read, in every bucket, is held to it.
+ * - P4 after the final heal and the quiet period, every node answers the same for every key.
+ * - P5 a deleted key does not come back: a checked read does not return a value an acknowledged
+ *   delete superseded.
+ * - P6 memory is bounded: sampled keys and bytes per node stay within the bucket's limits.
+ *
+ * Writes on two sides of a partition or pause, once any clock was skewed, cannot be ordered by
+ * real time by any available cache: violations of 1, 2 and 5 whose writes span such a cut are
+ * not counted (P4 still is).
+ *
+ * "Checked" reads are the final ones and those that start `settleMs` after any partition,
+ * pause, kill, restart, join or leave (an AP cache may answer stale there); a write supersedes
+ * for a read only once it completed `staleMs` before the read began (replicas lag).
+ */
+import type { Fault, History, Op } from './History.js'
+
+export type Promise = 'P1' | 'P2' | 'P3' | 'P4' | 'P5' | 'P6'
+
+export interface Violation {
+  readonly promise: Promise
+  readonly bucket: string
+  /** The key involved ('' for P6). */
+  readonly key: string
+  /** The node involved, where one is. */
+  readonly node?: string
+  readonly message: string
+  /** Op ids that show it (the read and the writes it contradicts). */
+  readonly ops: ReadonlyArray<number>
+  readonly at: number
+}
+
+const isWrite = (op: Op) => op.kind === 'put' || op.kind === 'delete'
+const acked = (op: Op) => op.res === 'ok' && op.comp !== undefined
+
+/** Network and membership faults after which reads may be stale for a while. */
+const DISTURBING = new Set(['kill', 'restart', 'pause', 'resume', 'partition', 'heal', 'join', 'leave'])
+
+export const promiseNames: Readonly<Record<Promise, string>> = {
+  P1: 'an acknowledged put or delete is never lost while fewer than R owners fail at once',
+  P2: 'a write acknowledged after another acknowledged write completed wins over it',
+  P3: 'a get returns a value some put wrote, or a miss; never a torn or invented one',
+  P4: 'once faults heal and writes stop, every owner holds the same version',
+  P5: 'a deleted key does not come back',
+  P6: 'memory stays bounded (keys and bytes within the bucket limits)'
+}
+
+/** True when kills of `r` distinct nodes fall within `window` ms of each other inside [from, to]. */
+export const killsExcuse = (faults: ReadonlyArray<Fault>, r: number, window: number, from: number, to: number): boolean => {
+  const kills = faults.filter((f) => f.kind === 'kill' && f.at >= from && f.at <= to)
+  for (let i = 0; i < kills.length; i++) {
+    const nodes = new Set<string>()
+    for (let j = i; j < kills.length && kills[j]!.at - kills[i]!.at <= window; j++) for (const n of kills[j]!.nodes) nodes.add(n)
+    if (nodes.size >= r) return true
+  }
+  return false
+}
+
+/** Windows [from, to] during which the network was cut (a partition or a pause). */
+const cuts = (faults: ReadonlyArray<Fault>): Array<readonly [number, number]> => {
+  const out: Array<readonly [number, number]> = []
+  let open: number | undefined
+  for (const f of faults) {
+    if ((f.kind === 'partition' || f.kind === 'pause') && open === undefined) open = f.at
+    if ((f.kind === 'heal' || f.kind === 'resume') && open !== undefined) {
+      out.push([open, f.at])
+      open = undefined
+    }
+  }
+  if (open !== undefined) out.push([open, Infinity])
+  return out
+}
+
+/** The first time any node's clock was off (Infinity if never). */
+const firstSkew = (faults: ReadonlyArray<Fault>): number => faults.find((f) => f.kind === 'skew' && (f.offsetMs ?? 0) !== 0)?.at ?? Infinity
+
+export const check = (history: History): Array<Violation> => {
+  const { config, ops, faults } = history
+  const violations: Array<Violation> = []
+  const disturbances = faults.filter((f) => DISTURBING.has(f.kind)).map((f) => f.at)
+  const cut = cuts(faults)
+  const skewFrom = firstSkew(faults)
+  /**
+   * Two sides of a partition each acknowledge writes; with clocks apart, no available cache can
+   * order them by real time (a side cannot know of the other's write): write order on different
+   * sides of a cut, once a clock was skewed, is not held to promises 1, 2 and 5.
+   */
+  const unorderable = (from: number, to: number) => skewFrom <= to && cut.some(([a, b]) => a <= to && b >= from)
+  const settled = (read: Op): boolean => {
+    if (read.final === true) return true
+    const from = read.inv - config.settleMs
+    const to = read.comp ?? read.inv
+    return !disturbances.some((t) => t >= from && t <= to)
+  }
+
+  const byKey = new Map<string, Array<Op>>()
+  for (const op of ops) {
+    const id = `${op.bucket}\u0000${op.key}`
+    const list = byKey.get(id)
+    if (list === undefined) byKey.set(id, [op])
+    else list.push(op)
+  }
+
+  for (const bucket of config.buckets) {
+    for (const [id, list] of byKey) {
+      if (!id.startsWith(`${bucket.name}\u0000`)) continue
+      const key = id.slice(bucket.name.length + 1)
+      const writes = list.filter(isWrite)
+      const puts = writes.filter((w) => w.kind === 'put')
+      const reads = list.filter((op) => op.kind === 'get' && (op.res === 'hit' || op.res === 'miss'))
+      for (const read of reads) {
+        const end = read.comp!
+        // P3: a value some put to this key wrote, invoked before the read ended
+        if (read.res === 'hit') {
+          const source = puts.filter((p) => p.hash === read.got)
+          if (source.length === 0 || !source.some((p) => p.inv <= end)) {
+            violations.push({
+              promise: 'P3',
+              bucket: bucket.name,
+              key,
+              node: read.node,
+              at: read.inv,
+              ops: [read.id],
+              message: `read #${read.id} on ${read.node} returned a value (${read.got}) that no put to '${key}' wrote${source.length > 0 ? ' before the read ended' : ''}`
+            })
+            continue
+          }
+        }
+        if (!bucket.strict || !settled(read)) continue
+        // candidates: writes that may be what the read sees
+        const horizon = read.inv - config.staleMs
+        const supersedes = (w: Op, later: Op) => acked(w) && acked(later) && w.comp! < later.inv && later.comp! <= horizon
+        const candidates = writes.filter((w) => w.inv <= end && !writes.some((later) => supersedes(w, later)))
+        // the initial absence stands unless an acknowledged write completed before the horizon
+        const initialStands = !writes.some((w) => acked(w) && w.comp! <= horizon)
+        const ok =
+          read.res === 'miss'
+            ? initialStands || candidates.some((w) => w.kind === 'delete')
+            : candidates.some((w) => w.kind === 'put' && w.hash === read.got)
+        if (ok) continue
+        // which acknowledged writes the answer contradicts: the newest ones that nothing supersedes
+        const newest = candidates.filter((w) => acked(w) && w.comp! <= horizon)
+        const from = Math.min(...newest.map((w) => w.inv))
+        const seenPut = read.res === 'hit' ? puts.filter((p) => p.hash === read.got) : []
+        if (killsExcuse(faults, config.replicas, config.killWindowMs, from, end)) continue
+        if (unorderable(Math.min(from, ...seenPut.map((p) => p.inv)), read.inv)) continue
+        const promise = read.res === 'miss' ? (newest.some((w) => w.kind === 'put') ? 'P1' : 'P5') : newest.some((w) => w.kind === 'delete') ? 'P5' : 'P2'
+        const what =
+          read.res === 'miss'
+            ? `missed, but acknowledged ${newest.map((w) => `${w.kind} #${w.id}`).join(', ')} completed before it and nothing newer was acknowledged`
+            : `returned the value of put #${seenPut.map((p) => p.id).join('/')}, superseded by acknowledged ${newest.map((w) => `${w.kind} #${w.id}`).join(', ')}`
+        violations.push({
+          promise: promise === 'P5' && read.res === 'miss' ? 'P1' : promise,
+          bucket: bucket.name,
+          key,
+          node: read.node,
+          at: read.inv,
+          ops: [read.id, ...newest.map((w) => w.id), ...seenPut.map((p) => p.id)],
+          message: `${read.final === true ? 'final ' : ''}read #${read.id} on ${read.node} ${what}`
+        })
+      }
+      // P4: every final read of the key agrees
+      if (bucket.strict) {
+        const finals = list.filter((op) => op.kind === 'get' && op.final === true)
+        const answers = new Map<string, Array<Op>>()
+        for (const f of finals) {
+          const a = f.res === 'hit' ? f.got! : f.res === 'miss' ? 'miss' : `error:${f.err ?? f.res}`
+          answers.set(a, [...(answers.get(a) ?? []), f])
+        }
+        if (answers.size > 1 || [...answers.keys()].some((a) => a.startsWith('error:'))) {
+          violations.push({
+            promise: 'P4',
+            bucket: bucket.name,
+            key,
+            at: finals[0]!.inv,
+            ops: finals.map((f) => f.id),
+            message: `after the heal and the quiet period the nodes answer differently: ${[...answers].map(([a, fs]) => `${fs.map((f) => f.node).join(',')}=${a}`).join(' ')}`
+          })
+        }
+      }
+    }
+  }
+
+  // P6: stats within the bucket limits
+  const limits = new Map(config.buckets.map((b) => [b.name, b]))
+  const reported = new Set<string>()
+  for (const s of history.samples) {
+    const b = limits.get(s.bucket)
+    if (b === undefined) continue
+    const over = s.keys > b.maxSize ? `${s.keys} keys > maxSize ${b.maxSize}` : b.maxBytes > 0 && s.bytes > b.maxBytes ? `${s.bytes} bytes > maxBytes ${b.maxBytes}` : undefined
+    if (over === undefined || reported.has(`${s.node}/${s.bucket}`)) continue
+    reported.add(`${s.node}/${s.bucket}`)
+    violations.push({ promise: 'P6', bucket: s.bucket, key: '', node: s.node, at: s.at, ops: [], message: `${s.node} holds ${over} in '${s.bucket}'` })
+  }
+  return violations
+}

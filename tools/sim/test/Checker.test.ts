@@ -1,0 +1,135 @@
+import { describe, expect, it } from '@effect/vitest'
+import { check, killsExcuse } from '../src/Checker.js'
+import type { Fault, History, Op, RunConfig, Sample } from '../src/History.js'
+
+/** Hand-made histories: each promise must be able to fail (a checker that cannot is worthless). */
+const config: RunConfig = {
+  seed: 0,
+  nodes: 3,
+  replicas: 2,
+  buckets: [
+    { name: 'main', ttlMs: 3_600_000, maxSize: 100, maxBytes: 0, strict: true },
+    { name: 'tight', ttlMs: 3_600_000, maxSize: 2, maxBytes: 1_000, strict: false }
+  ],
+  staleMs: 100,
+  settleMs: 1_000,
+  killWindowMs: 1_000
+}
+
+let nextId = 1
+const op = (o: Omit<Op, 'id' | 'bucket'> & { readonly bucket?: string }): Op => ({ id: nextId++, bucket: 'main', ...o })
+const put = (key: string, hash: string, inv: number, comp: number | undefined, node = 'n1'): Op =>
+  op({ node, kind: 'put', key, size: 1, hash, inv, ...(comp === undefined ? { res: 'lost' as const } : { comp, res: 'ok' as const }) })
+const failedPut = (key: string, hash: string, inv: number, comp: number): Op => op({ node: 'n1', kind: 'put', key, size: 1, hash, inv, comp, res: 'error', err: 'Timeout' })
+const del = (key: string, inv: number, comp: number, node = 'n1'): Op => op({ node, kind: 'delete', key, inv, comp, res: 'ok' })
+const hit = (key: string, got: string, inv: number, node = 'n2', final = false): Op =>
+  op({ node, kind: 'get', key, inv, comp: inv + 1, res: 'hit', got, ...(final ? { final: true } : {}) })
+const miss = (key: string, inv: number, node = 'n2', final = false): Op => op({ node, kind: 'get', key, inv, comp: inv + 1, res: 'miss', ...(final ? { final: true } : {}) })
+
+const history = (ops: Array<Op>, faults: Array<Fault> = [], samples: Array<Sample> = []): History => ({ config, ops, faults, samples })
+const promises = (h: History) => check(h).map((v) => v.promise)
+
+describe('checker', () => {
+  it('a clean history passes: reads see the newest acknowledged write, concurrent writes may go either way, indeterminate writes may or may not land', () => {
+    const h = history([
+      miss('a', 0),
+      put('a', 'A1', 10, 20),
+      hit('a', 'A1', 200),
+      // concurrent puts: either value is right
+      put('a', 'A2', 300, 320),
+      put('a', 'A3', 310, 330, 'n2'),
+      hit('a', 'A2', 500),
+      hit('a', 'A3', 510, 'n3'),
+      // a put that failed may have landed, or not
+      failedPut('b', 'B1', 600, 700),
+      hit('b', 'B1', 900),
+      miss('b', 950),
+      del('a', 1_000, 1_010),
+      miss('a', 1_200),
+      put('a', 'A4', 1_300, 1_310),
+      // within staleMs a replica may still answer the older state
+      miss('a', 1_350),
+      hit('a', 'A4', 5_000, 'n1', true),
+      hit('a', 'A4', 5_000, 'n2', true),
+      hit('a', 'A4', 5_000, 'n3', true)
+    ])
+    expect(check(h)).toEqual([])
+  })
+
+  it('P1: a miss after an acknowledged put, with nothing newer', () => {
+    expect(promises(history([put('a', 'A1', 10, 20), miss('a', 500)]))).toEqual(['P1'])
+  })
+
+  it('P1 is excused when R nodes were killed at once between the write and the read, not when they were killed far apart', () => {
+    const ops = [put('a', 'A1', 10, 20), miss('a', 5_000)]
+    const together: Array<Fault> = [
+      { at: 100, kind: 'kill', nodes: ['n1'] },
+      { at: 300, kind: 'kill', nodes: ['n2'] }
+    ]
+    expect(promises(history(ops, together))).toEqual([])
+    const apart: Array<Fault> = [
+      { at: 100, kind: 'kill', nodes: ['n1'] },
+      { at: 2_500, kind: 'kill', nodes: ['n2'] }
+    ]
+    // the read starts 2.5 s after the second kill: settled
+    expect(promises(history(ops, apart))).toEqual(['P1'])
+    expect(killsExcuse(together, 2, 1_000, 0, 5_000)).toBe(true)
+    expect(killsExcuse(apart, 2, 1_000, 0, 5_000)).toBe(false)
+  })
+
+  it('reads near a partition, kill or membership change are not held to promises 1, 2 and 5; final reads always are', () => {
+    const faults: Array<Fault> = [{ at: 400, kind: 'partition', nodes: ['n1'], detail: '| n2,n3' }]
+    expect(promises(history([put('a', 'A1', 10, 20), miss('a', 500)], faults))).toEqual([])
+    expect(promises(history([put('a', 'A1', 10, 20), miss('a', 500, 'n2', true)], faults))).toEqual(['P1'])
+  })
+
+  it('P2: a read returns a value that a later acknowledged put superseded', () => {
+    expect(promises(history([put('a', 'A1', 10, 20), put('a', 'A2', 30, 40, 'n2'), hit('a', 'A1', 500)]))).toEqual(['P2'])
+  })
+
+  it('P2 holds for the final state: the write acknowledged last must win on every node', () => {
+    const h = history([put('a', 'A1', 10, 20, 'n3'), put('a', 'A2', 30, 40), hit('a', 'A1', 5_000, 'n1', true), hit('a', 'A1', 5_000, 'n2', true)])
+    expect(promises(h)).toEqual(['P2', 'P2'])
+  })
+
+  it('writes on two sides of a partition with a clock skewed are not ordered by real time; without the skew they are', () => {
+    const ops = [put('a', 'A1', 10, 20), put('a', 'A2', 30, 40, 'n2'), hit('a', 'A1', 5_000, 'n1', true)]
+    const partition: Array<Fault> = [
+      { at: 5, kind: 'partition', nodes: ['n1'], detail: '| n2,n3' },
+      { at: 100, kind: 'heal', nodes: [] }
+    ]
+    const skew: Fault = { at: 1, kind: 'skew', nodes: ['n2'], detail: '-5000 ms', offsetMs: -5_000 }
+    expect(promises(history(ops, [skew, ...partition]))).toEqual([])
+    expect(promises(history(ops, partition))).toEqual(['P2'])
+    expect(promises(history(ops, [skew]))).toEqual(['P2'])
+  })
+
+  it('P3: a read returns a value no put wrote, or one written only after the read ended', () => {
+    expect(promises(history([put('a', 'A1', 10, 20), hit('a', 'TORN', 500)]))).toEqual(['P3'])
+    // a value written to another key is invented for this one
+    expect(promises(history([put('b', 'B1', 10, 20), hit('a', 'B1', 500)]))).toEqual(['P3'])
+    expect(promises(history([hit('a', 'A1', 5), put('a', 'A1', 10, 20)]))).toEqual(['P3'])
+    // in an evicting bucket too
+    expect(promises(history([op({ node: 'n1', kind: 'get', bucket: 'tight', key: 't', inv: 5, comp: 6, res: 'hit', got: 'X' })]))).toEqual(['P3'])
+  })
+
+  it('P4: after the heal and the quiet period the nodes answer differently (or cannot answer)', () => {
+    expect(promises(history([put('a', 'A1', 10, 20), failedPut('a', 'A2', 30, 40), hit('a', 'A1', 5_000, 'n1', true), hit('a', 'A2', 5_000, 'n2', true)]))).toEqual(['P4'])
+    const error = op({ node: 'n3', kind: 'get', key: 'a', inv: 5_000, comp: 6_000, res: 'error', err: 'Timeout', final: true })
+    expect(promises(history([put('a', 'A1', 10, 20), hit('a', 'A1', 5_000, 'n1', true), error]))).toEqual(['P4'])
+  })
+
+  it('P5: a value comes back after an acknowledged delete', () => {
+    expect(promises(history([put('a', 'A1', 10, 20), del('a', 30, 40, 'n2'), hit('a', 'A1', 500)]))).toEqual(['P5'])
+    // a delete that failed may have landed or not: no promise broken either way
+    const failedDelete = op({ node: 'n2', kind: 'delete', key: 'a', inv: 30, comp: 40, res: 'error', err: 'Timeout' })
+    expect(promises(history([put('a', 'A1', 10, 20), failedDelete, hit('a', 'A1', 500), miss('a', 600)]))).toEqual([])
+  })
+
+  it('P6: a node holds more keys or bytes than the bucket allows', () => {
+    const within: Array<Sample> = [{ at: 1_000, node: 'n1', bucket: 'tight', keys: 2, bytes: 1_000 }]
+    expect(promises(history([], [], within))).toEqual([])
+    expect(promises(history([], [], [{ at: 1_000, node: 'n1', bucket: 'tight', keys: 3, bytes: 10 }]))).toEqual(['P6'])
+    expect(promises(history([], [], [{ at: 1_000, node: 'n1', bucket: 'tight', keys: 1, bytes: 1_001 }]))).toEqual(['P6'])
+  })
+})

@@ -1,7 +1,8 @@
 import { describe, expect, it } from '@effect/vitest'
 import { MemoryTransport, Nodosum } from '@mycorrizal/nodosum'
 import { Context, Deferred, Duration, Effect, HashMap, Layer, Logger, type Scope, TestClock } from 'effect'
-import * as Streams from '../src/Streams.js'
+import { Streams } from '../src/index.js'
+import type { SendError } from '../src/StreamsError.js'
 
 const secret = 'streams-test-secret'
 
@@ -256,6 +257,52 @@ describe('Streams over MemoryTransport', () => {
       })
     )
   )
+  it.effect('a peer that stops reading: waiting sends count in queuedBytes, stay bounded, and past the limit a send fails at once with Overloaded naming the peer', () =>
+    withNetwork(
+      Effect.gen(function* () {
+        const [a, b] = yield* cluster(2)
+        const appA = yield* a!.streams.registerApplication('slow')
+        const appB = yield* b!.streams.registerApplication('slow')
+        // the receiver never finishes a message: its queue fills, its QUIC stream stops being read
+        appB.setReceiveFunc(() => new Promise<void>(() => {}))
+        const payload = new Uint8Array(16 * 1024)
+        const baseBuffers = process.memoryUsage().arrayBuffers
+        const outcomes = { accepted: 0, overloaded: 0, other: [] as Array<string> }
+        let maxQueuedBytes = 0
+        let maxBuffers = 0
+        for (let i = 0; i < 8_000; i++) {
+          const pending = appA.defaultStream.offer(payload, ['n1'])
+          if (pending === undefined) outcomes.accepted++
+          else {
+            pending.then(
+              () => outcomes.accepted++,
+              (e: SendError) => {
+                if (e.failures.length === 1 && e.failures[0]!.reason === 'Overloaded' && e.failures[0]!.node === 'n1') outcomes.overloaded++
+                else outcomes.other.push(e.message)
+              }
+            )
+          }
+          if (i % 200 === 0) {
+            yield* turns(3)
+            const s = appA.stats().defaultStreamStats
+            // every queued message is counted in the bytes, waiting ones included
+            expect(s.queuedBytes).toBeGreaterThanOrEqual(s.queuedMessages * payload.byteLength)
+            maxQueuedBytes = Math.max(maxQueuedBytes, s.queuedBytes)
+            maxBuffers = Math.max(maxBuffers, process.memoryUsage().arrayBuffers - baseBuffers)
+          }
+        }
+        yield* turns(5)
+        const limits = appA.config
+        // buffered (streamBufferBytes) + waiting (maxWaitingBytes) + what the transport holds
+        expect(maxQueuedBytes).toBeLessThanOrEqual(limits.streamBufferBytes + limits.maxWaitingBytes + 1024 * 1024)
+        expect(maxBuffers).toBeLessThan(64 * 1024 * 1024)
+        expect(outcomes.overloaded).toBeGreaterThan(5_000)
+        expect(outcomes.other).toEqual([])
+        expect(appA.stats().defaultStreamStats.failedSends).toBe(outcomes.overloaded)
+      })
+    )
+  )
+
   it.live('a stream whose sends keep failing logs one "stream error rate high" warning per excursion', () =>
     withNetwork(
       Effect.gen(function* () {

@@ -5,27 +5,35 @@
  */
 import { Nodosum, TransportConfig } from '@mycorrizal/nodosum'
 import { Duration, Effect, Either, FiberId, FiberSet, Layer, LogLevel, Runtime, type Scope, Stream as EStream } from 'effect'
-import type { Application } from '../Application.js'
+import type { Application, ApplicationConfig } from '../Application.js'
 import { Streams, type StreamsOptions } from '../Streams.js'
 import { StreamsError } from '../StreamsError.js'
-import { Registry } from './registry.js'
+import { Registry, type RegistryRuntime } from './registry.js'
 import type { LogLevelName } from './stream.js'
 
 const levels: Record<LogLevelName, LogLevel.LogLevel> = { Debug: LogLevel.Debug, Info: LogLevel.Info, Warning: LogLevel.Warning, Error: LogLevel.Error }
+
+/** The Effect clock, timers that are fibers of the current scope, and a logger, for the registry. */
+const registryRuntime: Effect.Effect<RegistryRuntime, never, Scope.Scope> = Effect.gen(function* () {
+  const clock = yield* Effect.clock
+  const runSync = Runtime.runSync(yield* Effect.runtime<never>())
+  // closing the scope interrupts every timer still pending
+  const run = yield* FiberSet.makeRuntime<never, void, never>()
+  return {
+    now: () => clock.unsafeCurrentTimeMillis(),
+    later: (ms, f) => {
+      const fiber = run(Effect.sleep(ms).pipe(Effect.andThen(Effect.sync(f))))
+      return () => fiber.unsafeInterruptAsFork(FiberId.none)
+    },
+    // logged in place: no fiber per line
+    log: (level, message, annotations) => runSync(Effect.logWithLevel(levels[level], message).pipe(Effect.annotateLogs(annotations)))
+  }
+})
 
 /** Builds the service over the node's `Nodosum`; closing the scope closes every stream. */
 export const make = (options: StreamsOptions = {}): Effect.Effect<Streams['Type'], never, Nodosum.Nodosum | Scope.Scope> =>
   Effect.gen(function* () {
     const nodosum = yield* Nodosum.Nodosum
-    const clock = yield* Effect.clock
-    const runtime = yield* Effect.runtime<never>()
-    const runSync = Runtime.runSync(runtime)
-    // timers are fibers of this scope: closing it interrupts what is still pending
-    const run = yield* FiberSet.makeRuntime<never, void, never>()
-    const later = (ms: number, f: () => void): (() => void) => {
-      const fiber = run(Effect.sleep(ms).pipe(Effect.andThen(Effect.sync(f))))
-      return () => fiber.unsafeInterruptAsFork(FiberId.none)
-    }
     const registry = new Registry(
       nodosum,
       {
@@ -33,12 +41,7 @@ export const make = (options: StreamsOptions = {}): Effect.Effect<Streams['Type'
         maxMessageSize: nodosum.maxMessageSize,
         connectionStreamLimit: options.transport?.maxStreams ?? TransportConfig.defaults.maxStreams
       },
-      {
-        now: () => clock.unsafeCurrentTimeMillis(),
-        later,
-        // logged in place: no fiber per line
-        log: (level, message, annotations) => runSync(Effect.logWithLevel(levels[level], message).pipe(Effect.annotateLogs(annotations)))
-      }
+      yield* registryRuntime
     )
     yield* Effect.addFinalizer(() => Effect.sync(() => registry.close()))
     // peers that fail or leave take their QUIC streams with them
@@ -46,7 +49,7 @@ export const make = (options: StreamsOptions = {}): Effect.Effect<Streams['Type'
       EStream.runForEach((event) => Effect.sync(() => (event._tag === 'Joined' ? undefined : registry.forget(event.member.id)))),
       Effect.forkScoped
     )
-    const register = (config: Parameters<Streams['Type']['registerApplicationWithConfig']>[0]) =>
+    const register = (config: ApplicationConfig) =>
       Effect.suspend(() => Either.match(registry.register(config), { onLeft: Effect.fail, onRight: (app): Effect.Effect<Application> => Effect.succeed(app) }))
     return Streams.of({
       registerApplication: (id) => register({ id }),

@@ -8,8 +8,8 @@ import { ErrorCode, type Nodosum, type PeerStream, type PeerStreamError } from '
 import { Effect } from 'effect'
 import type { ApplicationConfig, ReceiveFunc, Stream, StreamStats } from '../Application.js'
 import { type DeliveryFailure, type SendError, StreamsError } from '../StreamsError.js'
-import { Inbox } from './inbox.js'
 import { Outbox } from './outbox.js'
+import { Receiver } from './receiver.js'
 import type { BufferPool } from './pool.js'
 import { DONE, SendWait, type TakeOutcome } from './sendWait.js'
 import { BACKLOG_WARNING_BYTES, ERROR_RATE_WARNING, StreamCounters } from './stats.js'
@@ -46,12 +46,6 @@ interface Outgoing {
   readonly outbox: Outbox<Waiter>
 }
 
-/** Incoming side of one stream from one peer. */
-interface Incoming {
-  readonly peer: string
-  readonly ps: PeerStream
-  readonly inbox: Inbox
-}
 
 /** Why a peer stream closed, as a delivery failure reason. */
 const closeReason = (error: PeerStreamError | undefined): DeliveryFailure['reason'] => {
@@ -61,13 +55,11 @@ const closeReason = (error: PeerStreamError | undefined): DeliveryFailure['reaso
   return 'ConnectionLost'
 }
 
-const isPromise = (x: void | Promise<void>): x is Promise<void> => x !== undefined && typeof x.then === 'function'
 
 export class StreamImpl implements Stream {
   private readonly outgoing = new Map<string, Outgoing>()
-  private readonly incoming = new Map<string, Incoming>()
+  private readonly receiver: Receiver
   private readonly counters: StreamCounters
-  private receiveFn: ReceiveFunc | undefined
   private refusedFn: ((node: string) => void) | undefined
   closed = false
 
@@ -77,6 +69,12 @@ export class StreamImpl implements Stream {
     readonly streamName: string
   ) {
     this.counters = new StreamCounters(host.now())
+    this.receiver = new Receiver(
+      this.counters,
+      { messages: app.config.streamBufferSize, bytes: app.config.streamBufferBytes },
+      host.now,
+      (from, error) => host.log('Error', 'receive handler failed', this.annotations({ node: from, error: String(error) }))
+    )
   }
 
   private label(): string {
@@ -134,66 +132,75 @@ export class StreamImpl implements Stream {
    * took it at once, `Refused` when nothing was sent, else a wait.
    */
   take(payload: Uint8Array, nodeIds: ReadonlyArray<string>): TakeOutcome {
-    if (this.closed) return { _tag: 'Refused', error: new StreamsError({ reason: 'StreamClosed', message: `stream '${this.label()}' is closed` }) }
-    const max = this.host.maxMessageSize
-    if (payload.byteLength > max) {
-      return {
-        _tag: 'Refused',
-        error: new StreamsError({ reason: 'MessageTooLarge', message: `message of ${payload.byteLength} bytes exceeds the maximum of ${max} bytes` })
-      }
-    }
+    const refused = this.refusal(payload)
+    if (refused !== undefined) return { _tag: 'Refused', error: refused }
     const self = this.host.nodosum.nodeId
     const targets = nodeIds.length === 0 ? this.host.nodosum.nodes().filter((id) => id !== self) : nodeIds
     let wait: SendWait | undefined
-    // created at the first failure or full buffer: every target before it was accepted
-    const getWait = (i: number) => (wait ??= new SendWait(`${this.app.id}/${this.streamName}`, targets.slice(0, i).filter((n) => n !== self)))
     for (let i = 0; i < targets.length; i++) {
       const node = targets[i]!
-      if (node === self) {
-        this.deliverLocal(payload)
-        continue
-      }
-      const out = this.outgoingTo(node)
-      if (out._tag === 'Failure') {
-        this.counters.failedSends++
-        getWait(i).fail(out.failure)
-        continue
-      }
-      const o = out.outgoing
-      const admission = o.outbox.admit(payload.byteLength)
-      switch (admission._tag) {
-        case 'Write':
-          this.write(o, payload)
-          wait?.accept(node)
-          break
-        case 'Buffer':
-          this.buffer(o, this.host.pool.copy(payload))
-          wait?.accept(node)
-          break
-        case 'Wait': {
-          const w = getWait(i)
-          w.waitFor()
-          const copy = this.host.pool.copy(payload)
-          o.outbox.wait(copy, (failure) => {
-            if (failure !== undefined) this.host.pool.release(copy)
-            w.done(node, failure)
-          })
-          this.checkBacklog(o)
-          break
-        }
-        case 'Overloaded':
-          this.counters.failedSends++
-          getWait(i).fail({
-            node,
-            reason: 'Overloaded',
-            message: `node '${node}' is not taking messages: ${admission.waitingBytes} bytes already wait for it (maxWaitingBytes ${this.app.config.maxWaitingBytes})`
-          })
-          break
-      }
+      if (node === self) this.deliverLocal(payload)
+      // the wait is created at the first failure or full buffer: every target before it was accepted
+      else wait = this.offerTo(node, payload, wait, targets, i)
     }
     if (wait === undefined) return DONE
     if (wait.failures.length > 0) this.checkErrorRate()
     return wait.trivial ? DONE : { _tag: 'Pending', wait }
+  }
+
+  /** Why nothing is sent at all, if so. */
+  private refusal(payload: Uint8Array): StreamsError | undefined {
+    if (this.closed) return new StreamsError({ reason: 'StreamClosed', message: `stream '${this.label()}' is closed` })
+    const max = this.host.maxMessageSize
+    if (payload.byteLength <= max) return undefined
+    return new StreamsError({ reason: 'MessageTooLarge', message: `message of ${payload.byteLength} bytes exceeds the maximum of ${max} bytes` })
+  }
+
+  /** A send's wait, created at target `i`: the targets before it took the message. */
+  private newWait(targets: ReadonlyArray<string>, i: number): SendWait {
+    const self = this.host.nodosum.nodeId
+    return new SendWait(`${this.app.id}/${this.streamName}`, targets.slice(0, i).filter((n) => n !== self))
+  }
+
+  /** Offers the message to target `i`'s outbox; returns the send's wait (created when one is needed). */
+  private offerTo(node: string, payload: Uint8Array, wait: SendWait | undefined, targets: ReadonlyArray<string>, i: number): SendWait | undefined {
+    const out = this.outgoingTo(node)
+    if (out._tag === 'Failure') {
+      this.counters.failedSends++
+      const w = wait ?? this.newWait(targets, i)
+      w.fail(out.failure)
+      return w
+    }
+    const o = out.outgoing
+    const admission = o.outbox.admit(payload.byteLength)
+    switch (admission._tag) {
+      case 'Write':
+        this.write(o, payload)
+        wait?.accept(node)
+        return wait
+      case 'Buffer':
+        this.buffer(o, this.host.pool.copy(payload))
+        wait?.accept(node)
+        return wait
+      case 'Wait': {
+        const w = wait ?? this.newWait(targets, i)
+        w.waitFor()
+        const copy = this.host.pool.copy(payload)
+        o.outbox.wait(copy, (failure) => {
+          if (failure !== undefined) this.host.pool.release(copy)
+          w.done(node, failure)
+        })
+        this.checkBacklog(o)
+        return w
+      }
+      case 'Overloaded': {
+        this.counters.failedSends++
+        const w = wait ?? this.newWait(targets, i)
+        const limit = this.app.config.maxWaitingBytes
+        w.fail({ node, reason: 'Overloaded', message: `node '${node}' is not taking messages: ${admission.waitingBytes} bytes already wait for it (maxWaitingBytes ${limit})` })
+        return w
+      }
+    }
   }
 
   private buffer(o: Outgoing, copy: Uint8Array): void {
@@ -255,7 +262,7 @@ export class StreamImpl implements Stream {
     let ps: PeerStream
     try {
       ps = nodosum.openStream(node, this.app.id, this.streamName, {
-        onMessage: (payload, owned) => this.receive(node, payload, owned),
+        onMessage: (payload, owned) => this.receiver.receive(node, payload, owned),
         onDrain: () => {
           if (ref.o !== undefined) this.drain(ref.o)
         },
@@ -304,94 +311,25 @@ export class StreamImpl implements Stream {
     if (!o.ps.isClosed()) o.ps.reset(ErrorCode.StreamClosed)
   }
 
-  // ---- receiving --------------------------------------------------------------------------
-
-  /** One message from a peer: copied, then handed to the receive function in order. */
-  receive(from: string, payload: Uint8Array, owned = false): void {
-    this.counters.received(payload.byteLength, this.host.now())
-    // the receive function keeps what it gets: copy unless the buffer is already ours
-    const copy = owned ? payload : new Uint8Array(payload)
-    const incoming = this.incoming.get(from)
-    const fn = this.receiveFn
-    if (incoming === undefined) {
-      // no ordered queue for this peer (replies on our own stream, local delivery)
-      if (fn !== undefined) this.call(fn, copy, from, undefined)
-      return
-    }
-    const arrival = incoming.inbox.arrive(copy, fn !== undefined)
-    if (arrival._tag === 'Deliver') this.call(fn!, copy, from, incoming)
-    else if (arrival.pause) incoming.ps.pause()
-  }
-
-  private call(fn: ReceiveFunc, payload: Uint8Array, from: string, incoming: Incoming | undefined): void {
-    let result: void | Promise<void>
-    try {
-      result = fn(payload, from)
-    } catch (e) {
-      this.receiveFailed(from, e)
-      return
-    }
-    if (!isPromise(result)) return
-    if (incoming === undefined) {
-      result.then(undefined, (e) => this.receiveFailed(from, e))
-      return
-    }
-    incoming.inbox.busy = true
-    result.then(
-      () => this.next(incoming),
-      (e) => {
-        this.receiveFailed(from, e)
-        this.next(incoming)
-      }
-    )
-  }
-
-  /** An async handler finished: the next queued messages, and reading resumes when there is room. */
-  private next(incoming: Incoming): void {
-    incoming.inbox.busy = false
-    const fn = this.receiveFn
-    for (let p = incoming.inbox.next(fn !== undefined); p !== undefined; p = incoming.inbox.next(fn !== undefined)) {
-      this.call(fn!, p, incoming.peer, incoming)
-    }
-    if (!incoming.inbox.isFull() && !this.closed) incoming.ps.resume()
-  }
-
-  private receiveFailed(from: string, error: unknown): void {
-    this.counters.receiveErrors++
-    this.host.log('Error', 'receive handler failed', this.annotations({ node: from, error: String(error) }))
-  }
+  // ---- receiving (receiver.ts) ------------------------------------------------------------
 
   private deliverLocal(payload: Uint8Array): void {
     const copy = new Uint8Array(payload)
     this.counters.messagesOut++
     this.counters.bytesSent += payload.byteLength
-    queueMicrotask(() => this.receive(this.host.nodosum.nodeId, copy))
+    queueMicrotask(() => this.receiver.receive(this.host.nodosum.nodeId, copy))
   }
 
   /** Takes an incoming transport stream of this stream from a peer. */
   attach(ps: PeerStream): void {
-    const config = this.app.config
-    const incoming: Incoming = { peer: ps.peer, ps, inbox: new Inbox({ messages: config.streamBufferSize, bytes: config.streamBufferBytes }) }
-    const previous = this.incoming.get(ps.peer)
-    if (previous !== undefined && previous.ps !== ps && !previous.ps.isClosed()) previous.ps.reset(ErrorCode.StreamClosed)
-    this.incoming.set(ps.peer, incoming)
-    ps.setHandler({
-      onMessage: (payload, owned) => this.receive(ps.peer, payload, owned),
-      onClose: () => {
-        if (this.incoming.get(ps.peer) === incoming) this.incoming.delete(ps.peer)
-      }
-    })
-    ps.resume()
+    this.receiver.attach(ps)
   }
 
   setRefusedFunc = (fn: (node: string) => void): void => {
     this.refusedFn = fn
   }
 
-  setReceiveFunc = (fn: ReceiveFunc): void => {
-    this.receiveFn = fn
-    for (const incoming of this.incoming.values()) if (!incoming.inbox.busy) this.next(incoming)
-  }
+  setReceiveFunc = (fn: ReceiveFunc): void => this.receiver.setReceiveFunc(fn)
 
   // ---- life -------------------------------------------------------------------------------
 
@@ -407,8 +345,7 @@ export class StreamImpl implements Stream {
       o.ps.reset(ErrorCode.StreamClosed)
     }
     this.outgoing.clear()
-    for (const i of this.incoming.values()) i.ps.reset(ErrorCode.StreamClosed)
-    this.incoming.clear()
+    this.receiver.close()
     const s = this.stats()
     this.host.log('Info', 'stream closed', this.annotations({ lifetimeMs: this.host.now() - this.counters.createdAt, totalBytes: s.bytesSent + s.bytesReceived }))
   }
@@ -427,7 +364,7 @@ export class StreamImpl implements Stream {
   forget(node: string): void {
     const o = this.outgoing.get(node)
     if (o !== undefined) this.dropOutgoing(o, 'ConnectionLost', `node '${node}' is gone`)
-    this.incoming.delete(node)
+    this.receiver.forget(node)
   }
 
   stats = (): StreamStats => {
@@ -439,7 +376,7 @@ export class StreamImpl implements Stream {
       bytes += o.outbox.queuedBytes + o.ps.writableLength()
       if (!o.ps.isClosed()) active.add(o.peer)
     }
-    for (const i of this.incoming.values()) if (!i.ps.isClosed()) active.add(i.peer)
+    this.receiver.activeNodes(active)
     return this.counters.snapshot({ messages, bytes, activeNodes: [...active].sort() })
   }
 }

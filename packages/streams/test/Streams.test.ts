@@ -306,6 +306,40 @@ describe('Streams over MemoryTransport', () => {
     )
   )
 
+  it.effect("the stream limit of the 'stream limit reached' error is the transport's maxStreams, not a fixed 100", () =>
+    withNetwork(
+      Effect.gen(function* () {
+        const logs: Array<{ message: string; annotations: Record<string, unknown> }> = []
+        const capture = Logger.make(({ annotations, message }) => {
+          const fields: Record<string, unknown> = {}
+          for (const [k, v] of HashMap.toEntries(annotations)) fields[k] = v
+          logs.push({ message: Array.isArray(message) ? String(message[0]) : String(message), annotations: fields })
+        })
+        const transport = { maxStreams: 4 }
+        const limited = (id: string, seeds: ReadonlyArray<string>) =>
+          Layer.build(
+            Streams.layer({ transport }).pipe(
+              Layer.provideMerge(Nodosum.layerMemory({ nodeId: id, host: id, port: 7001, clusterSecret: secret, seeds: [...seeds], transport }))
+            )
+          ).pipe(Effect.map((ctx) => ({ streams: Context.get(ctx, Streams.Streams), nodosum: Context.get(ctx, Nodosum.Nodosum) })))
+        yield* Effect.gen(function* () {
+          const a = yield* limited('n0', [])
+          const b = yield* limited('n1', ['n0:7001'])
+          yield* untilMesh([a, b], 2)
+          const app = yield* a.streams.registerApplication('many')
+          yield* b.streams.registerApplication('many')
+          for (const name of ['s1', 's2', 's3']) {
+            const stream = yield* app.createStream(name)
+            yield* Effect.either(stream.send(text('x'), ['n1']))
+          }
+        }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+        const reached = logs.filter((l) => l.message === 'stream limit reached')
+        expect(reached.length).toBeGreaterThan(0)
+        expect(reached[0]!.annotations).toMatchObject({ node: 'n1', limit: 4 })
+      })
+    )
+  )
+
   it.effect('a stream whose sends keep failing logs one "stream error rate high" warning per excursion', () =>
     withNetwork(
       Effect.gen(function* () {

@@ -41,6 +41,7 @@ type Waiter = (failure?: DeliveryFailure) => void
 
 /** Outgoing side of one stream towards one peer. */
 interface Outgoing {
+  readonly _tag: 'Open'
   readonly peer: string
   readonly ps: PeerStream
   readonly outbox: Outbox<Waiter>
@@ -171,7 +172,7 @@ export class StreamImpl implements Stream {
       w.fail(out.failure)
       return w
     }
-    const o = out.outgoing
+    const o = out
     const admission = o.outbox.admit(payload.byteLength)
     switch (admission._tag) {
       case 'Write':
@@ -250,9 +251,9 @@ export class StreamImpl implements Stream {
   }
 
   /** The outgoing side to a node, opened on first use, or why there is none. */
-  private outgoingTo(node: string): { readonly _tag: 'Open'; readonly outgoing: Outgoing } | { readonly _tag: 'Failure'; readonly failure: DeliveryFailure } {
+  private outgoingTo(node: string): Outgoing | { readonly _tag: 'Failure'; readonly failure: DeliveryFailure } {
     const existing = this.outgoing.get(node)
-    if (existing !== undefined) return { _tag: 'Open', outgoing: existing }
+    if (existing !== undefined) return existing
     const nodosum = this.host.nodosum
     if (!nodosum.nodes().includes(node)) {
       return { _tag: 'Failure', failure: { node, reason: 'UnknownNode', message: `node '${node}' is not an alive member` } }
@@ -275,11 +276,11 @@ export class StreamImpl implements Stream {
       return { _tag: 'Failure', failure: { node, reason: limit ? 'StreamLimit' : 'UnknownNode', message: e instanceof Error ? e.message : String(e) } }
     }
     const config = this.app.config
-    const o: Outgoing = { peer: node, ps, outbox: new Outbox({ messages: config.streamBufferSize, bytes: config.streamBufferBytes, waitingBytes: config.maxWaitingBytes }) }
+    const o: Outgoing = { _tag: 'Open', peer: node, ps, outbox: new Outbox({ messages: config.streamBufferSize, bytes: config.streamBufferBytes, waitingBytes: config.maxWaitingBytes }) }
     ref.o = o
     this.outgoing.set(node, o)
     this.host.checkStreamCount(node)
-    return { _tag: 'Open', outgoing: o }
+    return o
   }
 
   private outgoingClosed(o: Outgoing, error: PeerStreamError | undefined): void {

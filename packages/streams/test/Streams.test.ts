@@ -302,6 +302,15 @@ describe('Streams over MemoryTransport', () => {
         expect(outcomes.overloaded).toBeGreaterThan(5_000)
         expect(outcomes.other).toEqual([])
         expect(appA.stats().defaultStreamStats.failedSends).toBe(outcomes.overloaded)
+        console.log(
+          JSON.stringify({
+            scenario: 'peer-stops-reading',
+            sends: 8_000,
+            overloaded: outcomes.overloaded,
+            max_queued_mib: Number((maxQueuedBytes / 1024 / 1024).toFixed(1)),
+            max_array_buffers_mib: Number((maxBuffers / 1024 / 1024).toFixed(1))
+          })
+        )
       })
     )
   )

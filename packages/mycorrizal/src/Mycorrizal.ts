@@ -23,7 +23,7 @@ export interface MycorrizalConfig extends NodosumConfig.NodosumSettingsInput {
 
 /** The layers of one node, for Effect programs. */
 export const layer = (config: MycorrizalConfig): Layer.Layer<Nodosum.Nodosum | Streams.Streams | Mycel.Mycel, unknown> =>
-  Mycel.layer(config.cache).pipe(Layer.provideMerge(Streams.layer({ grace: config.streamGrace })), Layer.provideMerge(Nodosum.layer(config)))
+  Mycel.layer(config.cache).pipe(Layer.provideMerge(Streams.layer({ grace: config.streamGrace, transport: config.transport })), Layer.provideMerge(Nodosum.layer(config)))
 
 /** The cache, with Promises. */
 export interface MycorrizalCache {

@@ -22,8 +22,9 @@ export interface StreamStats {
   readonly receiveErrors: number
   /** failedSends / (messagesOut + failedSends), 0 when nothing was sent. */
   readonly errorRate: number
-  /** Messages waiting in this node's outgoing buffers. */
+  /** Messages waiting in this node's outgoing buffers, sends waiting for room included. */
   readonly queuedMessages: number
+  /** Bytes of those messages, plus what the transport still holds. */
   readonly queuedBytes: number
   /** ms since epoch. */
   readonly createdAt: number
@@ -83,6 +84,15 @@ export interface ApplicationConfig {
   readonly streamBufferSize?: number
   /** Bytes buffered per stream and peer, in each direction (default 8 MiB): with large messages this bounds memory first. */
   readonly streamBufferBytes?: number
+  /**
+   * Bytes of sends allowed to wait, per stream and peer, while that peer's buffer is full
+   * (default: the larger of `streamBufferBytes` and the node's `maxMessageSize`, so a message
+   * of the largest size can wait beside smaller ones). Past it a send fails at once for that
+   * peer with a `SendError` whose failure has reason `Overloaded`, instead of queueing: a peer
+   * that stops reading cannot make this node hold unbounded memory. One send may always wait;
+   * 0 means sends never wait.
+   */
+  readonly maxWaitingBytes?: number
   /** How long an incoming stream of a name not created here is held before it is refused, in ms (default: the service's, 5 s). */
   readonly unknownStreamGraceMs?: number
 }

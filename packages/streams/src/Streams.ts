@@ -3,18 +3,25 @@
  * named streams over the cluster. Each (application, stream) gets its own QUIC stream per
  * peer, opened on first use and announced with STREAM_INIT, so streams never wait on each other.
  *
+ * This module is the contract: the Tag and its types. The implementation (`make`, `layer`)
+ * is `internal/service.ts`; the package's `Streams` namespace exports both.
+ *
  * @since 0.1.0
  */
-import { Nodosum } from '@mycorrizal/nodosum'
-import { Context, Duration, Effect, Layer, Stream as EStream } from 'effect'
+import { Context, type Duration, type Effect } from 'effect'
 import type { Application, ApplicationConfig } from './Application.js'
-import { Registry } from './internal/registry.js'
-import { StreamsError } from './StreamsError.js'
+import type { StreamsError } from './StreamsError.js'
 
 /** Options of the streams service. */
 export interface StreamsOptions {
   /** How long an incoming stream for a name not created here yet is held before it is refused (default 5 s). */
   readonly grace?: Duration.DurationInput
+  /**
+   * The node's transport settings, as given to `Nodosum.layer` (`transport`): `maxStreams`
+   * (streams a peer may keep open, default the transport's 100) is the limit at which an
+   * open stream count is logged as an error.
+   */
+  readonly transport?: { readonly maxStreams?: number }
 }
 
 /** The applications of this node. */
@@ -28,47 +35,3 @@ export class Streams extends Context.Tag('@mycorrizal/streams/Streams')<
     readonly applications: () => ReadonlyArray<Application>
   }
 >() {}
-
-/** Builds the service over the node's `Nodosum`; closing the scope closes every stream. */
-export const make = (options: StreamsOptions = {}) =>
-  Effect.gen(function* () {
-    const nodosum = yield* Nodosum.Nodosum
-    const runtime = yield* Effect.runtime<never>()
-    const clock = yield* Effect.clock
-    const registry = new Registry(
-      nodosum,
-      {
-        graceMs: Duration.toMillis(Duration.decode(options.grace ?? '5 seconds')),
-        maxMessageSize: nodosum.maxMessageSize,
-        connectionStreamLimit: 100
-      },
-      runtime,
-      () => clock.unsafeCurrentTimeMillis()
-    )
-    yield* Effect.addFinalizer(() => Effect.sync(() => registry.close()))
-    // peers that fail or leave take their QUIC streams with them
-    yield* nodosum.events.pipe(
-      EStream.runForEach((event) => Effect.sync(() => (event._tag === 'Joined' ? undefined : registry.forget(event.member.id)))),
-      Effect.forkScoped
-    )
-    const register = (config: ApplicationConfig) =>
-      Effect.suspend(() => {
-        const app = registry.register(config)
-        return app instanceof StreamsError ? Effect.fail(app) : Effect.succeed(app as Application)
-      })
-    return Streams.of({
-      registerApplication: (id) => register({ id }),
-      registerApplicationWithConfig: register,
-      application: (id) =>
-        Effect.suspend(() => {
-          const app = registry.apps.get(id)
-          return app === undefined
-            ? Effect.fail(new StreamsError({ reason: 'UnknownApplication', message: `no application '${id}'` }))
-            : Effect.succeed(app as Application)
-        }),
-      applications: () => [...registry.apps.values()]
-    })
-  })
-
-/** The streams service as a layer over a `Nodosum`. */
-export const layer = (options: StreamsOptions = {}): Layer.Layer<Streams, never, Nodosum.Nodosum> => Layer.scoped(Streams, make(options))

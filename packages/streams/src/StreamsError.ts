@@ -26,8 +26,11 @@ export class StreamsError extends Data.TaggedError('StreamsError')<{
   readonly message: string
 }> {}
 
-/** Why a message did not reach one node. */
-export type DeliveryFailureReason = 'UnknownNode' | 'StreamLimit' | 'StreamRefused' | 'ConnectionLost' | 'StreamClosed'
+/**
+ * Why a message did not reach one node. `Overloaded`: the node's buffer is full and the sends
+ * already waiting for it reach `maxWaitingBytes`, so this one failed at once instead of queueing.
+ */
+export type DeliveryFailureReason = 'UnknownNode' | 'StreamLimit' | 'StreamRefused' | 'ConnectionLost' | 'StreamClosed' | 'Overloaded'
 
 /** One node a send could not reach, and why. */
 export interface DeliveryFailure {

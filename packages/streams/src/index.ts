@@ -4,5 +4,5 @@
  * @since 0.1.0
  */
 export type * from './Application.js'
-export * as Streams from './Streams.js'
+export * as Streams from './internal/namespace.js'
 export * from './StreamsError.js'

@@ -1,7 +1,7 @@
 import { describe, expect, it } from '@effect/vitest'
 import { Nodosum } from '@mycorrizal/nodosum'
 import { Context, Duration, Effect, Layer, Logger, LogLevel } from 'effect'
-import * as Streams from '../src/Streams.js'
+import { Streams } from '../src/index.js'
 import { spawnReceiver } from './fixtures/spawnReceiver.js'
 
 const MiB = 1024 * 1024

@@ -9,7 +9,7 @@ import { Nodosum } from '@mycorrizal/nodosum'
 import { Context, Deferred, Duration, Effect, Fiber, Layer, Logger, LogLevel } from 'effect'
 import { randomBytes } from 'node:crypto'
 import type { Stream } from '../src/Application.js'
-import * as Streams from '../src/Streams.js'
+import { Streams } from '../src/index.js'
 import { SendError, StreamsError, type StreamsErrorReason } from '../src/StreamsError.js'
 
 const secret = 'streams-quic-secret'
@@ -80,9 +80,9 @@ describe('Streams over QUIC (three in-process nodes on loopback)', () => {
       const [a, b, c] = yield* three()
       const appA = yield* a.streams.registerApplication('app')
       expect(appA.id).toBe('app')
-      expect(appA.config).toEqual({ id: 'app', maxStreams: 20, defaultStreamOnly: false, streamBufferSize: 100, streamBufferBytes: 8 * MiB, unknownStreamGraceMs: 5_000 })
+      expect(appA.config).toEqual({ id: 'app', maxStreams: 20, defaultStreamOnly: false, streamBufferSize: 100, streamBufferBytes: 8 * MiB, maxWaitingBytes: 16 * MiB, unknownStreamGraceMs: 5_000 })
       const appB = yield* b.streams.registerApplicationWithConfig({ id: 'app', maxStreams: 3, streamBufferSize: 10, streamBufferBytes: 64 * 1024, unknownStreamGraceMs: 1_000 })
-      expect(appB.config).toEqual({ id: 'app', maxStreams: 3, defaultStreamOnly: false, streamBufferSize: 10, streamBufferBytes: 64 * 1024, unknownStreamGraceMs: 1_000 })
+      expect(appB.config).toEqual({ id: 'app', maxStreams: 3, defaultStreamOnly: false, streamBufferSize: 10, streamBufferBytes: 64 * 1024, maxWaitingBytes: 16 * MiB, unknownStreamGraceMs: 1_000 })
       const appC = yield* c.streams.registerApplication('app')
       expect(yield* a.streams.application('app')).toBe(appA)
       expect(a.streams.applications()).toEqual([appA])

@@ -1,0 +1,63 @@
+/**
+ * Application ids, stream names and application settings: defaults and limits, plain.
+ */
+import { Either } from 'effect'
+import type { ApplicationConfig } from '../Application.js'
+import { StreamsError } from '../StreamsError.js'
+
+const NAME_BYTES = 255
+const utf8Length = (s: string) => Buffer.byteLength(s, 'utf8')
+
+export const DEFAULT_MAX_STREAMS = 20
+export const DEFAULT_BUFFER_SIZE = 100
+export const DEFAULT_BUFFER_BYTES = 8 * 1024 * 1024
+
+/** A stream name: 1 to 255 bytes of UTF-8. */
+export const validStreamName = (name: string): StreamsError | undefined =>
+  name.length === 0 || utf8Length(name) > NAME_BYTES
+    ? new StreamsError({ reason: 'InvalidName', message: `a stream name must be 1 to ${NAME_BYTES} bytes of UTF-8` })
+    : undefined
+
+/** What the node decides for every application. */
+export interface NodeDefaults {
+  /** The service's grace period for unclaimed incoming streams (ms). */
+  readonly graceMs: number
+  /** The largest message the transport frames (bytes). */
+  readonly maxMessageSize: number
+}
+
+const GiB = 1024 * 1024 * 1024
+
+/** The settings with their defaults, or why they are not valid. */
+export const resolveConfig = (config: ApplicationConfig, node: NodeDefaults): Either.Either<Required<ApplicationConfig>, StreamsError> => {
+  if (typeof config.id !== 'string' || config.id.length === 0 || utf8Length(config.id) > NAME_BYTES) {
+    return Either.left(new StreamsError({ reason: 'InvalidName', message: `an application id must be 1 to ${NAME_BYTES} bytes of UTF-8` }))
+  }
+  if (config.id.startsWith('SYSTEM-') && config.id !== 'SYSTEM-MYCEL') {
+    return Either.left(new StreamsError({ reason: 'ReservedApplication', message: `application ids starting with SYSTEM- are reserved` }))
+  }
+  const streamBufferBytes = config.streamBufferBytes ?? DEFAULT_BUFFER_BYTES
+  const full: Required<ApplicationConfig> = {
+    id: config.id,
+    maxStreams: config.maxStreams ?? DEFAULT_MAX_STREAMS,
+    defaultStreamOnly: config.defaultStreamOnly ?? false,
+    streamBufferSize: config.streamBufferSize ?? DEFAULT_BUFFER_SIZE,
+    streamBufferBytes,
+    // one message of the largest size may wait beside smaller ones (a bulk transfer and a
+    // request sharing a stream), while a peer that stops reading holds at most this much
+    maxWaitingBytes: config.maxWaitingBytes ?? Math.min(GiB, Math.max(streamBufferBytes, node.maxMessageSize)),
+    unknownStreamGraceMs: config.unknownStreamGraceMs ?? node.graceMs
+  }
+  for (const [field, value, min, max] of [
+    ['maxStreams', full.maxStreams, 0, 10_000],
+    ['streamBufferSize', full.streamBufferSize, 1, 1_000_000],
+    ['streamBufferBytes', full.streamBufferBytes, 1024, GiB],
+    ['maxWaitingBytes', full.maxWaitingBytes, 0, GiB],
+    ['unknownStreamGraceMs', full.unknownStreamGraceMs, 0, 600_000]
+  ] as const) {
+    if (!Number.isInteger(value) || value < min || value > max) {
+      return Either.left(new StreamsError({ reason: 'InvalidConfig', message: `${field} must be an integer from ${min} to ${max}, got ${String(value)}` }))
+    }
+  }
+  return Either.right(full)
+}

@@ -1,0 +1,5 @@
+/**
+ * The `Streams` namespace of the package: the contract (`Streams.ts`) and its implementation.
+ */
+export * from '../Streams.js'
+export { layer, make } from './service.js'

@@ -1,0 +1,69 @@
+/**
+ * The streams service's Effect shell: connects the registry to the node's `Nodosum`, the
+ * Effect clock, a logger and timers that run as fibers of the layer's scope. Closing the scope
+ * closes every stream and interrupts every timer.
+ */
+import { Nodosum, TransportConfig } from '@mycorrizal/nodosum'
+import { Duration, Effect, Either, FiberId, FiberSet, Layer, LogLevel, Runtime, type Scope, Stream as EStream } from 'effect'
+import type { Application, ApplicationConfig } from '../Application.js'
+import { Streams, type StreamsOptions } from '../Streams.js'
+import { StreamsError } from '../StreamsError.js'
+import { Registry, type RegistryRuntime } from './registry.js'
+import type { LogLevelName } from './stream.js'
+
+const levels: Record<LogLevelName, LogLevel.LogLevel> = { Debug: LogLevel.Debug, Info: LogLevel.Info, Warning: LogLevel.Warning, Error: LogLevel.Error }
+
+/** The Effect clock, timers that are fibers of the current scope, and a logger, for the registry. */
+const registryRuntime: Effect.Effect<RegistryRuntime, never, Scope.Scope> = Effect.gen(function* () {
+  const clock = yield* Effect.clock
+  const runSync = Runtime.runSync(yield* Effect.runtime<never>())
+  // closing the scope interrupts every timer still pending
+  const run = yield* FiberSet.makeRuntime<never, void, never>()
+  return {
+    now: () => clock.unsafeCurrentTimeMillis(),
+    later: (ms, f) => {
+      const fiber = run(Effect.sleep(ms).pipe(Effect.andThen(Effect.sync(f))))
+      return () => fiber.unsafeInterruptAsFork(FiberId.none)
+    },
+    // logged in place: no fiber per line
+    log: (level, message, annotations) => runSync(Effect.logWithLevel(levels[level], message).pipe(Effect.annotateLogs(annotations)))
+  }
+})
+
+/** Builds the service over the node's `Nodosum`; closing the scope closes every stream. */
+export const make = (options: StreamsOptions = {}): Effect.Effect<Streams['Type'], never, Nodosum.Nodosum | Scope.Scope> =>
+  Effect.gen(function* () {
+    const nodosum = yield* Nodosum.Nodosum
+    const registry = new Registry(
+      nodosum,
+      {
+        graceMs: Duration.toMillis(Duration.decode(options.grace ?? '5 seconds')),
+        maxMessageSize: nodosum.maxMessageSize,
+        connectionStreamLimit: options.transport?.maxStreams ?? TransportConfig.defaults.maxStreams
+      },
+      yield* registryRuntime
+    )
+    yield* Effect.addFinalizer(() => Effect.sync(() => registry.close()))
+    // peers that fail or leave take their QUIC streams with them
+    yield* nodosum.events.pipe(
+      EStream.runForEach((event) => Effect.sync(() => (event._tag === 'Joined' ? undefined : registry.forget(event.member.id)))),
+      Effect.forkScoped
+    )
+    const register = (config: ApplicationConfig) =>
+      Effect.suspend(() => Either.match(registry.register(config), { onLeft: Effect.fail, onRight: (app): Effect.Effect<Application> => Effect.succeed(app) }))
+    return Streams.of({
+      registerApplication: (id) => register({ id }),
+      registerApplicationWithConfig: register,
+      application: (id) =>
+        Effect.suspend(() => {
+          const app = registry.apps.get(id)
+          return app === undefined
+            ? Effect.fail(new StreamsError({ reason: 'UnknownApplication', message: `no application '${id}'` }))
+            : Effect.succeed<Application>(app)
+        }),
+      applications: () => [...registry.apps.values()]
+    })
+  })
+
+/** The streams service as a layer over a `Nodosum`. */
+export const layer = (options: StreamsOptions = {}): Layer.Layer<Streams, never, Nodosum.Nodosum> => Layer.scoped(Streams, make(options))

@@ -67,9 +67,12 @@ export class Net {
     return this.engines.get(id)!
   }
 
-  /** Every engine learns the member set `ids` (an engine not in it is stopped). */
+  /** Every engine learns the member set `ids`; an engine not in it is stopped (it left or crashed). */
   members(ids: ReadonlyArray<string>): void {
-    for (const [id, e] of this.engines) if (ids.includes(id)) e.membership(ids, this.clock(id))
+    for (const [id, e] of this.engines) {
+      if (ids.includes(id)) e.membership(ids, this.clock(id))
+      else e.close()
+    }
     this.run()
   }
 

@@ -146,6 +146,11 @@ const finish = (e: Engine, w: WriteOp, result: undefined | MycelError | Pending)
 
 export const onWriteAnswer = (e: Engine, request: Request & { readonly kind: 'write' }, answer: CacheMessage.Ack | CacheMessage.AckOlder | NoAnswer): void => {
   const w = request.write
+  if (answer === 'gone' && !request.needed && request.generation === w.generation && !e.closed) {
+    // an owner not waited for went away before it stored the write: its new owners get it
+    resendToNewOwners(e, w, request.peer)
+    return
+  }
   if (w.done || request.generation !== w.generation || !request.needed) return
   const { bucket, key } = w
   if (answer === 'timeout') {
@@ -188,6 +193,32 @@ export const onWriteAnswer = (e: Engine, request: Request & { readonly kind: 'wr
       return finish(e, w, notFound(bucket, key))
     default:
       return finish(e, w, refusedError(bucket, key))
+  }
+}
+
+/**
+ * The write, with its version, to the current owners (no acknowledgement awaited): an owner
+ * that left before it stored a write took its copy with it, and a handoff planned before the
+ * write arrived does not carry it.
+ */
+const resendToNewOwners = (e: Engine, w: WriteOp, gone: string): void => {
+  const { bucket, key, version } = w
+  if (version === undefined) return
+  for (const owner of e.placement.owners(bucket.name, key, bucket.config.replicas)) {
+    if (owner === gone) continue
+    if (owner === e.self) {
+      if (w.value === undefined) bucket.store.delete(key, version)
+      else bucket.store.put(key, w.value, version, w.ttlMs)
+      continue
+    }
+    if (e.overBudget(owner, requestBytes(w))) continue
+    e.send(
+      bucket.name,
+      owner,
+      w.value === undefined
+        ? { _tag: 'Delete', id: 0, key, ts: version.ts, node: version.node, ttlMs: 0, ack: false }
+        : { _tag: 'Put', id: 0, key, value: w.value, ts: version.ts, node: version.node, ttlMs: w.ttlMs ?? 0, ack: false }
+    )
   }
 }
 

@@ -123,6 +123,24 @@ describe('cache engine: handoff', () => {
   })
 })
 
+describe('cache engine: views that differ', () => {
+  it('a node that stores a key it does not own (sent by a node with another view of the members) passes it to the owners and drops it', () => {
+    const net = new Net()
+    for (const id of ['a', 'b', 'c']) net.add(id)
+    net.members(['a', 'b', 'c'])
+    net.createBucket('s')
+    const keys = keysWhere(['a', 'b', 'c'], 's', 20, (o) => !o.includes('c'))
+    const ts = (net.now + 1) * TS_PER_MS
+    // as a node that still saw c as an owner would: a handoff and a write straight to c
+    net.node('c').receive('s', 'b', { _tag: 'HandoffBatch', id: 5, entries: keys.slice(0, 10).map((key) => ({ key, tombstone: false, value: bytes(key), ts, node: 'b', ttlLeftMs: 60_000 })) }, net.now)
+    for (const key of keys.slice(10)) net.node('c').receive('s', 'a', { _tag: 'Put', id: 0, key, value: bytes(key), ts, node: 'a', ttlMs: 0, ack: false }, net.now)
+    net.run()
+    net.advance(1_000)
+    expectAll(net, ['a', 'b', 'c'], 's', new Map(keys.map((k) => [k, k] as const)))
+    expect(net.node('c').stats('s')!.keys).toBe(0)
+  })
+})
+
 describe('cache engine: writes and versions', () => {
   for (const [label, skewMs] of [
     ['seconds', 5_000],

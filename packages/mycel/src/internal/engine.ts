@@ -317,6 +317,10 @@ export class Engine {
         const version = { ts: message.ts, node: message.node }
         const ttl = message.ttlMs === 0 ? undefined : message.ttlMs
         const stored = message._tag === 'Put' ? store.put(message.key, message.value, version, ttl) : store.delete(message.key, version, ttl)
+        if (stored) {
+          this.rebalance.strayed(bucket, message.key)
+          this.rebalance.pump()
+        }
         if (!message.ack) return
         const held = stored ? undefined : store.peek(message.key)
         if (held === undefined || (held.version.ts === version.ts && held.version.node === version.node)) {
@@ -352,8 +356,12 @@ export class Engine {
             continue
           }
           this.observe(e.ts)
-          if (store.merge(e.key, { value: e.tombstone ? undefined : e.value, version: { ts: e.ts, node: e.node }, expiresAt: this.now + e.ttlLeftMs })) bucket.received++
+          if (store.merge(e.key, { value: e.tombstone ? undefined : e.value, version: { ts: e.ts, node: e.node }, expiresAt: this.now + e.ttlLeftMs })) {
+            bucket.received++
+            this.rebalance.strayed(bucket, e.key)
+          }
         }
+        this.rebalance.pump()
         if (message._tag === 'HandoffBatch') this.send(name, from, { _tag: 'Ack', id: message.id, status: CacheMessage.AckStatus.Stored })
         return
       }

@@ -237,6 +237,21 @@ export class Rebalance {
     bucket.store.drop(key)
   }
 
+  /**
+   * This node stored a copy of a key it does not own (a handoff or write from a node whose view
+   * of the members differs): the copy goes to the key's owners and is dropped once they all
+   * acknowledged it, as at a membership change.
+   */
+  strayed(bucket: BucketState, key: string): void {
+    const e = this.e
+    const owners = e.placement.owners(bucket.name, key, bucket.config.replicas)
+    if (owners.includes(e.self)) return
+    let leaving = this.leaving.get(bucket.name)
+    if (leaving === undefined) this.leaving.set(bucket.name, (leaving = new Map()))
+    leaving.set(key, new Set(owners))
+    for (const o of owners) this.queue(o, bucket.name, key)
+  }
+
   forgetBucket(name: string): void {
     this.leaving.delete(name)
     for (const buckets of this.outbox.values()) buckets.delete(name)

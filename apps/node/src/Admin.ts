@@ -66,7 +66,10 @@ const cacheStatus: Record<MycelError['reason'], number> = {
   ValueTooLarge: 413,
   Timeout: 504,
   Unavailable: 503,
-  Closed: 503
+  Closed: 503,
+  Overloaded: 503,
+  Refused: 503,
+  Conflict: 409
 }
 
 const MAX_KEY_BYTES = 1024

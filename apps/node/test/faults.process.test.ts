@@ -4,6 +4,7 @@
  * traffic. Each test prints one JSON line with what it measured.
  */
 import { afterAll, describe, expect, it } from '@effect/vitest'
+import { existsSync } from 'node:fs'
 import { killAll, members, type NodeProcess, SECRET, startNode, until } from './fixtures/processes.js'
 
 afterAll(killAll)
@@ -199,4 +200,82 @@ describe('faults with real node processes', () => {
       JSON.stringify({ scenario: 'rolling-restart', nodes: 3, duration_ms: Date.now() - started, acknowledged_puts: load.acknowledged.size, requests: load.stats().requests, errors: 0, keys_lost: 0 })
     )
   }, 240_000)
+})
+
+/** libfaketime, for a node whose clock runs ahead (Debian's `faketime` package; `.ci/run` installs it). */
+const libfaketime = ['/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1', '/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1', '/usr/lib/faketime/libfaketime.so.1'].find((p) =>
+  existsSync(p)
+)
+
+describe('cache faults with real node processes', () => {
+  it('scale-out under writes of 128 KiB values: two nodes join at once and one leaves; no acknowledged write is lost', async () => {
+    const nodes = await startCluster(['s1', 's2'])
+    const value = (i: number) => `value-${i}-`.padEnd(128 * 1024, String.fromCharCode(97 + (i % 26)))
+    const acknowledged = new Map<string, string>()
+    const errors: Array<string> = []
+    let writers = nodes.slice(0, 1)
+    let running = true
+    let next = 0
+    const writer = async () => {
+      while (running) {
+        const i = next++
+        const node = writers[i % writers.length]!
+        try {
+          const r = await fetch(`${node.admin}/v1/cache/kv/big-${i}`, { method: 'PUT', body: value(i), signal: AbortSignal.timeout(15_000) })
+          await r.arrayBuffer()
+          if (r.status === 204) acknowledged.set(`big-${i}`, value(i))
+          else errors.push(`PUT big-${i} on ${node.id}: ${r.status}`)
+        } catch (e) {
+          errors.push(`PUT big-${i} on ${node.id}: ${(e as Error).message}`)
+        }
+      }
+    }
+    const load = Promise.all(Array.from({ length: 4 }, writer))
+    await until(() => acknowledged.size >= 100, '100 acknowledged puts of 128 KiB')
+    // two join at once, then s2 (which holds a copy of every key) leaves while they take their keys
+    const seed = `127.0.0.1:${nodes[0]!.quicPort}`
+    const [joinA, joinB] = await Promise.all(['s3', 's4'].map((id) => startNode(['--node-id', id, '--seeds', seed, ...FAST])))
+    nodes[1]!.child.kill('SIGTERM')
+    expect(await nodes[1]!.exited).toBe(0)
+    const after = [nodes[0]!, joinA!, joinB!]
+    await until(async () => (await Promise.all(after.map((n) => members(n.admin)))).every((m) => m.filter((x) => x.state === 'alive').length === 3), 'three members', 30_000)
+    await until(async () => (await Promise.all(after.map((n) => fetch(`${n.admin}/readyz`)))).every((r) => r.status === 200), 'all ready', 30_000)
+    writers = after
+    const count = acknowledged.size
+    await until(() => acknowledged.size >= count + 100, '100 more puts after the change', 60_000)
+    running = false
+    await load
+    // a write in flight when s2 left may fail (503/504); an acknowledged one is never lost
+    expect(errors.filter((e) => !/: 50[34]$/.test(e))).toEqual([])
+    for (const n of after) expect(await lost(n, acknowledged)).toEqual([])
+    console.log(JSON.stringify({ scenario: 'scale-out-128k', acknowledged_puts: acknowledged.size, failed_puts: errors.length, keys_lost: 0 }))
+  }, 240_000)
+
+  it('a node whose clock runs seconds ahead: a write acknowledged after its write still wins on every node', async () => {
+    expect(libfaketime, 'libfaketime (apt-get install faketime)').toBeDefined()
+    const [a, b] = await startCluster(['t1', 't2'])
+    // t3's clock runs 5 s ahead (wall clock only; its monotonic clock is left alone)
+    const ahead = await startNode(['--node-id', 't3', '--seeds', `127.0.0.1:${a!.quicPort}`, ...FAST], { LD_PRELOAD: libfaketime!, FAKETIME: '+5s', DONT_FAKE_MONOTONIC: '1' })
+    const all = [a!, b!, ahead]
+    await until(async () => (await Promise.all(all.map((n) => members(n.admin)))).every((m) => m.filter((x) => x.state === 'alive').length === 3), 'three members')
+    await until(async () => (await Promise.all(all.map((n) => fetch(`${n.admin}/readyz`)))).every((r) => r.status === 200), 'all ready')
+    let wrong = 0
+    for (let i = 0; i < 50; i++) {
+      const key = `skew-${i}`
+      expect((await fetch(`${ahead.admin}/v1/cache/kv/${key}`, { method: 'PUT', body: 'from the fast clock' })).status).toBe(204)
+      // written after the fast node's write was acknowledged: it must win everywhere
+      const later = all[i % 2]!
+      expect((await fetch(`${later.admin}/v1/cache/kv/${key}`, { method: 'PUT', body: 'later' })).status).toBe(204)
+      for (const n of all) {
+        const r = await fetch(`${n.admin}/v1/cache/kv/${key}`)
+        if ((await r.text()) !== 'later') wrong++
+      }
+    }
+    // a delete after the fast node's write wins too
+    expect((await fetch(`${ahead.admin}/v1/cache/kv/gone`, { method: 'PUT', body: 'x' })).status).toBe(204)
+    expect((await fetch(`${a!.admin}/v1/cache/kv/gone`, { method: 'DELETE' })).status).toBe(204)
+    for (const n of all) expect((await fetch(`${n.admin}/v1/cache/kv/gone`)).status).toBe(404)
+    console.log(JSON.stringify({ scenario: 'clock-ahead', skew_ms: 5_000, keys: 50, reads_wrong: wrong }))
+    expect(wrong).toBe(0)
+  }, 120_000)
 })

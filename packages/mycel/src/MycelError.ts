@@ -19,6 +19,15 @@ export type MycelErrorReason =
   | 'Unavailable'
   /** The cache is shutting down. */
   | 'Closed'
+  /**
+   * Too many bytes are in flight to a peer the operation needs (requests awaiting its answer,
+   * messages waiting for its buffer): the operation failed at once instead of queueing.
+   */
+  | 'Overloaded'
+  /** An owner refused the write's version (the nodes' clocks are too far apart). */
+  | 'Refused'
+  /** Other writes to the key kept overtaking this one; it was not stored as the newest. */
+  | 'Conflict'
 
 /** A cache operation failed. */
 export class MycelError extends Data.TaggedError('MycelError')<{

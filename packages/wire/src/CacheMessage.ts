@@ -6,15 +6,20 @@
  * | ---- | ------- | ------ |
  * | 0x01 | Put | id u32, key, value bytes, ts f64, node, ttlMs u32 (0: the bucket's), ack bool |
  * | 0x02 | Delete | id u32, key, ts f64, node, ttlMs u32 (tombstone lifetime; 0: the bucket's), ack bool |
- * | 0x03 | Ack | id u32, status u8 (0 stored, 1 older than what is stored, 2 bucket not found) |
+ * | 0x03 | Ack | id u32, status u8 (0 stored, 1 older than what is stored, 2 bucket not found, 3 version refused) |
  * | 0x04 | Get | id u32, key |
  * | 0x05 | GetResponse | id u32, status u8 (0 hit, 1 miss, 2 bucket not found), value bytes, ts f64, node |
  * | 0x06 | Handoff | entries: key, tombstone bool, value bytes, ts f64, node, ttlLeftMs u32 |
  * | 0x07 | HandoffDone | epoch u32 |
  * | 0x08 | BucketInfo | ttlMs f64, maxSize u32, replicas u8 |
+ * | 0x09 | HandoffBatch | id u32, entries as in Handoff; answered by an Ack once stored |
+ * | 0x0a | AckOlder | id u32, ts f64, node: the write lost to this newer version held by the owner |
  *
  * Versions are (ts, node): last write wins, ties broken by node id. Request ids correlate
- * answers; every Get gets a GetResponse (a miss too).
+ * answers; every Get gets a GetResponse (a miss too). A write that is older than what an owner
+ * holds is answered with AckOlder, carrying the newer version, so the writer can write again
+ * above it; a version an owner refuses (not a finite integer, or too far ahead of its clock)
+ * is answered with Ack status 3.
  *
  * @since 0.1.0
  */
@@ -43,7 +48,7 @@ export interface Delete {
 }
 
 /** Outcome of a write on a replica. */
-export const AckStatus = { Stored: 0, Older: 1, BucketNotFound: 2 } as const
+export const AckStatus = { Stored: 0, Older: 1, BucketNotFound: 2, Refused: 3 } as const
 export type AckStatus = (typeof AckStatus)[keyof typeof AckStatus]
 
 export interface Ack {
@@ -86,6 +91,21 @@ export interface Handoff {
   readonly entries: ReadonlyArray<HandoffEntry>
 }
 
+/** Entries handed to a new owner, which answers `Ack` with the same id once it stored them. */
+export interface HandoffBatch {
+  readonly _tag: 'HandoffBatch'
+  readonly id: number
+  readonly entries: ReadonlyArray<HandoffEntry>
+}
+
+/** A write lost to a newer version the owner holds. */
+export interface AckOlder {
+  readonly _tag: 'AckOlder'
+  readonly id: number
+  readonly ts: number
+  readonly node: string
+}
+
 export interface HandoffDone {
   readonly _tag: 'HandoffDone'
   readonly epoch: number
@@ -98,7 +118,7 @@ export interface BucketInfo {
   readonly replicas: number
 }
 
-export type CacheMessage = Put | Delete | Ack | Get | GetResponse | Handoff | HandoffDone | BucketInfo
+export type CacheMessage = Put | Delete | Ack | Get | GetResponse | Handoff | HandoffDone | BucketInfo | HandoffBatch | AckOlder
 
 const status = <S extends number>(r: SystemMessage.Reader, max: number, what: string): S => {
   const s = r.u8()
@@ -107,6 +127,18 @@ const status = <S extends number>(r: SystemMessage.Reader, max: number, what: st
 }
 
 const copy = (b: Uint8Array) => new Uint8Array(b)
+
+const writeEntry = (w: SystemMessage.Writer, e: HandoffEntry) => {
+  w.string(e.key).bool(e.tombstone).bytes(e.value).f64(e.ts).string(e.node).u32(e.ttlLeftMs)
+}
+const readEntry = (r: SystemMessage.Reader): HandoffEntry => ({
+  key: r.string(),
+  tombstone: r.bool(),
+  value: copy(r.bytesField()),
+  ts: r.f64(),
+  node: r.string(),
+  ttlLeftMs: r.u32()
+})
 
 const set = SystemMessage.messageSet<CacheMessage>('cache', [
   SystemMessage.define<Put>({
@@ -134,7 +166,7 @@ const set = SystemMessage.messageSet<CacheMessage>('cache', [
     write: (w, m) => {
       w.u32(m.id).u8(m.status)
     },
-    read: (r) => ({ _tag: 'Ack', id: r.u32(), status: status<AckStatus>(r, 2, 'ack') })
+    read: (r) => ({ _tag: 'Ack', id: r.u32(), status: status<AckStatus>(r, 3, 'ack') })
   }),
   SystemMessage.define<Get>({
     tag: 'Get',
@@ -188,6 +220,24 @@ const set = SystemMessage.messageSet<CacheMessage>('cache', [
       w.f64(m.ttlMs).u32(m.maxSize).u8(m.replicas)
     },
     read: (r) => ({ _tag: 'BucketInfo', ttlMs: r.f64(), maxSize: r.u32(), replicas: r.u8() })
+  }),
+  SystemMessage.define<HandoffBatch>({
+    tag: 'HandoffBatch',
+    type: 0x09,
+    version: 1,
+    write: (w, m) => {
+      w.u32(m.id).array(m.entries, writeEntry)
+    },
+    read: (r) => ({ _tag: 'HandoffBatch', id: r.u32(), entries: r.array(readEntry, 23) })
+  }),
+  SystemMessage.define<AckOlder>({
+    tag: 'AckOlder',
+    type: 0x0a,
+    version: 1,
+    write: (w, m) => {
+      w.u32(m.id).f64(m.ts).string(m.node)
+    },
+    read: (r) => ({ _tag: 'AckOlder', id: r.u32(), ts: r.f64(), node: r.string() })
   })
 ])
 
@@ -199,3 +249,8 @@ export const decode = set.decode
 export const decodeEffect = set.decodeEffect
 /** Bytes a Put of this key and value takes besides the value: to refuse values over the message size before sending. */
 export const putOverhead = (key: string, node: string): number => 2 + 4 + 2 + Buffer.byteLength(key) + 4 + 8 + 2 + Buffer.byteLength(node) + 4 + 1
+/** Bytes a HandoffBatch takes besides its entries. */
+export const handoffBatchOverhead = 2 + 4 + 4
+/** Bytes one handoff entry takes in a batch. */
+export const handoffEntrySize = (key: string, valueBytes: number, node: string): number =>
+  2 + Buffer.byteLength(key) + 1 + 4 + valueBytes + 8 + 2 + Buffer.byteLength(node) + 4

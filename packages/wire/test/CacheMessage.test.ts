@@ -15,6 +15,11 @@ describe('CacheMessage', () => {
     )
     expect(hex(CacheMessage.encode({ _tag: 'HandoffDone', epoch: 5 }))).toBe('0701' + '00000005')
     expect(hex(CacheMessage.encode({ _tag: 'BucketInfo', ttlMs: 1000, maxSize: 10, replicas: 2 }))).toBe('0801' + '408f400000000000' + '0000000a' + '02')
+    expect(hex(CacheMessage.encode({ _tag: 'Ack', id: 4, status: CacheMessage.AckStatus.Refused }))).toBe('0301' + '00000004' + '03')
+    expect(hex(CacheMessage.encode({ _tag: 'AckOlder', id: 5, ts: 1, node: 'a' }))).toBe('0a01' + '00000005' + '3ff0000000000000' + '000161')
+    expect(
+      hex(CacheMessage.encode({ _tag: 'HandoffBatch', id: 6, entries: [{ key: 'k', tombstone: false, value: new Uint8Array([9]), ts: 1, node: 'a', ttlLeftMs: 2 }] }))
+    ).toBe('0901' + '00000006' + '00000001' + '00016b' + '00' + '0000000109' + '3ff0000000000000' + '000161' + '00000002')
   })
 
   it('round-trips every message, with decoded values copied out of the input', () => {
@@ -32,7 +37,9 @@ describe('CacheMessage', () => {
         ]
       },
       { _tag: 'HandoffDone', epoch: 9 },
-      { _tag: 'BucketInfo', ttlMs: 60_000, maxSize: 1000, replicas: 2 }
+      { _tag: 'BucketInfo', ttlMs: 60_000, maxSize: 1000, replicas: 2 },
+      { _tag: 'HandoffBatch', id: 0xffffffff, entries: [{ key: 'c', tombstone: true, value: new Uint8Array(0), ts: 5, node: 'n4', ttlLeftMs: 9 }] },
+      { _tag: 'AckOlder', id: 7, ts: 1732000000000123, node: 'n5' }
     ]
     for (const m of all) {
       const buf = Buffer.from(CacheMessage.encode(m))
@@ -45,6 +52,15 @@ describe('CacheMessage', () => {
   it('refuses unknown statuses and short handoffs with WireError', () => {
     expect(() => CacheMessage.decode(Buffer.from('030100000001' + '09', 'hex'))).toThrow(WireError)
     expect(() => CacheMessage.decode(Buffer.from('0601' + 'ffffffff', 'hex'))).toThrow(expect.objectContaining({ reason: 'UnexpectedEof' }))
+  })
+
+  it('handoff batch sizes are exact', () => {
+    const entries = [
+      { key: 'kéy', tombstone: false, value: new Uint8Array(100), ts: 1, node: 'nöde', ttlLeftMs: 5 },
+      { key: '', tombstone: true, value: new Uint8Array(0), ts: 2, node: 'n', ttlLeftMs: 5 }
+    ]
+    const bytes = CacheMessage.encode({ _tag: 'HandoffBatch', id: 1, entries })
+    expect(bytes.length).toBe(CacheMessage.handoffBatchOverhead + entries.reduce((n, e) => n + CacheMessage.handoffEntrySize(e.key, e.value.length, e.node), 0))
   })
 
   it('putOverhead is exact', () => {

@@ -2,7 +2,7 @@
  * A fixed-bucket latency histogram: cumulative counts that only grow, cheap to update on every
  * remote operation, read as a snapshot by stats and exported as a Prometheus histogram.
  */
-import type { LatencyHistogram as Snapshot } from '../Mycel.js'
+import type { LatencyHistogram as Snapshot } from './types.js'
 
 /** Upper bounds in microseconds, from 100 µs to 10 s. */
 export const LATENCY_BOUNDS_US: ReadonlyArray<number> = [

@@ -22,6 +22,8 @@ export interface Evictions {
   bytes: number
   /** The time to live ran out. */
   expired: number
+  /** The tombstone limit pushed out the tombstone expiring first. */
+  tombstones: number
 }
 
 export interface StoreStats {
@@ -39,7 +41,9 @@ export interface StoreOptions {
   /** Optional byte limit over keys, values and a per-entry overhead. */
   readonly maxBytes?: number | undefined
   readonly defaultTtlMs: number
-  /** The clock (ms); Effect's clock in the service, so tests drive it with TestClock. */
+  /** Tombstones kept at most (default: maxEntries); they are not in the LRU. */
+  readonly maxTombstones?: number
+  /** The clock (ms); the engine's current time, so tests drive it with TestClock. */
   readonly now: () => number
 }
 
@@ -50,21 +54,31 @@ export const ENTRY_OVERHEAD = 64
 export const newer = (a: Version, b: Version): boolean => a.ts > b.ts || (a.ts === b.ts && a.node > b.node)
 
 /**
- * The local store of one bucket: LRU order and limits from `lru-cache`; expiry on our own
- * clock (checked on access, and by `purgeExpired`); last-write-wins versions; tombstones.
+ * The local store of one bucket: LRU order and limits from `lru-cache` for values; expiry on our
+ * own clock (checked on access, and by `purgeExpired`); last-write-wins versions.
+ *
+ * Tombstones live apart from the values, in their own map bounded by `maxTombstones`, so the
+ * LRU never evicts one: a tombstone keeps older writes of its key out until it expires, and it
+ * expires no sooner than the value it deleted would have (the later of the delete's lifetime
+ * and the deleted copy's expiry). When the tombstone map is full, the one expiring first goes
+ * (counted as `evictions.tombstones`).
  * Values are kept as given: callers pass copies.
  */
 export class BucketStore {
   private readonly cache: LRUCache<string, Entry>
-  private readonly evictions: Evictions = { lru: 0, bytes: 0, expired: 0 }
+  /** Tombstones by key, in insertion order. */
+  private readonly tombstones = new Map<string, Entry>()
+  private readonly evictions: Evictions = { lru: 0, bytes: 0, expired: 0, tombstones: 0 }
   private hits = 0
   private misses = 0
   private puts = 0
   private deletes = 0
   /** Set while we remove an entry ourselves, so dispose does not count it as an eviction. */
   private removing = false
+  private readonly maxTombstones: number
 
   constructor(readonly options: StoreOptions) {
+    this.maxTombstones = options.maxTombstones ?? options.maxEntries
     this.cache = new LRUCache<string, Entry>({
       max: options.maxEntries,
       ...(options.maxBytes === undefined
@@ -93,8 +107,17 @@ export class BucketStore {
   /** The entry (a tombstone too), never an expired one. */
   get(key: string): Entry | undefined {
     const entry = this.cache.get(key)
-    if (entry === undefined) return undefined
-    if (entry.expiresAt <= this.options.now()) {
+    const now = this.options.now()
+    if (entry === undefined) {
+      const tomb = this.tombstones.get(key)
+      if (tomb === undefined) return undefined
+      if (tomb.expiresAt <= now) {
+        this.tombstones.delete(key)
+        return undefined
+      }
+      return tomb
+    }
+    if (entry.expiresAt <= now) {
       this.remove(key)
       this.evictions.expired++
       return undefined
@@ -112,7 +135,7 @@ export class BucketStore {
 
   /** The entry without touching LRU order or counters, if not expired. */
   peek(key: string): Entry | undefined {
-    const entry = this.cache.peek(key)
+    const entry = this.cache.peek(key) ?? this.tombstones.get(key)
     return entry === undefined || entry.expiresAt <= this.options.now() ? undefined : entry
   }
 
@@ -123,9 +146,12 @@ export class BucketStore {
     return ok
   }
 
-  /** Leaves a tombstone (for the TTL) if `version` is newer than what is stored. */
+  /**
+   * Leaves a tombstone if `version` is newer than what is stored. It lives for the bucket TTL
+   * (or `ttlMs` when longer), and at least as long as the copy it deletes.
+   */
   delete(key: string, version: Version, ttlMs?: number): boolean {
-    const ok = this.write(key, { value: undefined, version, expiresAt: this.options.now() + (ttlMs ?? this.options.defaultTtlMs) })
+    const ok = this.write(key, { value: undefined, version, expiresAt: this.options.now() + Math.max(ttlMs ?? 0, this.options.defaultTtlMs) })
     if (ok) this.deletes++
     return ok
   }
@@ -139,19 +165,58 @@ export class BucketStore {
   private write(key: string, entry: Entry): boolean {
     const current = this.peek(key)
     if (current !== undefined && !newer(entry.version, current.version)) return false
-    this.cache.set(key, entry)
+    if (entry.value === undefined) {
+      // a tombstone outlives the copy it deletes
+      const expiresAt = current !== undefined && current.expiresAt > entry.expiresAt ? current.expiresAt : entry.expiresAt
+      this.remove(key)
+      this.tombstones.delete(key)
+      this.tombstones.set(key, expiresAt === entry.expiresAt ? entry : { ...entry, expiresAt })
+      this.boundTombstones()
+    } else {
+      if (current !== undefined && current.value === undefined) this.tombstones.delete(key)
+      this.cache.set(key, entry)
+    }
     return true
+  }
+
+  /** Drops expired tombstones from the front; past the limit, the one expiring first. */
+  private boundTombstones(): void {
+    const now = this.options.now()
+    for (const [key, t] of this.tombstones) {
+      if (t.expiresAt > now) break
+      this.tombstones.delete(key)
+    }
+    if (this.tombstones.size <= this.maxTombstones) return
+    let first: string | undefined
+    let at = Infinity
+    for (const [key, t] of this.tombstones) {
+      if (t.expiresAt < at) {
+        at = t.expiresAt
+        first = key
+      }
+    }
+    if (first !== undefined) {
+      this.tombstones.delete(first)
+      this.evictions.tombstones++
+    }
   }
 
   /** Drops a key this node no longer owns (not an eviction). */
   drop(key: string): void {
     this.remove(key)
+    this.tombstones.delete(key)
   }
 
   /** Live entries, tombstones included, for handoff. */
   *entries(): IterableIterator<readonly [string, Entry]> {
     const now = this.options.now()
     for (const [key, entry] of this.cache.entries()) if (entry.expiresAt > now) yield [key, entry] as const
+    for (const [key, entry] of this.tombstones) if (entry.expiresAt > now) yield [key, entry] as const
+  }
+
+  /** Keys of live entries and tombstones, a snapshot. */
+  keys(): Array<string> {
+    return [...this.cache.keys(), ...this.tombstones.keys()]
   }
 
   /** Removes expired entries; returns how many. */
@@ -160,18 +225,24 @@ export class BucketStore {
     const expired: Array<string> = []
     for (const [key, entry] of this.cache.entries()) if (entry.expiresAt <= now) expired.push(key)
     for (const key of expired) this.remove(key)
+    for (const [key, t] of [...this.tombstones]) if (t.expiresAt <= now) this.tombstones.delete(key)
     this.evictions.expired += expired.length
     return expired.length
   }
 
   get size(): number {
-    return this.cache.size
+    return this.cache.size + this.tombstones.size
+  }
+
+  get tombstoneCount(): number {
+    return this.tombstones.size
   }
 
   clear(): void {
     this.removing = true
     try {
       this.cache.clear()
+      this.tombstones.clear()
     } finally {
       this.removing = false
     }

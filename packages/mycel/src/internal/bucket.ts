@@ -1,0 +1,63 @@
+/**
+ * One bucket on this node: its configuration, its store and its counters. Plain state, read
+ * and changed by the engine's modules.
+ */
+import { LatencyHistogram } from './latency.js'
+import { BucketStore } from './store.js'
+import type { BucketStats } from './types.js'
+import type { ReadOp } from './reads.js'
+
+export interface BucketConfig {
+  readonly ttlMs: number
+  readonly maxSize: number
+  readonly replicas: number
+  readonly maxBytes: number
+  readonly writeConcern: 'primary' | 'all'
+}
+
+export class BucketState {
+  readonly store: BucketStore
+  remoteGets = 0
+  readonly remoteGetLatency = new LatencyHistogram()
+  readonly remoteWriteLatency = new LatencyHistogram()
+  handedOff = 0
+  handoffFailures = 0
+  received = 0
+  timeouts = 0
+  refused = 0
+  overloaded = 0
+  rewrites = 0
+  /** Peers that have sent HandoffDone since this node joined. */
+  readonly handoffFrom = new Set<string>()
+  /** Remote gets in flight by key: concurrent gets of one key share one request. */
+  readonly gets = new Map<string, ReadOp>()
+
+  constructor(
+    readonly name: string,
+    readonly config: BucketConfig,
+    now: () => number
+  ) {
+    this.store = new BucketStore({ maxEntries: config.maxSize, maxBytes: config.maxBytes > 0 ? config.maxBytes : undefined, defaultTtlMs: config.ttlMs, now })
+  }
+
+  stats(): BucketStats {
+    const s = this.store.stats()
+    return {
+      ...s,
+      remoteGets: this.remoteGets,
+      remoteGetLatency: this.remoteGetLatency.snapshot(),
+      remoteWriteLatency: this.remoteWriteLatency.snapshot(),
+      timeouts: this.timeouts,
+      handedOff: this.handedOff,
+      received: this.received,
+      handoffFailures: this.handoffFailures,
+      refused: this.refused,
+      overloaded: this.overloaded,
+      rewrites: this.rewrites,
+      tombstones: this.store.tombstoneCount,
+      replicas: this.config.replicas,
+      ttlMs: this.config.ttlMs,
+      maxSize: this.config.maxSize
+    }
+  }
+}

@@ -1,0 +1,477 @@
+/**
+ * The cache engine of one node: a synchronous state machine with no I/O, no Effect and no clock
+ * of its own. Inputs are client operations, incoming messages, membership changes, send
+ * outcomes and clock ticks, each with the current time; outputs are appended to `out` —
+ * messages to send, completions of operations, log lines — and `nextWake()` says when the
+ * engine wants its next tick. The Effect shell (`service.ts`) connects it to Streams and the
+ * Effect `Clock`; the simulator and the tests drive it directly.
+ *
+ * The rules live by concern: `requests.ts` (ids and deadlines), `writes.ts`, `reads.ts`,
+ * `rebalance.ts` (handoff), `store.ts` (one bucket's entries).
+ */
+import { CacheMessage } from '@mycorrizal/wire'
+import { MycelError } from '../MycelError.js'
+import { BucketState, type BucketConfig } from './bucket.js'
+import { Placement } from './placement.js'
+import { onGetAnswer, type ReadOp, startGet } from './reads.js'
+import { Rebalance, type HandoffBatchState } from './rebalance.js'
+import { RequestTable, type RequestBase } from './requests.js'
+import type { BucketStats } from './types.js'
+import { onWriteAnswer, startWrite, type WriteOp } from './writes.js'
+
+export type LogLevel = 'Debug' | 'Info' | 'Warning' | 'Error'
+
+/** One output of the engine. */
+export type Output =
+  | { readonly _tag: 'Send'; readonly bucket: string; readonly to: string; readonly message: CacheMessage.CacheMessage }
+  | { readonly _tag: 'Done'; readonly op: number; readonly value: Uint8Array | undefined }
+  | { readonly _tag: 'Fail'; readonly op: number; readonly error: MycelError }
+  | { readonly _tag: 'Log'; readonly level: LogLevel; readonly message: string; readonly annotations: Record<string, unknown> }
+
+export interface EngineOptions {
+  readonly self: string
+  readonly maxMessageSize: number
+  /** How long a request waits for its answer (ms). */
+  readonly requestTimeoutMs: number
+  /** After joining, how long to wait for peers' handoffs before calling the node ready anyway (ms). */
+  readonly readyTimeoutMs: number
+  /** A node that still sees no peers after this long (ms) is alone and ready. */
+  readonly settleMs: number
+  /** After a membership change, local misses at an owner are checked with the other owners for this long (ms). */
+  readonly rebalanceWindowMs: number
+  /** Entries per handoff batch at most. */
+  readonly handoffBatch: number
+  /** Bytes per handoff batch at most (capped by the maximum message size). */
+  readonly handoffBatchBytes: number
+  /** Bytes in flight to one peer at most. */
+  readonly maxPeerBytes: number
+  /** Versions further ahead of this node's clock are refused (ms). */
+  readonly maxClockAheadMs: number
+  readonly firstRequestId?: number
+}
+
+/** A request waiting for its answer. */
+export type Request = RequestBase &
+  (
+    | { readonly kind: 'write'; readonly write: WriteOp; readonly generation: number; readonly needed: boolean }
+    | { readonly kind: 'get'; readonly read: ReadOp; readonly generation: number }
+    | { readonly kind: 'handoff'; readonly batch: HandoffBatchState }
+  )
+
+/** How a request ended without a regular answer. */
+export type NoAnswer = 'timeout' | 'gone' | 'notFound'
+
+/** An operation that completes later, through `out`. */
+export const PENDING: unique symbol = Symbol('PENDING')
+export type Pending = typeof PENDING
+
+/** Version timestamps are integers: milliseconds times this, plus a logical counter. */
+export const TS_PER_MS = 1000
+
+interface Timer {
+  readonly at: number
+  readonly run: () => void
+}
+
+export class Engine {
+  /** The current time (ms since epoch), as given by the last input. */
+  now: number
+  readonly out: Array<Output> = []
+  readonly buckets = new Map<string, BucketState>()
+  readonly requests: RequestTable<Request>
+  readonly placement = new Placement()
+  members: ReadonlyArray<string>
+  readonly rebalance = new Rebalance(this)
+  /** Writes not yet completed (waiting for answers or for a retry). */
+  readonly activeWrites = new Set<WriteOp>()
+  /** Bytes handed to the transport for a peer and not yet taken by its stream buffer. */
+  private readonly queued = new Map<string, number>()
+  private timers: Array<Timer> = []
+  /** The newest version timestamp this node has written or seen (a hybrid logical clock). */
+  private hlc = 0
+  closed = false
+  readonly joinedAt: number
+  private readyFlag = false
+  private membershipChangedAt = -Infinity
+
+  constructor(
+    readonly options: EngineOptions,
+    members: ReadonlyArray<string>,
+    now: number
+  ) {
+    this.now = now
+    this.joinedAt = now
+    this.requests = new RequestTable<Request>(options.firstRequestId ?? 1)
+    this.members = [...members]
+    this.placement.setNodes(this.members)
+  }
+
+  get self(): string {
+    return this.options.self
+  }
+
+  // ---- outputs ------------------------------------------------------------------------
+
+  send(bucket: string, to: string, message: CacheMessage.CacheMessage): void {
+    if (!this.closed) this.out.push({ _tag: 'Send', bucket, to, message })
+  }
+
+  done(op: number, value: Uint8Array | undefined): void {
+    this.out.push({ _tag: 'Done', op, value })
+  }
+
+  fail(op: number, error: MycelError): void {
+    this.out.push({ _tag: 'Fail', op, error })
+  }
+
+  log(level: LogLevel, message: string, annotations: Record<string, unknown> = {}): void {
+    if (!this.closed) this.out.push({ _tag: 'Log', level, message, annotations })
+  }
+
+  /** Runs `run` at the first tick at or after `at`. */
+  later(at: number, run: () => void): void {
+    this.timers.push({ at, run })
+  }
+
+  /** When the engine wants its next tick (ms since epoch), if ever. */
+  nextWake(): number | undefined {
+    if (this.closed) return undefined
+    let at = this.requests.nextDeadline() ?? Infinity
+    for (const t of this.timers) if (t.at < at) at = t.at
+    if (!this.readyFlag) at = Math.min(at, this.joinedAt + this.options.readyTimeoutMs, this.members.length <= 1 ? this.joinedAt + this.options.settleMs : Infinity)
+    const retry = this.rebalance.nextRetry()
+    if (retry !== undefined && retry < at) at = retry
+    return at === Infinity ? undefined : at
+  }
+
+  // ---- time and versions --------------------------------------------------------------
+
+  private advance(now: number): void {
+    if (now > this.now) this.now = now
+  }
+
+  /** A version timestamp after everything this node has seen, and at least `atLeast`. */
+  nextTs(atLeast = 0): number {
+    const ts = Math.max(Math.floor(this.now) * TS_PER_MS, this.hlc + 1, atLeast)
+    this.hlc = ts
+    return ts
+  }
+
+  observe(ts: number): void {
+    if (ts > this.hlc) this.hlc = ts
+  }
+
+  /** A version from a peer is a positive safe integer not far ahead of this node's clock. */
+  validTs(ts: number): boolean {
+    return Number.isSafeInteger(ts) && ts > 0 && ts <= (this.now + this.options.maxClockAheadMs) * TS_PER_MS
+  }
+
+  // ---- per-peer byte budget -----------------------------------------------------------
+
+  /** Bytes in flight to `peer`: requests awaiting its answer and messages waiting for its buffer. */
+  peerBytes(peer: string): number {
+    return this.requests.bytesFor(peer) + (this.queued.get(peer) ?? 0)
+  }
+
+  /** True when `bytes` more would pass the peer's budget (one request always fits an idle peer). */
+  overBudget(peer: string, bytes: number): boolean {
+    const inFlight = this.peerBytes(peer)
+    return inFlight > 0 && inFlight + bytes > this.options.maxPeerBytes
+  }
+
+  /** The shell reports bytes waiting for a peer's stream buffer (+) and taken or failed (-). */
+  queuedChanged(peer: string, delta: number): void {
+    const left = (this.queued.get(peer) ?? 0) + delta
+    if (left <= 0) this.queued.delete(peer)
+    else this.queued.set(peer, left)
+  }
+
+  overloaded(bucket: BucketState, peer: string): MycelError {
+    bucket.overloaded++
+    return new MycelError({
+      reason: 'Overloaded',
+      message: `${this.peerBytes(peer)} bytes are in flight to '${peer}' for the cache (limit ${this.options.maxPeerBytes}); '${bucket.name}' refused the operation`
+    })
+  }
+
+  // ---- buckets ------------------------------------------------------------------------
+
+  bucket(name: string): BucketState | MycelError {
+    return this.buckets.get(name) ?? new MycelError({ reason: 'BucketNotFound', message: `no bucket '${name}' on this node` })
+  }
+
+  addBucket(name: string, config: BucketConfig, now: number): BucketState | MycelError {
+    this.advance(now)
+    if (this.buckets.has(name)) return new MycelError({ reason: 'BucketExists', message: `bucket '${name}' exists` })
+    const bucket = new BucketState(name, config, () => this.now)
+    this.buckets.set(name, bucket)
+    this.log('Info', 'bucket created', { bucket: name, ttlMs: config.ttlMs, maxSize: config.maxSize, replicas: config.replicas })
+    // tell the others how this node configured it (a mismatch is logged there)
+    for (const peer of this.members) {
+      if (peer !== this.self) this.send(name, peer, { _tag: 'BucketInfo', ttlMs: config.ttlMs, maxSize: config.maxSize, replicas: config.replicas })
+    }
+    return bucket
+  }
+
+  removeBucket(name: string): boolean {
+    const bucket = this.buckets.get(name)
+    if (bucket === undefined) return false
+    this.buckets.delete(name)
+    bucket.store.clear()
+    this.rebalance.forgetBucket(name)
+    this.log('Info', 'bucket deleted', { bucket: name })
+    return true
+  }
+
+  stats(name: string): BucketStats | undefined {
+    return this.buckets.get(name)?.stats()
+  }
+
+  // ---- client operations --------------------------------------------------------------
+
+  put(op: number, bucket: string, key: string, value: Uint8Array, ttlMs: number | undefined, now: number): undefined | MycelError | Pending {
+    this.advance(now)
+    return startWrite(this, op, bucket, key, new Uint8Array(value), ttlMs)
+  }
+
+  delete(op: number, bucket: string, key: string, now: number): undefined | MycelError | Pending {
+    this.advance(now)
+    return startWrite(this, op, bucket, key, undefined, undefined)
+  }
+
+  get(op: number, bucket: string, key: string, now: number): Uint8Array | undefined | MycelError | Pending {
+    this.advance(now)
+    return startGet(this, op, bucket, key)
+  }
+
+  // ---- requests -----------------------------------------------------------------------
+
+  private answer(request: Request, answer: CacheMessage.Ack | CacheMessage.AckOlder | CacheMessage.GetResponse | NoAnswer): void {
+    switch (request.kind) {
+      case 'write':
+        if (typeof answer === 'string' || answer._tag !== 'GetResponse') onWriteAnswer(this, request, answer)
+        return
+      case 'get':
+        if (typeof answer === 'string' || answer._tag === 'GetResponse') onGetAnswer(this, request, answer)
+        return
+      case 'handoff':
+        if (typeof answer === 'string' || answer._tag === 'Ack') this.rebalance.onAnswer(request, answer)
+        return
+    }
+  }
+
+  /** A message the shell could not send: what waits on it is asked again now, not at its timeout. */
+  sendFailed(bucket: string, to: string, message: CacheMessage.CacheMessage, reason: string, now: number): void {
+    this.advance(now)
+    const id = 'id' in message ? message.id : 0
+    const waiting = message._tag === 'Put' || message._tag === 'Delete' || message._tag === 'Get' || message._tag === 'HandoffBatch'
+    if (waiting && id !== 0) {
+      const request = this.requests.get(id)
+      if (request !== undefined && request.peer === to) {
+        this.requests.take(id)
+        this.answer(request, 'gone')
+      }
+    }
+    this.log('Debug', 'cache send failed', { bucket, peer: to, error: reason })
+  }
+
+  /** A node refused a bucket's stream: it has no such bucket. What waits on it gets that answer now. */
+  refused(bucket: string, node: string, now: number): void {
+    this.advance(now)
+    for (const request of this.requests.takeWhere((r) => r.peer === node && requestBucket(r) === bucket)) this.answer(request, 'notFound')
+    this.rebalance.forgetPeerBucket(node, bucket)
+    this.log('Warning', 'a node has no such bucket', { bucket, peer: node })
+  }
+
+  // ---- incoming -----------------------------------------------------------------------
+
+  receive(name: string, from: string, message: CacheMessage.CacheMessage, now: number): void {
+    this.advance(now)
+    if (this.closed) return
+    switch (message._tag) {
+      case 'Ack':
+      case 'AckOlder':
+      case 'GetResponse': {
+        const request = this.requests.get(message.id)
+        if (request === undefined || request.peer !== from) return
+        this.requests.take(message.id)
+        this.answer(request, message)
+        return
+      }
+      default:
+        break
+    }
+    const bucket = this.buckets.get(name)
+    if (bucket === undefined) return
+    const store = bucket.store
+    switch (message._tag) {
+      case 'Put':
+      case 'Delete': {
+        if (!this.validTs(message.ts)) {
+          bucket.refused++
+          this.log('Warning', 'refused a write with an invalid version', { bucket: name, from, ts: message.ts })
+          if (message.ack) this.send(name, from, { _tag: 'Ack', id: message.id, status: CacheMessage.AckStatus.Refused })
+          return
+        }
+        this.observe(message.ts)
+        const version = { ts: message.ts, node: message.node }
+        const ttl = message.ttlMs === 0 ? undefined : message.ttlMs
+        const stored = message._tag === 'Put' ? store.put(message.key, message.value, version, ttl) : store.delete(message.key, version, ttl)
+        if (stored) {
+          this.rebalance.strayed(bucket, message.key)
+          this.rebalance.pump()
+        }
+        if (!message.ack) return
+        const held = stored ? undefined : store.peek(message.key)
+        if (held === undefined || (held.version.ts === version.ts && held.version.node === version.node)) {
+          this.send(name, from, { _tag: 'Ack', id: message.id, status: CacheMessage.AckStatus.Stored })
+        } else {
+          this.send(name, from, { _tag: 'AckOlder', id: message.id, ts: held.version.ts, node: held.version.node })
+        }
+        return
+      }
+      case 'Get': {
+        const entry = store.get(message.key)
+        const hit = entry !== undefined && entry.value !== undefined
+        // a peer that does not take what it is sent gets no more answers past its budget
+        if (hit && this.overBudget(from, entry.value!.byteLength)) {
+          bucket.overloaded++
+          return
+        }
+        this.send(name, from, {
+          _tag: 'GetResponse',
+          id: message.id,
+          status: hit ? CacheMessage.GetStatus.Hit : CacheMessage.GetStatus.Miss,
+          value: hit ? entry.value! : EMPTY,
+          ts: entry?.version.ts ?? 0,
+          node: entry?.version.node ?? ''
+        })
+        return
+      }
+      case 'Handoff':
+      case 'HandoffBatch': {
+        for (const e of message.entries) {
+          if (!this.validTs(e.ts)) {
+            bucket.refused++
+            continue
+          }
+          this.observe(e.ts)
+          if (store.merge(e.key, { value: e.tombstone ? undefined : e.value, version: { ts: e.ts, node: e.node }, expiresAt: this.now + e.ttlLeftMs })) {
+            bucket.received++
+            this.rebalance.strayed(bucket, e.key)
+          }
+        }
+        this.rebalance.pump()
+        if (message._tag === 'HandoffBatch') this.send(name, from, { _tag: 'Ack', id: message.id, status: CacheMessage.AckStatus.Stored })
+        return
+      }
+      case 'HandoffDone': {
+        bucket.handoffFrom.add(from)
+        this.checkReady()
+        return
+      }
+      case 'BucketInfo': {
+        const o = bucket.config
+        if (message.ttlMs !== o.ttlMs || message.maxSize !== o.maxSize || message.replicas !== o.replicas) {
+          this.log('Warning', 'bucket configured differently on another node', {
+            bucket: name,
+            from,
+            theirs: { ttlMs: message.ttlMs, maxSize: message.maxSize, replicas: message.replicas },
+            ours: { ttlMs: o.ttlMs, maxSize: o.maxSize, replicas: o.replicas }
+          })
+        }
+        return
+      }
+    }
+  }
+
+  // ---- membership ---------------------------------------------------------------------
+
+  /**
+   * The member set changed: placement follows at once; requests to nodes that went away are
+   * asked again of the new owners; the one rebalance state learns the change.
+   */
+  membership(nodes: ReadonlyArray<string>, now: number): void {
+    this.advance(now)
+    if (this.closed) return
+    const after = [...new Set(nodes)].sort()
+    if (after.join('\u0000') === [...this.members].sort().join('\u0000')) return
+    const old = new Placement()
+    old.setNodes(this.members)
+    this.members = after
+    this.placement.setNodes(after)
+    this.membershipChangedAt = this.now
+    const alive = new Set(after)
+    for (const request of this.requests.takeWhere((r) => !alive.has(r.peer))) this.answer(request, 'gone')
+    this.rebalance.membershipChanged(old)
+  }
+
+  /** True while keys may still be on their way to new owners. */
+  rebalancing(): boolean {
+    return !this.readyFlag || this.now - this.membershipChangedAt < this.options.rebalanceWindowMs
+  }
+
+  // ---- time ---------------------------------------------------------------------------
+
+  tick(now: number): void {
+    this.advance(now)
+    if (this.closed) return
+    for (const request of this.requests.expire(this.now)) this.answer(request, 'timeout')
+    if (this.timers.length > 0) {
+      const due = this.timers.filter((t) => t.at <= this.now)
+      if (due.length > 0) {
+        this.timers = this.timers.filter((t) => t.at > this.now)
+        for (const t of due) t.run()
+      }
+    }
+    this.rebalance.pump()
+    if (!this.readyFlag) {
+      this.checkReady()
+      if (!this.readyFlag && this.now >= this.joinedAt + this.options.readyTimeoutMs) {
+        this.readyFlag = true
+        this.log('Warning', 'ready without every peer handoff', { waitedMs: this.options.readyTimeoutMs })
+      }
+    }
+  }
+
+  private checkReady(): void {
+    if (this.readyFlag) return
+    const peers = this.members.filter((id) => id !== this.self)
+    // before the first discovery settles an empty peer list proves nothing
+    if (peers.length === 0 && this.now - this.joinedAt < this.options.settleMs) return
+    for (const bucket of this.buckets.values()) for (const peer of peers) if (!bucket.handoffFrom.has(peer)) return
+    this.readyFlag = true
+    this.log('Info', 'cache ready', { afterMs: this.now - this.joinedAt })
+  }
+
+  ready(now: number): boolean {
+    this.advance(now)
+    if (!this.readyFlag) this.checkReady()
+    return this.readyFlag
+  }
+
+  /** Stops: every waiting operation fails with Closed; nothing is sent or logged after. */
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    this.timers = []
+    this.requests.takeWhere(() => true)
+    for (const write of this.activeWrites) {
+      if (write.done) continue
+      write.done = true
+      this.fail(write.op, closedError())
+    }
+    this.activeWrites.clear()
+    for (const bucket of this.buckets.values()) {
+      for (const read of bucket.gets.values()) for (const op of read.ops) this.fail(op, closedError())
+      bucket.gets.clear()
+    }
+    this.out.splice(0, this.out.length, ...this.out.filter((o) => o._tag === 'Done' || o._tag === 'Fail'))
+  }
+}
+
+const EMPTY = new Uint8Array(0)
+
+export const closedError = () => new MycelError({ reason: 'Closed', message: 'the cache is shutting down' })
+
+const requestBucket = (r: Request): string => (r.kind === 'write' ? r.write.bucket.name : r.kind === 'get' ? r.read.bucket.name : r.batch.bucket)

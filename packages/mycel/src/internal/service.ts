@@ -1,0 +1,276 @@
+/**
+ * The Effect shell of the cache engine: it feeds the engine client operations, the bucket
+ * streams' messages, membership changes and clock ticks (all timed by the Effect `Clock`), and
+ * carries out what the engine outputs — sends on the bucket streams, completions of the waiting
+ * operations, log lines. One timer fiber, owned by the service's scope, wakes the engine when it
+ * asks; after shutdown nothing runs, sends or logs.
+ */
+import { Nodosum } from '@mycorrizal/nodosum'
+import { Streams, type Stream as BucketStream } from '@mycorrizal/streams'
+import { CacheMessage } from '@mycorrizal/wire'
+import { Duration, Effect, FiberSet, LogLevel, Runtime, Stream } from 'effect'
+import { MycelError } from '../MycelError.js'
+import { Engine, PENDING, type Output } from './engine.js'
+import type { BucketOptions, BucketStats, MycelOptions } from './types.js'
+
+/** Application id of the cache. */
+export const APP_ID = 'SYSTEM-MYCEL'
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$/
+const levels = { Debug: LogLevel.Debug, Info: LogLevel.Info, Warning: LogLevel.Warning, Error: LogLevel.Error } as const
+const streamName = (bucket: string) => `bucket:${bucket}`
+
+/** What the service offers (the shape of the `Mycel` tag). */
+export interface MycelService {
+  readonly createBucket: (name: string, ttl: Duration.DurationInput, maxSize: number, options?: BucketOptions) => Effect.Effect<void, MycelError>
+  readonly deleteBucket: (name: string) => Effect.Effect<void, MycelError>
+  /** Stores on every owner; resolves when the primary (or every owner) has it. */
+  readonly put: (bucket: string, key: string, value: Uint8Array, ttl?: Duration.DurationInput) => Effect.Effect<void, MycelError>
+  /** The value, or undefined on a miss. */
+  readonly get: (bucket: string, key: string) => Effect.Effect<Uint8Array | undefined, MycelError>
+  readonly delete: (bucket: string, key: string) => Effect.Effect<void, MycelError>
+  readonly stats: (bucket: string) => BucketStats | undefined
+  readonly buckets: () => ReadonlyArray<string>
+  /** True once a joining node has received its keys from the others (or waited long enough). */
+  readonly ready: () => boolean
+}
+
+type Resume = (effect: Effect.Effect<Uint8Array | undefined, MycelError>) => void
+
+const durationMs = (input: Duration.DurationInput | undefined, fallback: Duration.DurationInput) => Duration.toMillis(Duration.decode(input ?? fallback))
+
+export const makeService = (options: MycelOptions = {}) =>
+  Effect.gen(function* () {
+    const nodosum = yield* Nodosum.Nodosum
+    const streams = yield* Streams.Streams
+    // a node that lacks a bucket refuses its stream after 1 s (buckets are created at start-up,
+    // within that time on every node), so a request to it fails with BucketNotFound before its timeout
+    const app = yield* streams.registerApplicationWithConfig({ id: APP_ID, maxStreams: 1_000, streamBufferSize: 1_000, unknownStreamGraceMs: 1_000 })
+    const runtime = yield* Effect.runtime<never>()
+    const clock = yield* Effect.clock
+    // one clock: Effect's, with sub-millisecond resolution for the latency histograms
+    const now = () => Number(clock.unsafeCurrentTimeNanos()) / 1_000_000
+    const engine = new Engine(
+      {
+        self: nodosum.nodeId,
+        maxMessageSize: nodosum.maxMessageSize,
+        requestTimeoutMs: durationMs(options.requestTimeout, '2 seconds'),
+        readyTimeoutMs: durationMs(options.readyTimeout, '10 seconds'),
+        settleMs: 1_000,
+        rebalanceWindowMs: 10_000,
+        handoffBatch: options.handoffBatch ?? 256,
+        handoffBatchBytes: options.handoffBatchBytes ?? 1024 * 1024,
+        maxPeerBytes: options.maxPeerBytes ?? 32 * 1024 * 1024,
+        maxClockAheadMs: durationMs(options.maxClockAhead, '1 hour'),
+        ...(options.firstRequestId === undefined ? {} : { firstRequestId: options.firstRequestId })
+      },
+      nodosum.nodes(),
+      now()
+    )
+    const fibers = yield* FiberSet.make<void>()
+    const runInScope = yield* FiberSet.runtime(fibers)<never>()
+    const log = Runtime.runSync(runtime)
+    const bucketStreams = new Map<string, BucketStream>()
+    const waiters = new Map<number, Resume>()
+    const early = new Map<number, Effect.Effect<Uint8Array | undefined, MycelError>>()
+    let nextOp = 1
+    let closed = false
+    let flushing = false
+    let timerAt = Infinity
+
+    const settle = (op: number, effect: Effect.Effect<Uint8Array | undefined, MycelError>) => {
+      const resume = waiters.get(op)
+      if (resume === undefined) early.set(op, effect)
+      else {
+        waiters.delete(op)
+        resume(effect)
+      }
+    }
+
+    const send = (o: Output & { readonly _tag: 'Send' }) => {
+      const stream = bucketStreams.get(o.bucket)
+      if (stream === undefined || closed) return
+      const failed = (e: { readonly message: string }) => {
+        if (closed) return
+        engine.sendFailed(o.bucket, o.to, o.message, e.message, now())
+        flush()
+      }
+      try {
+        const bytes = CacheMessage.encode(o.message)
+        const waiting = stream.offer(bytes, [o.to])
+        if (waiting !== undefined) {
+          // the peer's buffer is full: these bytes count against its budget until it takes them
+          engine.queuedChanged(o.to, bytes.byteLength)
+          waiting.then(
+            () => engine.queuedChanged(o.to, -bytes.byteLength),
+            (e: Error) => {
+              engine.queuedChanged(o.to, -bytes.byteLength)
+              failed(e)
+            }
+          )
+        }
+      } catch (e) {
+        failed(e as Error)
+      }
+    }
+
+    /** Carries out the engine's outputs, then sets the timer it asks for. */
+    const flush = (): void => {
+      if (flushing) return
+      flushing = true
+      try {
+        const out = engine.out
+        for (let i = 0; i < out.length; i++) {
+          const o = out[i]!
+          switch (o._tag) {
+            case 'Send':
+              send(o)
+              break
+            case 'Done':
+              settle(o.op, Effect.succeed(o.value))
+              break
+            case 'Fail':
+              settle(o.op, Effect.fail(o.error))
+              break
+            case 'Log':
+              if (!closed) log(Effect.logWithLevel(levels[o.level], o.message).pipe(Effect.annotateLogs({ node: engine.self, ...o.annotations })))
+              break
+          }
+        }
+        out.length = 0
+      } finally {
+        flushing = false
+      }
+      schedule()
+    }
+
+    const schedule = () => {
+      if (closed) return
+      const at = engine.nextWake()
+      if (at === undefined || at >= timerAt) return
+      timerAt = at
+      runInScope(
+        Effect.suspend(() => Effect.sleep(Duration.millis(Math.max(0, Math.ceil(at - now()))))).pipe(
+          Effect.andThen(
+            Effect.sync(() => {
+              if (timerAt === at) timerAt = Infinity
+              if (closed) return
+              engine.tick(now())
+              flush()
+            })
+          )
+        )
+      )
+    }
+
+    /** Runs a client operation: its result at once, or a wait for its completion. */
+    const operation = <A extends Uint8Array | undefined>(start: (op: number) => A | MycelError | typeof PENDING): Effect.Effect<A, MycelError> =>
+      Effect.suspend(() => {
+        const op = nextOp++
+        const result = start(op)
+        flush()
+        if (result === PENDING) {
+          return Effect.async<A, MycelError>((resume) => {
+            const done = early.get(op)
+            if (done !== undefined) {
+              early.delete(op)
+              resume(done as Effect.Effect<A, MycelError>)
+              return
+            }
+            waiters.set(op, resume as Resume)
+            return Effect.sync(() => waiters.delete(op))
+          })
+        }
+        return result instanceof MycelError ? Effect.fail(result) : Effect.succeed(result)
+      })
+
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        engine.close()
+        flush()
+        closed = true
+        for (const resume of waiters.values()) resume(Effect.fail(new MycelError({ reason: 'Closed', message: 'the cache is shutting down' })))
+        waiters.clear()
+        early.clear()
+      })
+    )
+    yield* nodosum.events.pipe(
+      Stream.runForEach(() =>
+        Effect.sync(() => {
+          engine.membership(nodosum.nodes(), now())
+          flush()
+        })
+      ),
+      Effect.forkScoped
+    )
+    // joining, an alone node turns ready after settling, a joiner after its ready timeout at most
+    flush()
+
+    const ttlOf = (ttl: Duration.DurationInput | undefined, field: string): Effect.Effect<number | undefined, MycelError> => {
+      if (ttl === undefined) return Effect.succeed(undefined)
+      const d = Duration.decodeUnknown(ttl)
+      if (d._tag === 'None' || Duration.toMillis(d.value) < 1 || Duration.toMillis(d.value) > 0xffffffff) {
+        return Effect.fail(new MycelError({ reason: 'InvalidBucket', message: `${field} must be a duration from 1 ms to 49 days` }))
+      }
+      return Effect.succeed(Math.round(Duration.toMillis(d.value)))
+    }
+
+    const service: MycelService = {
+      createBucket: (name, ttl, maxSize, bucketOptions = {}) =>
+        Effect.gen(function* () {
+          if (!NAME.test(name)) {
+            return yield* new MycelError({ reason: 'InvalidBucket', message: 'a bucket name is 1-100 letters, digits, ".", "_", ":" or "-", starting with a letter or digit' })
+          }
+          if (!Number.isInteger(maxSize) || maxSize < 1 || maxSize > 100_000_000) {
+            return yield* new MycelError({ reason: 'InvalidBucket', message: `maxSize must be an integer number of entries from 1 to 100,000,000, got ${maxSize}` })
+          }
+          const replicas = bucketOptions.replicas ?? 2
+          if (!Number.isInteger(replicas) || replicas < 1 || replicas > 16) {
+            return yield* new MycelError({ reason: 'InvalidBucket', message: `replicas must be an integer from 1 to 16, got ${replicas}` })
+          }
+          const ttlMs = (yield* ttlOf(ttl, 'ttl'))!
+          if (engine.buckets.has(name)) return yield* new MycelError({ reason: 'BucketExists', message: `bucket '${name}' exists` })
+          const stream = yield* app.createStream(streamName(name)).pipe(
+            Effect.mapError((e) => new MycelError({ reason: 'InvalidBucket', message: `bucket '${name}': ${e.message}` }))
+          )
+          bucketStreams.set(name, stream)
+          const created = engine.addBucket(name, { ttlMs, maxSize, replicas, maxBytes: bucketOptions.maxBytes ?? 0, writeConcern: bucketOptions.writeConcern ?? 'primary' }, now())
+          stream.setReceiveFunc((payload, from) => {
+            if (closed) return
+            let message: CacheMessage.CacheMessage
+            try {
+              message = CacheMessage.decode(payload)
+            } catch (e) {
+              log(Effect.logWarning('malformed cache message').pipe(Effect.annotateLogs({ node: engine.self, bucket: name, from, error: (e as Error).message })))
+              return
+            }
+            engine.receive(name, from, message, now())
+            flush()
+          })
+          stream.setRefusedFunc((node) => {
+            if (closed) return
+            engine.refused(name, node, now())
+            flush()
+          })
+          flush()
+          if (created instanceof MycelError) return yield* created
+        }),
+      deleteBucket: (name) =>
+        Effect.gen(function* () {
+          const stream = bucketStreams.get(name)
+          if (stream === undefined || !engine.removeBucket(name)) return yield* new MycelError({ reason: 'BucketNotFound', message: `no bucket '${name}' on this node` })
+          bucketStreams.delete(name)
+          flush()
+          yield* stream.close
+        }),
+      put: (bucket, key, value, ttl) =>
+        ttlOf(ttl, 'ttl').pipe(Effect.flatMap((ttlMs) => Effect.asVoid(operation((op) => engine.put(op, bucket, key, value, ttlMs, now()))))),
+      get: (bucket, key) => operation((op) => engine.get(op, bucket, key, now())),
+      delete: (bucket, key) => Effect.asVoid(operation((op) => engine.delete(op, bucket, key, now()))),
+      stats: (bucket) => engine.stats(bucket),
+      buckets: () => [...engine.buckets.keys()],
+      ready: () => engine.ready(now())
+    }
+    return service
+  })
+

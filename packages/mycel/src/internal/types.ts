@@ -1,0 +1,81 @@
+/**
+ * The cache's public data types, kept apart from the contract module so the engine can use them
+ * without importing it.
+ */
+import type { Duration } from 'effect'
+
+/** Per-bucket options beyond TTL and size. */
+export interface BucketOptions {
+  /** Copies of each key (default 2). */
+  readonly replicas?: number
+  /** A byte limit besides the entry limit (0 = none). */
+  readonly maxBytes?: number
+  /** A put resolves when the primary has it ('primary', default) or every owner ('all'). */
+  readonly writeConcern?: 'primary' | 'all'
+}
+
+/** Cumulative latency counts since the bucket was created, Prometheus-style. */
+export interface LatencyHistogram {
+  /** Upper bounds of the buckets in microseconds, ascending. */
+  readonly boundsUs: ReadonlyArray<number>
+  /** Observations at or below each bound (the same length as `boundsUs`). */
+  readonly cumulativeCounts: ReadonlyArray<number>
+  readonly sumUs: number
+  /** Every observation, including those above the last bound. */
+  readonly count: number
+}
+
+/** Counters of one bucket on this node. */
+export interface BucketStats {
+  readonly hits: number
+  readonly misses: number
+  readonly puts: number
+  readonly deletes: number
+  readonly evictions: Readonly<Record<string, number>>
+  readonly keys: number
+  readonly bytes: number
+  readonly remoteGets: number
+  /** Latency of gets answered by another node, from asking to the answer. */
+  readonly remoteGetLatency: LatencyHistogram
+  /** Latency of puts and deletes that waited for another node's acknowledgement. */
+  readonly remoteWriteLatency: LatencyHistogram
+  readonly timeouts: number
+  /** Entries sent to new owners and acknowledged by them, and received from others, by rebalancing. */
+  readonly handedOff: number
+  readonly received: number
+  /** Handoff batches that failed (not acknowledged in time, or not sent); their entries are sent again. */
+  readonly handoffFailures: number
+  /** Versions from peers refused: not a finite integer, or too far ahead of this node's clock. */
+  readonly refused: number
+  /** Operations failed with Overloaded, and answers not sent, because a peer's byte budget was full. */
+  readonly overloaded: number
+  /** Writes that lost to a newer version on an owner and were written again above it. */
+  readonly rewrites: number
+  /** Tombstones held (deleted keys remembered until every copy of what they deleted expired). */
+  readonly tombstones: number
+  readonly replicas: number
+  readonly ttlMs: number
+  readonly maxSize: number
+}
+
+/** Options of the cache service. */
+export interface MycelOptions {
+  /** How long a remote read, acknowledged write or handoff batch waits for one owner (default 2 s). */
+  readonly requestTimeout?: Duration.DurationInput
+  /** After joining, how long to wait for peers' handoffs before calling the node ready anyway (default 10 s). */
+  readonly readyTimeout?: Duration.DurationInput
+  /** Entries per handoff batch at most (default 256). */
+  readonly handoffBatch?: number
+  /** Bytes per handoff batch at most (default 1 MiB; never more than the maximum message size). */
+  readonly handoffBatchBytes?: number
+  /**
+   * Bytes in flight to one peer at most (default 32 MiB): requests awaiting its answer and
+   * messages waiting for its stream buffer. Past it, an operation that needs the peer fails at
+   * once with `Overloaded`.
+   */
+  readonly maxPeerBytes?: number
+  /** Versions from peers further ahead of this node's clock are refused (default 1 hour). */
+  readonly maxClockAhead?: Duration.DurationInput
+  /** The first request id (default 1); ids wrap after 2^32 - 1. For tests. */
+  readonly firstRequestId?: number
+}

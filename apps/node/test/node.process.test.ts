@@ -121,7 +121,7 @@ describe('mycorrizal node processes', () => {
     const admin = cli(['members', '--admin', 'not a url'])
     expect(admin.status).toBe(2)
     expect(admin.stderr).toContain('--admin must be an http(s) URL')
-  }, 60_000)
+  }, 180_000)
 
   it('secrets are keys: `mycorrizal secret` prints a fresh 256-bit one; a node refuses a secret under 32 characters, naming the field', () => {
     const one = cli(['secret'])
@@ -137,7 +137,7 @@ describe('mycorrizal node processes', () => {
     const both = cli(['node', '--cluster-secret-file', secretFile('both', SECRET)], { MYCORRIZAL_CLUSTER_SECRET: SECRET })
     expect(both.status).toBe(2)
     expect(both.stderr).toContain('exclude each other')
-  }, 60_000)
+  }, 180_000)
 
   it('admin tokens: the CLI passes --token, --token-file, MYCORRIZAL_ADMIN_TOKEN or MYCORRIZAL_ADMIN_TOKEN_FILE; a write without the token is refused', async () => {
     const token = 'cli-admin-token-0123456789'
@@ -165,7 +165,7 @@ describe('mycorrizal node processes', () => {
     expect(JSON.stringify(node.logs)).not.toContain(token)
     node.child.kill('SIGTERM')
     expect(await node.exited).toBe(0)
-  }, 60_000)
+  }, 180_000)
 
   it('certs: a CA and node certificates with which two nodes join over mTLS; the CA key apart, key files 0600, no symbolic links followed', async () => {
     const root = mkdtempSync(join(tmpdir(), 'mycorrizal-certs-'))

@@ -4,7 +4,7 @@ import { Context, Deferred, Duration, Effect, Fiber, HashMap, Layer, Logger, typ
 import { Streams } from '../src/index.js'
 import type { SendError } from '../src/StreamsError.js'
 
-const secret = 'streams-test-secret'
+const secret = 'streams-test-secret-of-at-least-32-characters'
 
 /** One node (cluster + streams) in the current scope of the test's memory network. */
 const node = (id: string, seeds: ReadonlyArray<string> = [], options: Streams.StreamsOptions = {}) =>

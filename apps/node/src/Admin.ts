@@ -12,20 +12,27 @@
  *   GET    /v1/cache/:bucket/:key        the bytes, or 404
  *   DELETE /v1/cache/:bucket/:key        204
  *
- * Access: with no token configured the API is open (it then listens on loopback only). With
- * an admin token, reads need the read or the admin token and writes need the admin token, as
- * `Authorization: Bearer <token>`; metrics and health stay open for scrapers and probes.
+ * Access: with no token configured the API is open (it then listens on loopback only) to
+ * requests addressed to loopback — a `Host` header of `localhost`, `127.x.x.x`, `[::1]` or the
+ * bound address — and refuses any other name with 403, so that a web page cannot reach it by
+ * DNS rebinding. With any token configured, reads need the read or the admin token and writes
+ * need the admin token, as `Authorization: Bearer <token>` (with only a read token, writes are
+ * refused); metrics and health stay open for scrapers and probes.
+ *
+ * A PUT body is counted while it streams in: past the largest value (`maxMessageSize`) the
+ * request is answered 413 and its connection closed, whether it declared a `Content-Length`
+ * or came chunked.
  *
  * @since 0.1.0
  */
 import { HttpRouter, type HttpServerError, HttpServerRequest, HttpServerResponse } from '@effect/platform'
-import { NodeHttpServer } from '@effect/platform-node'
+import { NodeHttpServer, NodeHttpServerRequest } from '@effect/platform-node'
 import type { MycelError } from 'mycorrizal'
 import { Mycel, Nodosum, Streams, type StreamStats } from 'mycorrizal'
-import { Effect, Redacted, type Scope } from 'effect'
+import { Data, Effect, Redacted, type Scope } from 'effect'
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { StreamView } from './Client.js'
-import { createServer } from 'node:http'
+import { createServer, type IncomingMessage } from 'node:http'
 
 /** What the admin API serves. */
 export interface AdminOptions {
@@ -71,6 +78,69 @@ const cacheStatus: Record<MycelError['reason'], number> = {
 
 const MAX_KEY_BYTES = 1024
 
+/** A request body could not be read whole: over the limit, or the client went away. */
+class BodyError extends Data.TaggedError('BodyError')<{ readonly reason: 'TooLarge' | 'Failed'; readonly message: string }> {}
+
+/**
+ * Reads a request body, counting the bytes as they arrive: past `limit` it stops reading and
+ * fails at once (the rest is never buffered), with or without a `Content-Length`.
+ */
+export const readBody = (source: IncomingMessage, limit: number): Effect.Effect<Uint8Array, BodyError> =>
+  Effect.async<Uint8Array, BodyError>((resume) => {
+    const chunks: Array<Buffer> = []
+    let total = 0
+    const cleanup = () => {
+      source.off('data', onData)
+      source.off('end', onEnd)
+      source.off('error', onError)
+      source.off('aborted', onAborted)
+    }
+    const onData = (chunk: Buffer) => {
+      total += chunk.length
+      if (total > limit) {
+        cleanup()
+        source.pause()
+        resume(Effect.fail(new BodyError({ reason: 'TooLarge', message: `a value is at most ${limit} bytes` })))
+      } else {
+        chunks.push(chunk)
+      }
+    }
+    const onEnd = () => {
+      cleanup()
+      resume(Effect.succeed(new Uint8Array(Buffer.concat(chunks, total))))
+    }
+    const onError = (e: Error) => {
+      cleanup()
+      resume(Effect.fail(new BodyError({ reason: 'Failed', message: `the request body could not be read: ${e.message}` })))
+    }
+    const onAborted = () => onError(new Error('the client went away'))
+    source.on('data', onData)
+    source.once('end', onEnd)
+    source.once('error', onError)
+    source.once('aborted', onAborted)
+    return Effect.sync(cleanup)
+  })
+
+const LOOPBACK_NAMES = new Set(['localhost', '::1'])
+
+/** The host name of a `Host` header, without port or IPv6 brackets, lower case. */
+export const hostName = (header: string): string => {
+  const h = header.trim().toLowerCase()
+  if (h.startsWith('[')) {
+    const end = h.indexOf(']')
+    return end < 0 ? h : h.slice(1, end)
+  }
+  const colon = h.indexOf(':')
+  return colon >= 0 && colon === h.lastIndexOf(':') ? h.slice(0, colon) : h
+}
+
+/** Whether a tokenless API answers a request with this `Host` header (undefined: none sent). */
+export const hostAllowed = (header: string | undefined, boundHost: string): boolean => {
+  if (header === undefined) return true
+  const name = hostName(header)
+  return LOOPBACK_NAMES.has(name) || /^127(\.\d{1,3}){3}$/.test(name) || name === hostName(boundHost.includes(':') && !boundHost.startsWith('[') ? `[${boundHost}]` : boundHost)
+}
+
 
 /** Starts the admin API; the scope's close stops it. */
 export const make = (
@@ -85,12 +155,15 @@ export const make = (
       read: options.readToken === undefined ? undefined : digest(Redacted.value(options.readToken))
     }
 
+    const tokenless = tokens.write === undefined && tokens.read === undefined
+
     const granted = (header: string | undefined): Scope_ | undefined => {
-      if (tokens.write === undefined) return 'write'
+      // open only when no token at all is configured: a read token alone does not open writes
+      if (tokenless) return 'write'
       const match = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header)
       if (match === null) return undefined
       const given = digest(match[1]!)
-      if (timingSafeEqual(given, tokens.write)) return 'write'
+      if (tokens.write !== undefined && timingSafeEqual(given, tokens.write)) return 'write'
       if (tokens.read !== undefined && timingSafeEqual(given, tokens.read)) return 'read'
       return undefined
     }
@@ -104,7 +177,11 @@ export const make = (
             HttpServerResponse.setHeader(problem(401, 'Unauthorized', 'this API needs Authorization: Bearer <token>'), 'www-authenticate', 'Bearer realm="mycorrizal"')
           )
         }
-        if (scope === 'write' && has === 'read') return Effect.succeed(problem(403, 'Forbidden', 'the read-only token may not change the cache'))
+        if (scope === 'write' && has === 'read') {
+          return Effect.succeed(
+            problem(403, 'Forbidden', tokens.write === undefined ? 'writes need the admin token, and this node has none configured (--admin-token)' : 'the read-only token may not change the cache')
+          )
+        }
         return handler
       })
 
@@ -201,11 +278,13 @@ export const make = (
         cacheRoute('write', (bucket, key) =>
           Effect.gen(function* () {
             const request = yield* HttpServerRequest.HttpServerRequest
+            const tooLarge = () => HttpServerResponse.setHeader(problem(413, 'ValueTooLarge', `a value is at most ${nodosum.maxMessageSize} bytes`), 'connection', 'close')
             const length = Number(request.headers['content-length'] ?? '0')
-            if (length > nodosum.maxMessageSize) return problem(413, 'ValueTooLarge', `a value is at most ${nodosum.maxMessageSize} bytes`)
-            const body = yield* request.arrayBuffer.pipe(Effect.orElseSucceed(() => undefined))
-            if (body === undefined) return problem(400, 'BadBody', 'the request body could not be read')
-            yield* mycel.put(bucket, key, new Uint8Array(body))
+            if (length > nodosum.maxMessageSize) return tooLarge()
+            // counted while it streams: a chunked body without Content-Length is cut off at the limit too
+            const body = yield* readBody(NodeHttpServerRequest.toIncomingMessage(request), nodosum.maxMessageSize).pipe(Effect.either)
+            if (body._tag === 'Left') return body.left.reason === 'TooLarge' ? tooLarge() : problem(400, 'BadBody', body.left.message)
+            yield* mycel.put(bucket, key, body.right)
             return HttpServerResponse.empty({ status: 204 })
           })
         )
@@ -219,8 +298,20 @@ export const make = (
     const server = yield* NodeHttpServer.make(() => createServer(), { host: options.host, port: options.port })
     // a key is up to MAX_KEY_BYTES, percent-encoded up to three times as long
     const app = yield* HttpRouter.toHttpApp(router).pipe(HttpRouter.withRouterConfig({ maxParamLength: MAX_KEY_BYTES * 3 }))
+    const hostGuard = <E, R>(handler: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
+      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+        const host = request.headers['host']
+        if (!tokenless || hostAllowed(host, options.host)) return handler
+        return Effect.succeed(
+          problem(
+            403,
+            'ForbiddenHost',
+            `Host '${host}' is refused: without a token this API answers only requests addressed to localhost, 127.0.0.1, [::1] or ${options.host} (a guard against DNS rebinding); configure --admin-token to serve other names`
+          )
+        )
+      })
     yield* server.serve(
-      app.pipe(
+      hostGuard(app).pipe(
         Effect.catchTag('RouteNotFound', () => Effect.succeed(problem(404, 'NotFound', 'no such route; see GET /debug/members, /debug/streams, /metrics, /v1/cache/:bucket/:key'))),
         Effect.catchAllCause((cause) =>
           Effect.logError('admin request failed', cause).pipe(Effect.as(problem(500, 'InternalError', 'the request failed; see the node log')))

@@ -7,28 +7,33 @@
  *   mycorrizal debug stream APP STREAM --admin URL   one stream's stats
  *   mycorrizal cache get|put|delete BUCKET KEY [VALUE] --admin URL
  *   mycorrizal certs --out DIR --nodes n1,n2         a CA and node certificates for mTLS
+ *   mycorrizal secret                                a fresh cluster secret (256 bits, base64url)
  *
  * @since 0.1.0
  */
 import { Args, Command, Options } from '@effect/cli'
 import { Certificates } from 'mycorrizal'
 import { Duration, Effect, Either, Option, Schedule } from 'effect'
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { closeSync, constants, existsSync, fchmodSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs'
+import { basename, dirname, join, resolve as resolvePath } from 'node:path'
 import * as Client from './Client.js'
 import * as Cluster from './Cluster.js'
 import * as Logging from './Logging.js'
 import * as Node from './Node.js'
-import { fields, LogLevels, type NodeConfigError, resolve, type RawSettings } from './NodeConfig.js'
+import { describeField, fields, LogLevels, type NodeConfigError, resolve, type RawSettings, secretFields } from './NodeConfig.js'
+import { redactUrlCredentials } from './Redact.js'
 
 /** Exit code of a command refused for its arguments or settings. */
 export const EXIT_USAGE = 2
 
 const fail = (message: string, code = 1) =>
   Effect.sync(() => {
-    process.stderr.write(`error: ${message}\n`)
+    process.stderr.write(`error: ${redactUrlCredentials(message)}\n`)
     process.exitCode = code
   })
+
+const warn = (message: string) => Effect.sync(() => void process.stderr.write(`warning: ${message}\n`))
 
 // ---- mycorrizal node -----------------------------------------------------------------------
 
@@ -85,8 +90,15 @@ const nodeCommand = Command.make('node', nodeOptions, (values) =>
     const settings = resolve(rawFlags(values), process.env)
     if (Either.isLeft(settings)) return yield* fail(settings.left.message, EXIT_USAGE)
     const log = Logging.makePino(settings.right.logLevel, process.stdout.isTTY === true)
+    const flags = rawFlags(values)
     const program = Effect.scoped(
       Effect.gen(function* () {
+        // a secret given as a flag is readable by every user of the machine (ps, /proc/<pid>/cmdline)
+        for (const { key, file } of secretFields) {
+          if (flags[key] !== undefined) {
+            yield* Effect.logWarning(`${describeField(key)} was given on the command line, where the process list shows it; use --${fields.find((f) => f.key === file)!.flag} or the environment variable`)
+          }
+        }
         const running = yield* Node.start(settings.right)
         yield* report(running)
         yield* parentGone
@@ -127,13 +139,34 @@ const adminOptions = {
     Options.withDefault(process.env['MYCORRIZAL_ADMIN'] ?? 'http://127.0.0.1:7401'),
     Options.withDescription('URL of a node admin API [MYCORRIZAL_ADMIN]')
   ),
-  token: Options.text('token').pipe(Options.optional, Options.withDescription('bearer token of the admin API [MYCORRIZAL_ADMIN_TOKEN]'))
+  token: Options.text('token').pipe(
+    Options.optional,
+    Options.withDescription('bearer token of the admin API (shows in the process list: prefer --token-file or the variable) [MYCORRIZAL_ADMIN_TOKEN]')
+  ),
+  tokenFile: Options.text('token-file').pipe(Options.optional, Options.withDescription('file holding the bearer token [MYCORRIZAL_ADMIN_TOKEN_FILE]'))
 }
 
-const target = (o: { admin: string; token: Option.Option<string> }): Client.Target => ({
-  url: o.admin,
-  token: Option.getOrUndefined(o.token) ?? process.env['MYCORRIZAL_ADMIN_TOKEN']
-})
+type AdminFlags = { admin: string; token: Option.Option<string>; tokenFile: Option.Option<string> }
+
+/** Reads a token file: its content without surrounding whitespace. */
+const readTokenFile = (what: string, path: string): Either.Either<string, string> => {
+  try {
+    const token = readFileSync(path, 'utf8').trim()
+    return token.length === 0 ? Either.left(`${what} names an empty file (${path})`) : Either.right(token)
+  } catch (e) {
+    return Either.left(`${what} names a file that could not be read: ${(e as Error).message}`)
+  }
+}
+
+/** The token: --token, else --token-file, else MYCORRIZAL_ADMIN_TOKEN, else MYCORRIZAL_ADMIN_TOKEN_FILE. */
+export const resolveToken = (o: { token: Option.Option<string>; tokenFile: Option.Option<string> }, env: Record<string, string | undefined>): Either.Either<string | undefined, string> => {
+  if (Option.isSome(o.token) && Option.isSome(o.tokenFile)) return Either.left('--token and --token-file exclude each other: give the token one way')
+  if (Option.isSome(o.token)) return Either.right(o.token.value)
+  if (Option.isSome(o.tokenFile)) return readTokenFile('--token-file', o.tokenFile.value)
+  if (env['MYCORRIZAL_ADMIN_TOKEN'] !== undefined) return Either.right(env['MYCORRIZAL_ADMIN_TOKEN'])
+  if (env['MYCORRIZAL_ADMIN_TOKEN_FILE'] !== undefined) return readTokenFile('MYCORRIZAL_ADMIN_TOKEN_FILE', env['MYCORRIZAL_ADMIN_TOKEN_FILE'])
+  return Either.right(undefined)
+}
 
 const validUrl = (url: string) => {
   try {
@@ -144,14 +177,18 @@ const validUrl = (url: string) => {
   }
 }
 
-/** Runs a client command: a bad --admin URL and API errors become one line on stderr. */
-const client = <A>(o: { admin: string; token: Option.Option<string> }, f: (t: Client.Target) => Effect.Effect<A, Client.ClientError>) =>
-  validUrl(o.admin)
-    ? f(target(o)).pipe(
-        Effect.asVoid,
-        Effect.catchTag('ClientError', (e) => fail(e.message))
-      )
-    : fail(`--admin must be an http(s) URL such as http://127.0.0.1:7401, got ${JSON.stringify(o.admin)}`, EXIT_USAGE)
+/** Runs a client command: a bad --admin URL, a bad token file and API errors become one line on stderr. */
+const client = <A>(o: AdminFlags, f: (t: Client.Target) => Effect.Effect<A, Client.ClientError>) =>
+  Effect.gen(function* () {
+    if (!validUrl(o.admin)) return yield* fail(`--admin must be an http(s) URL such as http://127.0.0.1:7401, got ${JSON.stringify(o.admin)}`, EXIT_USAGE)
+    const token = resolveToken(o, process.env)
+    if (Either.isLeft(token)) return yield* fail(token.left, EXIT_USAGE)
+    if (Option.isSome(o.token)) yield* warn('--token shows in the process list; prefer --token-file or MYCORRIZAL_ADMIN_TOKEN')
+    yield* f({ url: o.admin, token: token.right }).pipe(
+      Effect.asVoid,
+      Effect.catchTag('ClientError', (e) => fail(e.message))
+    )
+  })
 
 const path = (...parts: ReadonlyArray<string>) => `/${parts.map(encodeURIComponent).join('/')}`
 
@@ -214,10 +251,49 @@ const cacheCommand = Command.make('cache').pipe(Command.withSubcommands([cacheGe
 
 // ---- mycorrizal certs ----------------------------------------------------------------------
 
+/**
+ * Writes a file with `mode` whatever existed before: a temporary file created with that mode
+ * is renamed over the path, so the content is never readable with looser permissions, not
+ * even for a moment when an older file was 0644. A symbolic link at the path is refused: the
+ * write would otherwise land wherever the link points.
+ */
+export const writeFileSecure = (path: string, data: string, mode: number): void => {
+  let existing
+  try {
+    existing = lstatSync(path)
+  } catch {
+    existing = undefined
+  }
+  if (existing?.isSymbolicLink()) throw new Error(`refusing to write ${path}: it is a symbolic link (remove it, or choose another --out)`)
+  if (existing !== undefined && !existing.isFile()) throw new Error(`refusing to write ${path}: it is not a regular file`)
+  const temporary = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`)
+  const fd = openSync(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | (constants.O_NOFOLLOW ?? 0), mode)
+  try {
+    fchmodSync(fd, mode)
+    writeSync(fd, data)
+  } catch (e) {
+    closeSync(fd)
+    rmSync(temporary, { force: true })
+    throw e
+  }
+  closeSync(fd)
+  renameSync(temporary, path)
+}
+
+/** The directory of the CA next to an output directory: `certs` -> `certs-ca`. */
+export const defaultCaDir = (out: string): string => `${resolvePath(out)}-ca`
+
 const certsCommand = Command.make(
   'certs',
   {
-    out: Options.directory('out', { exists: 'either' }).pipe(Options.withDefault('certs'), Options.withDescription('directory for the PEM files')),
+    out: Options.directory('out', { exists: 'either' }).pipe(
+      Options.withDefault('certs'),
+      Options.withDescription('directory of what nodes need: ca.pem, <id>.pem and <id>-key.pem')
+    ),
+    caDir: Options.directory('ca-dir', { exists: 'either' }).pipe(
+      Options.optional,
+      Options.withDescription('directory of the CA key (and a copy of its certificate), apart from the node keys; default <out>-ca. Keep it offline')
+    ),
     nodes: Options.text('nodes').pipe(Options.withDescription('node ids, comma-separated; each gets <id>.pem and <id>-key.pem')),
     hosts: Options.text('hosts').pipe(Options.withDefault('localhost,127.0.0.1,::1'), Options.withDescription('DNS names and IPs in every node certificate')),
     days: Options.integer('days').pipe(Options.withDefault(825), Options.withDescription('validity of the node certificates'))
@@ -231,37 +307,70 @@ const certsCommand = Command.make(
       const bad = ids.find((id) => !/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/.test(id))
       if (ids.length === 0 || bad !== undefined) return yield* fail(`--nodes must list node ids (letters, digits, ".", "_", ":", "-"), got ${JSON.stringify(bad ?? o.nodes)}`, EXIT_USAGE)
       if (!Number.isInteger(o.days) || o.days < 1 || o.days > 3650) return yield* fail(`--days must be an integer from 1 to 3650, got ${o.days}`, EXIT_USAGE)
-      mkdirSync(o.out, { recursive: true })
-      const caPath = join(o.out, 'ca.pem')
-      const caKeyPath = join(o.out, 'ca-key.pem')
-      const reuse = existsSync(caPath) && existsSync(caKeyPath)
-      const ca = reuse ? { cert: readFileSync(caPath, 'utf8'), key: readFileSync(caKeyPath, 'utf8') } : yield* Certificates.createCa()
-      if (!reuse) {
-        writeFileSync(caPath, ca.cert)
-        writeFileSync(caKeyPath, ca.key, { mode: 0o600 })
-        yield* out(`wrote ${caPath} and ${caKeyPath} (keep the CA key offline)`)
-      } else {
-        yield* out(`signing with the existing CA in ${o.out}`)
+      const caDir = Option.getOrElse(o.caDir, () => defaultCaDir(o.out))
+      if (resolvePath(caDir) === resolvePath(o.out)) return yield* fail('--ca-dir must differ from --out: the CA key is kept apart from the node keys', EXIT_USAGE)
+      const legacyKey = join(o.out, 'ca-key.pem')
+      if (existsSync(legacyKey)) {
+        return yield* fail(
+          `${legacyKey} is a CA key beside the node keys; move the CA to its own directory and run again: mkdir -p ${caDir} && mv ${legacyKey} ${join(o.out, 'ca.pem')} ${caDir}/`,
+          EXIT_USAGE
+        )
       }
+      const caPath = join(caDir, 'ca.pem')
+      const caKeyPath = join(caDir, 'ca-key.pem')
+      const [hasCert, hasKey] = [existsSync(caPath), existsSync(caKeyPath)]
+      if (hasCert !== hasKey) return yield* fail(`${caDir} holds ${hasCert ? 'ca.pem without ca-key.pem' : 'ca-key.pem without ca.pem'}: restore the pair or remove it to create a new CA`)
+      const written = yield* Effect.try({
+        try: () => {
+          mkdirSync(caDir, { recursive: true, mode: 0o700 })
+          mkdirSync(o.out, { recursive: true })
+          return true
+        },
+        catch: (e) => (e as Error).message
+      }).pipe(Effect.catchAll((message) => Effect.as(fail(message), false)))
+      if (!written) return
+      const ca = hasCert ? { cert: readFileSync(caPath, 'utf8'), key: readFileSync(caKeyPath, 'utf8') } : yield* Certificates.createCa()
       const hosts = o.hosts
         .split(',')
         .map((s) => s.trim())
         .filter((s) => s.length > 0)
-      for (const id of ids) {
-        const pair = yield* Certificates.createNodeCertificate(ca, { nodeId: id, hosts, validityDays: o.days })
-        writeFileSync(join(o.out, `${id}.pem`), pair.cert)
-        writeFileSync(join(o.out, `${id}-key.pem`), pair.key, { mode: 0o600 })
-        yield* out(`wrote ${join(o.out, `${id}.pem`)} and ${join(o.out, `${id}-key.pem`)}`)
+      const pairs = yield* Effect.forEach(ids, (id) => Effect.map(Certificates.createNodeCertificate(ca, { nodeId: id, hosts, validityDays: o.days }), (pair) => ({ id, ...pair })))
+      const files: Array<readonly [string, string, number]> = [
+        ...(hasCert ? [] : ([[caKeyPath, ca.key, 0o600], [caPath, ca.cert, 0o644]] as const)),
+        [join(o.out, 'ca.pem'), ca.cert, 0o644],
+        ...pairs.flatMap(({ id, cert, key }) => [[join(o.out, `${id}.pem`), cert, 0o644] as const, [join(o.out, `${id}-key.pem`), key, 0o600] as const])
+      ]
+      for (const [path, data, mode] of files) {
+        const error = yield* Effect.try({ try: () => writeFileSecure(path, data, mode), catch: (e) => (e as Error).message }).pipe(Effect.flip, Effect.option)
+        if (Option.isSome(error)) return yield* fail(error.value)
       }
-      yield* out(`run a node with: mycorrizal node --node-id ${ids[0]} --tls-ca ${caPath} --tls-cert ${join(o.out, `${ids[0]}.pem`)} --tls-key ${join(o.out, `${ids[0]}-key.pem`)}`)
+      yield* out(hasCert ? `signing with the existing CA in ${caDir}` : `wrote ${caPath} and ${caKeyPath} (mode 0600): keep this directory offline, apart from the nodes`)
+      for (const { id } of pairs) yield* out(`wrote ${join(o.out, `${id}.pem`)} and ${join(o.out, `${id}-key.pem`)} (mode 0600)`)
+      yield* out(`run a node with: mycorrizal node --node-id ${ids[0]} --tls-ca ${join(o.out, 'ca.pem')} --tls-cert ${join(o.out, `${ids[0]}.pem`)} --tls-key ${join(o.out, `${ids[0]}-key.pem`)}`)
     })
-).pipe(Command.withDescription('Create a cluster CA (or reuse the one in --out) and a certificate per node, for mTLS.'))
+).pipe(
+  Command.withDescription(
+    'Create a cluster CA in --ca-dir (default <out>-ca; or reuse the one there) and a certificate per node in --out, for mTLS. Key files are written with mode 0600, never through a symbolic link.'
+  )
+)
+
+// ---- mycorrizal secret ---------------------------------------------------------------------
+
+/** A fresh cluster secret: 256 random bits, base64url (43 characters). */
+export const freshSecret = (): string => randomBytes(32).toString('base64url')
+
+const secretCommand = Command.make('secret').pipe(
+  Command.withHandler(() => out(freshSecret())),
+  Command.withDescription(
+    'Print a fresh cluster secret (256 random bits, base64url). Store it in a file for --cluster-secret-file or in MYCORRIZAL_CLUSTER_SECRET, e.g. mycorrizal secret > secret && chmod 600 secret'
+  )
+)
 
 // ---- the program ---------------------------------------------------------------------------
 
 /** The whole command line. */
 export const command = Command.make('mycorrizal').pipe(
-  Command.withSubcommands([nodeCommand, clusterCommand, membersCommand, debugCommand, cacheCommand, certsCommand]),
+  Command.withSubcommands([nodeCommand, clusterCommand, membersCommand, debugCommand, cacheCommand, certsCommand, secretCommand]),
   Command.withDescription('Mycorrizal: embedded clustering for Node.js services. Run nodes, a local cluster, and inspect them.')
 )
 

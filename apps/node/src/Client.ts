@@ -61,7 +61,7 @@ export const json = <A>(reply: Reply): Effect.Effect<A, ClientError> => {
 /** The error a failed reply carries. */
 export const failure = (status: number, body: unknown): ClientError => {
   const message = typeof body === 'object' && body !== null && typeof (body as { message?: unknown }).message === 'string' ? (body as { message: string }).message : `HTTP ${status}`
-  return new ClientError({ status, message: status === 401 ? `${message} (pass --token or set MYCORRIZAL_ADMIN_TOKEN)` : message })
+  return new ClientError({ status, message: status === 401 ? `${message} (pass --token-file or set MYCORRIZAL_ADMIN_TOKEN or MYCORRIZAL_ADMIN_TOKEN_FILE)` : message })
 }
 
 /** Fails with the API's message unless the status is one of `ok`. */

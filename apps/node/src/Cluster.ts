@@ -82,9 +82,10 @@ const spawn = (id: string, args: ReadonlyArray<string>, env: NodeJS.ProcessEnv, 
 /** Starts the cluster in the current scope and prints each node's admin URL. */
 export const start = (options: ClusterOptions): Effect.Effect<ReadonlyArray<NodeMessage & { type: 'ready' }>, ClusterError, Scope.Scope> =>
   Effect.gen(function* () {
-    const secret = randomBytes(18).toString('base64url')
+    const secret = randomBytes(32).toString('base64url')
     // the secret goes by environment, not argv, so it does not show in the process list
-    const env = { ...process.env, MYCORRIZAL_CLUSTER_SECRET: secret }
+    const { MYCORRIZAL_CLUSTER_SECRET_FILE: _file, ...inherited } = process.env
+    const env = { ...inherited, MYCORRIZAL_CLUSTER_SECRET: secret }
     const buckets = (options.buckets.length > 0 ? options.buckets : DEFAULT_BUCKETS).flatMap((b) => ['--bucket', b])
     const common = ['--host', '127.0.0.1', '--port', '0', '--admin-host', '127.0.0.1', '--admin-port', '0', '--log-level', options.logLevel, ...buckets]
     let lastView = new Map<string, string>()

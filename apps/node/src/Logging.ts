@@ -1,6 +1,8 @@
 /**
  * Logs of the node process: the libraries log through Effect's logger, and this module maps
- * it to pino — one JSON object per line, pretty-printed when stdout is a terminal.
+ * it to pino — one JSON object per line, pretty-printed when stdout is a terminal. The
+ * credentials of any URL in a record (a Consul URL with `user:pass@`, in a discovery error
+ * logged by the library) are replaced by `***` here, at the edge, whatever logged them.
  *
  * @since 0.1.0
  */
@@ -8,6 +10,7 @@ import { Cause, HashMap, Layer, Logger, LogLevel } from 'effect'
 import { pino, type Logger as Pino } from 'pino'
 import pretty from 'pino-pretty'
 import type { LogLevel as NodeLogLevel } from './NodeConfig.js'
+import { redactUrlCredentials, redactValue } from './Redact.js'
 
 const pinoLevel = (level: LogLevel.LogLevel): 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' => {
   switch (level._tag) {
@@ -46,10 +49,10 @@ export const fromPino = (target: Pino): Logger.Logger<unknown, void> =>
     const level = pinoLevel(logLevel)
     if (!target.isLevelEnabled(level)) return
     const fields: Record<string, unknown> = {}
-    for (const [key, value] of HashMap.toEntries(annotations)) fields[key] = value
-    if (!Cause.isEmpty(cause)) fields['err'] = Cause.pretty(cause)
+    for (const [key, value] of HashMap.toEntries(annotations)) fields[key] = redactValue(value)
+    if (!Cause.isEmpty(cause)) fields['err'] = redactUrlCredentials(Cause.pretty(cause))
     const text = Array.isArray(message) ? message.map((m) => (typeof m === 'string' ? m : JSON.stringify(m))).join(' ') : String(message)
-    target[level](fields, text)
+    target[level](fields, redactUrlCredentials(text))
   })
 
 /** Replaces Effect's default logger with pino at `level`. */

@@ -8,6 +8,7 @@
  */
 import { Data, Either, Option, ParseResult, Redacted, Schema } from 'effect'
 import { readFileSync } from 'node:fs'
+import { redactUrlCredentials } from './Redact.js'
 
 /** A setting could not be used. */
 export class NodeConfigError extends Data.TaggedError('NodeConfigError')<{
@@ -15,6 +16,9 @@ export class NodeConfigError extends Data.TaggedError('NodeConfigError')<{
   readonly field: string
   readonly message: string
 }> {}
+
+/** Shortest cluster secret accepted: it is a key, not a password (`mycorrizal secret` prints 43 characters). */
+export const MIN_SECRET_LENGTH = 32
 
 /** A cache bucket the node creates at start-up. */
 export interface BucketSpec {
@@ -163,7 +167,8 @@ export const fields: ReadonlyArray<Field> = [
   field('dns', 'dns', text('a DNS name'), 'DNS name whose A/AAAA records (with --dns-port) or SRV records (a name starting with "_") are the seeds'),
   field('dnsPort', 'dns-port', port(1), 'QUIC port of the addresses --dns resolves to (default: --port)'),
   field('consul', 'consul', text('a URL such as http://127.0.0.1:8500'), 'Consul agent URL; the seeds are the healthy instances of service "mycorrizal"'),
-  field('clusterSecret', 'cluster-secret', text('at least 8 characters'), 'shared secret that authenticates nodes (or use the --tls-* files)'),
+  field('clusterSecret', 'cluster-secret', text(`at least ${MIN_SECRET_LENGTH} characters`), `shared secret (a key of at least ${MIN_SECRET_LENGTH} characters; \`mycorrizal secret\` prints one) that authenticates nodes; prefer --cluster-secret-file or the variable: a flag shows in the process list`),
+  field('clusterSecretFile', 'cluster-secret-file', text('a path to a file'), 'file holding the cluster secret (surrounding whitespace ignored), instead of --cluster-secret'),
   field('tlsCa', 'tls-ca', text('a path to a PEM file'), 'mTLS: PEM file of the cluster CA'),
   field('tlsCert', 'tls-cert', text('a path to a PEM file'), "mTLS: PEM file of this node's certificate (CN = node id)"),
   field('tlsKey', 'tls-key', text('a path to a PEM file'), "mTLS: PEM file of this node's private key"),
@@ -172,11 +177,34 @@ export const fields: ReadonlyArray<Field> = [
   field('buckets', 'bucket', buckets, 'cache bucket name:ttl:maxSize, e.g. sessions:60s:10000 (repeat the flag, or comma-separate)'),
   field('logLevel', 'log-level', oneOf(LogLevels), 'least severe level logged (default info)'),
   field('adminToken', 'admin-token', text('at least 16 characters'), 'bearer token for reads and writes on the admin API'),
+  field('adminTokenFile', 'admin-token-file', text('a path to a file'), 'file holding the admin token, instead of --admin-token'),
   field('adminReadToken', 'admin-read-token', text('at least 16 characters'), 'bearer token for reads only on the admin API'),
+  field('adminReadTokenFile', 'admin-read-token-file', text('a path to a file'), 'file holding the read-only token, instead of --admin-read-token'),
   field('single', 'single', oneOf(['true', 'false'] as const), 'run alone: no cluster, no authentication needed')
 ]
 
 const byKey = new Map(fields.map((f) => [f.key, f]))
+
+/** The settings that are secrets, each with the setting that names a file holding it. */
+export const secretFields = [
+  { key: 'clusterSecret', file: 'clusterSecretFile' },
+  { key: 'adminToken', file: 'adminTokenFile' },
+  { key: 'adminReadToken', file: 'adminReadTokenFile' }
+] as const
+
+/**
+ * Reads a secret from a file: the whole file, surrounding whitespace (a trailing newline)
+ * removed. An unreadable or empty file is an error naming `key`.
+ */
+export const readSecretFile = (key: string, path: string): Either.Either<string, NodeConfigError> => {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8').trim()
+  } catch (e) {
+    return fail(key, `names a file that could not be read: ${(e as Error).message}`)
+  }
+  return text.length === 0 ? fail(key, `names an empty file (${path})`) : Either.right(text)
+}
 
 /** How a field is named to the operator: flag, variable and file key. */
 export const describeField = (key: string): string => {
@@ -238,17 +266,31 @@ export const resolve = (flags: RawSettings, env: Record<string, string | undefin
       if (Either.isLeft(decoded)) {
         const issue = ParseResult.ArrayFormatter.formatErrorSync(decoded.left)[0]
         const message = issue?.message ?? 'is not valid'
-        const shown = f.key === 'clusterSecret' || f.key === 'adminToken' || f.key === 'adminReadToken' ? '' : `, got ${JSON.stringify(value)}`
+        const shown = secretFields.some((s) => s.key === f.key) ? '' : `, got ${JSON.stringify(redactUrlCredentials(value))}`
         return yield* fail(f.key, `${message.startsWith('"') ? `is not valid: ${message}` : message}${shown}`)
       }
       values[f.key] = decoded.right
     }
     const get = <A>(key: string): A | undefined => values[key] as A | undefined
+    // a secret comes inline or from a file, never both; the file's content takes the inline value's place
+    const source: Record<string, string> = {}
+    for (const { key, file } of secretFields) {
+      const path = get<string>(file)
+      if (path === undefined) continue
+      if (get(key) !== undefined) return yield* fail(file, `and ${describeField(key)} exclude each other: give the secret one way`)
+      values[key] = yield* readSecretFile(file, path)
+      source[key] = file
+    }
     const secret = get<string>('clusterSecret')
-    if (secret !== undefined && secret.length < 8) return yield* fail('clusterSecret', 'must be at least 8 characters')
+    if (secret !== undefined && secret.length < MIN_SECRET_LENGTH) {
+      return yield* fail(
+        source['clusterSecret'] ?? 'clusterSecret',
+        `must hold at least ${MIN_SECRET_LENGTH} characters: the cluster secret is a key, not a password; \`mycorrizal secret\` prints a fresh one`
+      )
+    }
     for (const key of ['adminToken', 'adminReadToken']) {
       const token = get<string>(key)
-      if (token !== undefined && token.length < 16) return yield* fail(key, 'must be at least 16 characters')
+      if (token !== undefined && token.length < 16) return yield* fail(source[key] ?? key, 'must hold at least 16 characters')
     }
     const tlsKeys = ['tlsCa', 'tlsCert', 'tlsKey'] as const
     const tlsGiven = tlsKeys.filter((k) => get(k) !== undefined)
@@ -259,7 +301,7 @@ export const resolve = (flags: RawSettings, env: Record<string, string | undefin
     if (tlsGiven.length === 3 && secret !== undefined) return yield* fail('clusterSecret', 'and --tls-* exclude each other: choose one way to authenticate')
     const single = get<string>('single') === 'true'
     if (!single && secret === undefined && tlsGiven.length === 0) {
-      return yield* fail('clusterSecret', 'is needed: nodes authenticate with a cluster secret (at least 8 characters) or mTLS (--tls-ca, --tls-cert, --tls-key); --single true runs without a cluster')
+      return yield* fail('clusterSecret', `is needed: nodes authenticate with a cluster secret (at least ${MIN_SECRET_LENGTH} characters; --cluster-secret-file reads it from a file, \`mycorrizal secret\` prints one) or mTLS (--tls-ca, --tls-cert, --tls-key); --single true runs without a cluster`)
     }
     const discovery = (['seeds', 'dns', 'consul'] as const).filter((k) => get(k) !== undefined)
     if (discovery.length > 1) return yield* fail(discovery[1]!, `and ${describeField(discovery[0]!)} exclude each other: choose one discovery mode`)

@@ -3,19 +3,27 @@ import { Metrics } from '@mycorrizal/metrics'
 import { MemoryTransport, Mycel, Nodosum, Streams } from 'mycorrizal'
 import { Context, Duration, Effect, Layer, Logger, LogLevel, Redacted, type Scope } from 'effect'
 import fc from 'fast-check'
+import { request as httpRequest } from 'node:http'
 import * as Admin from '../src/Admin.js'
 
-const secret = 'admin-test-secret'
+const secret = 'admin-test-secret-of-at-least-32-characters'
 const WRITE = 'write-token-0123456789'
 const READ = 'read-token-0123456789'
 
-const node = (id: string, seeds: ReadonlyArray<string>, tokens: boolean) =>
+interface NodeOptions {
+  readonly write?: string
+  readonly read?: string
+  readonly maxMessageSize?: number
+}
+
+const node = (id: string, seeds: ReadonlyArray<string>, tokens: boolean | NodeOptions) =>
   Effect.gen(function* () {
+    const o: NodeOptions = tokens === true ? { write: WRITE, read: READ } : tokens === false ? {} : tokens
     const ctx = yield* Layer.build(
       Metrics.layer({ processMetrics: false }).pipe(
         Layer.provideMerge(Mycel.layer({ requestTimeout: '1 second', readyTimeout: '2 seconds' })),
         Layer.provideMerge(Streams.layer()),
-        Layer.provideMerge(Nodosum.layerMemory({ nodeId: id, host: id, port: 7001, clusterSecret: secret, seeds: [...seeds] }))
+        Layer.provideMerge(Nodosum.layerMemory({ nodeId: id, host: id, port: 7001, clusterSecret: secret, seeds: [...seeds], maxMessageSize: o.maxMessageSize }))
       )
     )
     const metrics = Context.get(ctx, Metrics.Metrics)
@@ -24,8 +32,8 @@ const node = (id: string, seeds: ReadonlyArray<string>, tokens: boolean) =>
     const admin = yield* Admin.make({
       host: '127.0.0.1',
       port: 0,
-      adminToken: tokens ? Redacted.make(WRITE) : undefined,
-      readToken: tokens ? Redacted.make(READ) : undefined,
+      adminToken: o.write === undefined ? undefined : Redacted.make(o.write),
+      readToken: o.read === undefined ? undefined : Redacted.make(o.read),
       metrics: metrics.text,
       metricsContentType: metrics.contentType,
       joined: () => true
@@ -42,6 +50,51 @@ const call = (url: string, init: RequestInit & { token?: string } = {}) =>
   })
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b)
+
+/** A request through node:http, which sends the Host header it is given (fetch does not). */
+const raw = (url: string, method: string, headers: Record<string, string>) =>
+  Effect.async<{ status: number; body: string }>((resume) => {
+    const request = httpRequest(url, { method, headers }, (response) => {
+      let body = ''
+      response.on('data', (d: Buffer) => (body += d.toString()))
+      response.on('end', () => resume(Effect.succeed({ status: response.statusCode!, body })))
+    })
+    request.on('error', (e) => resume(Effect.die(e)))
+    request.end()
+  })
+
+/**
+ * A chunked PUT (no Content-Length) that keeps sending 16 KiB chunks, one per millisecond,
+ * until the server answers or `max` bytes are sent (then it ends the body). Resolves with
+ * the status and the bytes sent when the answer came.
+ */
+const chunkedPut = (url: string, max: number) =>
+  Effect.async<{ status: number; sentBeforeAnswer: number; body: string }>((resume) => {
+    let sent = 0
+    let answered = false
+    const request = httpRequest(url, { method: 'PUT', headers: { 'transfer-encoding': 'chunked' } }, (response) => {
+      answered = true
+      const at = sent
+      let body = ''
+      response.on('data', (d: Buffer) => (body += d.toString()))
+      response.on('end', () => resume(Effect.succeed({ status: response.statusCode!, sentBeforeAnswer: at, body })))
+      response.on('error', () => resume(Effect.succeed({ status: response.statusCode!, sentBeforeAnswer: at, body })))
+    })
+    // the server closes the connection after its answer: the rest of the upload fails, as it should
+    request.on('error', (e) => {
+      if (!answered) resume(Effect.die(e))
+    })
+    const chunk = Buffer.alloc(16 * 1024, 7)
+    const next = () => {
+      if (answered || request.destroyed) return
+      if (sent >= max) return void request.end()
+      request.write(chunk, () => {
+        sent += chunk.length
+        setTimeout(next, 1)
+      })
+    }
+    next()
+  })
 
 const cluster = Effect.gen(function* () {
   const a = yield* node('a', [], false)
@@ -103,6 +156,72 @@ describe('Admin HTTP API', () => {
         expect((yield* call(`${b.admin.url}/metrics`)).status).toBe(200)
         expect((yield* call(`${b.admin.url}/healthz`)).status).toBe(200)
         expect((yield* call(`${b.admin.url}/readyz`)).status).toBeLessThan(600)
+      })
+    )
+  )
+
+  it.live('tokens: with only the read token set, writes are refused (403), not left open', () =>
+    run(
+      Effect.gen(function* () {
+        const solo = yield* node('solo', [], { read: READ })
+        const url = `${solo.admin.url}/v1/cache/sessions/k`
+        expect((yield* call(url, { method: 'PUT', body: 'v' })).status).toBe(401)
+        const withRead = yield* call(url, { method: 'PUT', body: 'v', token: READ })
+        expect(withRead.status).toBe(403)
+        expect(JSON.parse(text(withRead.body)).message).toContain('writes need the admin token')
+        expect((yield* call(url, { method: 'DELETE', token: READ })).status).toBe(403)
+        expect(solo.mycel.stats('sessions')!.puts).toBe(0)
+        expect((yield* call(url, { token: READ })).status).toBe(404)
+        expect((yield* call(`${solo.admin.url}/debug/members`)).status).toBe(401)
+        expect((yield* call(`${solo.admin.url}/debug/members`, { token: READ })).status).toBe(200)
+      })
+    )
+  )
+
+  it.live('DNS rebinding: without a token, a Host other than loopback or the bound address is refused with 403', () =>
+    run(
+      Effect.gen(function* () {
+        const { a, b } = yield* cluster
+        const port = a.admin.port
+        const evil = yield* raw(`${a.admin.url}/debug/members`, 'GET', { host: 'evil.example' })
+        expect(evil.status).toBe(403)
+        expect(JSON.parse(evil.body)).toMatchObject({ error: 'ForbiddenHost' })
+        expect(JSON.parse(evil.body).message).toContain("Host 'evil.example' is refused")
+        expect(JSON.parse(evil.body).message).toContain('DNS rebinding')
+        expect((yield* raw(`${a.admin.url}/v1/cache/sessions/k`, 'PUT', { host: `evil.example:${port}`, 'content-length': '0' })).status).toBe(403)
+        expect((yield* raw(`${a.admin.url}/metrics`, 'GET', { host: `rebind.attacker.test:${port}` })).status).toBe(403)
+        expect(a.mycel.stats('sessions')!.puts).toBe(0)
+        for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`, 'LOCALHOST', '127.0.0.2']) {
+          expect((yield* raw(`${a.admin.url}/debug/members`, 'GET', { host })).status, host).toBe(200)
+        }
+        // with a token configured the token guards the API, whatever name it is reached by
+        expect((yield* raw(`${b.admin.url}/debug/members`, 'GET', { host: 'mycorrizal.internal', authorization: `Bearer ${READ}` })).status).toBe(200)
+        expect(Admin.hostAllowed('10.0.0.5:7401', '10.0.0.5')).toBe(true)
+        expect(Admin.hostAllowed('[fe80::1]:7401', 'fe80::1')).toBe(true)
+        expect(Admin.hostAllowed('10.0.0.6', '10.0.0.5')).toBe(false)
+      })
+    )
+  )
+
+  it.live('a chunked PUT without Content-Length is cut off at the size limit while it streams: 413 long before the body ends', () =>
+    run(
+      Effect.gen(function* () {
+        const limit = 64 * 1024
+        const solo = yield* node('solo', [], { maxMessageSize: limit })
+        const url = `${solo.admin.url}/v1/cache/sessions/big`
+        // a body that would go on for 8 MiB is answered once the limit is passed
+        const cut = yield* chunkedPut(url, 8 * 1024 * 1024)
+        expect(cut.status).toBe(413)
+        expect(JSON.parse(cut.body)).toMatchObject({ error: 'ValueTooLarge' })
+        expect(cut.sentBeforeAnswer).toBeLessThan(1024 * 1024)
+        expect(solo.mycel.stats('sessions')!.puts).toBe(0)
+        // a chunked body under the limit is stored
+        const small = yield* chunkedPut(url, 32 * 1024)
+        expect(small.status).toBe(204)
+        expect((yield* call(url)).body.length).toBe(32 * 1024)
+        // a declared Content-Length over the limit is refused before reading
+        expect((yield* call(url, { method: 'PUT', body: new Uint8Array(limit + 1) })).status).toBe(413)
+        expect((yield* call(`${solo.admin.url}/healthz`)).status).toBe(200)
       })
     )
   )

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fields, parseDuration, resolve, type NodeSettings } from '../src/NodeConfig.js'
 
-const base = { clusterSecret: 'a-long-enough-secret' }
+const base = { clusterSecret: 'a-long-enough-secret-of-at-least-32-characters' }
 
 const ok = (flags: Record<string, string>, env: Record<string, string> = {}): NodeSettings => {
   const result = resolve(flags, env)
@@ -35,16 +35,16 @@ describe('NodeConfig', () => {
   it('defaults: loopback QUIC on 7400, admin on 7401, info logs', () => {
     const s = ok(base)
     expect(s).toMatchObject({ host: '127.0.0.1', port: 7400, adminHost: '127.0.0.1', adminPort: 7401, logLevel: 'info', seeds: [], buckets: [], single: false })
-    expect(Redacted.value(s.clusterSecret!)).toBe('a-long-enough-secret')
+    expect(Redacted.value(s.clusterSecret!)).toBe('a-long-enough-secret-of-at-least-32-characters')
   })
 
   it('flags beat environment variables, which beat the config file', () =>
-    withFile(JSON.stringify({ port: 7000, nodeId: 'from-file', seeds: ['10.0.0.1:7000', '10.0.0.2:7000'], clusterSecret: 'file-secret-123' }), (config) => {
+    withFile(JSON.stringify({ port: 7000, nodeId: 'from-file', seeds: ['10.0.0.1:7000', '10.0.0.2:7000'], clusterSecret: 'file-secret-123-of-at-least-32-characters' }), (config) => {
       const s = ok({ config, port: '7100' }, { MYCORRIZAL_PORT: '7200', MYCORRIZAL_NODE_ID: 'from-env' })
       expect(s.port).toBe(7100)
       expect(s.nodeId).toBe('from-env')
       expect(s.seeds).toEqual(['10.0.0.1:7000', '10.0.0.2:7000'])
-      expect(Redacted.value(s.clusterSecret!)).toBe('file-secret-123')
+      expect(Redacted.value(s.clusterSecret!)).toBe('file-secret-123-of-at-least-32-characters')
       // the file may be named by the environment too
       expect(ok({}, { MYCORRIZAL_CONFIG: config }).nodeId).toBe('from-file')
     }))
@@ -83,10 +83,64 @@ describe('NodeConfig', () => {
   it('combinations: authentication is required, mTLS files come together, discovery modes exclude each other', () => {
     expect(error({}).message).toContain('--cluster-secret (MYCORRIZAL_CLUSTER_SECRET, "clusterSecret" in the config file) is needed')
     expect(ok({ single: 'true' }).single).toBe(true)
-    expect(error({ clusterSecret: 'short' }).message).toContain('at least 8 characters')
+    expect(error({ clusterSecret: 'short' }).message).toContain('at least 32 characters')
     expect(error({ tlsCa: '/x/ca.pem' }).field).toBe('tlsCert')
     expect(error({ ...base, seeds: '127.0.0.1:7000', dns: 'mycorrizal.local' }).message).toContain('exclude each other')
     expect(error({ tlsCa: '/nonexistent/ca.pem', tlsCert: '/nonexistent/n.pem', tlsKey: '/nonexistent/k.pem' }).message).toContain('names a file that could not be read')
+  })
+
+  it('a cluster secret is a key: under 32 characters it is refused, naming the field and `mycorrizal secret`', () => {
+    const short = error({ clusterSecret: 'x'.repeat(31) })
+    expect(short.field).toBe('clusterSecret')
+    expect(short.message).toBe(
+      '--cluster-secret (MYCORRIZAL_CLUSTER_SECRET, "clusterSecret" in the config file) must hold at least 32 characters: the cluster secret is a key, not a password; `mycorrizal secret` prints a fresh one'
+    )
+    expect(ok({ clusterSecret: 'x'.repeat(32) }).clusterSecret).toBeDefined()
+  })
+
+  it('secrets from files: --cluster-secret-file, --admin-token-file, --admin-read-token-file and their variables', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mycorrizal-secrets-'))
+    try {
+      const secretFile = join(dir, 'secret')
+      writeFileSync(secretFile, `${'s'.repeat(43)}\n`, { mode: 0o600 })
+      const tokenFile = join(dir, 'token')
+      writeFileSync(tokenFile, 'admin-token-from-a-file\n')
+      const readFile = join(dir, 'read')
+      writeFileSync(readFile, '  read-token-from-a-file  ')
+      // flags, and the environment as in a container with mounted secrets
+      const fromFlags = ok({ clusterSecretFile: secretFile, adminTokenFile: tokenFile, adminReadTokenFile: readFile })
+      const fromEnv = ok({}, { MYCORRIZAL_CLUSTER_SECRET_FILE: secretFile, MYCORRIZAL_ADMIN_TOKEN_FILE: tokenFile, MYCORRIZAL_ADMIN_READ_TOKEN_FILE: readFile })
+      for (const s of [fromFlags, fromEnv]) {
+        expect(Redacted.value(s.clusterSecret!)).toBe('s'.repeat(43))
+        expect(Redacted.value(s.adminToken!)).toBe('admin-token-from-a-file')
+        expect(Redacted.value(s.adminReadToken!)).toBe('read-token-from-a-file')
+      }
+      // the file key in a config file too
+      withFile(JSON.stringify({ clusterSecretFile: secretFile }), (config) => expect(Redacted.value(ok({ config }).clusterSecret!)).toBe('s'.repeat(43)))
+      // one way only
+      const both = error({ clusterSecret: 'x'.repeat(40), clusterSecretFile: secretFile })
+      expect(both.field).toBe('clusterSecretFile')
+      expect(both.message).toContain('exclude each other')
+      // the rules of the secret apply to what the file holds, and the error names the file setting
+      const shortFile = join(dir, 'short')
+      writeFileSync(shortFile, 'too-short-secret\n')
+      const short = error({ clusterSecretFile: shortFile })
+      expect(short.field).toBe('clusterSecretFile')
+      expect(short.message).toContain('--cluster-secret-file (MYCORRIZAL_CLUSTER_SECRET_FILE, "clusterSecretFile" in the config file) must hold at least 32 characters')
+      expect(short.message).not.toContain('too-short-secret')
+      expect(error({ ...base, adminTokenFile: shortFile.replace('short', 'missing') }).message).toContain('--admin-token-file (MYCORRIZAL_ADMIN_TOKEN_FILE, "adminTokenFile" in the config file) names a file that could not be read')
+      const empty = join(dir, 'empty')
+      writeFileSync(empty, '\n')
+      expect(error({ clusterSecretFile: empty }).message).toContain('names an empty file')
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('a bad value holding a URL with credentials is echoed without them', () => {
+    const bad = error({ ...base, dnsPort: 'http://user:hunter2@consul.internal:8500' })
+    expect(bad.message).toContain('got "http://***@consul.internal:8500"')
+    expect(bad.message).not.toContain('hunter2')
   })
 
   it('the admin API beyond loopback needs a token of at least 16 characters', () => {
@@ -109,9 +163,9 @@ describe('NodeConfig', () => {
   })
 
   it('any text in any field gives settings or a NodeConfigError naming a known field, never a throw', () => {
-    const keys = fields.map((f) => f.key).filter((k) => k !== 'config' && !k.startsWith('tls'))
+    const keys = fields.map((f) => f.key).filter((k) => k !== 'config' && !k.startsWith('tls') && !k.endsWith('File'))
     fc.assert(
-      fc.property(fc.dictionary(fc.constantFrom(...keys), fc.string({ maxLength: 40 })), fc.dictionary(fc.constantFrom(...fields.map((f) => f.env)), fc.string({ maxLength: 40 })), (flags, env) => {
+      fc.property(fc.dictionary(fc.constantFrom(...keys), fc.string({ maxLength: 40 })), fc.dictionary(fc.constantFrom(...fields.filter((f) => !f.key.endsWith('File')).map((f) => f.env)), fc.string({ maxLength: 40 })), (flags, env) => {
         const result = resolve(flags, env)
         if (Either.isLeft(result)) {
           expect(result.left._tag).toBe('NodeConfigError')

@@ -4,7 +4,7 @@
  */
 import { afterAll, describe, expect, it } from '@effect/vitest'
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -12,10 +12,23 @@ import { bin, children, cleanEnv, cli, killAll, members, promtool, SECRET, start
 
 afterAll(killAll)
 
+const scratch = mkdtempSync(join(tmpdir(), 'mycorrizal-process-'))
+afterAll(() => rmSync(scratch, { recursive: true, force: true }))
+
+/** A file in the test's scratch directory holding `content`, mode 0600. */
+const secretFile = (name: string, content: string) => {
+  const path = join(scratch, name)
+  writeFileSync(path, `${content}\n`, { mode: 0o600 })
+  return path
+}
+
+const mode = (path: string) => statSync(path).mode & 0o777
+
 
 describe('mycorrizal node processes', () => {
   it('two nodes join; a REST put on one is read on the other; /metrics passes promtool; the CLI shows members and the stream block; SIGTERM leaves', async () => {
-    const a = await startNode(['--node-id', 'a', '--cluster-secret', SECRET, '--bucket', 'sessions:60s:1000'])
+    // the secret from a file (never on the command line, where ps shows it)
+    const a = await startNode(['--node-id', 'a', '--cluster-secret-file', secretFile('cluster-secret', SECRET), '--bucket', 'sessions:60s:1000'])
     // the second node takes its settings from the environment, as in a container
     const b = await startNode([], {
       MYCORRIZAL_NODE_ID: 'b',
@@ -84,6 +97,7 @@ describe('mycorrizal node processes', () => {
     expect(a.logs.some((l) => l['msg'] === 'node started' && l['node'] === 'a' && typeof l['admin'] === 'string')).toBe(true)
     // the secret is in no log line, no metric and no debug answer
     expect(JSON.stringify([...a.logs, ...b.logs])).not.toContain(SECRET)
+    expect([...a.logs, ...b.logs].some((l) => String(l['msg']).includes('on the command line'))).toBe(false)
     for (const path of ['/metrics', '/debug/members', '/debug/streams', '/readyz', '/healthz']) expect(await (await fetch(`${a.admin}${path}`)).text()).not.toContain(SECRET)
     a.child.kill('SIGTERM')
     expect(await a.exited).toBe(0)
@@ -109,28 +123,87 @@ describe('mycorrizal node processes', () => {
     expect(admin.stderr).toContain('--admin must be an http(s) URL')
   }, 60_000)
 
-  it('admin tokens: the CLI passes --token or MYCORRIZAL_ADMIN_TOKEN; a write without the token is refused', async () => {
+  it('secrets are keys: `mycorrizal secret` prints a fresh 256-bit one; a node refuses a secret under 32 characters, naming the field', () => {
+    const one = cli(['secret'])
+    const two = cli(['secret'])
+    expect(one.status).toBe(0)
+    expect(one.stdout).toMatch(/^[A-Za-z0-9_-]{43}\n$/)
+    expect(Buffer.from(one.stdout.trim(), 'base64url')).toHaveLength(32)
+    expect(two.stdout).not.toBe(one.stdout)
+    const short = cli(['node'], { MYCORRIZAL_CLUSTER_SECRET: 'x'.repeat(31) })
+    expect(short.status).toBe(2)
+    expect(short.stderr).toContain('--cluster-secret (MYCORRIZAL_CLUSTER_SECRET, "clusterSecret" in the config file) must hold at least 32 characters')
+    expect(short.stderr).toContain('`mycorrizal secret` prints a fresh one')
+    const both = cli(['node', '--cluster-secret-file', secretFile('both', SECRET)], { MYCORRIZAL_CLUSTER_SECRET: SECRET })
+    expect(both.status).toBe(2)
+    expect(both.stderr).toContain('exclude each other')
+  }, 60_000)
+
+  it('admin tokens: the CLI passes --token, --token-file, MYCORRIZAL_ADMIN_TOKEN or MYCORRIZAL_ADMIN_TOKEN_FILE; a write without the token is refused', async () => {
     const token = 'cli-admin-token-0123456789'
+    // a token as a flag works, with a warning that ps shows it
     const node = await startNode(['--single', '--bucket', 'sessions:1m:100', '--admin-token', token])
+    expect(node.logs.some((l) => l['level'] === 40 && String(l['msg']).startsWith('--admin-token (MYCORRIZAL_ADMIN_TOKEN') && String(l['msg']).includes('--admin-token-file'))).toBe(true)
     const anonymous = cli(['cache', 'put', 'sessions', 'k', 'v', '--admin', node.admin])
     expect(anonymous.status).toBe(1)
-    expect(anonymous.stderr).toContain('pass --token or set MYCORRIZAL_ADMIN_TOKEN')
+    expect(anonymous.stderr).toContain('pass --token-file or set MYCORRIZAL_ADMIN_TOKEN')
     expect((await fetch(`${node.admin}/v1/cache/sessions/k`, { method: 'PUT', body: 'v' })).status).toBe(401)
-    expect(cli(['cache', 'put', 'sessions', 'k', 'v', '--admin', node.admin, '--token', token]).status).toBe(0)
+    const flagged = cli(['cache', 'put', 'sessions', 'k', 'v', '--admin', node.admin, '--token', token])
+    expect(flagged.status).toBe(0)
+    expect(flagged.stderr).toContain('warning: --token shows in the process list')
     const read = cli(['cache', 'get', 'sessions', 'k', '--admin', node.admin], { MYCORRIZAL_ADMIN_TOKEN: token })
-    expect([read.status, read.stdout]).toEqual([0, 'v'])
+    expect([read.status, read.stdout, read.stderr]).toEqual([0, 'v', ''])
+    const tokenPath = secretFile('admin-token', token)
+    const fromFile = cli(['cache', 'put', 'sessions', 'k', 'w', '--admin', node.admin, '--token-file', tokenPath])
+    expect([fromFile.status, fromFile.stderr]).toEqual([0, ''])
+    const fromEnvFile = cli(['cache', 'get', 'sessions', 'k', '--admin', node.admin], { MYCORRIZAL_ADMIN_TOKEN_FILE: tokenPath })
+    expect([fromEnvFile.status, fromEnvFile.stdout]).toEqual([0, 'w'])
+    const missing = cli(['members', '--admin', node.admin, '--token-file', join(scratch, 'nope')])
+    expect(missing.status).toBe(2)
+    expect(missing.stderr).toContain('--token-file names a file that could not be read')
     expect(cli(['members', '--admin', node.admin, '--token', 'wrong-token-0123456789']).status).toBe(1)
     expect(JSON.stringify(node.logs)).not.toContain(token)
     node.child.kill('SIGTERM')
     expect(await node.exited).toBe(0)
   }, 60_000)
 
-  it('certs: a CA and node certificates with which two nodes join over mTLS', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mycorrizal-certs-'))
+  it('certs: a CA and node certificates with which two nodes join over mTLS; the CA key apart, key files 0600, no symbolic links followed', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'mycorrizal-certs-'))
+    const dir = join(root, 'certs')
     try {
       const made = cli(['certs', '--out', dir, '--nodes', 'tls-a,tls-b'])
+      expect(made.stderr).toBe('')
       expect(made.status).toBe(0)
-      expect(readdirSync(dir).sort()).toEqual(['ca-key.pem', 'ca.pem', 'tls-a-key.pem', 'tls-a.pem', 'tls-b-key.pem', 'tls-b.pem'])
+      expect(readdirSync(dir).sort()).toEqual(['ca.pem', 'tls-a-key.pem', 'tls-a.pem', 'tls-b-key.pem', 'tls-b.pem'])
+      // the CA key lives in its own directory, beside the output directory
+      expect(readdirSync(`${dir}-ca`).sort()).toEqual(['ca-key.pem', 'ca.pem'])
+      expect(mode(`${dir}-ca`)).toBe(0o700)
+      for (const key of [`${dir}-ca/ca-key.pem`, join(dir, 'tls-a-key.pem'), join(dir, 'tls-b-key.pem')]) expect(mode(key), key).toBe(0o600)
+      expect(mode(join(dir, 'tls-a.pem'))).toBe(0o644)
+      // a key file that exists with looser permissions is replaced by one with 0600
+      chmodSync(join(dir, 'tls-b-key.pem'), 0o644)
+      const before = readFileSync(join(dir, 'tls-b-key.pem'), 'utf8')
+      const again = cli(['certs', '--out', dir, '--nodes', 'tls-b'])
+      expect(again.status).toBe(0)
+      expect(again.stdout).toContain('signing with the existing CA')
+      expect(mode(join(dir, 'tls-b-key.pem'))).toBe(0o600)
+      expect(readFileSync(join(dir, 'tls-b-key.pem'), 'utf8')).not.toBe(before)
+      // a symbolic link where a key goes is refused, and what it points to is untouched
+      const victim = join(root, 'victim')
+      writeFileSync(victim, 'keep me')
+      symlinkSync(victim, join(dir, 'tls-c-key.pem'))
+      const linked = cli(['certs', '--out', dir, '--nodes', 'tls-c'])
+      expect(linked.status).toBe(1)
+      expect(linked.stderr).toContain(`refusing to write ${join(dir, 'tls-c-key.pem')}: it is a symbolic link`)
+      expect(readFileSync(victim, 'utf8')).toBe('keep me')
+      expect(lstatSync(join(dir, 'tls-c-key.pem')).isSymbolicLink()).toBe(true)
+      // the layout of earlier versions (the CA key beside the node keys) is refused with the move to make
+      const old = join(root, 'old')
+      mkdirSync(old)
+      writeFileSync(join(old, 'ca-key.pem'), 'x')
+      const legacy = cli(['certs', '--out', old, '--nodes', 'n'])
+      expect(legacy.status).toBe(2)
+      expect(legacy.stderr).toContain(`mv ${join(old, 'ca-key.pem')}`)
       const tls = (id: string) => ['--node-id', id, '--tls-ca', join(dir, 'ca.pem'), '--tls-cert', join(dir, `${id}.pem`), '--tls-key', join(dir, `${id}-key.pem`)]
       const a = await startNode(tls('tls-a'))
       const b = await startNode([...tls('tls-b'), '--seeds', `127.0.0.1:${a.quicPort}`])
@@ -139,9 +212,9 @@ describe('mycorrizal node processes', () => {
       for (const n of [a, b]) n.child.kill('SIGTERM')
       expect(await Promise.all([a.exited, b.exited])).toEqual([0, 0])
     } finally {
-      rmSync(dir, { recursive: true, force: true })
+      rmSync(root, { recursive: true, force: true })
     }
-  }, 90_000)
+  }, 120_000)
 
   it('cluster --nodes 3 (npm start) prints each admin URL, forms one cluster, and stops every node on SIGTERM', async () => {
     const child = spawn(process.execPath, [bin, 'cluster', '--nodes', '3'], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'inherit'] })

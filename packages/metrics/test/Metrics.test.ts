@@ -10,7 +10,7 @@ import { Context, Duration, Effect, Layer, Logger, LogLevel, type Scope } from '
 import { Registry } from 'prom-client'
 import * as Metrics from '../src/Metrics.js'
 
-const secret = 'metrics-test-secret'
+const secret = 'metrics-test-secret-of-at-least-32-characters'
 
 type Node = {
   readonly id: string

@@ -5,7 +5,7 @@ import { Context, Duration, Effect, Layer, Logger, LogLevel, type Scope } from '
 import { Placement } from '../src/internal/placement.js'
 import * as Mycel from '../src/Mycel.js'
 
-const secret = 'mycel-test-secret'
+const secret = 'mycel-test-secret-of-at-least-32-characters'
 type Node = { readonly id: string; readonly mycel: Mycel.Mycel['Type']; readonly nodosum: Nodosum.Nodosum['Type'] }
 
 /** A node builder with these cache and failure-detection timings. */

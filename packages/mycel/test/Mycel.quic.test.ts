@@ -7,7 +7,7 @@ import { createRequire } from 'node:module'
 import { createInterface } from 'node:readline'
 import * as Mycel from '../src/Mycel.js'
 
-const secret = 'mycel-quic-secret'
+const secret = 'mycel-quic-secret-of-at-least-32-characters'
 
 const node = (id: string, seeds: ReadonlyArray<string> = []) =>
   Layer.build(

@@ -13,12 +13,12 @@ describe('createMycorrizal (Promise facade over real QUIC)', () => {
   it('three nodes join, exchange messages on default and named streams, and shut down cleanly', async () => {
     const nodes: Array<MycorrizalNode> = []
     try {
-      const a = await createMycorrizal({ nodeId: 'a', host: '127.0.0.1', port: 0, clusterSecret: 'dev-secret', logLevel: 'none' })
+      const a = await createMycorrizal({ nodeId: 'a', host: '127.0.0.1', port: 0, clusterSecret: 'dev-secret-of-at-least-32-characters', logLevel: 'none' })
       nodes.push(a)
       const seed = `127.0.0.1:${a.address.port}`
       expect(a.address.port).toBeGreaterThan(0)
-      const b = await createMycorrizal({ nodeId: 'b', host: '127.0.0.1', port: 0, seeds: [seed], clusterSecret: 'dev-secret', logLevel: 'none' })
-      const c = await createMycorrizal({ nodeId: 'c', host: '127.0.0.1', port: 0, seeds: [seed], clusterSecret: 'dev-secret', logLevel: 'none' })
+      const b = await createMycorrizal({ nodeId: 'b', host: '127.0.0.1', port: 0, seeds: [seed], clusterSecret: 'dev-secret-of-at-least-32-characters', logLevel: 'none' })
+      const c = await createMycorrizal({ nodeId: 'c', host: '127.0.0.1', port: 0, seeds: [seed], clusterSecret: 'dev-secret-of-at-least-32-characters', logLevel: 'none' })
       nodes.push(b, c)
       await waitFor(() => nodes.every((n) => n.nodes().length === 3), 'mesh of three')
       expect(a.nodes()).toEqual(['a', 'b', 'c'])
@@ -68,10 +68,10 @@ describe('createMycorrizal (Promise facade over real QUIC)', () => {
   }, 60_000)
 
   it('a bad config value is refused with a message naming the field', async () => {
-    await expect(createMycorrizal({ nodeId: 'a', port: 70_000, clusterSecret: 'dev-secret', logLevel: 'none' })).rejects.toMatchObject({
+    await expect(createMycorrizal({ nodeId: 'a', port: 70_000, clusterSecret: 'dev-secret-of-at-least-32-characters', logLevel: 'none' })).rejects.toMatchObject({
       field: 'port',
       message: expect.stringContaining('65535')
     })
-    await expect(createMycorrizal({ nodeId: 'a', seeds: ['nope'], clusterSecret: 'dev-secret', logLevel: 'none' })).rejects.toMatchObject({ field: 'seeds[0]' })
+    await expect(createMycorrizal({ nodeId: 'a', seeds: ['nope'], clusterSecret: 'dev-secret-of-at-least-32-characters', logLevel: 'none' })).rejects.toMatchObject({ field: 'seeds[0]' })
   })
 })

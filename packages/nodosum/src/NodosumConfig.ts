@@ -140,7 +140,13 @@ export const validate = (
     }
     if (input.clusterSecret !== undefined) {
       const secret = Redacted.isRedacted(input.clusterSecret) ? input.clusterSecret : Redacted.make(input.clusterSecret)
-      if (Redacted.value(secret).length < 8) return yield* fail('clusterSecret', 'clusterSecret must be at least 8 characters')
+      // a key, not a password: long enough that guessing it offline is hopeless
+      if (Redacted.value(secret).length < 32) {
+        return yield* fail(
+          'clusterSecret',
+          'clusterSecret must be at least 32 characters: it is a key, not a password; use 32 random bytes, e.g. from `mycorrizal secret` or `openssl rand -base64 32`'
+        )
+      }
       auth = { _tag: 'Secret', secret }
     } else if (input.tls !== undefined) {
       const { ca, cert, key } = input.tls
@@ -155,7 +161,7 @@ export const validate = (
       }
       auth = { _tag: 'Tls', ca, cert, key: keyValue }
     } else if (!single) {
-      return yield* fail('clusterSecret', 'a cluster needs authentication: set clusterSecret (at least 8 characters) or tls { ca, cert, key }, or single: true')
+      return yield* fail('clusterSecret', 'a cluster needs authentication: set clusterSecret (at least 32 characters) or tls { ca, cert, key }, or single: true')
     }
     const modes = [input.seeds !== undefined, input.dns !== undefined, input.consul !== undefined].filter(Boolean).length
     if (modes > 1) return yield* fail('seeds', 'choose one discovery mode: seeds, dns or consul')

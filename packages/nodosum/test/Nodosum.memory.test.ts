@@ -8,7 +8,7 @@ import type { NodosumSettingsInput } from '../src/NodosumConfig.js'
 import * as NodosumConfig from '../src/NodosumConfig.js'
 import { ErrorCode } from '../src/PeerStream.js'
 
-const secret = 'test-cluster-secret'
+const secret = 'test-cluster-secret-of-at-least-32-characters'
 
 /** Builds a node in the current scope over the test's memory network. */
 const node = (input: NodosumSettingsInput) =>
@@ -105,7 +105,7 @@ describe('Nodosum over MemoryTransport', () => {
     return withNetwork(
       Effect.gen(function* () {
         const a = yield* node({ nodeId: 'a', host: 'a', port: 7001 })
-        const intruder = yield* node({ nodeId: 'x', host: 'x', port: 7001, clusterSecret: 'not-the-secret' })
+        const intruder = yield* node({ nodeId: 'x', host: 'x', port: 7001, clusterSecret: 'not-the-secret-of-at-least-32-characters' })
         const error = yield* Effect.flip(intruder.dial(a.address))
         expect(error.reason).toBe('HandshakeRefused')
         yield* settle()
@@ -117,7 +117,7 @@ describe('Nodosum over MemoryTransport', () => {
         expect(refusals.some((l) => l.annotations['node'] === 'x')).toBe(true)
         // the secret itself never reaches a log line
         expect(JSON.stringify(logs.lines)).not.toContain(secret)
-        expect(JSON.stringify(logs.lines)).not.toContain('not-the-secret')
+        expect(JSON.stringify(logs.lines)).not.toContain('not-the-secret-of-at-least-32-characters')
       }).pipe(Effect.provide(logs.layer))
     )
   })

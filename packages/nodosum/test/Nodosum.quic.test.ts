@@ -9,7 +9,7 @@ import * as QuicTransport from '../src/QuicTransport.js'
 import type { NodosumSettingsInput } from '../src/NodosumConfig.js'
 import { eventually } from '../src/testing.js'
 
-const secret = 'quic-test-secret'
+const secret = 'quic-test-secret-of-at-least-32-characters'
 const loopback = { host: '127.0.0.1', port: 0 }
 
 const node = (input: NodosumSettingsInput) =>
@@ -39,7 +39,7 @@ describe('Nodosum over QUIC on loopback', () => {
   it.live('refusals: wrong secret, foreign cluster id — nothing joins, both sides count the reason', () =>
     Effect.gen(function* () {
       const a = yield* node({ nodeId: 'a' })
-      const wrong = yield* node({ nodeId: 'w', clusterSecret: 'another-secret' })
+      const wrong = yield* node({ nodeId: 'w', clusterSecret: 'another-secret-of-at-least-32-characters' })
       const foreign = yield* node({ nodeId: 'f', clusterId: 'elsewhere' })
       expect((yield* Effect.flip(wrong.dial(a.address))).reason).toBe('HandshakeRefused')
       expect((yield* Effect.flip(foreign.dial(a.address))).message).toContain('cluster id')

@@ -21,7 +21,7 @@ describe('Nodosum at scale (MemoryTransport)', () => {
               nodeId: `n${String(i).padStart(3, '0')}`,
               host: `h${i}`,
               port: 7000,
-              clusterSecret: 'scale-test-secret',
+              clusterSecret: 'scale-test-secret-of-at-least-32-characters',
               seeds: i === 0 ? [] : ['h0:7000']
             })
           )

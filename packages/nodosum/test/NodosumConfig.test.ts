@@ -11,19 +11,19 @@ const bad = (input: NodosumConfig.NodosumSettingsInput) => {
 
 describe('NodosumConfig', () => {
   it('node id from config, else MYCORRIZAL_ID, else generated', () => {
-    expect(ok({ nodeId: 'a', clusterSecret: 'dev-secret' }, { MYCORRIZAL_ID: 'env' }).nodeId).toBe('a')
-    expect(ok({ clusterSecret: 'dev-secret' }, { MYCORRIZAL_ID: 'from-env' }).nodeId).toBe('from-env')
-    const generated = ok({ clusterSecret: 'dev-secret' }).nodeId
+    expect(ok({ nodeId: 'a', clusterSecret: 'dev-secret-of-at-least-32-characters' }, { MYCORRIZAL_ID: 'env' }).nodeId).toBe('a')
+    expect(ok({ clusterSecret: 'dev-secret-of-at-least-32-characters' }, { MYCORRIZAL_ID: 'from-env' }).nodeId).toBe('from-env')
+    const generated = ok({ clusterSecret: 'dev-secret-of-at-least-32-characters' }).nodeId
     expect(generated).toMatch(/^node-[0-9a-f]{12}$/)
-    expect(ok({ clusterSecret: 'dev-secret' }).nodeId).not.toBe(generated)
+    expect(ok({ clusterSecret: 'dev-secret-of-at-least-32-characters' }).nodeId).not.toBe(generated)
   })
 
   it('keeps the secret redacted and parses seeds', () => {
-    const settings = ok({ nodeId: 'a', clusterSecret: 'dev-secret', seeds: ['127.0.0.1:7001', '[::1]:7002', { host: 'h', port: 7003 }] })
+    const settings = ok({ nodeId: 'a', clusterSecret: 'dev-secret-of-at-least-32-characters', seeds: ['127.0.0.1:7001', '[::1]:7002', { host: 'h', port: 7003 }] })
     expect(settings.auth?._tag).toBe('Secret')
     if (settings.auth?._tag === 'Secret') {
-      expect(String(settings.auth.secret)).not.toContain('dev-secret')
-      expect(Redacted.value(settings.auth.secret)).toBe('dev-secret')
+      expect(String(settings.auth.secret)).not.toContain('dev-secret-of-at-least-32-characters')
+      expect(Redacted.value(settings.auth.secret)).toBe('dev-secret-of-at-least-32-characters')
     }
     expect(settings.discovery).toEqual({
       _tag: 'Static',
@@ -36,25 +36,34 @@ describe('NodosumConfig', () => {
     expect(Duration.toMillis(settings.failureTimeout)).toBe(2000)
   })
 
+  it('a cluster secret is a key: under 32 characters it is refused, naming the field and where a fresh one comes from', () => {
+    const error = bad({ clusterSecret: 'x'.repeat(31) })
+    expect(error.field).toBe('clusterSecret')
+    expect(error.message).toContain('at least 32 characters')
+    expect(error.message).toContain('mycorrizal secret')
+    expect(error.message).not.toContain('x'.repeat(31))
+    expect(ok({ clusterSecret: 'x'.repeat(32) }).auth?._tag).toBe('Secret')
+  })
+
   it('single mode needs no authentication', () => {
     expect(ok({ single: true }).single).toBe(true)
   })
 
   it.each([
-    [{ nodeId: 'has space', clusterSecret: 'dev-secret' }, 'nodeId'],
+    [{ nodeId: 'has space', clusterSecret: 'dev-secret-of-at-least-32-characters' }, 'nodeId'],
     [{ clusterSecret: 'short' }, 'clusterSecret'],
     [{}, 'clusterSecret'],
-    [{ clusterSecret: 'dev-secret', seeds: ['nohost'] }, 'seeds[0]'],
-    [{ clusterSecret: 'dev-secret', seeds: ['h:0'] }, 'seeds[0]'],
-    [{ clusterSecret: 'dev-secret', port: -1 }, 'port'],
-    [{ clusterSecret: 'dev-secret', transport: { maxStreams: 0 } }, 'transport.maxStreams'],
-    [{ clusterSecret: 'dev-secret', dns: 'nodes.local' }, 'dnsPort'],
-    [{ clusterSecret: 'dev-secret', consul: 'not a url' }, 'consul'],
-    [{ clusterSecret: 'dev-secret', seeds: [], dns: '_x._udp.local' }, 'seeds'],
-    [{ clusterSecret: 'dev-secret', heartbeatInterval: 1000, failureTimeout: 500 }, 'failureTimeout'],
-    [{ clusterSecret: 'dev-secret', tls: { ca: 'x', cert: 'y', key: 'z' } }, 'clusterSecret'],
+    [{ clusterSecret: 'dev-secret-of-at-least-32-characters', seeds: ['nohost'] }, 'seeds[0]'],
+    [{ clusterSecret: 'dev-secret-of-at-least-32-characters', seeds: ['h:0'] }, 'seeds[0]'],
+    [{ clusterSecret: 'dev-secret-of-at-least-32-characters', port: -1 }, 'port'],
+    [{ clusterSecret: 'dev-secret-of-at-least-32-characters', transport: { maxStreams: 0 } }, 'transport.maxStreams'],
+    [{ clusterSecret: 'dev-secret-of-at-least-32-characters', dns: 'nodes.local' }, 'dnsPort'],
+    [{ clusterSecret: 'dev-secret-of-at-least-32-characters', consul: 'not a url' }, 'consul'],
+    [{ clusterSecret: 'dev-secret-of-at-least-32-characters', seeds: [], dns: '_x._udp.local' }, 'seeds'],
+    [{ clusterSecret: 'dev-secret-of-at-least-32-characters', heartbeatInterval: 1000, failureTimeout: 500 }, 'failureTimeout'],
+    [{ clusterSecret: 'dev-secret-of-at-least-32-characters', tls: { ca: 'x', cert: 'y', key: 'z' } }, 'clusterSecret'],
     [{ tls: { ca: 'x', cert: 'y', key: 'z' } }, 'tls.ca'],
-    [{ clusterSecret: 'dev-secret', maxMessageSize: 10 }, 'maxMessageSize']
+    [{ clusterSecret: 'dev-secret-of-at-least-32-characters', maxMessageSize: 10 }, 'maxMessageSize']
   ])('refuses %j naming %s', (input, field) => {
     const error = bad(input as NodosumConfig.NodosumSettingsInput)
     expect(error._tag).toBe('NodosumConfigError')

@@ -15,10 +15,10 @@ describe('backpressure over QUIC', () => {
     () =>
       Effect.gen(function* () {
         // the receiver runs in its own process, so each side's memory is measured on its own
-        const { port, done } = yield* spawnReceiver({ nodeId: 'receiver', host: '127.0.0.1', port: 0, clusterSecret: 'backpressure-secret', expect: COUNT })
+        const { port, done } = yield* spawnReceiver({ nodeId: 'receiver', host: '127.0.0.1', port: 0, clusterSecret: 'backpressure-secret-of-at-least-32-characters', expect: COUNT })
         const ctx = yield* Layer.build(
           Streams.layer().pipe(
-            Layer.provideMerge(Nodosum.layer({ nodeId: 'sender', host: '127.0.0.1', port: 0, clusterSecret: 'backpressure-secret', seeds: [`127.0.0.1:${port}`] }))
+            Layer.provideMerge(Nodosum.layer({ nodeId: 'sender', host: '127.0.0.1', port: 0, clusterSecret: 'backpressure-secret-of-at-least-32-characters', seeds: [`127.0.0.1:${port}`] }))
           )
         )
         const nodosum = Context.get(ctx, Nodosum.Nodosum)

@@ -5,7 +5,7 @@ import * as Streams from '../src/Streams.js'
 import type { SendError, StreamsError } from '../src/StreamsError.js'
 import { spawnReceiver } from './fixtures/spawnReceiver.js'
 
-const SECRET = 'faults-secret-123'
+const SECRET = 'faults-secret-123-of-at-least-32-characters'
 const FAST = { heartbeatInterval: 100, failureTimeout: 1_000 }
 
 describe('a peer killed while messages flow (QUIC, a real process)', () => {

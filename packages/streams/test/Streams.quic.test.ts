@@ -12,7 +12,7 @@ import type { Stream } from '../src/Application.js'
 import * as Streams from '../src/Streams.js'
 import { SendError, StreamsError, type StreamsErrorReason } from '../src/StreamsError.js'
 
-const secret = 'streams-quic-secret'
+const secret = 'streams-quic-secret-of-at-least-32-characters'
 const MiB = 1024 * 1024
 
 type TestNode = {

@@ -3,7 +3,7 @@ import { MemoryTransport, Nodosum } from '@mycorrizal/nodosum'
 import { Context, Deferred, Duration, Effect, HashMap, Layer, Logger, type Scope, TestClock } from 'effect'
 import * as Streams from '../src/Streams.js'
 
-const secret = 'streams-test-secret'
+const secret = 'streams-test-secret-of-at-least-32-characters'
 
 /** One node (cluster + streams) in the current scope of the test's memory network. */
 const node = (id: string, seeds: ReadonlyArray<string> = [], options: Streams.StreamsOptions = {}) =>

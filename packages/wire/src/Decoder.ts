@@ -5,9 +5,13 @@
  *
  * - A message wholly inside a chunk is handed out as a view of that chunk: zero copy, valid
  *   only during the callback (transports reuse their read buffers). Copy what you keep.
- * - A message split across chunks is assembled in one buffer allocated at its known length
- *   (at most `maxMessageSize`); header and STREAM_INIT bytes split across chunks go to a
- *   small fixed scratch. Nothing else is kept between chunks.
+ * - A message split across chunks is assembled in a buffer of its own that grows with the bytes
+ *   that arrived, not with what its length header claims: it starts at the bytes at hand (at
+ *   least `INITIAL_BODY_BYTES`, at most the declared length) and doubles as more arrive, its
+ *   last growth landing exactly on the declared length. A peer that sends a 16 MiB header and
+ *   then nothing costs 16 KiB, not 16 MiB; a real message costs at most one extra copy of
+ *   itself in total. Header and STREAM_INIT bytes split across chunks go to a small fixed
+ *   scratch. Nothing else is kept between chunks.
  * - Short input means "wait for more". Anything else is a `WireError`; after one the decoder
  *   is poisoned and throws the same error again.
  *
@@ -37,6 +41,12 @@ export interface DecoderOptions {
   readonly streamInit?: boolean
 }
 
+/**
+ * The smallest buffer a split message starts in (or its whole length, when smaller). Below
+ * this a message is allocated at its declared length at once.
+ */
+export const INITIAL_BODY_BYTES = 16 * 1024
+
 enum State {
   Init,
   Header,
@@ -51,9 +61,10 @@ export class Decoder {
   /** Bytes of a STREAM_INIT or header split across chunks. */
   private readonly scratch = new Uint8Array(StreamInit.MAX_ENCODED_LENGTH)
   private scratchLen = 0
-  /** The message being assembled across chunks. */
+  /** The message being assembled across chunks: `bodyLen` of `bodyTotal` bytes in, `body.length` reserved. */
   private body: Uint8Array | undefined
   private bodyLen = 0
+  private bodyTotal = 0
   private error: WireError | undefined
   /** Messages decoded so far. */
   messages = 0
@@ -69,6 +80,14 @@ export class Decoder {
   /** Bytes held across chunks right now (at most maxMessageSize, or a STREAM_INIT). */
   get bufferedBytes(): number {
     return this.state === State.Body ? this.bodyLen : this.scratchLen
+  }
+
+  /**
+   * Bytes allocated for the message being assembled (0 between messages): at most
+   * max(`INITIAL_BODY_BYTES`, 2 × `bufferedBytes`), never more than its declared length.
+   */
+  get reservedBytes(): number {
+    return this.state === State.Body ? this.body!.length : 0
   }
 
   /** True between frames: no partial frame held. */
@@ -150,24 +169,35 @@ export class Decoder {
             this.messages++
             sink.onMessage(payload, false)
           } else {
-            const body = new Uint8Array(length)
+            // split: reserve for what is here, not for what the header claims
+            const have = end - pos
+            const body = new Uint8Array(Math.min(length, Math.max(INITIAL_BODY_BYTES, have)))
             body.set(chunk.subarray(pos, end), 0)
             this.body = body
-            this.bodyLen = end - pos
+            this.bodyLen = have
+            this.bodyTotal = length
             this.state = State.Body
             return
           }
           break
         }
         case State.Body: {
-          const body = this.body!
-          const take = Math.min(end - pos, body.length - this.bodyLen)
+          let body = this.body!
+          const take = Math.min(end - pos, this.bodyTotal - this.bodyLen)
+          const need = this.bodyLen + take
+          if (need > body.length) {
+            // grow geometrically, capped at the declared length: the last growth is exact
+            const grown = new Uint8Array(Math.min(this.bodyTotal, Math.max(need, body.length * 2)))
+            grown.set(body.subarray(0, this.bodyLen), 0)
+            this.body = body = grown
+          }
           body.set(chunk.subarray(pos, pos + take), this.bodyLen)
-          this.bodyLen += take
+          this.bodyLen = need
           pos += take
-          if (this.bodyLen === body.length) {
+          if (need === this.bodyTotal) {
             this.body = undefined
             this.bodyLen = 0
+            this.bodyTotal = 0
             this.state = State.Header
             this.messages++
             sink.onMessage(body, true)

@@ -130,6 +130,38 @@ describe('Decoder', () => {
     expect(() => decoder.push(new Uint8Array([1]), { onMessage: () => {} })).toThrow(expect.objectContaining({ reason: 'FrameTooLarge' }))
   })
 
+  it('a 16 MiB length header followed by a few bytes allocates for the bytes, not for the header', () => {
+    const decoder = Decoder.make({ streamInit: false })
+    const before = process.memoryUsage().arrayBuffers
+    decoder.push(new Uint8Array([0x01, 0x00, 0x00, 0x00, 1, 2, 3]), { onMessage: () => {} })
+    const grown = process.memoryUsage().arrayBuffers - before
+    // the 16 MiB the header claims are not allocated (a decoder that trusts the header grows by exactly that)
+    expect(grown).toBeLessThan(1024 * 1024)
+    expect(decoder.bufferedBytes).toBe(3)
+    expect(decoder.reservedBytes).toBeLessThanOrEqual(Decoder.INITIAL_BODY_BYTES)
+    expect(() => decoder.end()).toThrow(expect.objectContaining({ reason: 'UnexpectedEof' }))
+  })
+
+  it('a large message in small chunks: the buffer grows with what arrived and ends exactly at its length, owned', () => {
+    const size = 1024 * 1024 + 17
+    const payload = new Uint8Array(size).map((_, i) => (i * 31) & 0xff)
+    const data = Frame.encodeMessage(payload)
+    const decoder = Decoder.make({ streamInit: false })
+    const received: Array<{ payload: Uint8Array; owned: boolean }> = []
+    for (let o = 0; o < data.length; o += 1000) {
+      decoder.push(data.subarray(o, o + 1000), { onMessage: (p, owned) => received.push({ payload: p, owned }) })
+      expect(decoder.reservedBytes).toBeLessThanOrEqual(Math.max(Decoder.INITIAL_BODY_BYTES, 2 * decoder.bufferedBytes))
+    }
+    decoder.end()
+    expect(received).toHaveLength(1)
+    expect(received[0]!.owned).toBe(true)
+    // a buffer of its own, exactly the message: nothing to slice, nothing wasted
+    expect(received[0]!.payload.byteLength).toBe(size)
+    expect(received[0]!.payload.buffer.byteLength).toBe(size)
+    expect(Buffer.compare(received[0]!.payload, payload)).toBe(0)
+    expect(decoder.reservedBytes).toBe(0)
+  })
+
   it('an end inside a frame or before STREAM_INIT is UnexpectedEof', () => {
     const d1 = Decoder.make()
     d1.push(bytes.subarray(0, bytes.length - 1), { onMessage: () => {} })

@@ -100,6 +100,10 @@ describe('fuzz', () => {
           decoder.push(input.subarray(pos, pos + n), sink)
           pos += n
           if (decoder.bufferedBytes > LIMIT) throw new Error(`buffered ${decoder.bufferedBytes} bytes, over the limit ${LIMIT}`)
+          // memory follows the bytes that arrived, not the length headers
+          if (decoder.reservedBytes > Math.max(Decoder.INITIAL_BODY_BYTES, 2 * decoder.bufferedBytes)) {
+            throw new Error(`reserved ${decoder.reservedBytes} bytes for ${decoder.bufferedBytes} received`)
+          }
         }
         decoder.end()
         clean++

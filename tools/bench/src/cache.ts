@@ -80,7 +80,7 @@ const child = async (role: Role) => {
       host: '127.0.0.1',
       port: 0,
       seeds: role.seed === undefined ? [] : [role.seed],
-      clusterSecret: 'bench-cluster-secret',
+      clusterSecret: 'bench-cluster-secret-of-at-least-32-characters',
       logLevel: 'error',
       transport: { datagramSize: 16_384 }
     })

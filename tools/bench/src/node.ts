@@ -15,7 +15,7 @@ export const benchNode = (nodeId: string, seeds: ReadonlyArray<string> = []) =>
   Layer.build(
     Streams.layer().pipe(
       Layer.provideMerge(
-        Nodosum.layer({ nodeId, host: '127.0.0.1', port: 0, clusterSecret: 'bench-cluster-secret', seeds: [...seeds], transport: { datagramSize: 16_384, ...windows, ...sockets } })
+        Nodosum.layer({ nodeId, host: '127.0.0.1', port: 0, clusterSecret: 'bench-cluster-secret-of-at-least-32-characters', seeds: [...seeds], transport: { datagramSize: 16_384, ...windows, ...sockets } })
       ),
       Layer.provide(Logger.minimumLogLevel(LogLevel.Error))
     )

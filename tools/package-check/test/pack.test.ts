@@ -50,8 +50,8 @@ describe('npm pack of every publishable package', () => {
     const out = project.runModule(`
       import { createMycorrizal } from 'mycorrizal'
       const wait = async (f) => { for (let i = 0; i < 1000 && !f(); i++) await new Promise((r) => setTimeout(r, 10)) }
-      const a = await createMycorrizal({ nodeId: 'a', host: '127.0.0.1', port: 0, clusterSecret: 'dev-secret', logLevel: 'none' })
-      const b = await createMycorrizal({ nodeId: 'b', host: '127.0.0.1', port: 0, seeds: ['127.0.0.1:' + a.address.port], clusterSecret: 'dev-secret', logLevel: 'none' })
+      const a = await createMycorrizal({ nodeId: 'a', host: '127.0.0.1', port: 0, clusterSecret: 'dev-secret-of-at-least-32-characters', logLevel: 'none' })
+      const b = await createMycorrizal({ nodeId: 'b', host: '127.0.0.1', port: 0, seeds: ['127.0.0.1:' + a.address.port], clusterSecret: 'dev-secret-of-at-least-32-characters', logLevel: 'none' })
       await wait(() => a.nodes().length === 2 && b.nodes().length === 2)
       let got = ''
       b.registerApplication('my-app').setReceiveFunc((p, from) => { got = from + ':' + new TextDecoder().decode(p) })

@@ -178,7 +178,7 @@ const main = async () => {
   const durationMs = seconds * 1000
   const reportMs = Math.min(10_000, Math.max(1_000, Math.round(durationMs / 60)))
   const warmupMs = Math.min(60_000, durationMs / 4)
-  const secret = randomBytes(18).toString('base64url')
+  const secret = randomBytes(32).toString('base64url')
   const samples: Array<Sample> = []
   const children: Array<ChildProcess> = []
   const start = (id: string, seeds: ReadonlyArray<string>) =>

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import type { ControlMessage } from '@mycorrizal/wire'
-import { Handshake, type HandshakeOptions, keepNewer, type Step } from '../src/internal/handshake.js'
+import { ControlMessage } from '@mycorrizal/wire'
+import { Handshake, type HandshakeOptions, isValidHost, keepNewer, type Step } from '../src/internal/handshake.js'
 import { PROTOCOL_VERSION } from '../src/internal/protocol.js'
 
 const secret = new Uint8Array(Buffer.from('handshake-secret'))
@@ -51,7 +51,7 @@ describe('Handshake core', () => {
     const d = new Handshake(options('dialer', 'a'))
     const a = new Handshake(options('acceptor', 'b'))
     const transcript = converse(d, a)
-    expect(transcript).toEqual(['d>a Hello', 'a>d Hello', 'a>d Auth', 'd>a Auth'])
+    expect(transcript).toEqual(['d>a Hello', 'a>d Challenge', 'd>a Auth', 'a>d Hello', 'a>d Auth'])
     expect(d.outcome?._tag === 'Accepted' && d.outcome.hello.nodeId).toBe('b')
     expect(a.outcome?._tag === 'Accepted' && a.outcome.hello.nodeId).toBe('a')
   })
@@ -61,8 +61,73 @@ describe('Handshake core', () => {
     const a = new Handshake(options('acceptor', 'b'))
     converse(d, a)
     expect(refusalOf(a)).toEqual({ reason: 'BadSecret', message: 'the cluster secret proof does not match', byPeer: false })
-    // the dialer verified the acceptor's proof first and refused too; either way it knows
-    expect(refusalOf(d)?.reason).toBe('BadSecret')
+    // the dialer learns it from the acceptor's refusal: it never saw a proof of the acceptor's
+    expect(refusalOf(d)).toEqual({ reason: 'BadSecret', message: 'the cluster secret proof does not match', byPeer: true })
+  })
+
+  it('a stranger gets nothing derived from the secret, nor the cluster id: a nonce, then a refusal naming neither', () => {
+    const a = new Handshake(options('acceptor', 'b', { clusterId: 'cluster-blue' }))
+    const toStranger: Array<ControlMessage.ControlMessage> = [...a.start().send]
+    // the stranger knows the cluster id here (the worst case) but not the secret
+    const stranger = new Handshake(options('dialer', 'x', { clusterId: 'cluster-blue', secret: new Uint8Array(Buffer.from('a-guess')) }))
+    const hello = stranger.start().send[0]!
+    const answer = a.receive(hello).send
+    toStranger.push(...answer)
+    expect(answer.map((m) => m._tag)).toEqual(['Challenge'])
+    const challenge = answer[0] as ControlMessage.Challenge
+    expect(challenge.nonce).toEqual(options('acceptor', 'b').nonce)
+    toStranger.push(...a.receive(stranger.receive(challenge).send[0]!).send)
+    expect(toStranger.map((m) => m._tag)).toEqual(['Challenge', 'Refuse'])
+    expect(refusalOf(a)?.reason).toBe('BadSecret')
+    const seen = Buffer.from(toStranger.map((m) => Buffer.from(ControlMessage.encode(m)).toString('hex')).join(''), 'hex')
+    expect(seen.includes(Buffer.from('cluster-blue'))).toBe(false)
+    // nothing keyed with the secret: no Auth, no Hello of the acceptor
+    expect(toStranger.some((m) => m._tag === 'Auth' || m._tag === 'Hello')).toBe(false)
+  })
+
+  it('a wrong cluster id is refused without naming either cluster id', () => {
+    const a = new Handshake(options('acceptor', 'b', { clusterId: 'cluster-blue' }))
+    const step = a.receive(new Handshake(options('dialer', 'x', { clusterId: 'cluster-green' })).start().send[0]!)
+    expect(refusalOf(a)?.reason).toBe('ClusterId')
+    const refuse = step.send[0] as ControlMessage.Refuse
+    expect(refuse._tag).toBe('Refuse')
+    expect(refuse.message).not.toContain('cluster-blue')
+    expect(refuse.message).not.toContain('cluster-green')
+  })
+
+  it('a protocol v1 Hello is refused with a reason naming both versions', () => {
+    const a = new Handshake(options('acceptor', 'b'))
+    const v1: ControlMessage.Hello = { ...(new Handshake(options('dialer', 'a')).start().send[0] as ControlMessage.Hello), protocolVersion: 1 }
+    const step = a.receive(v1)
+    expect(PROTOCOL_VERSION).toBe(2)
+    expect(refusalOf(a)?.reason).toBe('ProtocolVersion')
+    expect(refusalOf(a)?.message).toContain('version 1')
+    expect(refusalOf(a)?.message).toContain('version 2')
+    expect(step.send).toEqual([{ _tag: 'Refuse', reason: 'ProtocolVersion', message: refusalOf(a)?.message }])
+    // a dialer answered by a Hello of another version (a v1 acceptor) refuses the same way
+    const d = new Handshake(options('dialer', 'a'))
+    d.start()
+    d.receive({ ...v1, nodeId: 'b' })
+    expect(refusalOf(d)?.reason).toBe('ProtocolVersion')
+  })
+
+  it.each([
+    ['a node id outside the pattern', { nodeId: '../etc' }],
+    ['an empty node id', { nodeId: '' }],
+    ['a host that is no hostname', { host: 'evil host;rm' }],
+    ['a host label too long', { host: `${'a'.repeat(64)}.example` }],
+    ['port 0', { port: 0 }],
+    ['a short nonce', { nonce: new Uint8Array(4) }]
+  ])('a Hello with %s is refused as InvalidHello', (_what, fields) => {
+    const a = new Handshake(options('acceptor', 'b'))
+    const hello = { ...(new Handshake(options('dialer', 'a')).start().send[0] as ControlMessage.Hello), ...fields }
+    const step = a.receive(hello)
+    expect(refusalOf(a)?.reason).toBe('InvalidHello')
+    expect(step.send.map((m) => m._tag)).toEqual(['Refuse'])
+  })
+
+  it.each([['10.0.0.1'], ['::1'], ['node-1.mycorrizal.svc.cluster.local'], ['localhost']])('a Hello advertising host %s is valid', (host) => {
+    expect(isValidHost(host)).toBe(true)
   })
 
   it('the proof is bound to the certificate the verifier saw: a relayed proof is refused', () => {

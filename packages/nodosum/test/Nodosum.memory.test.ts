@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@effect/vitest'
-import { Frame, StreamInit } from '@mycorrizal/wire'
+import { ControlMessage, Frame, StreamInit } from '@mycorrizal/wire'
 import { Chunk, Context, Deferred, Duration, Effect, Fiber, Layer, Logger, type Scope, Stream, TestClock } from 'effect'
 import { MemoryNetwork } from '../src/MemoryTransport.js'
 import * as MemoryTransport from '../src/MemoryTransport.js'
@@ -134,6 +134,64 @@ describe('Nodosum over MemoryTransport', () => {
       })
     )
   )
+
+  it.effect.each([
+    ['garbage', 'UnknownFrameType', [new Uint8Array([0xff, 0x13, 0x37, 0x00])]],
+    ['a broken STREAM_INIT (empty app id)', 'MalformedStreamInit', [new Uint8Array([0x01, 0x00, 0x00, 0x00, 0x00])]],
+    ['a 4 GiB length header', 'FrameTooLarge', [StreamInit.encode({ appId: 'SYSTEM-NODOSUM', streamName: '' }), new Uint8Array([0xff, 0xff, 0xff, 0xff])]],
+    ['a framed message that is no control message', 'UnknownMessageType', [StreamInit.encode({ appId: 'SYSTEM-NODOSUM', streamName: '' }), Frame.encodeMessage(new Uint8Array([0x7f, 0x01]))]]
+  ] as const)('%s on the control stream is logged and counted with its wire error, not as ConnectionClosed', ([_what, reason, chunks]) => {
+    const logs = captureLogs()
+    return withNetwork(
+      Effect.gen(function* () {
+        const a = yield* node({ nodeId: 'a', host: 'a', port: 7001 })
+        const raw = yield* MemoryTransport.make({ host: 'raw' })
+        const connection = yield* raw.connect(a.boundAddress)
+        const stream = connection.openStream({ onData: () => {} })
+        for (const chunk of chunks) stream.write(chunk)
+        yield* advanceUntil(() => (a.stats().handshakeFailures[reason] ?? 0) > 0, `a ${reason} refusal`, 1_000)
+        expect(a.stats().handshakeFailures).toEqual({ [reason]: 1 })
+        const line = logs.lines.find((l) => l.message === 'handshake refused' && l.annotations['node'] === 'a')
+        expect(line?.annotations['reason']).toBe(reason)
+      }).pipe(Effect.provide(logs.layer))
+    )
+  })
+
+  it.effect('a protocol v1 Hello is refused with a log line naming both versions', () => {
+    const logs = captureLogs()
+    return withNetwork(
+      Effect.gen(function* () {
+        const a = yield* node({ nodeId: 'a', host: 'a', port: 7001 })
+        const raw = yield* MemoryTransport.make({ host: 'raw' })
+        const connection = yield* raw.connect(a.boundAddress)
+        const received: Array<Uint8Array> = []
+        const stream = connection.openStream({ onData: (chunk) => received.push(new Uint8Array(chunk)) })
+        const v1Hello: ControlMessage.Hello = {
+          _tag: 'Hello',
+          protocolVersion: 1,
+          clusterId: 'mycorrizal',
+          nodeId: 'old',
+          instanceId: 'i1',
+          host: 'raw',
+          port: 7001,
+          authMode: 'secret',
+          nonce: new Uint8Array(32)
+        }
+        stream.write(StreamInit.encode({ appId: 'SYSTEM-NODOSUM', streamName: '' }))
+        stream.write(Frame.encodeMessage(ControlMessage.encode(v1Hello)))
+        yield* advanceUntil(() => (a.stats().handshakeFailures['ProtocolVersion'] ?? 0) > 0, 'a ProtocolVersion refusal', 1_000)
+        const line = logs.lines.find((l) => l.message === 'handshake refused' && l.annotations['node'] === 'a')
+        expect(line?.annotations['reason']).toBe('ProtocolVersion')
+        expect(String(line?.annotations['detail'])).toContain('version 1')
+        expect(String(line?.annotations['detail'])).toContain('version 2')
+        // the v1 dialer is told the same, in a Refuse it can decode (v1 knows Refuse)
+        yield* settle()
+        const bytes = Buffer.concat(received)
+        const refuse = ControlMessage.decode(bytes.subarray(Frame.HEADER_BYTES, Frame.HEADER_BYTES + bytes.readUInt32BE(0)))
+        expect(refuse._tag).toBe('Refuse')
+      }).pipe(Effect.provide(logs.layer))
+    )
+  })
 
   it.effect('a peer that opens an application stream without a handshake gets nothing', () =>
     withNetwork(

@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline'
 import { MemoryTransport, Nodosum } from '../src/index.js'
 import { eventually } from '../src/testing.js'
 
-const settings = { host: '127.0.0.1', port: 0, clusterSecret: 'shutdown-test-secret' }
+const settings = { host: '127.0.0.1', port: 0, clusterSecret: 'shutdown-test-secret-of-at-least-32-characters' }
 
 /** Active libuv resources (sockets, timers, immediates) by type. */
 const resources = () => {
@@ -89,7 +89,7 @@ describe('shutdown over MemoryTransport (TestClock)', () => {
       const supervisor = yield* Supervisor.track
       yield* Effect.gen(function* () {
         const build = (id: string) =>
-          Layer.build(Nodosum.layerMemory({ nodeId: id, host: id, port: 7001, clusterSecret: 'shutdown-test-secret' })).pipe(
+          Layer.build(Nodosum.layerMemory({ nodeId: id, host: id, port: 7001, clusterSecret: 'shutdown-test-secret-of-at-least-32-characters' })).pipe(
             Effect.map((ctx) => Context.get(ctx, Nodosum.Nodosum))
           )
         const a = yield* build('a')

@@ -1,12 +1,14 @@
 /**
- * Messages of the control stream (`SYSTEM-NODOSUM`): the handshake (Hello, Auth, Refuse)
- * and membership (Members, Leave, Ping, Pong).
+ * Messages of the control stream (`SYSTEM-NODOSUM`): the handshake (Hello, Challenge, Auth,
+ * Refuse) and membership (Members, Leave, Ping, Pong). The byte layout of each is specified in
+ * `docs/protocol.md`.
  *
  * | type | message | fields |
  * | ---- | ------- | ------ |
  * | 0x01 | Hello   | protocolVersion u16, clusterId, nodeId, instanceId, host (strings), port u16, authMode u8 (0 secret, 1 tls), nonce bytes |
  * | 0x02 | Auth    | proof bytes (HMAC-SHA256 in secret mode, empty with mTLS) |
  * | 0x03 | Refuse  | reason, message (strings) |
+ * | 0x04 | Challenge | nonce bytes (the acceptor's, protocol v2) |
  * | 0x10 | Members | array of { nodeId, instanceId, host, port u16 } |
  * | 0x11 | Leave   | — |
  * | 0x20 | Ping    | seq u32, sentAt f64 (ms) |
@@ -42,6 +44,12 @@ export interface Auth {
   readonly proof: Uint8Array
 }
 
+/** Protocol v2: the acceptor's fresh nonce, its only word before the dialer has proven the secret. */
+export interface Challenge {
+  readonly _tag: 'Challenge'
+  readonly nonce: Uint8Array
+}
+
 export interface Refuse {
   readonly _tag: 'Refuse'
   readonly reason: string
@@ -70,7 +78,7 @@ export interface Pong {
 }
 
 /** Every control message. */
-export type ControlMessage = Hello | Auth | Refuse | Members | Leave | Ping | Pong
+export type ControlMessage = Hello | Auth | Refuse | Challenge | Members | Leave | Ping | Pong
 
 const writeMember = (w: SystemMessage.Writer, m: MemberInfo) => {
   w.string(m.nodeId).string(m.instanceId).string(m.host).u16(m.port)
@@ -116,6 +124,15 @@ const set = SystemMessage.messageSet<ControlMessage>('control', [
       w.string(m.reason).string(m.message)
     },
     read: (r) => ({ _tag: 'Refuse', reason: r.string(), message: r.string() })
+  }),
+  SystemMessage.define<Challenge>({
+    tag: 'Challenge',
+    type: 0x04,
+    version: 1,
+    write: (w, m) => {
+      w.bytes(m.nonce)
+    },
+    read: (r) => ({ _tag: 'Challenge', nonce: new Uint8Array(r.bytesField()) })
   }),
   SystemMessage.define<Members>({
     tag: 'Members',

@@ -112,6 +112,7 @@ describe('ControlMessage', () => {
     )
     expect(hex(ControlMessage.encode({ _tag: 'Auth', proof: new Uint8Array([0xab]) }))).toBe('0201' + '00000001ab')
     expect(hex(ControlMessage.encode({ _tag: 'Refuse', reason: 'R', message: 'm' }))).toBe('0301' + '000152' + '00016d')
+    expect(hex(ControlMessage.encode({ _tag: 'Challenge', nonce: new Uint8Array([0xcd, 0xef]) }))).toBe('0401' + '00000002cdef')
     expect(hex(ControlMessage.encode({ _tag: 'Members', members: [{ nodeId: 'b', instanceId: 'j', host: 'h', port: 1 }] }))).toBe(
       '1001' + '00000001' + '000162' + '00016a' + '000168' + '0001'
     )
@@ -126,6 +127,7 @@ describe('ControlMessage', () => {
       { ...hello, authMode: 'tls', nonce: new Uint8Array(32).fill(9) },
       { _tag: 'Auth', proof: new Uint8Array(32).fill(3) },
       { _tag: 'Refuse', reason: 'ClusterId', message: "cluster id 'x' is not this cluster's" },
+      { _tag: 'Challenge', nonce: new Uint8Array(32).fill(5) },
       { _tag: 'Members', members: [] },
       { _tag: 'Leave' },
       { _tag: 'Ping', seq: 4_000_000_000, sentAt: 1_732_000_000_000.5 },

@@ -133,6 +133,7 @@ describe('fuzz', () => {
       }),
       ControlMessage.encode({ _tag: 'Auth', proof: new Uint8Array(32).fill(1) }),
       ControlMessage.encode({ _tag: 'Refuse', reason: 'BadSecret', message: 'no' }),
+      ControlMessage.encode({ _tag: 'Challenge', nonce: new Uint8Array(32).fill(2) }),
       ControlMessage.encode({ _tag: 'Members', members: [{ nodeId: 'a', instanceId: 'b', host: 'c', port: 1 }, { nodeId: 'd', instanceId: 'e', host: 'f', port: 2 }] }),
       ControlMessage.encode({ _tag: 'Leave' }),
       ControlMessage.encode({ _tag: 'Ping', seq: 9, sentAt: 123.5 })

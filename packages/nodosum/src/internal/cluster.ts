@@ -65,7 +65,17 @@ export const make = (settings: NodosumSettings, certificate: Uint8Array): Effect
         } else if (o._tag === 'Drop') {
           const peer = linked.get(o.connectionId)
           linked.delete(o.connectionId)
-          if (peer !== undefined && !peer.connection.isClosed()) peer.connection.close(o.code, o.reason)
+          // the loser may be a connection whose handshake this node (the acceptor) just finished:
+          // its last Hello and Auth get a moment to leave, so the dialer completes and drops it too
+          if (peer !== undefined && !peer.connection.isClosed()) {
+            const connection = peer.connection
+            fork(
+              Effect.sleep(LEAVE_GRACE_MS).pipe(
+                Effect.withClock(Session.ioClock),
+                Effect.andThen(Effect.sync(() => connection.isClosed() || connection.close(o.code, o.reason)))
+              )
+            )
+          }
         } else if (o._tag === 'Reconnect') dial(dialer.reconnect(now(), o.id, o.address))
         else if (o._tag === 'Announce') {
           const bytes = ControlMessage.encode({ _tag: 'Members', members: [o.member] })

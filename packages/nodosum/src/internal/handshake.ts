@@ -4,15 +4,18 @@
  * stream closed, the deadline passed); the outputs are the messages to send and, once, the
  * outcome — accepted with the peer's `Hello`, or refused with a typed reason.
  *
- * Protocol v1, both roles:
+ * Protocol v2 (byte layout and proof in `docs/protocol.md`), both roles:
  *
- * | step | dialer                          | acceptor                               |
- * | ---- | ------------------------------- | -------------------------------------- |
- * | 1    | send Hello(nonce)               | wait Hello; check it                   |
- * | 2    | wait Hello; check it            | send Hello(nonce), send Auth(proof)    |
- * | 3    | send Auth(proof)                | wait Auth; verify it                   |
- * | 4    | wait Auth; verify it            | accepted                               |
+ * | step | dialer                              | acceptor                                      |
+ * | ---- | ----------------------------------- | --------------------------------------------- |
+ * | 1    | send Hello(dialer nonce)            | wait Hello; check it                          |
+ * | 2    | wait Challenge                      | send Challenge(acceptor nonce)                |
+ * | 3    | send Auth(dialer proof)             | wait Auth; verify it                          |
+ * | 4    | wait Hello; check it                | send Hello(acceptor nonce), Auth(its proof); accepted |
+ * | 5    | wait Auth; verify it; accepted      |                                               |
  *
+ * The acceptor says nothing that depends on the secret, nor the cluster id, before the dialer
+ * has proven the secret: a stranger gets a random nonce and, at most, a refusal naming neither.
  * A check that fails sends `Refuse` and ends; a `Refuse` received ends with the peer's reason.
  * The proof (see `auth.ts`) binds both nonces, both ids, the cluster id, the role and the
  * certificate the verifier saw, so it cannot be replayed, reflected or relayed.
@@ -20,7 +23,8 @@
  * Also here: the tie-break of a simultaneous dial (two connections between the same two
  * instances), decided by node id so both sides keep the same connection.
  */
-import type { ControlMessage } from '@mycorrizal/wire'
+import { isIP } from 'node:net'
+import type { ControlMessage, WireErrorReason } from '@mycorrizal/wire'
 import * as Certificates from '../Certificates.js'
 import type { Address } from '../Transport.js'
 import * as Auth from './auth.js'
@@ -28,7 +32,10 @@ import { PROTOCOL_VERSION } from './protocol.js'
 
 type Control = ControlMessage.ControlMessage
 
-/** Why a handshake did not succeed. A reason received in a peer's `Refuse` is kept as the peer sent it. */
+/**
+ * Why a handshake did not succeed. A reason received in a peer's `Refuse` is kept as the peer
+ * sent it; bytes that break the wire protocol end it with the `WireError` reason.
+ */
 export type RefusalReason =
   | 'ProtocolVersion'
   | 'ClusterId'
@@ -37,10 +44,12 @@ export type RefusalReason =
   | 'DuplicateNodeId'
   | 'CertificateMismatch'
   | 'BadSecret'
+  | 'InvalidHello'
   | 'Protocol'
   | 'ConnectionClosed'
   | 'HandshakeTimeout'
   | 'Leaving'
+  | WireErrorReason
   | (string & {})
 
 /** The end of a handshake that did not succeed. */
@@ -70,34 +79,70 @@ export interface HandshakeOptions {
   /** The address this node advertises. */
   readonly advertised: Address
   readonly authMode: 'secret' | 'tls'
-  /** The cluster secret (secret mode). */
+  /** The cluster secret (secret mode); the MAC key is derived from it (`Auth.deriveKey`). */
   readonly secret: Uint8Array | undefined
   /** SHA-256 of this node's own certificate. */
   readonly ownFingerprint: Uint8Array
   /** DER of the certificate the peer presented in TLS, if any. */
   readonly peerCertificate: Uint8Array | undefined
-  /** This side's fresh nonce (an input, so a test can fix it). */
+  /** This side's fresh nonce of `Auth.NONCE_BYTES` (an input, so a test can fix it). */
   readonly nonce: Uint8Array
   /** When the handshake started and how long it may take (ms, on the caller's clock). */
   readonly now: number
   readonly timeoutMs: number
 }
 
+/** A node id as configured ids are: 1 to 128 of `A-Z a-z 0-9 . _ : -`, starting alphanumeric. */
+export const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/
+
+const HOSTNAME_LABEL = /^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$/
+
+/** A host as a Hello may advertise it: an IPv4 or IPv6 address, or a DNS hostname (RFC 1123). */
+export const isValidHost = (host: string): boolean => {
+  if (isIP(host) !== 0) return true
+  if (host.length === 0 || host.length > 253) return false
+  const name = host.endsWith('.') ? host.slice(0, -1) : host
+  return name.length > 0 && name.split('.').every((label) => HOSTNAME_LABEL.test(label))
+}
+
+/** Why a Hello's own fields are unusable, whoever sent it; undefined when they are fine. */
+export const invalidHello = (h: ControlMessage.Hello): string | undefined => {
+  if (!NODE_ID_PATTERN.test(h.nodeId)) return 'node id is not 1 to 128 of A-Z a-z 0-9 . _ : - starting alphanumeric'
+  if (h.instanceId.length < 1 || h.instanceId.length > 64) return 'instance id must be 1 to 64 characters'
+  if (!isValidHost(h.host)) return 'host is neither an IP address nor a hostname'
+  if (!Number.isInteger(h.port) || h.port < 1 || h.port > 65535) return `port ${h.port} is not 1 to 65535`
+  if (h.nonce.byteLength !== Auth.NONCE_BYTES) return `nonce is ${h.nonce.byteLength} bytes, not ${Auth.NONCE_BYTES}`
+  return undefined
+}
+
 type State =
   | { readonly _tag: 'AwaitHello' }
+  /** Dialer: its Hello sent, the acceptor's nonce awaited. */
+  | { readonly _tag: 'AwaitChallenge' }
+  /** Acceptor: the dialer's Hello checked, its proof awaited. Dialer: the acceptor's proof awaited. */
   | { readonly _tag: 'AwaitAuth'; readonly hello: ControlMessage.Hello; readonly dialerNonce: Uint8Array; readonly acceptorNonce: Uint8Array }
+  /** Dialer: its proof sent, the acceptor's Hello awaited. */
+  | { readonly _tag: 'AwaitPeerHello'; readonly acceptorNonce: Uint8Array }
   | { readonly _tag: 'Done'; readonly outcome: Outcome }
+
+type Keyed = Extract<State, { _tag: 'AwaitAuth' }>
 
 const refusal = (reason: RefusalReason, message: string, byPeer = false): Refusal => ({ reason, message, byPeer })
 
+const BAD_SECRET = 'the cluster secret proof does not match'
+
 /** One connection's handshake. Start it with `start()`, feed it with `receive`, `abort` and `expire`. */
 export class Handshake {
-  private state: State = { _tag: 'AwaitHello' }
+  private state: State
   /** When the handshake fails with `HandshakeTimeout` (ms, on the caller's clock). */
   readonly deadline: number
+  /** The MAC key (secret mode). */
+  private readonly key: Uint8Array | undefined
 
   constructor(readonly options: HandshakeOptions) {
     this.deadline = options.now + options.timeoutMs
+    this.key = options.secret === undefined ? undefined : Auth.deriveKey(options.secret, options.clusterId)
+    this.state = options.role === 'dialer' ? { _tag: 'AwaitChallenge' } : { _tag: 'AwaitHello' }
   }
 
   get done(): boolean {
@@ -118,18 +163,18 @@ export class Handshake {
     const state = this.state
     if (state._tag === 'Done') return step([])
     if (message._tag === 'Refuse') return this.end([], { _tag: 'Refused', refusal: refusal(message.reason, message.message, true) })
-    if (state._tag === 'AwaitHello') {
-      if (message._tag !== 'Hello') return this.protocolError('Hello', message)
-      return this.onHello(message)
+    // a Hello of another version, where ever it comes, is a version mismatch, not a protocol error
+    if (message._tag === 'Hello' && message.protocolVersion !== PROTOCOL_VERSION) return this.refuse(versionMismatch(message.protocolVersion))
+    switch (state._tag) {
+      case 'AwaitHello':
+        return message._tag === 'Hello' ? this.onDialerHello(message) : this.protocolError('Hello', message)
+      case 'AwaitChallenge':
+        return message._tag === 'Challenge' ? this.onChallenge(message) : this.protocolError('Challenge', message)
+      case 'AwaitPeerHello':
+        return message._tag === 'Hello' ? this.onAcceptorHello(state, message) : this.protocolError('Hello', message)
+      case 'AwaitAuth':
+        return message._tag === 'Auth' ? this.onAuth(state, message) : this.protocolError('Auth', message)
     }
-    if (message._tag !== 'Auth') return this.protocolError('Auth', message)
-    const o = this.options
-    const theirRole: Auth.ProofRole = o.role === 'dialer' ? 'acceptor' : 'dialer'
-    const peerFingerprint = o.peerCertificate === undefined ? new Uint8Array(0) : Certificates.fingerprint(o.peerCertificate)
-    if (o.secret !== undefined && !Auth.verify(o.secret, this.proofInput(state, theirRole, peerFingerprint), message.proof)) {
-      return this.refuse(refusal('BadSecret', 'the cluster secret proof does not match'))
-    }
-    return this.end([], { _tag: 'Accepted', hello: state.hello })
   }
 
   /** Something outside the messages ended it: the stream closed, a malformed message. */
@@ -144,25 +189,63 @@ export class Handshake {
     return this.abort('HandshakeTimeout', `no handshake within ${this.options.timeoutMs} ms`)
   }
 
-  private onHello(theirs: ControlMessage.Hello): Step {
+  /** Acceptor: the dialer's Hello. Checked, answered with nothing but a fresh nonce. */
+  private onDialerHello(theirs: ControlMessage.Hello): Step {
     const o = this.options
     const problem = this.check(theirs)
     if (problem !== undefined) return this.refuse(problem)
-    const dialer = o.role === 'dialer'
-    const next = { _tag: 'AwaitAuth' as const, hello: theirs, dialerNonce: dialer ? o.nonce : theirs.nonce, acceptorNonce: dialer ? theirs.nonce : o.nonce }
-    this.state = next
-    const auth: Control = {
-      _tag: 'Auth',
-      proof: o.secret === undefined ? new Uint8Array(0) : Auth.proof(o.secret, this.proofInput(next, o.role, o.ownFingerprint))
-    }
-    return step(dialer ? [auth] : [this.hello(), auth])
+    this.state = { _tag: 'AwaitAuth', hello: theirs, dialerNonce: theirs.nonce, acceptorNonce: o.nonce }
+    return step([{ _tag: 'Challenge', nonce: o.nonce }])
   }
 
-  /** Checks the peer's Hello against ours; returns why it is refused, if it is. */
+  /** Dialer: the acceptor's nonce. Answered with this side's proof. */
+  private onChallenge(challenge: ControlMessage.Challenge): Step {
+    if (challenge.nonce.byteLength !== Auth.NONCE_BYTES) {
+      return this.refuse(refusal('Protocol', `challenge nonce is ${challenge.nonce.byteLength} bytes, not ${Auth.NONCE_BYTES}`))
+    }
+    this.state = { _tag: 'AwaitPeerHello', acceptorNonce: challenge.nonce }
+    return step([{ _tag: 'Auth', proof: this.ownProof(challenge.nonce) }])
+  }
+
+  /** Dialer: the acceptor's Hello, sent only after it verified this side's proof. */
+  private onAcceptorHello(state: Extract<State, { _tag: 'AwaitPeerHello' }>, theirs: ControlMessage.Hello): Step {
+    const problem = this.check(theirs)
+    if (problem !== undefined) return this.refuse(problem)
+    if (!bytesEqual(theirs.nonce, state.acceptorNonce)) return this.refuse(refusal('Protocol', "the acceptor's Hello carries another nonce than its Challenge"))
+    this.state = { _tag: 'AwaitAuth', hello: theirs, dialerNonce: this.options.nonce, acceptorNonce: state.acceptorNonce }
+    return step([])
+  }
+
+  /** The peer's proof: the acceptor verifies it and answers with its Hello and proof; the dialer verifies and is done. */
+  private onAuth(state: Keyed, message: ControlMessage.Auth): Step {
+    const o = this.options
+    const theirRole: Auth.ProofRole = o.role === 'dialer' ? 'acceptor' : 'dialer'
+    const peerFingerprint = o.peerCertificate === undefined ? new Uint8Array(0) : Certificates.fingerprint(o.peerCertificate)
+    if (this.key !== undefined && !Auth.verify(this.key, this.proofInput(state, theirRole, peerFingerprint), message.proof)) {
+      return this.refuse(refusal('BadSecret', BAD_SECRET))
+    }
+    const accepted: Outcome = { _tag: 'Accepted', hello: state.hello }
+    if (o.role === 'dialer') return this.end([], accepted)
+    return this.end([this.hello(), { _tag: 'Auth', proof: this.ownProof(state.acceptorNonce) }], accepted)
+  }
+
+  /** This side's proof: the dialer proves before it knows the acceptor's id (an empty field in its transcript). */
+  private ownProof(acceptorNonce: Uint8Array): Uint8Array {
+    const o = this.options
+    if (this.key === undefined) return new Uint8Array(0)
+    const state = this.state
+    if (o.role === 'dialer') return Auth.proof(this.key, transcript('dialer', o.clusterId, o.nodeId, '', o.nonce, acceptorNonce, o.ownFingerprint))
+    const keyed = state as Keyed
+    return Auth.proof(this.key, transcript('acceptor', o.clusterId, keyed.hello.nodeId, o.nodeId, keyed.dialerNonce, acceptorNonce, o.ownFingerprint))
+  }
+
+  /** Checks the peer's Hello against ours; returns why it is refused, if it is. Names nothing of this node's secret or cluster id. */
   private check(h: ControlMessage.Hello): Refusal | undefined {
     const o = this.options
-    if (h.protocolVersion !== PROTOCOL_VERSION) return refusal('ProtocolVersion', `protocol version ${h.protocolVersion} is not ${PROTOCOL_VERSION}`)
-    if (h.clusterId !== o.clusterId) return refusal('ClusterId', `cluster id '${h.clusterId}' is not this cluster's ('${o.clusterId}')`)
+    if (h.protocolVersion !== PROTOCOL_VERSION) return versionMismatch(h.protocolVersion)
+    const invalid = invalidHello(h)
+    if (invalid !== undefined) return refusal('InvalidHello', `invalid Hello: ${invalid}`)
+    if (h.clusterId !== o.clusterId) return refusal('ClusterId', "the peer's cluster id is not this node's")
     if (h.authMode !== o.authMode) return refusal('AuthMode', `peer authenticates with ${h.authMode}, this node with ${o.authMode}`)
     if (h.nodeId === o.nodeId) {
       return h.instanceId === o.instanceId
@@ -176,17 +259,12 @@ export class Handshake {
     return undefined
   }
 
-  private proofInput(state: Extract<State, { _tag: 'AwaitAuth' }>, role: Auth.ProofRole, fingerprint: Uint8Array): Auth.ProofInput {
-    const dialer = this.options.role === 'dialer'
-    return {
-      role,
-      clusterId: this.options.clusterId,
-      dialerId: dialer ? this.options.nodeId : state.hello.nodeId,
-      acceptorId: dialer ? state.hello.nodeId : this.options.nodeId,
-      dialerNonce: state.dialerNonce,
-      acceptorNonce: state.acceptorNonce,
-      proverCertFingerprint: fingerprint
-    }
+  /** What the peer's proof covers, as this side saw the connection. */
+  private proofInput(state: Keyed, role: Auth.ProofRole, fingerprint: Uint8Array): Auth.ProofInput {
+    const o = this.options
+    const dialerId = o.role === 'dialer' ? o.nodeId : state.hello.nodeId
+    const acceptorId = role === 'dialer' ? '' : o.role === 'dialer' ? state.hello.nodeId : o.nodeId
+    return transcript(role, o.clusterId, dialerId, acceptorId, state.dialerNonce, state.acceptorNonce, fingerprint)
   }
 
   private hello(): ControlMessage.Hello {
@@ -218,6 +296,21 @@ export class Handshake {
     return { send, outcome }
   }
 }
+
+const transcript = (
+  role: Auth.ProofRole,
+  clusterId: string,
+  dialerId: string,
+  acceptorId: string,
+  dialerNonce: Uint8Array,
+  acceptorNonce: Uint8Array,
+  proverCertFingerprint: Uint8Array
+): Auth.ProofInput => ({ role, clusterId, dialerId, acceptorId, dialerNonce, acceptorNonce, proverCertFingerprint })
+
+const versionMismatch = (theirs: number): Refusal =>
+  refusal('ProtocolVersion', `peer speaks protocol version ${theirs}, this node version ${PROTOCOL_VERSION}: versions ${theirs} and ${PROTOCOL_VERSION} do not interoperate`)
+
+const bytesEqual = (a: Uint8Array, b: Uint8Array): boolean => a.byteLength === b.byteLength && a.every((v, i) => v === b[i])
 
 const step = (send: ReadonlyArray<Control>): Step => ({ send, outcome: undefined })
 

@@ -1,10 +1,10 @@
 /**
- * Constants of the cluster protocol (version 1): what both sides of a connection must agree
+ * Constants of the cluster protocol (version 2): what both sides of a connection must agree
  * on, and the default grace periods of the cluster shell. No logic here.
  */
 
 /** Version of the handshake and control messages this node speaks. */
-export const PROTOCOL_VERSION = 1
+export const PROTOCOL_VERSION = 2
 
 /** Reserved application id of the control stream (handshake, membership, heartbeats). */
 export const CONTROL_APP_ID = 'SYSTEM-NODOSUM'

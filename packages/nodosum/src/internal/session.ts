@@ -4,10 +4,10 @@
  * answers, holds the streams the peer opens behind the control stream until the outcome,
  * and fails the handshake at its deadline on the Effect clock.
  */
-import { ControlMessage } from '@mycorrizal/wire'
+import { ControlMessage, isWireError } from '@mycorrizal/wire'
 import { Clock, Deferred, Effect } from 'effect'
 import { formatAddress } from '../Transport.js'
-import { ErrorCode } from '../PeerStream.js'
+import { ErrorCode, type PeerStreamError } from '../PeerStream.js'
 import type { TransportConnection, TransportStream } from '../Transport.js'
 import { FramedStream } from './framed.js'
 import { Handshake, type HandshakeOptions, type Refusal, type Role } from './handshake.js'
@@ -53,14 +53,23 @@ export const run = (connection: TransportConnection, options: Omit<HandshakeOpti
         try {
           message = ControlMessage.decode(bytes)
         } catch (e) {
-          return apply(core.abort('Protocol', `malformed handshake message: ${(e as Error).message}`))
+          return apply(malformed(e))
         }
         if (!core.done) return apply(core.receive(message))
         if (behind.length >= HANDSHAKE_INBOX) return apply(core.abort('Protocol', 'malformed handshake message: too many handshake messages'))
         behind.push(message)
       },
-      onClose: () => apply(core.abort('ConnectionClosed', 'control stream closed during the handshake'))
+      // bytes that break the wire protocol (garbage, a broken STREAM_INIT, an oversized length
+      // header) close the stream with the WireError: the handshake fails with its reason
+      onClose: (error: PeerStreamError | undefined) =>
+        apply(
+          error?._tag === 'WireError'
+            ? core.abort(error.reason, `malformed handshake input: ${error.message}`)
+            : core.abort('ConnectionClosed', 'control stream closed during the handshake')
+        )
     }
+    const malformed = (e: unknown) =>
+      isWireError(e) ? core.abort(e.reason, `malformed handshake message: ${e.message}`) : core.abort('Protocol', `malformed handshake message: ${(e as Error).message}`)
     connection.setHandler({
       onStream: (stream) => {
         // Streams behind the control stream are held, not read: the peer may have finished its

@@ -7,7 +7,7 @@ import { MemoryTransport, Nodosum } from '@mycorrizal/nodosum'
 import { Context, Effect, Layer, Logger, LogLevel, Supervisor } from 'effect'
 import { Streams } from '../src/index.js'
 
-const secret = 'shutdown-test-secret'
+const secret = 'shutdown-test-cluster-secret-0123456789'
 
 const node = (id: string, seeds: ReadonlyArray<string> = []) =>
   Layer.build(

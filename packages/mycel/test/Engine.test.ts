@@ -123,6 +123,121 @@ describe('cache engine: handoff', () => {
   })
 })
 
+describe('cache engine: graceful leave', () => {
+  /** Runs until every leaving node has drained (bounded), then they go. */
+  const drain = (net: Net, leaving: ReadonlyArray<string>, ms = 10_000) => {
+    for (let t = 0; t < ms && !leaving.every((id) => net.node(id).drained()); t += 50) net.advance(50)
+    return leaving.every((id) => net.node(id).drained())
+  }
+
+  it('both owners of a key leave at the same instant: each hands every key to the owners after it, and nothing is lost', () => {
+    const net = new Net()
+    const all = ['a', 'b', 'c', 'd', 'e']
+    for (const id of all) net.add(id)
+    net.members(all)
+    net.createBucket('s')
+    const keys = keysWhere(all, 's', 50, (o) => o.includes('a') && o.includes('b'))
+    const expected = new Map<string, string>()
+    for (const key of keys) {
+      net.must(net.put('c', 's', key, bytes(`v-${key}`)))
+      expected.set(key, `v-${key}`)
+    }
+    // a big one too: handoff batches stay under the message limit
+    net.node('a').leave(net.now)
+    net.node('b').leave(net.now)
+    expect(net.node('a').drained()).toBe(false)
+    expect(drain(net, ['a', 'b'])).toBe(true)
+    net.members(['c', 'd', 'e'])
+    net.advance(5_000)
+    expectAll(net, ['c', 'd', 'e'], 's', expected)
+  })
+
+  it('a leaving node keeps answering until it closes and passes on writes it is sent meanwhile', () => {
+    const net = new Net()
+    const all = ['a', 'b', 'c']
+    for (const id of all) net.add(id)
+    net.members(all)
+    net.createBucket('s')
+    const keys = keysWhere(all, 's', 20, (o) => o[0] === 'a')
+    for (const key of keys) net.must(net.put('a', 's', key, bytes('old')))
+    net.node('a').leave(net.now)
+    // b and c still place keys on a: their writes reach it and are passed on
+    const expected = new Map<string, string>()
+    for (const key of keys) {
+      net.must(net.put('b', 's', key, bytes(`new-${key}`)))
+      expected.set(key, `new-${key}`)
+    }
+    expect(text(net.must(net.get('c', 's', keys[0]!)))).toBe(`new-${keys[0]}`)
+    expect(drain(net, ['a'])).toBe(true)
+    net.members(['b', 'c'])
+    net.advance(3_000)
+    expectAll(net, ['b', 'c'], 's', expected)
+  })
+
+  it('one owner crashes while the other leaves: the leaving node hands its keys to the owners after both', () => {
+    const net = new Net({ requestTimeoutMs: 500 })
+    const all = ['a', 'b', 'c', 'd']
+    for (const id of all) net.add(id)
+    net.members(all)
+    net.createBucket('s')
+    const keys = keysWhere(all, 's', 30, (o) => o.includes('a') && o.includes('b'))
+    const expected = new Map<string, string>()
+    for (const key of keys) {
+      net.must(net.put('c', 's', key, bytes(`v-${key}`)))
+      expected.set(key, `v-${key}`)
+    }
+    // b crashes (it takes nothing more), a starts leaving before anyone noticed
+    net.drop = ({ to }) => to === 'b'
+    net.node('b').close()
+    net.node('a').leave(net.now)
+    net.advance(300)
+    // the failure detector removes b everywhere
+    for (const id of ['a', 'c', 'd']) net.node(id).membership(['a', 'c', 'd'], net.clock(id))
+    net.run()
+    expect(drain(net, ['a'])).toBe(true)
+    net.members(['c', 'd'])
+    net.advance(5_000)
+    expectAll(net, ['c', 'd'], 's', expected)
+  })
+
+  it('a node that joins while another leaves learns of the leave first: what it is handed is its own, not a stray to give back', () => {
+    const net = new Net()
+    for (const id of ['a', 'b', 'c']) net.add(id)
+    net.members(['a', 'b', 'c'])
+    net.createBucket('s')
+    // keys of a and b whose owners, once a is gone and d has joined, include d
+    const keys = keysWhere(['a', 'b', 'c', 'd'], 's', 60, (o) => o.includes('a') && o.includes('b')).filter((k) => owners(['b', 'c', 'd'], 's', k).includes('d'))
+    expect(keys.length).toBeGreaterThan(5)
+    const expected = new Map<string, string>()
+    for (const key of keys) {
+      net.must(net.put('c', 's', key, bytes(`v-${key}`)))
+      expected.set(key, `v-${key}`)
+    }
+    let held = true
+    net.hold = ({ from, message }) => held && from === 'a' && message._tag === 'HandoffBatch'
+    net.node('a').leave(net.now)
+    net.add('d')
+    net.createBucket('s', {}, ['d'])
+    for (const id of ['a', 'b', 'c']) net.node(id).membership(['a', 'b', 'c', 'd'], net.clock(id))
+    held = false
+    net.run()
+    expect(drain(net, ['a'])).toBe(true)
+    net.members(['b', 'c', 'd'])
+    net.advance(3_000)
+    expectAll(net, ['b', 'c', 'd'], 's', expected)
+  })
+
+  it('the last node leaving has nothing to hand off', () => {
+    const net = new Net()
+    net.add('a')
+    net.members(['a'])
+    net.createBucket('s')
+    net.must(net.put('a', 's', 'k', bytes('v')))
+    net.node('a').leave(net.now)
+    expect(net.node('a').drained()).toBe(true)
+  })
+})
+
 describe('cache engine: views that differ', () => {
   it('a node that stores a key it does not own (sent by a node with another view of the members) passes it to the owners and drops it', () => {
     const net = new Net()

@@ -19,7 +19,7 @@ const nodeWith =
       )
     ).pipe(Effect.map((ctx): Node => ({ id, mycel: Context.get(ctx, Mycel.Mycel), nodosum: Context.get(ctx, Nodosum.Nodosum) })))
 
-const node = nodeWith({ requestTimeout: '500 millis', readyTimeout: '3 seconds' }, { heartbeatInterval: 50, failureTimeout: 300 })
+const node = nodeWith({ requestTimeout: '500 millis', readyTimeout: '3 seconds', leaveTimeout: '2 seconds' }, { heartbeatInterval: 50, failureTimeout: 300 })
 
 const until = (condition: () => boolean, what: string, ms = 5_000) =>
   Effect.gen(function* () {
@@ -260,7 +260,8 @@ describe('Mycel over MemoryTransport', () => {
       Effect.gen(function* () {
         const network = yield* MemoryTransport.MemoryNetwork
         // a failure detector slower than the request timeout: the primary is still a member when it stops answering
-        const slow = nodeWith({ requestTimeout: '300 millis' }, { failureTimeout: 30_000 })
+        // (the link stays cut: shutdown waits for the handoff to a at most 1 s)
+        const slow = nodeWith({ requestTimeout: '300 millis', leaveTimeout: '1 second' }, { failureTimeout: 30_000 })
         const nodes = [yield* slow('a', []), yield* slow('b', ['a:7001']), yield* slow('c', ['a:7001'])]
         yield* until(() => nodes.every((n) => n.nodosum.nodes().length === 3), 'mesh')
         for (const n of nodes) yield* n.mycel.createBucket('fb', '1 minute', 1_000)

@@ -65,6 +65,12 @@ export type NoAnswer = 'timeout' | 'gone' | 'notFound'
 export const PENDING: unique symbol = Symbol('PENDING')
 export type Pending = typeof PENDING
 
+/**
+ * The `HandoffDone` epoch by which a node announces its graceful leave (ahead of its handoff
+ * batches, on every bucket's stream). An older node takes it for an ordinary HandoffDone.
+ */
+export const LEAVING_EPOCH = 0xffffffff
+
 /** Version timestamps are integers: milliseconds times this, plus a logical counter. */
 export const TS_PER_MS = 1000
 
@@ -90,6 +96,12 @@ export class Engine {
   /** The newest version timestamp this node has written or seen (a hybrid logical clock). */
   private hlc = 0
   closed = false
+  /** A graceful leave is under way (see `leave`). */
+  departing = false
+  /** Peers that announced their graceful leave: placed as gone while they hand their keys off. */
+  private readonly departed = new Set<string>()
+  /** The member set as last reported by the transport. */
+  private reported: ReadonlyArray<string>
   readonly joinedAt: number
   private readyFlag = false
   private membershipChangedAt = -Infinity
@@ -103,6 +115,7 @@ export class Engine {
     this.joinedAt = now
     this.requests = new RequestTable<Request>(options.firstRequestId ?? 1)
     this.members = [...members]
+    this.reported = [...members]
     this.placement.setNodes(this.members)
   }
 
@@ -366,6 +379,15 @@ export class Engine {
         return
       }
       case 'HandoffDone': {
+        if (message.epoch === LEAVING_EPOCH) {
+          // the peer is leaving gracefully: keys are placed without it from now on
+          if (!this.departed.has(from) && from !== this.self) {
+            this.departed.add(from)
+            this.log('Info', 'a node is leaving', { peer: from })
+            this.membership(this.reported, this.now)
+          }
+          return
+        }
         bucket.handoffFrom.add(from)
         this.checkReady()
         return
@@ -394,8 +416,15 @@ export class Engine {
   membership(nodes: ReadonlyArray<string>, now: number): void {
     this.advance(now)
     if (this.closed) return
-    const after = [...new Set(nodes)].sort()
+    // a departing node places keys as if it had gone already
+    this.reported = [...nodes]
+    for (const id of this.departed) if (!nodes.includes(id)) this.departed.delete(id)
+    const after = [...new Set(nodes)].filter((n) => !(this.departing && n === this.self) && !this.departed.has(n)).sort()
     if (after.join('\u0000') === [...this.members].sort().join('\u0000')) return
+    if (this.departing) {
+      // a node that joined while this one leaves learns it first, or it would take the handoff for strays
+      for (const peer of after) if (!this.members.includes(peer)) this.announceLeave(peer)
+    }
     const old = new Placement()
     old.setNodes(this.members)
     this.members = after
@@ -404,6 +433,34 @@ export class Engine {
     const alive = new Set(after)
     for (const request of this.requests.takeWhere((r) => !alive.has(r.peer))) this.answer(request, 'gone')
     this.rebalance.membershipChanged(old)
+  }
+
+  /**
+   * A graceful leave begins: from now on this node places keys as if it had gone (the owners
+   * after its departure), so every key it holds is queued to those owners, and what it is sent
+   * meanwhile is passed on to them. It keeps its copies until it closes (it may still be asked
+   * for them) and answers everything as before. `drained()` tells when every owner acknowledged.
+   */
+  leave(now: number): void {
+    this.advance(now)
+    if (this.closed || this.departing) return
+    this.departing = true
+    const others = this.members.filter((n) => n !== this.self)
+    this.log('Info', 'leaving: handing every key to its owners after this node', { peers: others.length })
+    if (others.length === 0) return
+    // the others place keys without this node from now on, so what it hands them is theirs (not a
+    // stray to give back); each bucket's announcement goes ahead of its batches on the same stream
+    for (const peer of others) this.announceLeave(peer)
+    this.membership(this.reported, this.now)
+  }
+
+  private announceLeave(peer: string): void {
+    for (const name of this.buckets.keys()) this.send(name, peer, { _tag: 'HandoffDone', epoch: LEAVING_EPOCH })
+  }
+
+  /** True when a leaving node has nothing left to hand off: every batch sent and acknowledged (or no peer is left). */
+  drained(): boolean {
+    return this.closed || (this.departing && (this.members.length === 0 || this.members.every((n) => n === this.self) || this.rebalance.idle))
   }
 
   /** True while keys may still be on their way to new owners. */

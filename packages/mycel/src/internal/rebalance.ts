@@ -56,6 +56,11 @@ export class Rebalance {
     return n
   }
 
+  /** Nothing queued and no batch in flight. */
+  get idle(): boolean {
+    return this.outbox.size === 0 && this.inflight.size === 0
+  }
+
   nextRetry(): number | undefined {
     let at: number | undefined
     for (const [peer, f] of this.failures) if (this.outbox.has(peer) && !this.inflight.has(peer) && (at === undefined || f.until < at)) at = f.until
@@ -234,7 +239,8 @@ export class Rebalance {
     waiting.delete(peer)
     if (waiting.size > 0) return
     leaving.delete(key)
-    bucket.store.drop(key)
+    // a departing node keeps its copies until it closes: it may still be asked for them
+    if (!e.departing) bucket.store.drop(key)
   }
 
   /**

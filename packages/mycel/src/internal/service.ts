@@ -184,16 +184,6 @@ export const makeService = (options: MycelOptions = {}) =>
         return result instanceof MycelError ? Effect.fail(result) : Effect.succeed(result)
       })
 
-    yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
-        engine.close()
-        flush()
-        closed = true
-        for (const resume of waiters.values()) resume(Effect.fail(new MycelError({ reason: 'Closed', message: 'the cache is shutting down' })))
-        waiters.clear()
-        early.clear()
-      })
-    )
     yield* nodosum.events.pipe(
       Stream.runForEach(() =>
         Effect.sync(() => {
@@ -202,6 +192,33 @@ export const makeService = (options: MycelOptions = {}) =>
         })
       ),
       Effect.forkScoped
+    )
+    // registered after the membership fiber, so it runs first at shutdown: a graceful leave hands
+    // every key to the owners after this node and waits (at most leaveTimeout) for their
+    // acknowledgements while membership changes and answers still arrive
+    const leaveTimeoutMs = durationMs(options.leaveTimeout, '10 seconds')
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function* () {
+        // the member set as it is now (a node that left the mesh already has no one to hand to)
+        engine.membership(nodosum.nodes(), now())
+        engine.leave(now())
+        flush()
+        if (leaveTimeoutMs > 0 && !engine.drained()) {
+          // finalizers are not interruptible: the wait checks its deadline itself
+          const deadline = now() + leaveTimeoutMs
+          yield* Effect.sleep(Duration.millis(Math.min(50, leaveTimeoutMs))).pipe(
+            Effect.repeat({ until: () => closed || engine.drained() || now() >= deadline }),
+            Effect.withClock(clock)
+          )
+          if (!engine.drained()) log(Effect.logWarning('left before every key was handed off').pipe(Effect.annotateLogs({ node: engine.self, waitedMs: leaveTimeoutMs })))
+        }
+        engine.close()
+        flush()
+        closed = true
+        for (const resume of waiters.values()) resume(Effect.fail(new MycelError({ reason: 'Closed', message: 'the cache is shutting down' })))
+        waiters.clear()
+        early.clear()
+      })
     )
     // joining, an alone node turns ready after settling, a joiner after its ready timeout at most
     flush()

@@ -76,6 +76,11 @@ export interface MycelOptions {
   readonly maxPeerBytes?: number
   /** Versions from peers further ahead of this node's clock are refused (default 1 hour). */
   readonly maxClockAhead?: Duration.DurationInput
+  /**
+   * At shutdown (a graceful leave) how long at most to wait until the owners after this node
+   * acknowledged every key it holds (default 10 s; 0 = do not wait).
+   */
+  readonly leaveTimeout?: Duration.DurationInput
   /** The first request id (default 1); ids wrap after 2^32 - 1. For tests. */
   readonly firstRequestId?: number
 }

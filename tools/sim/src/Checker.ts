@@ -24,7 +24,10 @@
  * not counted (P4 still is).
  *
  * "Checked" reads are the final ones and those that start `settleMs` after any partition,
- * pause, kill, restart, join or leave (an AP cache may answer stale there); a write supersedes
+ * pause, kill, restart, join or leave (an AP cache may answer stale there), and not while a
+ * partition or pause is open: each side of a cut answers from what it holds, and a side without
+ * a key's owners misses it until the heal (promises 1, 2 and 5 are about what is kept and what
+ * wins, which the final reads and P4 check; promise 3 holds every read); a write supersedes
  * for a read only once it completed `staleMs` before the read began (replicas lag).
  */
 import type { Fault, History, Op } from './History.js'
@@ -104,6 +107,8 @@ export const check = (history: History): Array<Violation> => {
     if (read.final === true) return true
     const from = read.inv - config.settleMs
     const to = read.comp ?? read.inv
+    // while a cut is open each side answers from what it has: Mycel is available, not linearizable
+    if (cut.some(([a, b]) => a <= to && b >= read.inv)) return false
     return !disturbances.some((t) => t >= from && t <= to)
   }
 

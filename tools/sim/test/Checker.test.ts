@@ -83,6 +83,25 @@ describe('checker', () => {
     expect(promises(history([put('a', 'A1', 10, 20), miss('a', 500, 'n2', true)], faults))).toEqual(['P1'])
   })
 
+  it('reads made while a partition or pause is open are not held to promises 1, 2 and 5 (each side answers from what it has); the same read once healed and settled is', () => {
+    // a put acknowledged on one side; n2, cut off on the other side since t=50, misses it at t=3_000
+    const during = [put('a', 'A1', 100, 110), miss('a', 3_000)]
+    const cut: Array<Fault> = [
+      { at: 50, kind: 'partition', nodes: ['n2'], detail: '| n1,n3' },
+      { at: 8_000, kind: 'heal', nodes: [] }
+    ]
+    expect(promises(history(during, cut))).toEqual([])
+    const pause: Array<Fault> = [
+      { at: 50, kind: 'pause', nodes: ['n2'] },
+      { at: 8_000, kind: 'resume', nodes: ['n2'] }
+    ]
+    expect(promises(history(during, pause))).toEqual([])
+    // the same miss after the heal and the settle time is a violation
+    expect(promises(history([put('a', 'A1', 100, 110), miss('a', 9_500)], cut))).toEqual(['P1'])
+    // and without any cut it is one too
+    expect(promises(history(during))).toEqual(['P1'])
+  })
+
   it('P2: a read returns a value that a later acknowledged put superseded', () => {
     expect(promises(history([put('a', 'A1', 10, 20), put('a', 'A2', 30, 40, 'n2'), hit('a', 'A1', 500)]))).toEqual(['P2'])
   })

@@ -43,6 +43,17 @@ const withNetwork = <A, E>(effect: Effect.Effect<A, E, MemoryTransport.MemoryNet
 const text = (s: string) => new TextEncoder().encode(s)
 const decode = (b: Uint8Array) => new TextDecoder().decode(b)
 
+/** A logger that keeps every line's first message part and its annotations. */
+const captureLogs = () => {
+  const logs: Array<{ message: string; annotations: Record<string, unknown> }> = []
+  const capture = Logger.make(({ annotations, message }) => {
+    const fields: Record<string, unknown> = {}
+    for (const [k, v] of HashMap.toEntries(annotations)) fields[k] = v
+    logs.push({ message: Array.isArray(message) ? String(message[0]) : String(message), annotations: fields })
+  })
+  return { logs, capture }
+}
+
 describe('Streams over MemoryTransport', () => {
   it.effect('the default stream reaches every other node when nodeIds is empty', () =>
     withNetwork(
@@ -343,12 +354,7 @@ describe('Streams over MemoryTransport', () => {
   it.effect("the stream limit of the 'stream limit reached' error is the transport's maxStreams, not a fixed 100", () =>
     withNetwork(
       Effect.gen(function* () {
-        const logs: Array<{ message: string; annotations: Record<string, unknown> }> = []
-        const capture = Logger.make(({ annotations, message }) => {
-          const fields: Record<string, unknown> = {}
-          for (const [k, v] of HashMap.toEntries(annotations)) fields[k] = v
-          logs.push({ message: Array.isArray(message) ? String(message[0]) : String(message), annotations: fields })
-        })
+        const { logs, capture } = captureLogs()
         const transport = { maxStreams: 4 }
         const limited = (id: string, seeds: ReadonlyArray<string>) =>
           Layer.build(
@@ -377,12 +383,7 @@ describe('Streams over MemoryTransport', () => {
   it.effect('a stream whose sends keep failing logs one "stream error rate high" warning per excursion', () =>
     withNetwork(
       Effect.gen(function* () {
-        const logs: Array<{ message: string; annotations: Record<string, unknown> }> = []
-        const capture = Logger.make(({ annotations, message }) => {
-          const fields: Record<string, unknown> = {}
-          for (const [k, v] of HashMap.toEntries(annotations)) fields[k] = v
-          logs.push({ message: Array.isArray(message) ? String(message[0]) : String(message), annotations: fields })
-        })
+        const { logs, capture } = captureLogs()
         yield* Effect.gen(function* () {
           const [a] = yield* cluster(2)
           const app = yield* a!.streams.registerApplication('flaky')

@@ -21,10 +21,11 @@ export default [
             { sourceTag: 'layer:nodosum', onlyDependOnLibsWithTags: ['layer:wire'] },
             { sourceTag: 'layer:streams', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum'] },
             { sourceTag: 'layer:mycel', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:streams'] },
-            { sourceTag: 'layer:metrics', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:streams', 'layer:mycel'] },
-            { sourceTag: 'layer:umbrella', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:streams', 'layer:mycel', 'layer:metrics'] },
-            { sourceTag: 'layer:app', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:streams', 'layer:mycel', 'layer:metrics', 'layer:umbrella'] },
-            { sourceTag: 'layer:tool', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:streams', 'layer:mycel', 'layer:metrics', 'layer:umbrella', 'layer:tool'] }
+            { sourceTag: 'layer:coordination', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:streams', 'layer:mycel'] },
+            { sourceTag: 'layer:metrics', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:streams', 'layer:mycel', 'layer:coordination'] },
+            { sourceTag: 'layer:umbrella', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:streams', 'layer:mycel', 'layer:coordination', 'layer:metrics'] },
+            { sourceTag: 'layer:app', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:streams', 'layer:mycel', 'layer:coordination', 'layer:metrics', 'layer:umbrella'] },
+            { sourceTag: 'layer:tool', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:streams', 'layer:mycel', 'layer:coordination', 'layer:metrics', 'layer:umbrella', 'layer:tool'] }
           ]
         }
       ]

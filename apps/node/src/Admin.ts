@@ -8,6 +8,7 @@
  *   GET    /debug/members                [{ id, address, state }], self included
  *   GET    /debug/streams                every application and stream with its stats
  *   GET    /debug/streams/:app/:stream   one stream ("default" is the default stream)
+ *   GET    /debug/topics                 every topic with its subscribers and message counts
  *   PUT    /v1/cache/:bucket/:key        raw bytes body; 204
  *   GET    /v1/cache/:bucket/:key        the bytes, or 404
  *   DELETE /v1/cache/:bucket/:key        204
@@ -28,8 +29,8 @@
 import { HttpRouter, type HttpServerError, HttpServerRequest, HttpServerResponse } from '@effect/platform'
 import { NodeHttpServer, NodeHttpServerRequest } from '@effect/platform-node'
 import type { MycelError } from 'mycorrizal'
-import { Mycel, Nodosum, Streams, type StreamStats } from 'mycorrizal'
-import { Data, Effect, Redacted, type Scope } from 'effect'
+import { Mycel, Nodosum, Streams, type StreamStats, Topics } from 'mycorrizal'
+import { Data, Effect, Option, Redacted, type Scope } from 'effect'
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { StreamView } from './Client.js'
 import { createServer, type IncomingMessage } from 'node:http'
@@ -153,6 +154,7 @@ export const make = (
     const nodosum = yield* Nodosum.Nodosum
     const streams = yield* Streams.Streams
     const mycel = yield* Mycel.Mycel
+    const topics = Option.getOrUndefined(yield* Effect.serviceOption(Topics.Topics))
     const tokens = {
       write: options.adminToken === undefined ? undefined : digest(Redacted.value(options.adminToken)),
       read: options.readToken === undefined ? undefined : digest(Redacted.value(options.readToken))
@@ -249,6 +251,7 @@ export const make = (
         )
       ),
       HttpRouter.get('/debug/streams', guarded('read', Effect.sync(() => json(streamsView())))),
+      HttpRouter.get('/debug/topics', guarded('read', Effect.sync(() => json(topics?.stats() ?? [])))),
       HttpRouter.get(
         '/debug/streams/:app/:stream',
         guarded(
@@ -315,7 +318,7 @@ export const make = (
       })
     yield* server.serve(
       hostGuard(app).pipe(
-        Effect.catchTag('RouteNotFound', () => Effect.succeed(problem(404, 'NotFound', 'no such route; see GET /debug/members, /debug/streams, /metrics, /v1/cache/:bucket/:key'))),
+        Effect.catchTag('RouteNotFound', () => Effect.succeed(problem(404, 'NotFound', 'no such route; see GET /debug/members, /debug/streams, /debug/topics, /metrics, /v1/cache/:bucket/:key'))),
         Effect.catchAllCause((cause) =>
           Effect.logError('admin request failed', cause).pipe(Effect.as(problem(500, 'InternalError', 'the request failed; see the node log')))
         )

@@ -4,6 +4,7 @@
  *   mycorrizal node [flags]                          run one node
  *   mycorrizal cluster --nodes N                     N local nodes on loopback
  *   mycorrizal members --admin URL                   the members a node sees
+ *   mycorrizal topics --admin URL                    the topics of a node: subscribers, messages
  *   mycorrizal debug stream APP STREAM --admin URL   one stream's stats
  *   mycorrizal cache get|put|delete BUCKET KEY [VALUE] --admin URL
  *   mycorrizal certs --out DIR --nodes n1,n2         a CA and node certificates for mTLS
@@ -203,6 +204,15 @@ const membersCommand = Command.make('members', adminOptions, (o) =>
   )
 ).pipe(Command.withDescription('List the members a node sees: id, address, state.'))
 
+const topicsCommand = Command.make('topics', adminOptions, (o) =>
+  client(o, (t) =>
+    Client.request(t, 'GET', '/debug/topics').pipe(
+      Effect.flatMap(Client.json<ReadonlyArray<Client.TopicView>>),
+      Effect.flatMap((topics) => out(Client.formatTopics(topics)))
+    )
+  )
+).pipe(Command.withDescription('List the topics of a node: local subscribers, other nodes with one, messages published and delivered, pending and failed publishes.'))
+
 const debugStream = Command.make(
   'stream',
   { ...adminOptions, app: Args.text({ name: 'APP' }), stream: Args.text({ name: 'STREAM' }) },
@@ -370,7 +380,7 @@ const secretCommand = Command.make('secret').pipe(
 
 /** The whole command line. */
 export const command = Command.make('mycorrizal').pipe(
-  Command.withSubcommands([nodeCommand, clusterCommand, membersCommand, debugCommand, cacheCommand, certsCommand, secretCommand]),
+  Command.withSubcommands([nodeCommand, clusterCommand, membersCommand, topicsCommand, debugCommand, cacheCommand, certsCommand, secretCommand]),
   Command.withDescription('Mycorrizal: embedded clustering for Node.js services. Run nodes, a local cluster, and inspect them.')
 )
 

@@ -121,6 +121,36 @@ export const formatStream = (view: StreamView, now: number): string =>
     `Created: ${formatAgo(now - view.createdAt)}`
   ].join('\n')
 
+/** What `/debug/topics` answers for one topic. */
+export interface TopicView {
+  readonly topic: string
+  readonly localSubscribers: number
+  readonly subscriberNodes: ReadonlyArray<string>
+  readonly published: number
+  readonly delivered: number
+  readonly pending: number
+  readonly failedPublishes: number
+}
+
+/** Topics as an aligned table. */
+export const formatTopics = (topics: ReadonlyArray<TopicView>): string => {
+  if (topics.length === 0) return 'no topics on this node'
+  const rows = [
+    ['TOPIC', 'LOCAL', 'NODES', 'PUBLISHED', 'DELIVERED', 'PENDING', 'FAILED'],
+    ...topics.map((t) => [
+      t.topic,
+      String(t.localSubscribers),
+      t.subscriberNodes.length === 0 ? '-' : t.subscriberNodes.join(','),
+      String(t.published),
+      String(t.delivered),
+      String(t.pending),
+      String(t.failedPublishes)
+    ])
+  ]
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
+  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n')
+}
+
 /** What `/debug/members` answers. */
 export interface MemberView {
   readonly id: string

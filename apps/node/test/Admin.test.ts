@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@effect/vitest'
 import { Metrics } from '@mycorrizal/metrics'
-import { MemoryTransport, Mycel, Nodosum, Streams } from 'mycorrizal'
+import { MemoryTransport, Mycel, Nodosum, Streams, Topics } from 'mycorrizal'
 import { Context, Duration, Effect, Layer, Logger, LogLevel, Redacted, type Scope } from 'effect'
 import fc from 'fast-check'
 import { request as httpRequest } from 'node:http'
@@ -21,7 +21,7 @@ const node = (id: string, seeds: ReadonlyArray<string>, tokens: boolean | NodeOp
     const o: NodeOptions = tokens === true ? { write: WRITE, read: READ } : tokens === false ? {} : tokens
     const ctx = yield* Layer.build(
       Metrics.layer({ processMetrics: false }).pipe(
-        Layer.provideMerge(Mycel.layer({ requestTimeout: '1 second', readyTimeout: '2 seconds' })),
+        Layer.provideMerge(Layer.merge(Mycel.layer({ requestTimeout: '1 second', readyTimeout: '2 seconds' }), Topics.layer())),
         Layer.provideMerge(Streams.layer()),
         Layer.provideMerge(Nodosum.layerMemory({ nodeId: id, host: id, port: 7001, clusterSecret: secret, seeds: [...seeds], maxMessageSize: o.maxMessageSize }))
       )
@@ -38,7 +38,7 @@ const node = (id: string, seeds: ReadonlyArray<string>, tokens: boolean | NodeOp
       metricsContentType: metrics.contentType,
       joined: () => true
     }).pipe(Effect.provide(ctx))
-    return { admin, nodosum: Context.get(ctx, Nodosum.Nodosum), mycel }
+    return { admin, nodosum: Context.get(ctx, Nodosum.Nodosum), mycel, topics: Context.get(ctx, Topics.Topics) }
   })
 
 const call = (url: string, init: RequestInit & { token?: string } = {}) =>
@@ -226,7 +226,7 @@ describe('Admin HTTP API', () => {
     )
   )
 
-  it.live('debug: members with state alive (self included), streams with stats, metrics in the Prometheus format', () =>
+  it.live('debug: members with state alive (self included), streams with stats, topics, metrics in the Prometheus format', () =>
     run(
       Effect.gen(function* () {
         const { a } = yield* cluster
@@ -250,6 +250,12 @@ describe('Admin HTTP API', () => {
         expect(text(metrics.body)).toContain('mycorrizal_cache_keys{bucket="sessions"}')
         const ready = JSON.parse(text((yield* call(`${a.admin.url}/readyz`)).body))
         expect(ready).toMatchObject({ joined: true, members: 2 })
+        expect(JSON.parse(text((yield* call(`${a.admin.url}/debug/topics`)).body))).toEqual([])
+        yield* a.topics.subscribe('orders', () => {})
+        yield* a.topics.publish('orders', new Uint8Array(1))
+        expect(JSON.parse(text((yield* call(`${a.admin.url}/debug/topics`)).body))).toEqual([
+          { topic: 'orders', localSubscribers: 1, subscriberNodes: [], published: 1, delivered: 1, pending: 0, failedPublishes: 0 }
+        ])
       })
     )
   )

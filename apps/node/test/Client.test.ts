@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@effect/vitest'
-import { formatAgo, formatBytes, formatMembers, formatStream } from '../src/Client.js'
+import { formatAgo, formatBytes, formatMembers, formatStream, formatTopics } from '../src/Client.js'
 
 describe('Client formatting', () => {
   it('bytes in binary units', () => {
@@ -56,5 +56,18 @@ describe('Client formatting', () => {
       { id: 'bbbb', address: '[::1]:7400', state: 'left' }
     ])
     expect(text.split('\n')).toEqual(['ID        ADDRESS         STATE  SINCE', 'a (self)  127.0.0.1:7400  alive  ', 'bbbb      [::1]:7400      left   '])
+  })
+
+  it('topics as an aligned table, and a line when there are none', () => {
+    expect(formatTopics([])).toBe('no topics on this node')
+    const text = formatTopics([
+      { topic: 'orders', localSubscribers: 2, subscriberNodes: ['b', 'c'], published: 10, delivered: 30, pending: 1, failedPublishes: 0 },
+      { topic: 'x', localSubscribers: 0, subscriberNodes: [], published: 0, delivered: 0, pending: 0, failedPublishes: 3 }
+    ])
+    expect(text.split('\n')).toEqual([
+      'TOPIC   LOCAL  NODES  PUBLISHED  DELIVERED  PENDING  FAILED',
+      'orders  2      b,c    10         30         1        0',
+      'x       0      -      0          0          0        3'
+    ])
   })
 })

@@ -80,6 +80,8 @@ describe('mycorrizal node processes', () => {
     expect(table.status).toBe(0)
     expect(table.stdout).toMatch(/^b \(self\)\s+127\.0\.0\.1:\d+\s+alive/m)
     expect(table.stdout).toMatch(/^a\s+127\.0\.0\.1:\d+\s+alive/m)
+    const topics = cli(['topics', '--admin', b.admin])
+    expect([topics.status, topics.stdout.trim()]).toEqual([0, 'no topics on this node'])
 
     const put = cli(['cache', 'put', 'sessions', 'from-cli', 'hello', '--admin', a.admin])
     expect(put.status).toBe(0)

@@ -7,10 +7,11 @@
  *
  * @since 0.1.0
  */
+import { Topics } from '@mycorrizal/coordination'
 import { Mycel } from '@mycorrizal/mycel'
 import { Nodosum } from '@mycorrizal/nodosum'
 import { Streams, type StreamStats } from '@mycorrizal/streams'
-import { Context, Effect, Layer } from 'effect'
+import { Context, Effect, Layer, Option } from 'effect'
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
 
 /** What the metrics are read from. The cache is optional: a node may run without it. */
@@ -18,6 +19,8 @@ export interface Sources {
   readonly nodosum: Nodosum.Nodosum['Type']
   readonly streams: Streams.Streams['Type']
   readonly mycel?: Mycel.Mycel['Type'] | undefined
+  /** Topics, when the node runs them. */
+  readonly topics?: Topics.Topics['Type'] | undefined
 }
 
 /** Options of `register` and `layer`. */
@@ -199,6 +202,28 @@ export const register = (registry: Registry, sources: Sources, options: MetricsO
     })
   }
 
+  const topics = sources.topics
+  if (topics !== undefined) {
+    totalCounter(registry, 'mycorrizal_topic_messages_total', 'Messages per topic: published by this node, delivered to its subscribers', ['topic', 'direction'], (set) => {
+      for (const t of topics.stats()) {
+        set({ topic: t.topic, direction: 'published' }, t.published)
+        set({ topic: t.topic, direction: 'delivered' }, t.delivered)
+      }
+    })
+    totalCounter(registry, 'mycorrizal_topic_failed_publishes_total', 'Publishes of this node that failed or timed out, per topic', ['topic'], (set) => {
+      for (const t of topics.stats()) set({ topic: t.topic }, t.failedPublishes)
+    })
+    gauge(registry, 'mycorrizal_topic_subscribers', 'Subscribers per topic: handlers on this node (local), other nodes with one (nodes)', ['topic', 'where'], (set) => {
+      for (const t of topics.stats()) {
+        set({ topic: t.topic, where: 'local' }, t.localSubscribers)
+        set({ topic: t.topic, where: 'nodes' }, t.subscriberNodes.length)
+      }
+    })
+    gauge(registry, 'mycorrizal_topic_pending_publishes', 'Publishes of this node waiting for a subscriber node, per topic', ['topic'], (set) => {
+      for (const t of topics.stats()) set({ topic: t.topic }, t.pending)
+    })
+  }
+
   if (options.processMetrics ?? true) {
     collectDefaultMetrics({ register: registry })
     // gauges named like counters (promtool refuses them); the same counts are in the by-type series without the suffix
@@ -228,12 +253,12 @@ export const make = (registry: Registry, sources: Sources, options: MetricsOptio
   }
 }
 
-/** The metrics service over this node's cluster, streams and cache, on a registry of its own. */
+/** The metrics service over this node's cluster, streams, cache and (when present) topics, on a registry of its own. */
 export const layer = (options: MetricsOptions = {}): Layer.Layer<Metrics, never, Nodosum.Nodosum | Streams.Streams | Mycel.Mycel> =>
   Layer.scoped(
     Metrics,
     Effect.gen(function* () {
-      const sources = { nodosum: yield* Nodosum.Nodosum, streams: yield* Streams.Streams, mycel: yield* Mycel.Mycel }
+      const sources = { nodosum: yield* Nodosum.Nodosum, streams: yield* Streams.Streams, mycel: yield* Mycel.Mycel, topics: Option.getOrUndefined(yield* Effect.serviceOption(Topics.Topics)) }
       const registry = new Registry()
       yield* Effect.addFinalizer(() => Effect.sync(() => registry.clear()))
       return make(registry, sources, options)

@@ -1,4 +1,5 @@
 import { describe, expect, it } from '@effect/vitest'
+import { Topics } from '@mycorrizal/coordination'
 import { Mycel } from '@mycorrizal/mycel'
 import { MemoryTransport, Nodosum } from '@mycorrizal/nodosum'
 import { Streams } from '@mycorrizal/streams'
@@ -17,17 +18,18 @@ type Node = {
   readonly nodosum: Nodosum.Nodosum['Type']
   readonly streams: Streams.Streams['Type']
   readonly mycel: Mycel.Mycel['Type']
+  readonly topics: Topics.Topics['Type']
   readonly metrics: Metrics.Metrics['Type']
 }
 
 const nodeLayer = <R>(nodosum: Layer.Layer<Nodosum.Nodosum, unknown, R>) =>
   Metrics.layer({ processMetrics: false }).pipe(
-    Layer.provideMerge(Mycel.layer({ requestTimeout: '1 second', readyTimeout: '2 seconds' })),
+    Layer.provideMerge(Layer.merge(Mycel.layer({ requestTimeout: '1 second', readyTimeout: '2 seconds' }), Topics.layer())),
     Layer.provideMerge(Streams.layer()),
     Layer.provideMerge(nodosum)
   )
 
-const build = <R>(id: string, layer: Layer.Layer<Metrics.Metrics | Mycel.Mycel | Streams.Streams | Nodosum.Nodosum, unknown, R>) =>
+const build = <R>(id: string, layer: Layer.Layer<Metrics.Metrics | Mycel.Mycel | Topics.Topics | Streams.Streams | Nodosum.Nodosum, unknown, R>) =>
   Layer.build(layer).pipe(
     Effect.map(
       (ctx): Node => ({
@@ -35,6 +37,7 @@ const build = <R>(id: string, layer: Layer.Layer<Metrics.Metrics | Mycel.Mycel |
         nodosum: Context.get(ctx, Nodosum.Nodosum),
         streams: Context.get(ctx, Streams.Streams),
         mycel: Context.get(ctx, Mycel.Mycel),
+        topics: Context.get(ctx, Topics.Topics),
         metrics: Context.get(ctx, Metrics.Metrics)
       })
     )
@@ -93,6 +96,8 @@ const traffic = (a: Node, b: Node) =>
     for (let i = 0; i < 10; i++) yield* euA.send(new Uint8Array(100), ['b'])
     for (let i = 0; i < 5; i++) yield* appA.send(new Uint8Array(10), ['b'])
     yield* until(() => received === 15, '15 messages received')
+    yield* b.topics.subscribe('invalidations', () => {})
+    yield* a.topics.publish('invalidations', new Uint8Array(8))
     for (const n of [a, b]) yield* n.mycel.createBucket('sessions', '1 minute', 1000)
     for (let i = 0; i < 20; i++) yield* a.mycel.put('sessions', `k${i}`, bytes(`value-${i}`))
     for (let i = 0; i < 20; i++) yield* b.mycel.get('sessions', `k${i}`)
@@ -176,6 +181,27 @@ describe('Metrics', () => {
         const e = samples(yield* a.metrics.text)
         expect(e.get(key('mycorrizal_cache_evictions_total', { bucket: 'tiny', reason: 'lru' }))).toBe(a.mycel.stats('tiny')!.evictions['lru'])
         expect(a.mycel.stats('tiny')!.evictions['lru']).toBeGreaterThan(0)
+      })
+    )
+  )
+
+  it.live('exports per-topic series: published and delivered messages, subscribers, failed and pending publishes', () =>
+    inMemory(
+      Effect.gen(function* () {
+        const [a, b] = yield* memoryCluster
+        yield* b.topics.subscribe('orders', () => {})
+        yield* a.topics.subscribe('orders', () => {})
+        for (let i = 0; i < 3; i++) yield* a.topics.publish('orders', bytes(`o${i}`))
+        const atA = samples(yield* a.metrics.text)
+        expect(atA.get(key('mycorrizal_topic_messages_total', { topic: 'orders', direction: 'published' }))).toBe(3)
+        expect(atA.get(key('mycorrizal_topic_messages_total', { topic: 'orders', direction: 'delivered' }))).toBe(3)
+        expect(atA.get(key('mycorrizal_topic_subscribers', { topic: 'orders', where: 'local' }))).toBe(1)
+        expect(atA.get(key('mycorrizal_topic_subscribers', { topic: 'orders', where: 'nodes' }))).toBe(1)
+        expect(atA.get(key('mycorrizal_topic_failed_publishes_total', { topic: 'orders' }))).toBe(0)
+        expect(atA.get(key('mycorrizal_topic_pending_publishes', { topic: 'orders' }))).toBe(0)
+        const atB = samples(yield* b.metrics.text)
+        expect(atB.get(key('mycorrizal_topic_messages_total', { topic: 'orders', direction: 'delivered' }))).toBe(3)
+        expect(atB.get(key('mycorrizal_topic_messages_total', { topic: 'orders', direction: 'published' }))).toBe(0)
       })
     )
   )

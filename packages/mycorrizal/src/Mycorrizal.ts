@@ -5,11 +5,12 @@
  *
  * @since 0.1.0
  */
+import { Topics } from '@mycorrizal/coordination'
 import { Mycel } from '@mycorrizal/mycel'
 import { Nodosum, type NodosumConfig } from '@mycorrizal/nodosum'
 import type { Application, ApplicationConfig, ApplicationStats, ReceiveFunc, Stream, StreamStats } from '@mycorrizal/streams'
 import { Streams } from '@mycorrizal/streams'
-import { Cause, Effect, Exit, Layer, Logger, LogLevel, ManagedRuntime } from 'effect'
+import { Cause, Effect, Exit, Fiber, Layer, Logger, LogLevel, ManagedRuntime, Stream as EffectStream } from 'effect'
 
 /** Everything a node needs; every field is validated with a message naming it. */
 export interface MycorrizalConfig extends NodosumConfig.NodosumSettingsInput {
@@ -19,11 +20,19 @@ export interface MycorrizalConfig extends NodosumConfig.NodosumSettingsInput {
   readonly logLevel?: 'debug' | 'info' | 'warning' | 'error' | 'none'
   /** Cache request timeout and readiness wait. */
   readonly cache?: Mycel.MycelOptions
+  /** Publish and subscribe timeouts, topics per node. */
+  readonly topics?: Topics.TopicsOptions
 }
 
+/** The services of one node. */
+export type Services = Nodosum.Nodosum | Streams.Streams | Mycel.Mycel | Topics.Topics
+
 /** The layers of one node, for Effect programs. */
-export const layer = (config: MycorrizalConfig): Layer.Layer<Nodosum.Nodosum | Streams.Streams | Mycel.Mycel, unknown> =>
-  Mycel.layer(config.cache).pipe(Layer.provideMerge(Streams.layer({ grace: config.streamGrace, transport: config.transport })), Layer.provideMerge(Nodosum.layer(config)))
+export const layer = (config: MycorrizalConfig): Layer.Layer<Services, unknown> =>
+  Layer.merge(Mycel.layer(config.cache), Topics.layer(config.topics)).pipe(
+    Layer.provideMerge(Streams.layer({ grace: config.streamGrace, transport: config.transport })),
+    Layer.provideMerge(Nodosum.layer(config))
+  )
 
 /** The cache, with Promises. */
 export interface MycorrizalCache {
@@ -38,6 +47,32 @@ export interface MycorrizalCache {
   buckets(): ReadonlyArray<string>
   /** True once this node has received the keys it owns (readiness). */
   ready(): boolean
+}
+
+/** A subscription to a topic. */
+export interface MycorrizalSubscription {
+  readonly topic: string
+  /** Stops delivery to this handler at once; resolves when every member knows. */
+  unsubscribe(): Promise<void>
+}
+
+/** Topics (publish/subscribe between nodes), with Promises. */
+export interface MycorrizalTopics {
+  /**
+   * Calls `handler` with every message published on `topic` by any node, this one included, once
+   * each and in publish order per publisher. Resolves once every member knows of the subscription.
+   * Rejects with `CoordinationError` (InvalidTopic, TooManyTopics, Timeout, Closed).
+   */
+  subscribe(topic: string, handler: Topics.TopicHandler): Promise<MycorrizalSubscription>
+  /** Resolves once every node with a subscriber took the message; rejects with `CoordinationError` (PublishFailed, Timeout, ...). */
+  publish(topic: string, payload: Uint8Array): Promise<void>
+  stats(): ReadonlyArray<Topics.TopicStats>
+}
+
+/** A change of the cluster's membership, as this node saw it. */
+export interface MembershipChange {
+  readonly type: 'joined' | 'left' | 'failed'
+  readonly nodeId: string
 }
 
 /** A stream of an application, with Promises. */
@@ -78,8 +113,20 @@ export interface MycorrizalNode {
   registerApplicationWithConfig(config: ApplicationConfig): MycorrizalApplication
   /** The distributed cache. */
   readonly mycel: MycorrizalCache
+  /** Publish/subscribe between the nodes. */
+  readonly topics: MycorrizalTopics
+  /**
+   * Calls `listener` with every membership change from now on, once each, in the order this node
+   * saw them. Returns the function that unsubscribes it.
+   */
+  onMembership(listener: (change: MembershipChange) => void): () => void
   /** The Effect services behind this node, for code that mixes both styles. */
-  readonly services: { readonly nodosum: Nodosum.Nodosum['Type']; readonly streams: Streams.Streams['Type']; readonly mycel: Mycel.Mycel['Type'] }
+  readonly services: {
+    readonly nodosum: Nodosum.Nodosum['Type']
+    readonly streams: Streams.Streams['Type']
+    readonly mycel: Mycel.Mycel['Type']
+    readonly topics: Topics.Topics['Type']
+  }
   /** Announces leave, closes every stream and connection, releases the socket. */
   shutdown(): Promise<void>
 }
@@ -95,24 +142,47 @@ const levels = {
 /** Starts a node: validates the config, binds, joins the cluster through its seeds. */
 export const createMycorrizal = async (config: MycorrizalConfig): Promise<MycorrizalNode> => {
   const runtime = ManagedRuntime.make(layer(config).pipe(Layer.provide(Logger.minimumLogLevel(levels[config.logLevel ?? 'info']))))
-  const run = <A, E>(effect: Effect.Effect<A, E, Nodosum.Nodosum | Streams.Streams | Mycel.Mycel>): Promise<A> =>
+  const run = <A, E>(effect: Effect.Effect<A, E, Services>): Promise<A> =>
     runtime.runPromiseExit(effect).then((exit) => {
       if (Exit.isSuccess(exit)) return exit.value
       throw Cause.squash(exit.cause)
     })
-  const runSync = <A, E>(effect: Effect.Effect<A, E, Nodosum.Nodosum | Streams.Streams | Mycel.Mycel>): A => {
+  const runSync = <A, E>(effect: Effect.Effect<A, E, Services>): A => {
     const exit = runtime.runSyncExit(effect)
     if (Exit.isSuccess(exit)) return exit.value
     throw Cause.squash(exit.cause)
   }
   let services: MycorrizalNode['services']
   try {
-    services = await run(Effect.all({ nodosum: Nodosum.Nodosum, streams: Streams.Streams, mycel: Mycel.Mycel }))
+    services = await run(Effect.all({ nodosum: Nodosum.Nodosum, streams: Streams.Streams, mycel: Mycel.Mycel, topics: Topics.Topics }))
   } catch (error) {
     await runtime.dispose()
     throw error
   }
-  const { nodosum, streams, mycel } = services
+  const { nodosum, streams, mycel, topics } = services
+
+  // one reader of the membership events for every listener, started with the first
+  const listeners = new Set<(change: MembershipChange) => void>()
+  let membershipReader: Fiber.RuntimeFiber<void, unknown> | undefined
+  const types = { Joined: 'joined', Left: 'left', Failed: 'failed' } as const
+  const onMembership = (listener: (change: MembershipChange) => void) => {
+    listeners.add(listener)
+    membershipReader ??= runtime.runFork(
+      EffectStream.runForEach(nodosum.events, (event) =>
+        Effect.sync(() => {
+          const change: MembershipChange = { type: types[event._tag], nodeId: event.member.id }
+          for (const l of [...listeners]) {
+            try {
+              l(change)
+            } catch {
+              // a listener's failure is its own
+            }
+          }
+        })
+      )
+    )
+    return () => void listeners.delete(listener)
+  }
 
   const wrapStream = (stream: Stream): MycorrizalStream => ({
     send: (payload, nodeIds) => run(stream.send(payload, nodeIds)),
@@ -151,7 +221,18 @@ export const createMycorrizal = async (config: MycorrizalConfig): Promise<Mycorr
       buckets: () => mycel.buckets(),
       ready: () => mycel.ready()
     },
+    topics: {
+      subscribe: (topic, handler) =>
+        run(topics.subscribe(topic, handler)).then((sub) => ({ topic: sub.topic, unsubscribe: () => run(sub.unsubscribe) })),
+      publish: (topic, payload) => run(topics.publish(topic, payload)),
+      stats: () => topics.stats()
+    },
+    onMembership,
     services,
-    shutdown: () => (stopped ??= runtime.dispose())
+    shutdown: () =>
+      (stopped ??= (membershipReader === undefined ? Promise.resolve() : runtime.runPromise(Fiber.interrupt(membershipReader))).then(() => {
+        listeners.clear()
+        return runtime.dispose()
+      }))
   }
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@effect/vitest'
-import { CacheMessage, ControlMessage, Decoder, Frame, StreamInit, WireError } from '../src/index.js'
+import { CacheMessage, ControlMessage, Decoder, Frame, StreamInit, TopicMessage, WireError } from '../src/index.js'
 
 /** Seeded xorshift PRNG: the same inputs on every run. */
 const rng = (seed: number) => {
@@ -155,5 +155,17 @@ describe('fuzz: cache messages', () => {
       CacheMessage.encode({ _tag: 'BucketInfo', ttlMs: 5, maxSize: 6, replicas: 2 })
     ]
     fuzzMessages(0xcace, valid, CacheMessage.decode)
+  }, 120_000)
+})
+
+describe('fuzz: topic messages', () => {
+  it('the topic message decoder takes 100,000 random and mutated inputs: only WireError', () => {
+    const valid: Array<Uint8Array> = [
+      TopicMessage.encode({ _tag: 'Interest', epoch: 3, seq: 1, topics: ['orders', 'invalidations'] }),
+      TopicMessage.encode({ _tag: 'InterestAck', epoch: 3, seq: 1 }),
+      TopicMessage.encode({ _tag: 'Publish', seq: 2, payload: new Uint8Array(30).fill(4) }),
+      TopicMessage.encode({ _tag: 'Delivered', topic: 'orders', seq: 2 })
+    ]
+    fuzzMessages(0x70b1c, valid, TopicMessage.decode)
   }, 120_000)
 })

@@ -3,7 +3,7 @@
  * a small request/response (100 bytes, echoed) runs while 10 MiB transfers go back to back,
  * first with no bulk (idle), then with bulk on a separate named stream, then with bulk on the
  * same stream as the small operation. Reports the small operation's round-trip p99 per phase.
- * Last line: {"idle_p99_us":N,"separate_p99_us":N,"shared_p99_us":N, ...}
+ * Last line: {"idle_p99_us":N,"separate_p99_us":N,"shared_p99_us":N, ...,"separate_ratio":R} (separate ÷ idle p99)
  * BENCH_MAX_STREAM_WINDOW=<bytes> runs it with another largest per-stream receive window.
  * BENCH_SOCKET_BUFFER=<bytes> runs it with another UDP socket buffer size.
  */
@@ -106,6 +106,7 @@ const main = async () => {
     idle_p50_us: p(idle, 0.5),
     separate_p50_us: p(separate, 0.5),
     shared_p50_us: p(shared, 0.5),
+    separate_ratio: Number((p(separate, 0.99) / p(idle, 0.99)).toFixed(2)),
     max_stream_window: maxStreamWindow ?? 'default'
   })
   process.exit(0)

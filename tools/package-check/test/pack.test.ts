@@ -14,7 +14,7 @@ describe('npm pack of every publishable package', () => {
   afterAll(() => project?.dispose())
 
   it('finds the packages', () => {
-    expect(packages.map((p) => p.name)).toEqual(expect.arrayContaining(['@mycorrizal/wire', '@mycorrizal/nodosum', '@mycorrizal/streams', '@mycorrizal/mycel', '@mycorrizal/metrics', '@mycorrizal/node', 'mycorrizal']))
+    expect(packages.map((p) => p.name)).toEqual(expect.arrayContaining(['@mycorrizal/wire', '@mycorrizal/nodosum', '@mycorrizal/streams', '@mycorrizal/mycel', '@mycorrizal/coordination', '@mycorrizal/metrics', '@mycorrizal/node', 'mycorrizal']))
   })
 
   it.each(packages.map((p) => [p.name, p] as const))('%s installs into a blank project and imports with plain node', (name, pkg) => {
@@ -46,13 +46,20 @@ describe('npm pack of every publishable package', () => {
     expect(out.trim()).toBe('01000c53595354454d2d4d5943454c000f6275636b65743a73657373696f6e73 SYSTEM-MYCEL bucket:sessions')
   })
 
-  it('the mycorrizal facade works from a plain .mjs file: two nodes over QUIC exchange messages on the default and a named stream and share a cache entry', () => {
+  it('the mycorrizal facade works from a plain .mjs file: two nodes over QUIC see each other join, exchange messages on the default and a named stream and a topic, and share a cache entry', () => {
     const out = project.runModule(`
       import { createMycorrizal } from 'mycorrizal'
       const wait = async (f) => { for (let i = 0; i < 1000 && !f(); i++) await new Promise((r) => setTimeout(r, 10)) }
       const a = await createMycorrizal({ nodeId: 'a', host: '127.0.0.1', port: 0, clusterSecret: 'dev-secret-of-at-least-32-characters', logLevel: 'none' })
+      const joined = []
+      const off = a.onMembership((e) => joined.push(e.type + ':' + e.nodeId))
       const b = await createMycorrizal({ nodeId: 'b', host: '127.0.0.1', port: 0, seeds: ['127.0.0.1:' + a.address.port], clusterSecret: 'dev-secret-of-at-least-32-characters', logLevel: 'none' })
       await wait(() => a.nodes().length === 2 && b.nodes().length === 2)
+      off()
+      const published = []
+      const sub = await b.topics.subscribe('orders', (p, from) => { published.push(from + ':' + new TextDecoder().decode(p)) })
+      await a.topics.publish('orders', new TextEncoder().encode('o-1'))
+      await sub.unsubscribe()
       let got = ''
       b.registerApplication('my-app').setReceiveFunc((p, from) => { got = from + ':' + new TextDecoder().decode(p) })
       await a.registerApplication('my-app').send(new TextEncoder().encode('hi'), ['b'])
@@ -65,11 +72,11 @@ describe('npm pack of every publishable package', () => {
       for (const n of [a, b]) await n.mycel.createBucket('sessions', 60000, 1000)
       await a.mycel.put('sessions', 'user:1', new TextEncoder().encode('ada'))
       const cached = new TextDecoder().decode(await b.mycel.get('sessions', 'user:1'))
-      console.log(JSON.stringify({ id: a.id, nodes: a.nodes(), got, order, streams: orders.stats().messagesOut, cached }))
+      console.log(JSON.stringify({ id: a.id, nodes: a.nodes(), got, order, streams: orders.stats().messagesOut, cached, joined, published }))
       await b.shutdown()
       await a.shutdown()
     `)
-    expect(JSON.parse(out.trim().split('\n').at(-1)!)).toEqual({ id: 'a', nodes: ['a', 'b'], got: 'a:hi', order: 'order 1', streams: 1, cached: 'ada' })
+    expect(JSON.parse(out.trim().split('\n').at(-1)!)).toEqual({ id: 'a', nodes: ['a', 'b'], got: 'a:hi', order: 'order 1', streams: 1, cached: 'ada', joined: ['joined:b'], published: ['a:o-1'] })
   }, 60_000)
 
   it('the mycorrizal executable of @mycorrizal/node runs from the installed dist', () => {

@@ -6,6 +6,8 @@ import type { ApplicationConfig } from '../Application.js'
 import { StreamsError } from '../StreamsError.js'
 
 const NAME_BYTES = 255
+/** The system applications of the packages above streams (the cache, topics); other SYSTEM- ids are refused. */
+const SYSTEM_APPLICATIONS: ReadonlySet<string> = new Set(['SYSTEM-MYCEL', 'SYSTEM-TOPICS'])
 const utf8Length = (s: string) => Buffer.byteLength(s, 'utf8')
 
 export const DEFAULT_MAX_STREAMS = 20
@@ -33,7 +35,7 @@ export const resolveConfig = (config: ApplicationConfig, node: NodeDefaults): Ei
   if (typeof config.id !== 'string' || config.id.length === 0 || utf8Length(config.id) > NAME_BYTES) {
     return Either.left(new StreamsError({ reason: 'InvalidName', message: `an application id must be 1 to ${NAME_BYTES} bytes of UTF-8` }))
   }
-  if (config.id.startsWith('SYSTEM-') && config.id !== 'SYSTEM-MYCEL') {
+  if (config.id.startsWith('SYSTEM-') && !SYSTEM_APPLICATIONS.has(config.id)) {
     return Either.left(new StreamsError({ reason: 'ReservedApplication', message: `application ids starting with SYSTEM- are reserved` }))
   }
   const streamBufferBytes = config.streamBufferBytes ?? DEFAULT_BUFFER_BYTES

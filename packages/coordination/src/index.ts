@@ -1,0 +1,8 @@
+/**
+ * @mycorrizal/coordination — what services otherwise run Redis for, between the nodes of a
+ * cluster: topics (publish/subscribe).
+ *
+ * @since 0.1.0
+ */
+export * from './CoordinationError.js'
+export * as Topics from './Topics.js'

@@ -1,0 +1,158 @@
+/**
+ * Coordination primitives against Redis: publish latency of a topic. Two node processes on
+ * loopback (one publishes, one subscribes; a publish resolves once the subscriber node took the
+ * message), against the same two processes on one redis-server (PUBLISH from one ioredis
+ * connection, SUBSCRIBE on another in the other process). 100-byte messages, one publish in
+ * flight, after a warm-up.
+ * Last line: {"publish_p50_us","publish_p99_us","redis_publish_p50_us","redis_publish_p99_us","publish_p99_ratio"}
+ * (publish_p99_ratio = publish_p99_us / redis_publish_p99_us; the target is ≤ 2).
+ */
+import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process'
+import { createServer } from 'node:net'
+import { percentile, printResult } from './report.js'
+
+const MESSAGES = Number(process.env['BENCH_MESSAGES'] ?? 5_000)
+const WARMUP = 500
+const PAYLOAD = new Uint8Array(100).fill(42)
+
+type Role = { readonly kind: 'mycel' | 'redis'; readonly publisher: boolean; readonly seed: string | undefined; readonly port: number }
+type FromChild = { type: 'ready'; port?: number } | { type: 'subscribed' } | { type: 'done'; samples: Array<number>; received: number }
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const port = (server.address() as { port: number }).port
+      server.close(() => resolve(port))
+    })
+  })
+
+const send = (message: FromChild) => process.send!(message)
+const waitFor = (type: string) => new Promise<void>((resolve) => process.on('message', (m: { type: string }) => m.type === type && resolve()))
+
+/** Publishes one message at a time; latency of each after the warm-up (us). */
+const drive = async (publish: () => Promise<unknown>) => {
+  const samples: Array<number> = []
+  for (let i = 0; i < WARMUP + MESSAGES; i++) {
+    const t = performance.now()
+    await publish()
+    if (i >= WARMUP) samples.push((performance.now() - t) * 1000)
+  }
+  return samples
+}
+
+const child = async (role: Role) => {
+  let received = 0
+  if (role.kind === 'mycel') {
+    const { createMycorrizal } = await import('mycorrizal')
+    const node = await createMycorrizal({
+      nodeId: role.publisher ? 'publisher' : 'subscriber',
+      host: '127.0.0.1',
+      port: 0,
+      seeds: role.seed === undefined ? [] : [role.seed],
+      clusterSecret: 'bench-cluster-secret-of-at-least-32-characters',
+      logLevel: 'error'
+    })
+    send({ type: 'ready', port: node.address.port })
+    const until = Date.now() + 20_000
+    while (node.nodes().length < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 20))
+    if (!role.publisher) {
+      await node.topics.subscribe('bench', () => void received++)
+      send({ type: 'subscribed' })
+      await waitFor('stop')
+      send({ type: 'done', samples: [], received })
+    } else {
+      await waitFor('go')
+      const samples = await drive(() => node.topics.publish('bench', PAYLOAD))
+      send({ type: 'done', samples, received })
+      await waitFor('stop')
+    }
+    await node.shutdown()
+    process.exit(0)
+  }
+  const { Redis } = await import('ioredis')
+  const redis = new Redis({ host: '127.0.0.1', port: role.port })
+  send({ type: 'ready' })
+  if (!role.publisher) {
+    redis.on('messageBuffer', () => void received++)
+    await redis.subscribe('bench')
+    send({ type: 'subscribed' })
+    await waitFor('stop')
+    send({ type: 'done', samples: [], received })
+  } else {
+    await waitFor('go')
+    const samples = await drive(() => redis.publish('bench', Buffer.from(PAYLOAD)))
+    send({ type: 'done', samples, received })
+    await waitFor('stop')
+  }
+  redis.disconnect()
+  process.exit(0)
+}
+
+const phase = async (kind: Role['kind'], port: number) => {
+  const children: Array<ChildProcess> = []
+  const inbox: Array<Array<FromChild>> = [[], []]
+  const next = (i: number, type: FromChild['type']) =>
+    new Promise<FromChild>((resolve) => {
+      const check = () => {
+        const found = inbox[i]!.find((m) => m.type === type)
+        if (found === undefined) return false
+        inbox[i]!.splice(inbox[i]!.indexOf(found), 1)
+        resolve(found)
+        return true
+      }
+      if (!check()) children[i]!.on('message', () => void check())
+    })
+  let seed: string | undefined
+  for (const [i, publisher] of [false, true].entries()) {
+    const c = fork(new URL(import.meta.url).pathname, ['child', JSON.stringify({ kind, publisher, seed, port } satisfies Role)], { execArgv: process.execArgv })
+    children.push(c)
+    c.on('message', (m: FromChild) => inbox[i]!.push(m))
+    const ready = await next(i, 'ready')
+    if (i === 0 && ready.type === 'ready' && ready.port !== undefined) seed = `127.0.0.1:${ready.port}`
+  }
+  await next(0, 'subscribed')
+  children[1]!.send({ type: 'go' })
+  const published = (await next(1, 'done')) as Extract<FromChild, { type: 'done' }>
+  for (const c of children) c.send({ type: 'stop' })
+  const subscriber = (await next(0, 'done')) as Extract<FromChild, { type: 'done' }>
+  await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))))
+  return { p50: percentile(published.samples, 0.5), p99: percentile(published.samples, 0.99), received: subscriber.received }
+}
+
+const main = async () => {
+  const redisPath = ['redis-server', '/usr/bin/redis-server'].find((p) => {
+    try {
+      execFileSync(p, ['--version'], { stdio: 'ignore' })
+      return true
+    } catch {
+      return false
+    }
+  })
+  if (redisPath === undefined) {
+    console.error('redis-server is not installed: apt-get install redis-server (Debian) to run the baseline')
+    process.exit(2)
+  }
+  const port = await freePort()
+  const redis = spawn(redisPath, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
+  try {
+    await new Promise((r) => setTimeout(r, 300))
+    const topics = await phase('mycel', port)
+    console.log(`topics: publish p50 ${topics.p50.toFixed(0)} us, p99 ${topics.p99.toFixed(0)} us; the subscriber got ${topics.received} of ${WARMUP + MESSAGES}`)
+    const baseline = await phase('redis', port)
+    console.log(`redis:  publish p50 ${baseline.p50.toFixed(0)} us, p99 ${baseline.p99.toFixed(0)} us; the subscriber got ${baseline.received} of ${WARMUP + MESSAGES}`)
+    if (topics.received !== WARMUP + MESSAGES) throw new Error(`the topic subscriber got ${topics.received} messages, not ${WARMUP + MESSAGES}`)
+    printResult({
+      publish_p50_us: Math.round(topics.p50),
+      publish_p99_us: Math.round(topics.p99),
+      redis_publish_p50_us: Math.round(baseline.p50),
+      redis_publish_p99_us: Math.round(baseline.p99),
+      publish_p99_ratio: Number((topics.p99 / baseline.p99).toFixed(2))
+    })
+  } finally {
+    redis.kill('SIGTERM')
+  }
+  process.exit(0)
+}
+
+if (process.argv[2] === 'child') await child(JSON.parse(process.argv[3]!) as Role)
+else await main()

@@ -11,6 +11,7 @@
  */
 import { CacheMessage } from '@mycorrizal/wire'
 import { MycelError } from '../MycelError.js'
+import { AntiEntropy } from './antientropy.js'
 import { BucketState, type BucketConfig } from './bucket.js'
 import { Placement } from './placement.js'
 import { onGetAnswer, type ReadOp, startGet } from './reads.js'
@@ -47,6 +48,10 @@ export interface EngineOptions {
   readonly maxPeerBytes: number
   /** Versions further ahead of this node's clock are refused (ms). */
   readonly maxClockAheadMs: number
+  /** Anti-entropy: a round every this long (ms). */
+  readonly syncIntervalMs: number
+  /** Anti-entropy: a round this long (ms) after every membership change. */
+  readonly syncDelayMs: number
   readonly firstRequestId?: number
 }
 
@@ -80,14 +85,21 @@ interface Timer {
 }
 
 export class Engine {
-  /** The current time (ms since epoch), as given by the last input. */
+  /**
+   * The engine's time (ms since epoch): the first input's time, then advanced by the time that
+   * passed between inputs. A clock stepping back holds it still (it never goes back, and its
+   * deadlines and timers do not wait for the clock to catch up); a step forward moves it on.
+   */
   now: number
+  /** The time of the last input, as the shell's clock gave it. */
+  private input: number
   readonly out: Array<Output> = []
   readonly buckets = new Map<string, BucketState>()
   readonly requests: RequestTable<Request>
   readonly placement = new Placement()
   members: ReadonlyArray<string>
   readonly rebalance = new Rebalance(this)
+  readonly antiEntropy = new AntiEntropy(this)
   /** Writes not yet completed (waiting for answers or for a retry). */
   readonly activeWrites = new Set<WriteOp>()
   /** Bytes handed to the transport for a peer and not yet taken by its stream buffer. */
@@ -112,11 +124,13 @@ export class Engine {
     now: number
   ) {
     this.now = now
+    this.input = now
     this.joinedAt = now
     this.requests = new RequestTable<Request>(options.firstRequestId ?? 1)
     this.members = [...members]
     this.reported = [...members]
     this.placement.setNodes(this.members)
+    this.antiEntropy.schedule(now + options.syncDelayMs)
   }
 
   get self(): string {
@@ -160,7 +174,15 @@ export class Engine {
   // ---- time and versions --------------------------------------------------------------
 
   private advance(now: number): void {
-    if (now > this.now) this.now = now
+    if (now > this.input) this.now += now - this.input
+    this.input = now
+  }
+
+  /** How long from the shell's `now` until the engine wants its next tick (ms), if ever. */
+  wakeIn(now: number): number | undefined {
+    this.advance(now)
+    const at = this.nextWake()
+    return at === undefined ? undefined : Math.max(0, at - this.now)
   }
 
   /** A version timestamp after everything this node has seen, and at least `atLeast`. */
@@ -392,6 +414,12 @@ export class Engine {
         this.checkReady()
         return
       }
+      case 'SyncDigest':
+        this.antiEntropy.onDigest(bucket, from, message)
+        return
+      case 'SyncVersions':
+        this.antiEntropy.onVersions(bucket, from, message)
+        return
       case 'BucketInfo': {
         const o = bucket.config
         if (message.ttlMs !== o.ttlMs || message.maxSize !== o.maxSize || message.replicas !== o.replicas) {
@@ -433,6 +461,7 @@ export class Engine {
     const alive = new Set(after)
     for (const request of this.requests.takeWhere((r) => !alive.has(r.peer))) this.answer(request, 'gone')
     this.rebalance.membershipChanged(old)
+    this.antiEntropy.membershipChanged()
   }
 
   /**
@@ -512,6 +541,7 @@ export class Engine {
     if (this.closed) return
     this.closed = true
     this.timers = []
+    this.antiEntropy.close()
     this.requests.takeWhere(() => true)
     for (const write of this.activeWrites) {
       if (write.done) continue

@@ -105,6 +105,11 @@ export class Rebalance {
     this.pump()
   }
 
+  /** Queues `key` for `peer` (anti-entropy: the peer owns it and lacks this version); ownership is checked again when its batch is built. */
+  push(peer: string, bucket: string, key: string): void {
+    this.queue(peer, bucket, key)
+  }
+
   private queue(peer: string, bucket: string, key: string): void {
     let buckets = this.outbox.get(peer)
     if (buckets === undefined) this.outbox.set(peer, (buckets = new Map()))

@@ -81,6 +81,12 @@ export interface MycelOptions {
    * acknowledged every key it holds (default 10 s; 0 = do not wait).
    */
   readonly leaveTimeout?: Duration.DurationInput
+  /**
+   * Anti-entropy between the owners of each key: how often each node compares what it holds
+   * with every co-owner and hands over what the other lacks (default 5 s; a round also runs 1 s
+   * after every membership change).
+   */
+  readonly antiEntropyInterval?: Duration.DurationInput
   /** The first request id (default 1); ids wrap after 2^32 - 1. For tests. */
   readonly firstRequestId?: number
 }

@@ -125,6 +125,31 @@ describe('cache engine: handoff', () => {
   })
 })
 
+describe('cache engine: handoff and newer values', () => {
+  it('a newer value that arrives while an older handoff is in flight is not dropped when the older one is acknowledged', () => {
+    // anti-entropy off: it would repair a wrong drop and hide it
+    const net = new Net({ syncDelayMs: 3_600_000, syncIntervalMs: 3_600_000 })
+    for (const id of ['a', 'b', 'c']) net.add(id)
+    net.members(['a', 'b', 'c'])
+    net.createBucket('s')
+    const keys = [...keysWhere(['a', 'b', 'c'], 's', 2_000, (o) => o.includes('a'))].filter((k) => !owners(['a', 'b', 'c', 'd'], 's', k).includes('a')).slice(0, 5)
+    expect(keys.length).toBe(5)
+    for (const key of keys) net.must(net.put('a', 's', key, bytes('v1')))
+    net.add('d')
+    net.createBucket('s', {}, ['d'])
+    // d joins and takes a's place as owner of the keys; a's handoff batches wait on the way
+    net.hold = ({ message }) => message._tag === 'HandoffBatch'
+    net.members(['a', 'b', 'c', 'd'])
+    // meanwhile a is sent newer values (by a writer whose view still has it as an owner)
+    const a = net.node('a')
+    for (const key of keys) a.receive('s', 'b', { _tag: 'Put', id: 0, key, value: bytes('v2'), ts: a.nextTs() + 1_000, node: 'b', ttlMs: 0, ack: false }, net.now)
+    net.hold = undefined
+    net.run()
+    net.advance(5_000)
+    for (const key of keys) for (const o of owners(['a', 'b', 'c', 'd'], 's', key)) expect(text(net.held(o, 's', key)?.value)).toBe('v2')
+  })
+})
+
 describe('cache engine: graceful leave', () => {
   /** Runs until every leaving node has drained (bounded), then they go. */
   const drain = (net: Net, leaving: ReadonlyArray<string>, ms = 10_000) => {

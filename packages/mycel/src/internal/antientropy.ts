@@ -20,7 +20,7 @@
  */
 import { CacheMessage } from '@mycorrizal/wire'
 import type { BucketState } from './bucket.js'
-import type { Engine } from './engine.js'
+import type { Host as Engine } from './host.js'
 import { FNV_OFFSET, fnv1a, keyHash, mix } from './placement.js'
 import { newer, type Version } from './store.js'
 

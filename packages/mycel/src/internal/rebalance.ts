@@ -15,14 +15,12 @@
  */
 import { CacheMessage } from '@mycorrizal/wire'
 import type { BucketState } from './bucket.js'
-import type { Engine, NoAnswer, Request } from './engine.js'
+import type { Host as Engine, NoAnswer, Request } from './host.js'
+
+export type { HandoffBatchState } from './host.js'
 import type { Placement } from './placement.js'
 import type { Entry, Version } from './store.js'
 
-export interface HandoffBatchState {
-  readonly bucket: string
-  readonly entries: ReadonlyArray<{ readonly key: string; readonly version: Version }>
-}
 
 const MAX_BACKOFF_MS = 2_000
 const BASE_BACKOFF_MS = 50

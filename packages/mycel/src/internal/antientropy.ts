@@ -16,7 +16,11 @@
  * correctness.
  *
  * Nothing of this runs per get or put: a round is one pass over the bucket's entries with one
- * owner lookup each, and messages of bounded size.
+ * owner lookup each, and messages of bounded size. A periodic round leaves out a bucket written
+ * since the previous round: while writes flow, owners differ by what is in flight, a digest
+ * would always differ and the exchange would move copies that replication is already moving.
+ * Promise 4 holds once writes stop, and the rounds after membership changes (when copies go
+ * missing) run whatever the writes.
  */
 import { CacheMessage } from '@mycorrizal/wire'
 import type { BucketState } from './bucket.js'
@@ -45,36 +49,55 @@ export const versionHash = (key: string, v: Version): number => {
 export class AntiEntropy {
   /** When the next round is due. */
   private due = Infinity
+  /** Whether the round due is the one after a membership change (it runs whatever the writes). */
+  private forced = false
+  /** Each bucket's write count at the previous round. */
+  private readonly writesSeen = new Map<string, number>()
   /** Rounds run, digests that differed, keys queued for a peer by anti-entropy (for tests and stats). */
   rounds = 0
+  /** Buckets a periodic round left out because they were being written. */
+  skipped = 0
   differing = 0
   pushed = 0
 
   constructor(private readonly e: Engine) {}
 
-  /** A round at `at`, unless one is due sooner. */
-  schedule(at: number): void {
+  /** A round at `at`, unless one is due sooner; `forced` when every bucket takes part. */
+  schedule(at: number, forced = false): void {
+    if (forced) this.forced = true
     if (at >= this.due) return
     this.due = at
     this.e.later(at, () => {
       if (this.due !== at) return
       this.due = Infinity
-      this.round()
+      const all = this.forced
+      this.forced = false
+      this.round(all)
     })
   }
 
   membershipChanged(): void {
-    this.schedule(this.e.now + this.e.options.syncDelayMs)
+    this.schedule(this.e.now + this.e.options.syncDelayMs, true)
   }
 
-  /** Sends every peer, per bucket with more than one copy per key, the digest of the keys both own. */
-  round(): void {
+  /**
+   * Sends every peer, per bucket with more than one copy per key, the digest of the keys both
+   * own; `all` false (a periodic round) leaves out the buckets written since the previous round.
+   */
+  round(all = true): void {
     const e = this.e
     if (e.closed) return
     this.rounds++
     if (!e.departing && e.members.length > 1) {
       for (const bucket of e.buckets.values()) {
         if (bucket.config.replicas < 2) continue
+        const writes = bucket.store.writes
+        const quiet = this.writesSeen.get(bucket.name) === writes
+        this.writesSeen.set(bucket.name, writes)
+        if (!all && !quiet) {
+          this.skipped++
+          continue
+        }
         const digests = this.digests(bucket)
         // one side of each pair starts the exchange (it runs both ways): the one whose id sorts first
         for (const peer of e.members) {

@@ -74,7 +74,7 @@ export class Engine implements Host {
     this.members = [...members]
     this.reported = [...members]
     this.placement.setNodes(this.members)
-    this.antiEntropy.schedule(now + options.syncDelayMs)
+    this.antiEntropy.schedule(now + options.syncDelayMs, true)
   }
 
   get self(): string {

@@ -84,8 +84,9 @@ export interface MycelOptions {
   /**
    * Anti-entropy between the owners of each key: how often each node compares what it holds
    * with every co-owner and hands over what the other lacks (default 5 s; a round also runs 1 s
-   * after every membership change). A round scans the bucket's entries up to four times (about
-   * 1-5 us per key): a node holding many keys may want it longer.
+   * after every membership change). A periodic round leaves out a bucket written since the
+   * previous one (owners then differ by what is in flight); it repairs once writes pause. A round
+   * scans the bucket's entries up to four times (about 1-5 us per key).
    */
   readonly antiEntropyInterval?: Duration.DurationInput
   /** The first request id (default 1); ids wrap after 2^32 - 1. For tests. */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from '@effect/vitest'
 import { CacheMessage } from '@mycorrizal/wire'
+import { SYNC_VERSIONS_BYTES } from '../src/internal/antientropy.js'
 import { TS_PER_MS } from '../src/internal/engine.js'
 import { Placement } from '../src/internal/placement.js'
 import { MAX_REQUEST_ID, RequestTable } from '../src/internal/requests.js'
@@ -84,7 +85,8 @@ describe('cache engine: handoff', () => {
   })
 
   it('concurrent rebalances: a node that owns a key again keeps it, and a newer value is never dropped from a stale snapshot', () => {
-    const net = new Net()
+    // anti-entropy off: it would repair a wrong drop within a round and hide it
+    const net = new Net({ syncDelayMs: 3_600_000, syncIntervalMs: 3_600_000 })
     for (const id of ['a', 'b', 'c']) net.add(id)
     net.members(['a', 'b', 'c'])
     net.createBucket('s')
@@ -120,6 +122,31 @@ describe('cache engine: handoff', () => {
     net.advance(5_000)
     expectAll(net, ['b', 'c', 'd'], 's', expected)
     expect(['b', 'c', 'd'].map((n) => net.node(n).stats('s')!.keys).reduce((x, y) => x + y, 0)).toBe(600)
+  })
+})
+
+describe('cache engine: handoff and newer values', () => {
+  it('a newer value that arrives while an older handoff is in flight is not dropped when the older one is acknowledged', () => {
+    // anti-entropy off: it would repair a wrong drop and hide it
+    const net = new Net({ syncDelayMs: 3_600_000, syncIntervalMs: 3_600_000 })
+    for (const id of ['a', 'b', 'c']) net.add(id)
+    net.members(['a', 'b', 'c'])
+    net.createBucket('s')
+    const keys = [...keysWhere(['a', 'b', 'c'], 's', 2_000, (o) => o.includes('a'))].filter((k) => !owners(['a', 'b', 'c', 'd'], 's', k).includes('a')).slice(0, 5)
+    expect(keys.length).toBe(5)
+    for (const key of keys) net.must(net.put('a', 's', key, bytes('v1')))
+    net.add('d')
+    net.createBucket('s', {}, ['d'])
+    // d joins and takes a's place as owner of the keys; a's handoff batches wait on the way
+    net.hold = ({ message }) => message._tag === 'HandoffBatch'
+    net.members(['a', 'b', 'c', 'd'])
+    // meanwhile a is sent newer values (by a writer whose view still has it as an owner)
+    const a = net.node('a')
+    for (const key of keys) a.receive('s', 'b', { _tag: 'Put', id: 0, key, value: bytes('v2'), ts: a.nextTs() + 1_000, node: 'b', ttlMs: 0, ack: false }, net.now)
+    net.hold = undefined
+    net.run()
+    net.advance(5_000)
+    for (const key of keys) for (const o of owners(['a', 'b', 'c', 'd'], 's', key)) expect(text(net.held(o, 's', key)?.value)).toBe('v2')
   })
 })
 
@@ -424,6 +451,38 @@ describe('cache engine: request ids and budgets', () => {
     expect(net.node('a').peerBytes('b')).toBeLessThanOrEqual(1024 * 1024 + value.length + 1024)
   })
 
+  it('an answer completes only a request sent to the node that answers: another peer cannot answer it with the same id', () => {
+    const net = new Net()
+    for (const id of ['a', 'b', 'c']) net.add(id)
+    net.members(['a', 'b', 'c'])
+    net.createBucket('s', { replicas: 1 })
+    const [key] = keysWhere(['a', 'b', 'c'], 's', 1, (o) => o[0] === 'b', 1)
+    net.must(net.put('b', 's', key!, bytes('real')))
+    const a = net.node('a')
+    // b is slow: what a sends it waits
+    net.hold = ({ to }) => to === 'b'
+    const get = net.get('a', 's', key!)
+    const getId = a.requests.nextId - 1
+    const put = net.put('a', 's', key!, bytes('newer'))
+    const putId = a.requests.nextId - 1
+    expect(a.requests.get(getId)?.peer).toBe('b')
+    expect(a.requests.get(putId)?.peer).toBe('b')
+    // c answers both requests with their ids
+    a.receive('s', 'c', { _tag: 'GetResponse', id: getId, status: CacheMessage.GetStatus.Hit, value: bytes('forged'), ts: a.nextTs(), node: 'c' }, net.now)
+    a.receive('s', 'c', { _tag: 'Ack', id: putId, status: CacheMessage.AckStatus.Stored }, net.now)
+    a.receive('s', 'c', { _tag: 'AckOlder', id: putId, ts: a.nextTs(), node: 'c' }, net.now)
+    net.run()
+    expect(net.results.has(get)).toBe(false)
+    expect(net.results.has(put)).toBe(false)
+    expect(a.requests.size).toBe(2)
+    // b's own answers complete them
+    net.hold = undefined
+    net.run()
+    expect(text(net.must(get))).toBe('real')
+    net.must(put)
+    expect(text(net.held('b', 's', key!)?.value)).toBe('newer')
+  })
+
   it('answers to a peer whose buffer is full are not queued past its budget', () => {
     const net = new Net({ maxPeerBytes: 256 * 1024 })
     for (const id of ['a', 'b']) net.add(id)
@@ -439,5 +498,133 @@ describe('cache engine: request ids and budgets', () => {
     expect(net.sent).toBe(before)
     expect(net.node('b').stats('s')!.overloaded).toBe(1)
     void CacheMessage
+  })
+})
+
+describe('cache engine: clocks that step', () => {
+  it('a clock stepping back does not stall timeouts: a get to a peer that does not answer still times out (sim seed 14)', () => {
+    const net = new Net()
+    for (const id of ['a', 'b']) net.add(id)
+    net.members(['a', 'b'])
+    net.createBucket('s', { replicas: 1 })
+    const [key] = keysWhere(['a', 'b'], 's', 1, (o) => o[0] === 'b', 1)
+    net.advance(1_000)
+    // a's clock steps back two minutes (NTP, or a skew corrected), and b stops answering
+    net.skew.set('a', -120_000)
+    net.drop = ({ to }) => to === 'b'
+    const op = net.get('a', 's', key!)
+    const r = net.await(op, 5_000)
+    expect(r).toMatchObject({ ok: false, error: { reason: 'Timeout' } })
+    // the engine's own time kept going forward: what it asks for next is within its timeouts
+    const e = net.node('a')
+    expect(e.wakeIn(net.clock('a'))).toBeLessThanOrEqual(e.options.syncIntervalMs)
+  })
+})
+
+describe('cache engine: anti-entropy between owners', () => {
+  const setup = () => {
+    const net = new Net()
+    for (const id of ['a', 'b', 'c']) net.add(id)
+    net.members(['a', 'b', 'c'])
+    net.createBucket('s')
+    return net
+  }
+
+  it('an owner that missed writes and deletes gets them from the other owner within two rounds, with no membership change', () => {
+    const net = setup()
+    const keys = keysWhere(['a', 'b', 'c'], 's', 30, (o) => o[0] === 'a' && o[1] === 'b')
+    for (const key of keys) net.must(net.put('c', 's', key, bytes(`old ${key}`)))
+    // b misses every write from now on (a cut between c and b that heals without a membership change)
+    net.drop = ({ to, message }) => to === 'b' && (message._tag === 'Put' || message._tag === 'Delete')
+    const deleted = keys.slice(0, 10)
+    for (const key of keys.slice(10)) net.must(net.put('c', 's', key, bytes(`new ${key}`)))
+    for (const key of deleted) net.must(net.del('c', 's', key))
+    net.drop = () => false
+    for (const key of keys) expect(net.held('b', 's', key)!.version).not.toEqual(net.held('a', 's', key)!.version)
+    const pushedBefore = net.node('a').antiEntropy.pushed
+    net.advance(2 * net.node('a').options.syncIntervalMs + 1_000)
+    for (const key of keys) expect(net.held('b', 's', key)).toEqual(net.held('a', 's', key))
+    for (const key of deleted) expect(net.held('b', 's', key)!.value).toBeUndefined()
+    expect(net.node('a').antiEntropy.pushed - pushedBefore).toBe(keys.length)
+    // what b holds now is read back everywhere
+    for (const key of keys.slice(10)) for (const n of ['a', 'b', 'c']) expect(text(net.must(net.get(n, 's', key)))).toBe(`new ${key}`)
+  })
+
+  it('the newer copy wins whichever owner holds it: each side pushes only what it holds newer', () => {
+    const net = setup()
+    const [k1, k2] = keysWhere(['a', 'b', 'c'], 's', 2, (o) => o.includes('a') && o.includes('b'))
+    net.must(net.put('c', 's', k1!, bytes('v1')))
+    net.must(net.put('c', 's', k2!, bytes('v1')))
+    // a misses k1's next write, b misses k2's
+    net.drop = ({ to, message }) => message._tag === 'Put' && ((to === 'a' && message.key === k1) || (to === 'b' && message.key === k2))
+    net.put('c', 's', k1!, bytes('v2'))
+    net.put('c', 's', k2!, bytes('v2'))
+    net.advance(2_500)
+    net.drop = () => false
+    net.advance(2 * net.node('a').options.syncIntervalMs + 1_000)
+    for (const key of [k1!, k2!]) {
+      expect(text(net.held('a', 's', key)!.value)).toBe('v2')
+      expect(text(net.held('b', 's', key)!.value)).toBe('v2')
+    }
+  })
+
+  it('a periodic round leaves out a bucket written since the previous one; once writes stop the owners converge', () => {
+    const net = setup()
+    const [missed, ...others] = keysWhere(['a', 'b', 'c'], 's', 40, (o) => o[0] === 'a' && o[1] === 'b')
+    // past the round that follows the membership change (it runs whatever the writes)
+    net.advance(net.node('a').options.syncDelayMs + 100)
+    net.drop = ({ to, message }) => to === 'b' && message._tag === 'Put' && message.key === missed
+    net.must(net.put('c', 's', missed!, bytes('only on a')))
+    net.drop = () => false
+    const a = net.node('a')
+    const interval = a.options.syncIntervalMs
+    // writes keep flowing: the periodic rounds leave the bucket out and b stays behind
+    const skippedBefore = a.antiEntropy.skipped
+    for (let i = 0; i < 4 * 4; i++) {
+      net.must(net.put('c', 's', others[i % others.length]!, bytes(`w${i}`)))
+      net.advance(interval / 4)
+    }
+    expect(a.antiEntropy.skipped - skippedBefore).toBeGreaterThanOrEqual(3)
+    expect(net.held('b', 's', missed!)).toBeUndefined()
+    // writes stop: within two rounds b has it
+    net.advance(2 * interval + 1_000)
+    expect(text(net.held('b', 's', missed!)!.value)).toBe('only on a')
+  })
+
+  it('owners in sync exchange one digest per peer and bucket per round, nothing else; differences travel in bounded messages', () => {
+    const net = new Net({ maxMessageSize: 2 * 1024 * 1024 })
+    for (const id of ['a', 'b']) net.add(id)
+    net.members(['a', 'b'])
+    net.createBucket('s')
+    const seen = new Map<string, number>()
+    let largestVersions = 0
+    const count = (tag: string) => seen.get(tag) ?? 0
+    net.drop = ({ message }) => {
+      seen.set(message._tag, count(message._tag) + 1)
+      if (message._tag === 'SyncVersions') largestVersions = Math.max(largestVersions, CacheMessage.encode(message).byteLength)
+      return false
+    }
+    // b holds an older version of 6,000 keys (a long key each): more versions than one message carries
+    const a = net.node('a')
+    const b = net.node('b')
+    const keys = Array.from({ length: 6_000 }, (_, i) => `${'k'.repeat(120)}-${i}`)
+    for (const key of keys) b.buckets.get('s')!.store.put(key, bytes('old'), { ts: b.nextTs(), node: 'b' })
+    for (const key of keys) a.buckets.get('s')!.store.put(key, bytes('new'), { ts: a.nextTs(b.nextTs()), node: 'a' })
+    const interval = a.options.syncIntervalMs
+    const behind = () => keys.filter((key) => text(net.held('b', 's', key)?.value) !== 'new').length
+    let rounds = 0
+    while (behind() > 0 && rounds < 20) {
+      net.advance(interval)
+      rounds++
+    }
+    expect(behind()).toBe(0)
+    expect(rounds).toBeGreaterThan(2)
+    expect(largestVersions).toBeGreaterThan(128 * 1024)
+    expect(largestVersions).toBeLessThanOrEqual(SYNC_VERSIONS_BYTES)
+    // in sync now: a round is one digest, from the node whose id sorts first
+    net.advance(interval)
+    seen.clear()
+    net.advance(interval)
+    expect(Object.fromEntries(seen)).toEqual({ SyncDigest: 1 })
   })
 })

@@ -53,6 +53,8 @@ export class Net {
         handoffBatchBytes: 1024 * 1024,
         maxPeerBytes: 32 * 1024 * 1024,
         maxClockAheadMs: 3_600_000,
+        syncIntervalMs: 5_000,
+        syncDelayMs: 1_000,
         ...this.defaults,
         ...options
       },

@@ -14,6 +14,8 @@
  * | 0x08 | BucketInfo | ttlMs f64, maxSize u32, replicas u8 |
  * | 0x09 | HandoffBatch | id u32, entries as in Handoff; answered by an Ack once stored |
  * | 0x0a | AckOlder | id u32, ts f64, node: the write lost to this newer version held by the owner |
+ * | 0x0b | SyncDigest | sums: u32 per key range (anti-entropy: the keys both nodes own, by range of their hash) |
+ * | 0x0c | SyncVersions | reply bool, ranges: u16 each, entries: key, ts f64, node (every key of those ranges the sender holds) |
  *
  * Versions are (ts, node): last write wins, ties broken by node id. Request ids correlate
  * answers; every Get gets a GetResponse (a miss too). A write that is older than what an owner
@@ -106,6 +108,33 @@ export interface AckOlder {
   readonly node: string
 }
 
+/**
+ * Anti-entropy between two owners: per key range, a sum of hashes of (key, version) over the
+ * keys of the bucket that both nodes own (in the sender's view), tombstones included.
+ */
+export interface SyncDigest {
+  readonly _tag: 'SyncDigest'
+  readonly sums: ReadonlyArray<number>
+}
+
+export interface SyncVersion {
+  readonly key: string
+  readonly ts: number
+  readonly node: string
+}
+
+/**
+ * The versions the sender holds of every key in `ranges` that both nodes own: the receiver
+ * hands it what it holds newer or what is missing here; with `reply`, it answers with its own
+ * versions of those ranges when it holds something older or lacks a key.
+ */
+export interface SyncVersions {
+  readonly _tag: 'SyncVersions'
+  readonly reply: boolean
+  readonly ranges: ReadonlyArray<number>
+  readonly entries: ReadonlyArray<SyncVersion>
+}
+
 export interface HandoffDone {
   readonly _tag: 'HandoffDone'
   readonly epoch: number
@@ -118,7 +147,7 @@ export interface BucketInfo {
   readonly replicas: number
 }
 
-export type CacheMessage = Put | Delete | Ack | Get | GetResponse | Handoff | HandoffDone | BucketInfo | HandoffBatch | AckOlder
+export type CacheMessage = Put | Delete | Ack | Get | GetResponse | Handoff | HandoffDone | BucketInfo | HandoffBatch | AckOlder | SyncDigest | SyncVersions
 
 const status = <S extends number>(r: SystemMessage.Reader, max: number, what: string): S => {
   const s = r.u8()
@@ -238,6 +267,37 @@ const set = SystemMessage.messageSet<CacheMessage>('cache', [
       w.u32(m.id).f64(m.ts).string(m.node)
     },
     read: (r) => ({ _tag: 'AckOlder', id: r.u32(), ts: r.f64(), node: r.string() })
+  }),
+  SystemMessage.define<SyncDigest>({
+    tag: 'SyncDigest',
+    type: 0x0b,
+    version: 1,
+    write: (w, m) => {
+      w.array(m.sums, (w2, s) => {
+        w2.u32(s)
+      })
+    },
+    read: (r) => ({ _tag: 'SyncDigest', sums: r.array((r2) => r2.u32(), 4) })
+  }),
+  SystemMessage.define<SyncVersions>({
+    tag: 'SyncVersions',
+    type: 0x0c,
+    version: 1,
+    write: (w, m) => {
+      w.bool(m.reply)
+        .array(m.ranges, (w2, x) => {
+          w2.u16(x)
+        })
+        .array(m.entries, (w2, e) => {
+          w2.string(e.key).f64(e.ts).string(e.node)
+        })
+    },
+    read: (r) => ({
+      _tag: 'SyncVersions',
+      reply: r.bool(),
+      ranges: r.array((r2) => r2.u16(), 2),
+      entries: r.array((r2) => ({ key: r2.string(), ts: r2.f64(), node: r2.string() }), 12)
+    })
   })
 ])
 
@@ -251,6 +311,10 @@ export const decodeEffect = set.decodeEffect
 export const putOverhead = (key: string, node: string): number => 2 + 4 + 2 + Buffer.byteLength(key) + 4 + 8 + 2 + Buffer.byteLength(node) + 4 + 1
 /** Bytes a HandoffBatch takes besides its entries. */
 export const handoffBatchOverhead = 2 + 4 + 4
+/** Bytes a SyncVersions takes besides its ranges (2 bytes each) and entries. */
+export const syncVersionsOverhead = 2 + 1 + 4 + 4
+/** Bytes one entry of a SyncVersions takes. */
+export const syncVersionSize = (key: string, node: string): number => 2 + Buffer.byteLength(key) + 8 + 2 + Buffer.byteLength(node)
 /** Bytes one handoff entry takes in a batch. */
 export const handoffEntrySize = (key: string, valueBytes: number, node: string): number =>
   2 + Buffer.byteLength(key) + 1 + 4 + valueBytes + 8 + 2 + Buffer.byteLength(node) + 4

@@ -20,6 +20,12 @@ describe('CacheMessage', () => {
     expect(
       hex(CacheMessage.encode({ _tag: 'HandoffBatch', id: 6, entries: [{ key: 'k', tombstone: false, value: new Uint8Array([9]), ts: 1, node: 'a', ttlLeftMs: 2 }] }))
     ).toBe('0901' + '00000006' + '00000001' + '00016b' + '00' + '0000000109' + '3ff0000000000000' + '000161' + '00000002')
+    expect(hex(CacheMessage.encode({ _tag: 'SyncDigest', sums: [1, 0xffffffff] }))).toBe('0b01' + '00000002' + '00000001' + 'ffffffff')
+    expect(hex(CacheMessage.encode({ _tag: 'SyncVersions', reply: true, ranges: [3], entries: [{ key: 'k', ts: 1, node: 'a' }] }))).toBe(
+      '0c01' + '01' + '00000001' + '0003' + '00000001' + '00016b' + '3ff0000000000000' + '000161'
+    )
+    const versions: CacheMessage.SyncVersions = { _tag: 'SyncVersions', reply: false, ranges: [1, 2], entries: [{ key: 'k', ts: 1, node: 'a' }] }
+    expect(CacheMessage.encode(versions).byteLength).toBe(CacheMessage.syncVersionsOverhead + 2 * 2 + CacheMessage.syncVersionSize('k', 'a'))
   })
 
   it('round-trips every message, with decoded values copied out of the input', () => {
@@ -28,6 +34,8 @@ describe('CacheMessage', () => {
       { _tag: 'Delete', id: 2, key: 'sess:42', ts: 1, node: 'n2', ttlMs: 0, ack: true },
       { _tag: 'Ack', id: 3, status: 0 },
       { _tag: 'Get', id: 4, key: '' },
+      { _tag: 'SyncDigest', sums: [0, 7, 0xffffffff] },
+      { _tag: 'SyncVersions', reply: true, ranges: [0, 63], entries: [{ key: 'é', ts: 1732000000000123, node: 'n1' }] },
       { _tag: 'GetResponse', id: 5, status: 0, value: new Uint8Array(100).fill(7), ts: 2, node: 'n3' },
       {
         _tag: 'Handoff',

@@ -5,7 +5,8 @@
 import { LatencyHistogram } from './latency.js'
 import { BucketStore } from './store.js'
 import type { BucketStats } from './types.js'
-import type { ReadOp } from './reads.js'
+import type { MycelError } from '../MycelError.js'
+import type { Version } from './store.js'
 
 export interface BucketConfig {
   readonly ttlMs: number
@@ -60,4 +61,21 @@ export class BucketState {
       maxSize: this.config.maxSize
     }
   }
+}
+
+/** A remote read in flight (shared by the gets of one key). */
+export interface ReadOp {
+  readonly bucket: BucketState
+  readonly key: string
+  owners: ReadonlyArray<string>
+  index: number
+  attempt: number
+  gone: number
+  generation: number
+  lastError: MycelError | undefined
+  /** The newest tombstone an owner reported (or this node holds): an older value found elsewhere is not returned. */
+  deleted: Version | undefined
+  /** Operations waiting for this read. */
+  readonly ops: Array<number>
+  readonly startedAt: number
 }

@@ -11,83 +11,39 @@
  */
 import { CacheMessage } from '@mycorrizal/wire'
 import { MycelError } from '../MycelError.js'
+import { AntiEntropy } from './antientropy.js'
 import { BucketState, type BucketConfig } from './bucket.js'
 import { Placement } from './placement.js'
-import { onGetAnswer, type ReadOp, startGet } from './reads.js'
-import { Rebalance, type HandoffBatchState } from './rebalance.js'
-import { RequestTable, type RequestBase } from './requests.js'
+import { onGetAnswer, startGet } from './reads.js'
+import { Rebalance } from './rebalance.js'
+import { RequestTable } from './requests.js'
 import type { BucketStats } from './types.js'
-import { onWriteAnswer, startWrite, type WriteOp } from './writes.js'
+import { onWriteAnswer, startWrite } from './writes.js'
+import { closedError, type EngineOptions, type Host, LEAVING_EPOCH, type LogLevel, type NoAnswer, type Output, type Pending, type Request, TS_PER_MS, type WriteOp } from './host.js'
 
-export type LogLevel = 'Debug' | 'Info' | 'Warning' | 'Error'
-
-/** One output of the engine. */
-export type Output =
-  | { readonly _tag: 'Send'; readonly bucket: string; readonly to: string; readonly message: CacheMessage.CacheMessage }
-  | { readonly _tag: 'Done'; readonly op: number; readonly value: Uint8Array | undefined }
-  | { readonly _tag: 'Fail'; readonly op: number; readonly error: MycelError }
-  | { readonly _tag: 'Log'; readonly level: LogLevel; readonly message: string; readonly annotations: Record<string, unknown> }
-
-export interface EngineOptions {
-  readonly self: string
-  readonly maxMessageSize: number
-  /** How long a request waits for its answer (ms). */
-  readonly requestTimeoutMs: number
-  /** After joining, how long to wait for peers' handoffs before calling the node ready anyway (ms). */
-  readonly readyTimeoutMs: number
-  /** A node that still sees no peers after this long (ms) is alone and ready. */
-  readonly settleMs: number
-  /** After a membership change, local misses at an owner are checked with the other owners for this long (ms). */
-  readonly rebalanceWindowMs: number
-  /** Entries per handoff batch at most. */
-  readonly handoffBatch: number
-  /** Bytes per handoff batch at most (capped by the maximum message size). */
-  readonly handoffBatchBytes: number
-  /** Bytes in flight to one peer at most. */
-  readonly maxPeerBytes: number
-  /** Versions further ahead of this node's clock are refused (ms). */
-  readonly maxClockAheadMs: number
-  readonly firstRequestId?: number
-}
-
-/** A request waiting for its answer. */
-export type Request = RequestBase &
-  (
-    | { readonly kind: 'write'; readonly write: WriteOp; readonly generation: number; readonly needed: boolean }
-    | { readonly kind: 'get'; readonly read: ReadOp; readonly generation: number }
-    | { readonly kind: 'handoff'; readonly batch: HandoffBatchState }
-  )
-
-/** How a request ended without a regular answer. */
-export type NoAnswer = 'timeout' | 'gone' | 'notFound'
-
-/** An operation that completes later, through `out`. */
-export const PENDING: unique symbol = Symbol('PENDING')
-export type Pending = typeof PENDING
-
-/**
- * The `HandoffDone` epoch by which a node announces its graceful leave (ahead of its handoff
- * batches, on every bucket's stream). An older node takes it for an ordinary HandoffDone.
- */
-export const LEAVING_EPOCH = 0xffffffff
-
-/** Version timestamps are integers: milliseconds times this, plus a logical counter. */
-export const TS_PER_MS = 1000
+export { closedError, type EngineOptions, LEAVING_EPOCH, type LogLevel, type NoAnswer, type Output, PENDING, type Pending, type Request, TS_PER_MS } from './host.js'
 
 interface Timer {
   readonly at: number
   readonly run: () => void
 }
 
-export class Engine {
-  /** The current time (ms since epoch), as given by the last input. */
+export class Engine implements Host {
+  /**
+   * The engine's time (ms since epoch): the first input's time, then advanced by the time that
+   * passed between inputs. A clock stepping back holds it still (it never goes back, and its
+   * deadlines and timers do not wait for the clock to catch up); a step forward moves it on.
+   */
   now: number
+  /** The time of the last input, as the shell's clock gave it. */
+  private input: number
   readonly out: Array<Output> = []
   readonly buckets = new Map<string, BucketState>()
   readonly requests: RequestTable<Request>
   readonly placement = new Placement()
   members: ReadonlyArray<string>
-  readonly rebalance = new Rebalance(this)
+  readonly rebalance: Rebalance = new Rebalance(this)
+  readonly antiEntropy: AntiEntropy = new AntiEntropy(this)
   /** Writes not yet completed (waiting for answers or for a retry). */
   readonly activeWrites = new Set<WriteOp>()
   /** Bytes handed to the transport for a peer and not yet taken by its stream buffer. */
@@ -112,11 +68,13 @@ export class Engine {
     now: number
   ) {
     this.now = now
+    this.input = now
     this.joinedAt = now
     this.requests = new RequestTable<Request>(options.firstRequestId ?? 1)
     this.members = [...members]
     this.reported = [...members]
     this.placement.setNodes(this.members)
+    this.antiEntropy.schedule(now + options.syncDelayMs, true)
   }
 
   get self(): string {
@@ -160,7 +118,15 @@ export class Engine {
   // ---- time and versions --------------------------------------------------------------
 
   private advance(now: number): void {
-    if (now > this.now) this.now = now
+    if (now > this.input) this.now += now - this.input
+    this.input = now
+  }
+
+  /** How long from the shell's `now` until the engine wants its next tick (ms), if ever. */
+  wakeIn(now: number): number | undefined {
+    this.advance(now)
+    const at = this.nextWake()
+    return at === undefined ? undefined : Math.max(0, at - this.now)
   }
 
   /** A version timestamp after everything this node has seen, and at least `atLeast`. */
@@ -392,6 +358,12 @@ export class Engine {
         this.checkReady()
         return
       }
+      case 'SyncDigest':
+        this.antiEntropy.onDigest(bucket, from, message)
+        return
+      case 'SyncVersions':
+        this.antiEntropy.onVersions(bucket, from, message)
+        return
       case 'BucketInfo': {
         const o = bucket.config
         if (message.ttlMs !== o.ttlMs || message.maxSize !== o.maxSize || message.replicas !== o.replicas) {
@@ -433,6 +405,7 @@ export class Engine {
     const alive = new Set(after)
     for (const request of this.requests.takeWhere((r) => !alive.has(r.peer))) this.answer(request, 'gone')
     this.rebalance.membershipChanged(old)
+    this.antiEntropy.membershipChanged()
   }
 
   /**
@@ -512,6 +485,7 @@ export class Engine {
     if (this.closed) return
     this.closed = true
     this.timers = []
+    this.antiEntropy.close()
     this.requests.takeWhere(() => true)
     for (const write of this.activeWrites) {
       if (write.done) continue
@@ -529,6 +503,5 @@ export class Engine {
 
 const EMPTY = new Uint8Array(0)
 
-export const closedError = () => new MycelError({ reason: 'Closed', message: 'the cache is shutting down' })
 
 const requestBucket = (r: Request): string => (r.kind === 'write' ? r.write.bucket.name : r.kind === 'get' ? r.read.bucket.name : r.batch.bucket)

@@ -8,10 +8,10 @@
  * mixer is murmur3's 32-bit finalizer, which spreads FNV's weak low bits.
  */
 
-const FNV_OFFSET = 0x811c9dc5
+export const FNV_OFFSET = 0x811c9dc5
 const FNV_PRIME = 0x01000193
 
-const fnv1a = (s: string, seed: number): number => {
+export const fnv1a = (s: string, seed: number): number => {
   let h = seed
   for (let i = 0; i < s.length; i++) {
     h ^= s.charCodeAt(i)
@@ -21,7 +21,7 @@ const fnv1a = (s: string, seed: number): number => {
 }
 
 /** murmur3 fmix32. */
-const mix = (h: number): number => {
+export const mix = (h: number): number => {
   h ^= h >>> 16
   h = Math.imul(h, 0x85ebca6b)
   h ^= h >>> 13

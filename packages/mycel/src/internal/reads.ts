@@ -10,26 +10,13 @@
  */
 import { CacheMessage } from '@mycorrizal/wire'
 import { MycelError } from '../MycelError.js'
-import type { BucketState } from './bucket.js'
-import { closedError, type Engine, type NoAnswer, PENDING, type Pending, type Request } from './engine.js'
+import type { BucketState, ReadOp } from './bucket.js'
+import { closedError, type Host as Engine, type NoAnswer, PENDING, type Pending, type Request } from './host.js'
+
+export type { ReadOp } from './bucket.js'
 import { newer, type Version } from './store.js'
 import { MAX_GONE_ATTEMPTS, RETRY_DELAY_MS } from './writes.js'
 
-export interface ReadOp {
-  readonly bucket: BucketState
-  readonly key: string
-  owners: ReadonlyArray<string>
-  index: number
-  attempt: number
-  gone: number
-  generation: number
-  lastError: MycelError | undefined
-  /** The newest tombstone an owner reported (or this node holds): an older value found elsewhere is not returned. */
-  deleted: Version | undefined
-  /** Operations waiting for this read. */
-  readonly ops: Array<number>
-  readonly startedAt: number
-}
 
 const GET_BYTES = 64
 

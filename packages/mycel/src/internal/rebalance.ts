@@ -15,14 +15,12 @@
  */
 import { CacheMessage } from '@mycorrizal/wire'
 import type { BucketState } from './bucket.js'
-import type { Engine, NoAnswer, Request } from './engine.js'
+import type { Host as Engine, NoAnswer, Request } from './host.js'
+
+export type { HandoffBatchState } from './host.js'
 import type { Placement } from './placement.js'
 import type { Entry, Version } from './store.js'
 
-export interface HandoffBatchState {
-  readonly bucket: string
-  readonly entries: ReadonlyArray<{ readonly key: string; readonly version: Version }>
-}
 
 const MAX_BACKOFF_MS = 2_000
 const BASE_BACKOFF_MS = 50
@@ -103,6 +101,11 @@ export class Rebalance {
       }
     }
     this.pump()
+  }
+
+  /** Queues `key` for `peer` (anti-entropy: the peer owns it and lacks this version); ownership is checked again when its batch is built. */
+  push(peer: string, bucket: string, key: string): void {
+    this.queue(peer, bucket, key)
   }
 
   private queue(peer: string, bucket: string, key: string): void {

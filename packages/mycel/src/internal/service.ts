@@ -62,6 +62,8 @@ export const makeService = (options: MycelOptions = {}) =>
         handoffBatchBytes: options.handoffBatchBytes ?? 1024 * 1024,
         maxPeerBytes: options.maxPeerBytes ?? 32 * 1024 * 1024,
         maxClockAheadMs: durationMs(options.maxClockAhead, '1 hour'),
+        syncIntervalMs: durationMs(options.antiEntropyInterval, '5 seconds'),
+        syncDelayMs: 1_000,
         ...(options.firstRequestId === undefined ? {} : { firstRequestId: options.firstRequestId })
       },
       nodosum.nodes(),
@@ -149,8 +151,10 @@ export const makeService = (options: MycelOptions = {}) =>
       const at = engine.nextWake()
       if (at === undefined || at >= timerAt) return
       timerAt = at
+      // the engine's time never goes back: the wait is measured on it, not on the clock
+      const wait = engine.wakeIn(now()) ?? 0
       runInScope(
-        Effect.suspend(() => Effect.sleep(Duration.millis(Math.max(0, Math.ceil(at - now()))))).pipe(
+        Effect.sleep(Duration.millis(Math.ceil(wait))).pipe(
           Effect.andThen(
             Effect.sync(() => {
               if (timerAt === at) timerAt = Infinity

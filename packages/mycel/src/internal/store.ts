@@ -72,6 +72,8 @@ export class BucketStore {
   private hits = 0
   private misses = 0
   private puts = 0
+  /** Entries written (values, tombstones, merges): anti-entropy waits while it moves. */
+  writes = 0
   private deletes = 0
   /** Set while we remove an entry ourselves, so dispose does not count it as an eviction. */
   private removing = false
@@ -165,6 +167,7 @@ export class BucketStore {
   private write(key: string, entry: Entry): boolean {
     const current = this.peek(key)
     if (current !== undefined && !newer(entry.version, current.version)) return false
+    this.writes++
     if (entry.value === undefined) {
       // a tombstone outlives the copy it deletes
       const expiresAt = current !== undefined && current.expiresAt > entry.expiresAt ? current.expiresAt : entry.expiresAt

@@ -20,8 +20,9 @@
 import { CacheMessage } from '@mycorrizal/wire'
 import { MycelError } from '../MycelError.js'
 import type { BucketState } from './bucket.js'
-import { closedError, type Engine, type NoAnswer, PENDING, type Pending, type Request } from './engine.js'
-import type { Version } from './store.js'
+import { closedError, type Host as Engine, type NoAnswer, PENDING, type Pending, type Request, type WriteOp } from './host.js'
+
+export type { WriteOp } from './host.js'
 
 /** Sends of a write whose owners went away while it waited. */
 export const MAX_GONE_ATTEMPTS = 3
@@ -29,25 +30,6 @@ export const MAX_GONE_ATTEMPTS = 3
 export const MAX_REWRITES = 8
 export const RETRY_DELAY_MS = 50
 
-export interface WriteOp {
-  readonly op: number
-  readonly bucket: BucketState
-  readonly key: string
-  /** undefined: a delete. */
-  readonly value: Uint8Array | undefined
-  readonly ttlMs: number | undefined
-  version: Version | undefined
-  /** Sends so far; answers to an earlier one are stale. */
-  generation: number
-  goneAttempts: number
-  rewrites: number
-  /** Acknowledgements still awaited for this generation. */
-  waiting: number
-  readonly startedAt: number
-  /** True when some owner other than this node is asked: the latency is recorded. */
-  remote: boolean
-  done: boolean
-}
 
 /** Starts a put (value) or delete (undefined): undefined when done at once, an error, or PENDING. */
 export const startWrite = (e: Engine, op: number, name: string, key: string, value: Uint8Array | undefined, ttlMs: number | undefined): undefined | MycelError | Pending => {

@@ -26,7 +26,7 @@ export interface DialerOptions {
   readonly lateDialMs: number
   readonly discoveryIntervalMs: number
   /**
-   * Dials that gossip may start per second (default 16); members beyond wait for the next
+   * Dials that gossip may start per second (default 64: a 100-node mesh forms without waiting on it); members beyond wait for the next
    * second. Gossip comes only from authenticated peers and names only members the sender holds
    * an authenticated session with (or itself), and this budget keeps a peer from turning the
    * node into a dialing reflector.
@@ -207,7 +207,7 @@ export class Dialer {
       this.gossipDials = 0
     }
     const address = { host: member.host, port: member.port }
-    if (this.gossipDials < (this.options.gossipDialsPerSecond ?? 16)) {
+    if (this.gossipDials < (this.options.gossipDialsPerSecond ?? 64)) {
       this.gossipDials++
       return { _tag: 'Dial', address, reconnect: undefined }
     }

@@ -40,6 +40,7 @@ export const libraryConfig = (settings: NodeSettings): MycorrizalConfig => ({
   dns: settings.dns,
   dnsPort: settings.dns === undefined ? undefined : settings.dnsPort,
   consul: settings.consul,
+  ...(settings.consulToken === undefined ? {} : { consulToken: settings.consulToken }),
   single: settings.single,
   heartbeatInterval: settings.heartbeatIntervalMs,
   failureTimeout: settings.failureTimeoutMs

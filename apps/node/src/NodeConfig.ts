@@ -46,6 +46,8 @@ export interface NodeSettings {
   readonly dns: string | undefined
   readonly dnsPort: number | undefined
   readonly consul: string | undefined
+  /** Consul ACL token, sent as `X-Consul-Token` (optional field: settings built elsewhere may leave it out). */
+  readonly consulToken?: Redacted.Redacted<string> | undefined
   readonly clusterSecret: Redacted.Redacted<string> | undefined
   /** PEM contents read from the files named by `--tls-ca`, `--tls-cert` and `--tls-key`. */
   readonly tls: { readonly ca: string; readonly cert: string; readonly key: Redacted.Redacted<string> } | undefined
@@ -167,6 +169,8 @@ export const fields: ReadonlyArray<Field> = [
   field('dns', 'dns', text('a DNS name'), 'DNS name whose A/AAAA records (with --dns-port) or SRV records (a name starting with "_") are the seeds'),
   field('dnsPort', 'dns-port', port(1), 'QUIC port of the addresses --dns resolves to (default: --port)'),
   field('consul', 'consul', text('a URL such as http://127.0.0.1:8500'), 'Consul agent URL; the seeds are the healthy instances of service "mycorrizal"'),
+  field('consulToken', 'consul-token', text('a Consul ACL token'), 'Consul ACL token (sent as X-Consul-Token); prefer --consul-token-file or the variable. Credentials in the --consul URL go as Authorization: Basic'),
+  field('consulTokenFile', 'consul-token-file', text('a path to a file'), 'file holding the Consul ACL token, instead of --consul-token'),
   field('clusterSecret', 'cluster-secret', text(`at least ${MIN_SECRET_LENGTH} characters`), `shared secret (a key of at least ${MIN_SECRET_LENGTH} characters; \`mycorrizal secret\` prints one) that authenticates nodes; prefer --cluster-secret-file or the variable: a flag shows in the process list`),
   field('clusterSecretFile', 'cluster-secret-file', text('a path to a file'), 'file holding the cluster secret (surrounding whitespace ignored), instead of --cluster-secret'),
   field('tlsCa', 'tls-ca', text('a path to a PEM file'), 'mTLS: PEM file of the cluster CA'),
@@ -189,7 +193,8 @@ const byKey = new Map(fields.map((f) => [f.key, f]))
 export const secretFields = [
   { key: 'clusterSecret', file: 'clusterSecretFile' },
   { key: 'adminToken', file: 'adminTokenFile' },
-  { key: 'adminReadToken', file: 'adminReadTokenFile' }
+  { key: 'adminReadToken', file: 'adminReadTokenFile' },
+  { key: 'consulToken', file: 'consulTokenFile' }
 ] as const
 
 /**
@@ -337,6 +342,7 @@ export const resolve = (flags: RawSettings, env: Record<string, string | undefin
       dns: get<string>('dns'),
       dnsPort: get<number>('dnsPort') ?? (get<string>('dns') !== undefined && !get<string>('dns')!.startsWith('_') ? portValue || undefined : undefined),
       consul: get<string>('consul'),
+      consulToken: Option.fromNullable(get<string>('consulToken')).pipe(Option.map(Redacted.make), Option.getOrUndefined),
       clusterSecret: secret === undefined ? undefined : Redacted.make(secret),
       tls,
       buckets: get<ReadonlyArray<BucketSpec>>('buckets') ?? [],

@@ -115,6 +115,11 @@ describe('NodeConfig', () => {
         expect(Redacted.value(s.adminToken!)).toBe('admin-token-from-a-file')
         expect(Redacted.value(s.adminReadToken!)).toBe('read-token-from-a-file')
       }
+      // the Consul ACL token the same ways
+      const consulFile = join(dir, 'consul')
+      writeFileSync(consulFile, 'consul-acl-token-0123\n')
+      expect(Redacted.value(ok({ ...base, consul: 'http://127.0.0.1:8500', consulTokenFile: consulFile }).consulToken!)).toBe('consul-acl-token-0123')
+      expect(Redacted.value(ok({ ...base, consul: 'http://127.0.0.1:8500' }, { MYCORRIZAL_CONSUL_TOKEN_FILE: consulFile }).consulToken!)).toBe('consul-acl-token-0123')
       // the file key in a config file too
       withFile(JSON.stringify({ clusterSecretFile: secretFile }), (config) => expect(Redacted.value(ok({ config }).clusterSecret!)).toBe('s'.repeat(43)))
       // one way only

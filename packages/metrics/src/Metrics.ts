@@ -158,6 +158,21 @@ export const register = (registry: Registry, sources: Sources, options: MetricsO
   totalCounter(registry, 'mycorrizal_handshake_failures_total', 'Peer handshakes refused or failed, by reason', ['reason'], (set) => {
     for (const [reason, n] of Object.entries(nodosum.stats().handshakeFailures)) set({ reason }, n)
   })
+  gauge(registry, 'mycorrizal_handshakes_in_progress', 'Connections in their cluster handshake, not authenticated yet', [], (set) =>
+    set({}, nodosum.stats().handshakesInProgress ?? 0)
+  )
+  gauge(registry, 'mycorrizal_quic_handshakes_in_progress', 'Accepted QUIC connections whose TLS handshake has not finished (half-open)', [], (set) => {
+    const t = nodosum.stats().transport
+    if (t !== undefined) set({}, t.handshakesInProgress)
+  })
+  totalCounter(registry, 'mycorrizal_quic_retries_total', 'QUIC Retry packets sent: address validation asked of a new source', [], (set) => {
+    const t = nodosum.stats().transport
+    if (t !== undefined) set({}, t.retriesSent)
+  })
+  totalCounter(registry, 'mycorrizal_quic_refused_total', 'QUIC Initial packets that created no connection, by reason', ['reason'], (set) => {
+    const t = nodosum.stats().transport
+    if (t !== undefined) for (const [reason, n] of Object.entries(t.refused)) set({ reason }, n)
+  })
 
   // ---- cache ----------------------------------------------------------------------------
   if (mycel !== undefined) {

@@ -241,7 +241,16 @@ describe('Metrics', () => {
   it('process metrics come on the same injected registry, never the global one', async () => {
     const registry = new Registry()
     const fake = {
-      nodosum: { stats: () => ({ peers: [], handshakeFailures: { BadProof: 3 }, handshakesSucceeded: 1, membersByState: { alive: 1, failed: 0, left: 0 } }) },
+      nodosum: {
+        stats: () => ({
+          peers: [],
+          handshakeFailures: { BadProof: 3, UnauthenticatedBytes: 2 },
+          handshakesSucceeded: 1,
+          handshakesInProgress: 4,
+          transport: { handshakesInProgress: 7, retriesSent: 120, refused: { PendingLimit: 0, InvalidToken: 5, SourceRate: 0, SourceTable: 0 } },
+          membersByState: { alive: 1, failed: 0, left: 0 }
+        })
+      },
       streams: { applications: () => [] }
     } as unknown as Metrics.Sources
     Metrics.register(registry, fake)
@@ -251,6 +260,11 @@ describe('Metrics', () => {
     expect(text).toContain('nodejs_active_handles{')
     expect(text).not.toContain('nodejs_active_handles_total')
     expect(text).toContain('mycorrizal_handshake_failures_total{reason="BadProof"} 3')
+    expect(text).toContain('mycorrizal_handshake_failures_total{reason="UnauthenticatedBytes"} 2')
+    expect(text).toContain('mycorrizal_handshakes_in_progress 4')
+    expect(text).toContain('mycorrizal_quic_handshakes_in_progress 7')
+    expect(text).toContain('mycorrizal_quic_retries_total 120')
+    expect(text).toContain('mycorrizal_quic_refused_total{reason="InvalidToken"} 5')
     expect(text).not.toContain('mycorrizal_cache_')
     const { register: global } = await import('prom-client')
     expect(await global.getSingleMetric('mycorrizal_members')).toBeUndefined()

@@ -5,7 +5,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Layer } from 'effect'
+import { Context, Effect, Layer, Redacted } from 'effect'
 import { Resolver } from 'node:dns/promises'
 import { isIP } from 'node:net'
 import type { Discovery as DiscoverySettings } from './NodosumConfig.js'
@@ -78,12 +78,52 @@ interface ConsulEntry {
   readonly Service?: { readonly Address?: string; readonly Port?: number }
 }
 
-/** Consul discovery: the passing instances of a service from `/v1/health/service/<name>?passing`. */
-export const consul = (options: { readonly url: string; readonly service: string; readonly timeoutMs?: number }): Discovery['Type'] => {
-  const endpoint = `${options.url}/v1/health/service/${encodeURIComponent(options.service)}?passing`
+/**
+ * A Consul URL split into the URL to fetch (no credentials: Node's `fetch` refuses them) and
+ * the `Authorization: Basic` header its `user:pass@` asks for. `display` is for logs: never
+ * the credentials.
+ */
+export const consulEndpoint = (url: string): { readonly url: string; readonly display: string; readonly authorization: string | undefined } => {
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    return { url, display: url.replace(/\/\/[^/@]*@/, '//***@'), authorization: undefined }
+  }
+  const authorization =
+    parsed.username === '' && parsed.password === ''
+      ? undefined
+      : `Basic ${Buffer.from(`${decodeURIComponent(parsed.username)}:${decodeURIComponent(parsed.password)}`, 'utf8').toString('base64')}`
+  parsed.username = ''
+  parsed.password = ''
+  const bare = parsed.toString().replace(/\/$/, '')
+  return { url: bare, display: bare, authorization }
+}
+
+/**
+ * Consul discovery: the passing instances of a service from `/v1/health/service/<name>?passing`.
+ * Credentials in the URL (`http://user:pass@consul:8500`) are sent as `Authorization: Basic`,
+ * an ACL token as `X-Consul-Token`; neither appears in `describe` nor in errors.
+ */
+export const consul = (options: {
+  readonly url: string
+  readonly service: string
+  readonly timeoutMs?: number
+  /** Consul ACL token, sent as `X-Consul-Token`. */
+  readonly token?: Redacted.Redacted<string> | undefined
+}): Discovery['Type'] => {
+  const target = consulEndpoint(options.url)
+  const path = `/v1/health/service/${encodeURIComponent(options.service)}?passing`
+  const endpoint = `${target.url}${path}`
+  const headers: Record<string, string> = { accept: 'application/json' }
+  if (target.authorization !== undefined) headers['authorization'] = target.authorization
   const resolve = Effect.tryPromise({
     try: async (signal) => {
-      const response = await fetch(endpoint, { signal: AbortSignal.any([signal, AbortSignal.timeout(options.timeoutMs ?? 3_000)]) })
+      // the token is read at each request, never kept in a string of ours
+      const response = await fetch(endpoint, {
+        headers: options.token === undefined ? headers : { ...headers, 'x-consul-token': Redacted.value(options.token) },
+        signal: AbortSignal.any([signal, AbortSignal.timeout(options.timeoutMs ?? 3_000)])
+      })
       if (!response.ok) throw new Error(`HTTP ${response.status}`)
       const body = (await response.json()) as unknown
       if (!Array.isArray(body)) throw new Error('expected a JSON array of service entries')
@@ -97,9 +137,9 @@ export const consul = (options: { readonly url: string; readonly service: string
       }
       return dedupe(addresses)
     },
-    catch: (e) => new DiscoveryError({ source: 'consul', message: `Consul query ${endpoint} failed: ${(e as Error).message}` })
+    catch: (e) => new DiscoveryError({ source: 'consul', message: `Consul query ${target.display}${path} failed: ${(e as Error).message}` })
   })
-  return { describe: `consul ${options.url} service ${options.service}`, resolve }
+  return { describe: `consul ${target.display} service ${options.service}`, resolve }
 }
 
 /** The discovery the settings ask for. */
@@ -110,7 +150,7 @@ export const fromSettings = (settings: DiscoverySettings): Discovery['Type'] => 
     case 'Dns':
       return dns({ name: settings.name, port: settings.port, server: settings.server })
     case 'Consul':
-      return consul({ url: settings.url, service: settings.service })
+      return consul({ url: settings.url, service: settings.service, token: settings.token })
   }
 }
 

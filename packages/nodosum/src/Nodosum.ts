@@ -13,7 +13,7 @@
 import { Context, type Effect, type Stream } from 'effect'
 import type { ClusterError } from './NodosumError.js'
 import type { PeerStream, PeerStreamHandler } from './PeerStream.js'
-import type { Address, ConnectionStats } from './Transport.js'
+import type { Address, ConnectionStats, TransportStats } from './Transport.js'
 
 export {
   /** Reserved application id of the control stream (handshake, membership, heartbeats). */
@@ -57,6 +57,10 @@ export interface NodosumStats {
   /** Refused handshakes by reason, cumulative. */
   readonly handshakeFailures: Readonly<Record<string, number>>
   readonly handshakesSucceeded: number
+  /** Connections past the transport handshake whose cluster handshake has not finished (unauthenticated), both roles. */
+  readonly handshakesInProgress?: number
+  /** The transport's admission counters (QUIC handshakes in progress, Retry packets, dropped attempts). */
+  readonly transport?: TransportStats
   readonly membersByState: Readonly<Record<MemberState, number>>
 }
 

@@ -20,7 +20,7 @@ export type Auth =
 export type Discovery =
   | { readonly _tag: 'Static'; readonly seeds: ReadonlyArray<Address> }
   | { readonly _tag: 'Dns'; readonly name: string; readonly port: number | undefined; readonly server: Address | undefined }
-  | { readonly _tag: 'Consul'; readonly url: string; readonly service: string }
+  | { readonly _tag: 'Consul'; readonly url: string; readonly service: string; readonly token?: Redacted.Redacted<string> | undefined }
 
 /** Validated settings. */
 export interface NodosumSettings {
@@ -66,6 +66,8 @@ export interface NodosumSettingsInput {
   /** Consul agent URL and service name. */
   readonly consul?: string
   readonly consulService?: string
+  /** Consul ACL token (sent as `X-Consul-Token`). Credentials in the URL are sent as `Authorization: Basic`. */
+  readonly consulToken?: string | Redacted.Redacted<string>
   readonly single?: boolean
   readonly heartbeatInterval?: Duration.DurationInput
   readonly failureTimeout?: Duration.DurationInput
@@ -191,7 +193,8 @@ export const validate = (
         return yield* fail('consul', 'consul must be the agent URL, e.g. http://127.0.0.1:8500')
       }
       if (url.protocol !== 'http:' && url.protocol !== 'https:') return yield* fail('consul', 'consul must be an http:// or https:// URL')
-      discovery = { _tag: 'Consul', url: url.toString().replace(/\/$/, ''), service: input.consulService ?? 'mycorrizal' }
+      const token = input.consulToken === undefined ? undefined : Redacted.isRedacted(input.consulToken) ? input.consulToken : Redacted.make(input.consulToken)
+      discovery = { _tag: 'Consul', url: url.toString().replace(/\/$/, ''), service: input.consulService ?? 'mycorrizal', ...(token === undefined ? {} : { token }) }
     }
     const heartbeatInterval = yield* durationField('heartbeatInterval', input.heartbeatInterval, Duration.millis(500), 10, 60_000)
     const failureTimeout = yield* durationField('failureTimeout', input.failureTimeout, Duration.millis(2_000), 50, 600_000)

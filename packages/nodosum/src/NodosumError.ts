@@ -18,6 +18,7 @@ export type TransportErrorReason =
   | 'StreamReset'
   | 'StreamLimit'
   | 'TransportClosed'
+  | 'UnauthenticatedBytes'
 
 /** A transport operation failed. `code` carries the QUIC or application error code when there is one. */
 export class TransportError extends Data.TaggedError('TransportError')<{

@@ -35,7 +35,12 @@ export const make = (options: QuicTransportOptions): Effect.Effect<Transport['Ty
       datagramSize: settings.datagramSize,
       idleTimeoutMs: Duration.toMillis(settings.idleTimeout),
       handshakeTimeoutMs: Duration.toMillis(settings.handshakeTimeout),
-      socketBufferSize: settings.socketBufferSize
+      socketBufferSize: settings.socketBufferSize,
+      maxPendingHandshakes: settings.maxPendingHandshakes,
+      retryThreshold: settings.retryThreshold,
+      maxHandshakesPerSource: settings.maxHandshakesPerSource,
+      maxNewConnectionsPerSource: settings.maxNewConnectionsPerSource,
+      maxUnauthenticatedBytes: settings.maxUnauthenticatedBytes
     })
     endpoint.onAccept = (connection) => {
       if (!Queue.unsafeOffer(incoming, connection)) connection.close(0, 'accept queue full')
@@ -72,7 +77,8 @@ export const make = (options: QuicTransportOptions): Effect.Effect<Transport['Ty
       address: endpoint.address,
       connect,
       accept: Queue.take(incoming),
-      connections: () => endpoint.connections()
+      connections: () => endpoint.connections(),
+      stats: () => endpoint.stats()
     })
   })
 

@@ -83,6 +83,12 @@ export interface ConnectionHandler {
   readonly onStream: (stream: TransportStream) => void
   /** The connection closed; `error` is undefined for a local close. */
   readonly onClose?: (error: TransportError | undefined) => void
+  /**
+   * This handler authenticates the peer (the cluster handshake): until the connection's
+   * `authenticated()`, the transport applies its limits on unauthenticated connections to an
+   * accepted connection (QUIC: `maxUnauthenticatedBytes`). Absent, the transport keeps none.
+   */
+  readonly authenticates?: boolean
 }
 
 /** Counters of one connection, cheap to read. */
@@ -121,6 +127,22 @@ export interface TransportConnection {
   readonly close: (code?: number, reason?: string) => void
   readonly isClosed: () => boolean
   readonly stats: () => ConnectionStats
+  /**
+   * The cluster handshake on this connection succeeded: lifts the limits a transport keeps on
+   * connections that have not authenticated (`maxUnauthenticatedBytes`). Optional: a transport
+   * without such limits leaves it out.
+   */
+  readonly authenticated?: () => void
+}
+
+/** Admission counters of a transport (optional: the memory transport keeps none). */
+export interface TransportStats {
+  /** Accepted connections whose transport (TLS) handshake has not finished. */
+  readonly handshakesInProgress: number
+  /** Address validations asked of new sources (QUIC Retry packets sent). */
+  readonly retriesSent: number
+  /** Connection attempts dropped before any state was kept, by reason. */
+  readonly refused: Readonly<Record<string, number>>
 }
 
 /** Tunables every transport understands. */
@@ -152,5 +174,7 @@ export class Transport extends Context.Tag('@mycorrizal/nodosum/Transport')<
     readonly accept: Effect.Effect<TransportConnection>
     /** Connections currently open, dialed or accepted. */
     readonly connections: () => ReadonlyArray<TransportConnection>
+    /** Admission counters, when the transport keeps them. */
+    readonly stats?: () => TransportStats
   }
 >() {}

@@ -49,7 +49,13 @@ export const TransportSettings = Schema.Struct({
   writeHighWaterMark: int('writeHighWaterMark', 1, 1024 * MiB, 'bytes queued per stream before write() asks the caller to wait'),
   socketBufferSize: int('socketBufferSize', 64 * KiB, 256 * MiB, 'UDP socket send and receive buffer in bytes'),
   handshakeTimeout: duration('handshakeTimeout', 100, 120_000),
-  idleTimeout: duration('idleTimeout', 100, 3_600_000)
+  idleTimeout: duration('idleTimeout', 100, 3_600_000),
+  maxPendingHandshakes: int('maxPendingHandshakes', 1, 100_000, 'accepted connections still in their QUIC handshake; new Initial packets beyond are dropped'),
+  retryThreshold: int('retryThreshold', 0, 100_000, 'handshakes in progress above which a new source must answer a QUIC Retry first (address validation); 0 always asks'),
+  maxHandshakesPerSource: int('maxHandshakesPerSource', 1, 100_000, 'unvalidated handshakes in progress from one source address before it must answer a Retry'),
+  maxNewConnectionsPerSource: int('maxNewConnectionsPerSource', 1, 1_000_000, 'validated new connections accepted from one source address per second'),
+  maxUnauthenticatedConnections: int('maxUnauthenticatedConnections', 1, 100_000, 'accepted connections past TLS that have not finished the cluster handshake; more are closed'),
+  maxUnauthenticatedBytes: int('maxUnauthenticatedBytes', 16 * KiB, 1024 * MiB, 'bytes a connection may send before it finishes the cluster handshake; beyond, it is closed')
 }).pipe(
   Schema.filter((s) =>
     s.maxStreamWindow < s.streamWindow
@@ -76,6 +82,12 @@ export interface TransportSettings {
   readonly socketBufferSize: number
   readonly handshakeTimeout: Duration.Duration
   readonly idleTimeout: Duration.Duration
+  readonly maxPendingHandshakes: number
+  readonly retryThreshold: number
+  readonly maxHandshakesPerSource: number
+  readonly maxNewConnectionsPerSource: number
+  readonly maxUnauthenticatedConnections: number
+  readonly maxUnauthenticatedBytes: number
 }
 
 /** What callers may pass: any subset, durations as `Duration` or milliseconds. */
@@ -103,7 +115,18 @@ export const defaults: TransportSettings = {
   writeHighWaterMark: 256 * KiB,
   socketBufferSize: 8 * MiB,
   handshakeTimeout: Duration.seconds(5),
-  idleTimeout: Duration.seconds(60)
+  idleTimeout: Duration.seconds(60),
+  // admission (issue #16): a flood of Initials fills at most retryThreshold half-open
+  // handshakes; past it every new source proves its address with a Retry first
+  maxPendingHandshakes: 256,
+  retryThreshold: 16,
+  maxHandshakesPerSource: 8,
+  maxNewConnectionsPerSource: 64,
+  // a stranger past TLS holds at most this much before it proves the secret (or CA certificate):
+  // 256 x 64 KiB = 16 MiB in all (a dialer's TLS flight and handshake messages take a few KiB;
+  // a 100-node cluster restarting at once dials its seed 99 times)
+  maxUnauthenticatedConnections: 256,
+  maxUnauthenticatedBytes: 64 * KiB
 }
 
 /** The flow-control part of the defaults (the settings carry every limit). */

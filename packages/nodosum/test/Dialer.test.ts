@@ -50,6 +50,25 @@ describe('Dialer', () => {
     expect(next).toBe(6_000)
   })
 
+  it('gossip dials are bounded per second: the rest waits for the next second, each address once, however often gossip repeats it (finding 6)', () => {
+    const d = new Dialer(options({ gossipDialsPerSecond: 4 }))
+    const many = Array.from({ length: 10 }, (_, i) => member(`m${String(i).padStart(2, '0')}`))
+    const out = d.learned(500, many, view())
+    // the shell starts each dial at once
+    for (const o of out) if (o._tag === 'Dial') d.dialStarting(o.address)
+    const first = brief(out)
+    expect(first.filter((o) => o.startsWith('Dial:'))).toHaveLength(4)
+    expect(first.filter((o) => o === 'Timer:1000:DeferredDial')).toHaveLength(6)
+    // the same gossip again within the second: no dial, no second timer per address
+    expect(brief(d.learned(600, many, view()))).toEqual([])
+    // the next second: four more, the others deferred again
+    const timers = d.learned(500, [], view())
+    expect(timers).toEqual([])
+    const again = many.slice(4).flatMap((m) => brief(d.fire(1_000, { _tag: 'DeferredDial', member: m }, view())))
+    expect(again.filter((o) => o.startsWith('Dial:'))).toHaveLength(4)
+    expect(again.filter((o) => o === 'Timer:2000:DeferredDial')).toHaveLength(2)
+  })
+
   it('gossip: the smaller id dials at once, the larger waits and dials only if nothing came', () => {
     const d = new Dialer(options())
     // b < c: dial c now; a < b: wait for a to dial us

@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from '@effect/vitest'
-import { Effect } from 'effect'
+import { Effect, Either, Redacted } from 'effect'
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { createSocket } from 'node:dgram'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import * as Discovery from '../src/Discovery.js'
+import * as NodosumConfig from '../src/NodosumConfig.js'
 
 const freeUdpPort = () =>
   new Promise<number>((resolve, reject) => {
@@ -112,10 +113,12 @@ describe('Consul discovery against an HTTP server with the documented response',
   let body: unknown = []
   let status = 200
   const requests: Array<string> = []
+  const headers: Array<Record<string, string | Array<string> | undefined>> = []
 
   beforeAll(async () => {
     server = createServer((req, res) => {
       requests.push(req.url ?? '')
+      headers.push(req.headers)
       res.writeHead(status, { 'content-type': 'application/json' })
       res.end(JSON.stringify(body))
     })
@@ -153,4 +156,32 @@ describe('Consul discovery against an HTTP server with the documented response',
       expect(e2.message).toContain('JSON array')
     })
   )
+
+  it.effect('credentials in the URL go as Authorization: Basic, an ACL token as X-Consul-Token; neither is logged', () =>
+    Effect.gen(function* () {
+      body = [{ Node: { Address: '127.0.0.41' }, Service: { Address: '', Port: 7301 } }]
+      status = 200
+      const withCredentials = url.replace('http://', 'http://ops:p%40ss-w0rd@')
+      const discovery = Discovery.consul({ url: withCredentials, service: 'mycorrizal', token: Redacted.make('acl-token-0123') })
+      expect(yield* discovery.resolve).toEqual([{ host: '127.0.0.41', port: 7301 }])
+      const seen = headers.at(-1)!
+      expect(seen['authorization']).toBe(`Basic ${Buffer.from('ops:p@ss-w0rd').toString('base64')}`)
+      expect(seen['x-consul-token']).toBe('acl-token-0123')
+      expect(discovery.describe).not.toContain('w0rd')
+      status = 500
+      const error = yield* Effect.flip(discovery.resolve)
+      expect(error.message).toContain('HTTP 500')
+      expect(error.message).not.toMatch(/w0rd|ops:|acl-token/)
+    })
+  )
+
+  it('the settings carry the token from consulToken; the URL keeps its credentials for the request only', () => {
+    const settings = Either.getOrThrow(NodosumConfig.validate({ nodeId: 'n', single: true, consul: 'http://ops:secret@127.0.0.1:8500', consulToken: 'tok' }))
+    expect(settings.discovery._tag === 'Consul' && Redacted.value(settings.discovery.token!)).toBe('tok')
+    expect(Discovery.consulEndpoint('http://ops:secret@127.0.0.1:8500/')).toEqual({
+      url: 'http://127.0.0.1:8500',
+      display: 'http://127.0.0.1:8500',
+      authorization: `Basic ${Buffer.from('ops:secret').toString('base64')}`
+    })
+  })
 })

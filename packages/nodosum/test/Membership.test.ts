@@ -122,10 +122,29 @@ describe('MembershipTable', () => {
     expect(brief(t.tick(6_000, false))).toEqual([])
   })
 
-  it('a restarted instance replaces the old one: Failed (old) then Joined (new), no reconnect', () => {
+  it('another instance claiming a live member id is dropped: the live session stays (finding 6)', () => {
     const t = table()
     t.connected(0, link('b', 'c1'))
-    const out = t.connected(10, link('b', 'c2', { instanceId: 'b-2' }))
+    t.heard(1_500, 'b', 'c1')
+    const out = t.connected(2_000, link('b', 'c2', { instanceId: 'b-2' }))
+    expect(out.kept).toBe(false)
+    expect(brief(out.outputs)).toEqual([`Drop:c2:${ErrorCode.HandshakeRefused}`])
+    expect(t.members().find((m) => m.id === 'b')?.instanceId).toBe('b-1')
+    expect(t.linkOf('b')).toBe('c1')
+  })
+
+  it('once the old holder closed, the new instance joins', () => {
+    const t = table()
+    t.connected(0, link('b', 'c1'))
+    t.lost(100, 'b', 'c1', 'closed', false)
+    expect(t.connected(200, link('b', 'c2', { instanceId: 'b-2' })).kept).toBe(true)
+    expect(t.members().find((m) => m.id === 'b')?.instanceId).toBe('b-2')
+  })
+
+  it('a restarted instance replaces an old one silent past the failure timeout: Failed (old) then Joined (new), no reconnect', () => {
+    const t = table()
+    t.connected(0, link('b', 'c1'))
+    const out = t.connected(2_001, link('b', 'c2', { instanceId: 'b-2' }))
     expect(out.kept).toBe(true)
     expect(brief(out.outputs)).toEqual([`Drop:c1:${ErrorCode.PeerFailed}`, 'Failed:b', 'Joined:b', 'Announce:b'])
     expect(t.members().find((m) => m.id === 'b')?.instanceId).toBe('b-2')

@@ -53,6 +53,10 @@ export const make = (settings: NodosumSettings, certificate: Uint8Array): Effect
     const peerOf = (id: string) => linked.get(table.linkOf(id) ?? '')
     const handshakeFailures: Record<string, number> = {}
     let handshakesSucceeded = 0
+    /** Connections in their cluster handshake (not authenticated yet), and the accepted ones among them. */
+    let handshakesInProgress = 0
+    let acceptedInProgress = 0
+    const maxUnauthenticated = settings.transport.maxUnauthenticatedConnections
     let acceptor: StreamAcceptor | undefined
 
     const apply = (outputs: ReadonlyArray<Membership.Output>): void => {
@@ -114,6 +118,7 @@ export const make = (settings: NodosumSettings, certificate: Uint8Array): Effect
 
     /** A handshake succeeded: the connection joins the table (or loses a tie-break), its handlers take over. */
     const join = (connection: TransportConnection, session: Session.Session, dialedByUs: boolean): string => {
+      connection.authenticated?.()
       const peer = attach(connection, session, dialedByUs, peerEvents)
       handshakesSucceeded++
       linked.set(connection.id, peer)
@@ -130,7 +135,22 @@ export const make = (settings: NodosumSettings, certificate: Uint8Array): Effect
     }
 
     const establish = (connection: TransportConnection, role: Role): Effect.Effect<string, Refusal> =>
-      Session.run(connection, { ...handshake, role, peerCertificate: connection.peerCertificates()[0], nonce: Auth.nonce() }, settings.transport.maxStreams).pipe(
+      Effect.suspend(() => {
+        const accepted = role === 'acceptor'
+        if (accepted && acceptedInProgress >= maxUnauthenticated) {
+          return Effect.fail<Refusal>({ reason: 'UnauthenticatedLimit', message: `${maxUnauthenticated} connections are already authenticating`, byPeer: false })
+        }
+        handshakesInProgress++
+        if (accepted) acceptedInProgress++
+        return Session.run(connection, { ...handshake, role, peerCertificate: connection.peerCertificates()[0], nonce: Auth.nonce() }, settings.transport.maxStreams).pipe(
+          Effect.ensuring(
+            Effect.sync(() => {
+              handshakesInProgress--
+              if (accepted) acceptedInProgress--
+            })
+          )
+        )
+      }).pipe(
         Effect.filterOrFail(
           () => !table.isLeaving(),
           (): Refusal => ({ reason: 'Leaving', message: 'this node is leaving', byPeer: false })
@@ -222,6 +242,8 @@ export const make = (settings: NodosumSettings, certificate: Uint8Array): Effect
         peers: [...linked.values()].filter((p) => table.linkOf(p.id) === p.connection.id).map(peerStats),
         handshakeFailures: { ...handshakeFailures },
         handshakesSucceeded,
+        handshakesInProgress,
+        ...(transport.stats === undefined ? {} : { transport: transport.stats() }),
         membersByState: table.counts()
       }),
       leave,

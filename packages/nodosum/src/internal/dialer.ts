@@ -25,12 +25,24 @@ export interface DialerOptions {
   readonly reconnect: { readonly initialMs: number; readonly maxMs: number; readonly giveUpMs: number }
   readonly lateDialMs: number
   readonly discoveryIntervalMs: number
+  /**
+   * Dials that gossip may start per second (default 64: a 100-node mesh forms without waiting on it); members beyond wait for the next
+   * second. Gossip comes only from authenticated peers and names only members the sender holds
+   * an authenticated session with (or itself), and this budget keeps a peer from turning the
+   * node into a dialing reflector.
+   */
+  readonly gossipDialsPerSecond?: number
 }
+
+/** Members waiting for gossip dial budget, at most (more are dropped: gossip names them again). */
+const MAX_DEFERRED_DIALS = 1024
 
 /** What a timer is for. */
 export type TimerKey =
   | { readonly _tag: 'Reconnect'; readonly id: string; readonly generation: number }
   | { readonly _tag: 'LateDial'; readonly member: ControlMessage.MemberInfo }
+  /** A gossip dial over the budget, tried again in the next second. */
+  | { readonly _tag: 'DeferredDial'; readonly member: ControlMessage.MemberInfo }
 
 export type Output =
   /** Dial this address; report the end with `dialEnded`. `reconnect` names the member a reconnect is for. */
@@ -63,6 +75,9 @@ export class Dialer {
   private readonly reconnects = new Map<string, Reconnect>()
   private generation = 0
   private leaving = false
+  private gossipWindow = -1
+  private gossipDials = 0
+  private readonly deferred = new Set<string>()
 
   constructor(readonly options: DialerOptions) {
     for (const a of options.selfAddresses) this.self.add(formatAddress(a))
@@ -138,8 +153,10 @@ export class Dialer {
     if (this.leaving) return outputs
     for (const member of members) {
       if (member.nodeId === this.options.selfId || this.knows(member, view)) continue
-      if (this.options.selfId < member.nodeId) outputs.push({ _tag: 'Dial', address: { host: member.host, port: member.port }, reconnect: undefined })
-      else outputs.push({ _tag: 'Timer', at: now + this.options.lateDialMs, key: { _tag: 'LateDial', member } })
+      if (this.options.selfId < member.nodeId) {
+        const dial = this.gossipDial(now, member)
+        if (dial !== undefined) outputs.push(dial)
+      } else outputs.push({ _tag: 'Timer', at: now + this.options.lateDialMs, key: { _tag: 'LateDial', member } })
     }
     return outputs
   }
@@ -158,10 +175,13 @@ export class Dialer {
   }
 
   /** A timer set earlier fired. */
-  fire(_now: number, key: TimerKey, view: MembershipView): Array<Output> {
+  fire(now: number, key: TimerKey, view: MembershipView): Array<Output> {
     if (this.leaving) return []
-    if (key._tag === 'LateDial') {
-      return this.knows(key.member, view) ? [] : [{ _tag: 'Dial', address: { host: key.member.host, port: key.member.port }, reconnect: undefined }]
+    if (key._tag === 'LateDial' || key._tag === 'DeferredDial') {
+      if (key._tag === 'DeferredDial') this.deferred.delete(formatAddress({ host: key.member.host, port: key.member.port }))
+      if (this.knows(key.member, view)) return []
+      const dial = this.gossipDial(now, key.member)
+      return dial === undefined ? [] : [dial]
     }
     const entry = this.reconnects.get(key.id)
     if (entry === undefined || entry.generation !== key.generation) return []
@@ -177,6 +197,25 @@ export class Dialer {
   leave(): void {
     this.leaving = true
     this.reconnects.clear()
+  }
+
+  /** A dial because gossip named the member: within this second's budget, else deferred to the next second (once per address, bounded). */
+  private gossipDial(now: number, member: ControlMessage.MemberInfo): Output | undefined {
+    const window = Math.floor(now / 1000)
+    if (window !== this.gossipWindow) {
+      this.gossipWindow = window
+      this.gossipDials = 0
+    }
+    const address = { host: member.host, port: member.port }
+    if (this.gossipDials < (this.options.gossipDialsPerSecond ?? 64)) {
+      this.gossipDials++
+      return { _tag: 'Dial', address, reconnect: undefined }
+    }
+    const key = formatAddress(address)
+    const at = (window + 1) * 1000
+    if (this.deferred.has(key) || this.deferred.size >= MAX_DEFERRED_DIALS) return undefined
+    this.deferred.add(key)
+    return { _tag: 'Timer', at, key: { _tag: 'DeferredDial', member } }
   }
 
   private knows(member: ControlMessage.MemberInfo, view: MembershipView): boolean {

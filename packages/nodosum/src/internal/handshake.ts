@@ -49,6 +49,8 @@ export type RefusalReason =
   | 'ConnectionClosed'
   | 'HandshakeTimeout'
   | 'Leaving'
+  | 'UnauthenticatedLimit'
+  | 'UnauthenticatedBytes'
   | WireErrorReason
   | (string & {})
 

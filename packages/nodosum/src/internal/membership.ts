@@ -7,7 +7,8 @@
  * | from            | input                                   | to      | event  |
  * | --------------- | --------------------------------------- | ------- | ------ |
  * | (unknown)/failed/left | `connected` (a handshake kept)     | alive   | Joined |
- * | alive           | `connected`, another instance of the id | alive   | Failed (old), Joined (new) |
+ * | alive           | `connected`, another instance, old link heard within `failureTimeout` | alive (old kept) | — (newcomer dropped) |
+ * | alive           | `connected`, another instance, old link silent past `failureTimeout` | alive | Failed (old), Joined (new) |
  * | alive           | `left` (the peer announced Leave)       | left    | Left   |
  * | alive           | `lost` (connection closed or failed)    | failed  | Failed |
  * | alive           | `lost` after losing a duplicate tie-break | suspect | —    |
@@ -150,7 +151,13 @@ export class MembershipTable {
         this.links.set(info.id, { ...info, lastSeen: now })
         return { kept: true, outputs }
       }
-      // a new instance of the same id: the old one is gone
+      // another instance claims a live member's id: the live session stays; the newcomer is
+      // taken only once the old holder is proven gone (silent past failureTimeout, or its
+      // connection closed, which removes its link)
+      if (now - existing.lastSeen <= this.options.failureTimeoutMs) {
+        outputs.push({ _tag: 'Drop', id: info.id, connectionId: info.connectionId, code: ErrorCode.HandshakeRefused, reason: 'node id held by a live member' })
+        return { kept: false, outputs }
+      }
       this.fail(now, info.id, 'replaced by a restarted instance', outputs, false)
     }
     this.links.set(info.id, { ...info, lastSeen: now })

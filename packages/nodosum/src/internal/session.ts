@@ -65,12 +65,15 @@ export const run = (connection: TransportConnection, options: Omit<HandshakeOpti
         apply(
           error?._tag === 'WireError'
             ? core.abort(error.reason, `malformed handshake input: ${error.message}`)
-            : core.abort('ConnectionClosed', 'control stream closed during the handshake')
+            : error?.reason === 'UnauthenticatedBytes'
+              ? core.abort('UnauthenticatedBytes', error.message)
+              : core.abort('ConnectionClosed', 'control stream closed during the handshake')
         )
     }
     const malformed = (e: unknown) =>
       isWireError(e) ? core.abort(e.reason, `malformed handshake message: ${e.message}`) : core.abort('Protocol', `malformed handshake message: ${(e as Error).message}`)
     connection.setHandler({
+      authenticates: true,
       onStream: (stream) => {
         // Streams behind the control stream are held, not read: the peer may have finished its
         // side of the handshake (and opened application streams) before this side verified
@@ -93,7 +96,13 @@ export const run = (connection: TransportConnection, options: Omit<HandshakeOpti
         // a malformed STREAM_INIT closes the stream: the handshake fails at once
         framed.setHandler(feed)
       },
-      onClose: (error) => apply(core.abort('ConnectionClosed', error?.message ?? 'connection closed during the handshake'))
+      // a transport limit on unauthenticated connections keeps its own reason
+      onClose: (error) =>
+        apply(
+          error?.reason === 'UnauthenticatedBytes'
+            ? core.abort('UnauthenticatedBytes', error.message)
+            : core.abort('ConnectionClosed', error?.message ?? 'connection closed during the handshake')
+        )
     })
     if (dialer) {
       try {
@@ -133,6 +142,8 @@ export const refused = (connection: TransportConnection, refusal: Refusal, role:
       const detail = { peerAddress: formatAddress(connection.remoteAddress), role, reason: refusal.reason, detail: refusal.message }
       yield* Effect.logWarning(refusal.byPeer ? 'handshake refused by peer' : 'handshake refused').pipe(Effect.annotateLogs({ node: nodeId, ...detail }))
     }
+    // over the cap of unauthenticated connections: nothing was sent, close at once
+    if (refusal.reason === 'UnauthenticatedLimit') return connection.close(ErrorCode.NotAuthenticated, refusal.reason)
     // a refusal of ours was just sent: give it a moment to reach the peer, which then closes itself
     if (!refusal.byPeer && !connection.isClosed()) yield* Effect.sleep(REFUSAL_GRACE_MS).pipe(Effect.withClock(ioClock))
     if (!connection.isClosed()) connection.close(ErrorCode.HandshakeRefused, refusal.reason)

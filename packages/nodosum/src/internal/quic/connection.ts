@@ -11,11 +11,14 @@ export const cidKey = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOff
 
 const isCryptoCode = (code: number) => code >= 0x100 && code <= 0x1ff
 
+/** Application close code of a connection that sent more than it may before authenticating (`ErrorCode.NotAuthenticated`). */
+export const NOT_AUTHENTICATED = 0x101
+
 /** What a connection needs of its endpoint (`endpoint.ts` implements it). */
 export interface ConnectionHost {
   readonly localHost: HostPort
   readonly address: Address
-  readonly options: { readonly limits: TransportLimits; readonly handshakeTimeoutMs: number }
+  readonly options: { readonly limits: TransportLimits; readonly handshakeTimeoutMs: number; readonly maxUnauthenticatedBytes?: number }
   /** Shared read buffer: `onData` gets views into it, valid only during the call. */
   readonly readBuf: Buffer
   /** The send buffer to fill; replaced when the socket keeps the last one. */
@@ -24,8 +27,8 @@ export interface ConnectionHost {
   markDirty(c: QuicConnection): void
   sendDatagram(buf: Buffer, len: number, to: HostPort): void
   unregister(key: string, c: QuicConnection): void
-  handshakeStarted(): void
-  handshakeEnded(): void
+  handshakeStarted(c: QuicConnection): void
+  handshakeEnded(c: QuicConnection): void
   onAccept: (connection: QuicConnection) => void
   onError: (error: unknown) => void
 }
@@ -60,6 +63,9 @@ export class QuicConnection implements TransportConnection, StreamHost {
   private handler: ConnectionHandler | undefined
   private nextStreamId: number
   streamsOpened = 0
+  /** Bytes an accepted connection may still send before `authenticated()`, once a handler that `authenticates` is set; else Infinity. */
+  private preAuthLeft: number
+  private authenticatedOnce = false
   /** Settles the dialer's wait for the handshake. */
   onEstablished: (() => void) | undefined
   onHandshakeFailed: ((error: TransportError) => void) | undefined
@@ -69,13 +75,16 @@ export class QuicConnection implements TransportConnection, StreamHost {
     readonly qc: QConn,
     readonly initiator: boolean,
     scid: Uint8Array,
-    remote: HostPort
+    remote: HostPort,
+    /** The source host of an accepted connection not validated by a Retry (counted per source while half-open). */
+    readonly unvalidatedSource: string | null = null
   ) {
     this.key = cidKey(scid)
     this.id = endpoint.connectionId()
     this.recvInfo = { from: remote, to: endpoint.localHost }
     this.nextStreamId = initiator ? 0 : 1
-    endpoint.handshakeStarted()
+    this.preAuthLeft = Infinity
+    endpoint.handshakeStarted(this)
     this.handshakeTimer = setTimeout(() => {
       this.handshakeTimer = null
       if (!this.established) {
@@ -106,6 +115,7 @@ export class QuicConnection implements TransportConnection, StreamHost {
 
   recv(data: Buffer, rinfo: dgram.RemoteInfo): void {
     if (this.finalized) return
+    if ((this.preAuthLeft -= data.length) < 0) return this.overUnauthenticatedBytes()
     const from = this.recvInfo.from
     if (from.port !== rinfo.port || from.host !== rinfo.address) {
       this.recvInfo = { from: { host: rinfo.address, port: rinfo.port }, to: this.endpoint.localHost }
@@ -117,6 +127,26 @@ export class QuicConnection implements TransportConnection, StreamHost {
       if (this.qc.localError() === null) this.endpoint.onError(e)
     }
     this.endpoint.markDirty(this)
+  }
+
+  /** The cluster handshake succeeded: the peer may now use the whole flow-control window. */
+  authenticated = (): void => {
+    this.preAuthLeft = Infinity
+    this.authenticatedOnce = true
+  }
+
+  /** Received more than `maxUnauthenticatedBytes` before authenticating: closed, its streams with it. */
+  private overUnauthenticatedBytes(): void {
+    if (this.jsClosed) return
+    const limit = this.endpoint.options.maxUnauthenticatedBytes
+    try {
+      this.qc.close(true, NOT_AUTHENTICATED, Buffer.from('unauthenticated bytes'))
+    } catch {
+      // already closing
+    }
+    this.endpoint.markDirty(this)
+    const error = new TransportError({ reason: 'UnauthenticatedBytes', message: `the peer sent more than ${limit} bytes before authenticating`, code: NOT_AUTHENTICATED })
+    this.closeJs(error, error)
   }
 
   /** Dispatches events, drains quiche's send queue, re-arms the timer. */
@@ -176,7 +206,7 @@ export class QuicConnection implements TransportConnection, StreamHost {
       clearTimeout(this.handshakeTimer)
       this.handshakeTimer = null
     }
-    this.endpoint.handshakeEnded()
+    this.endpoint.handshakeEnded(this)
     if (this.aliasKey !== null) {
       this.endpoint.unregister(this.aliasKey, this)
       this.aliasKey = null
@@ -234,6 +264,12 @@ export class QuicConnection implements TransportConnection, StreamHost {
 
   setHandler = (handler: ConnectionHandler): void => {
     this.handler = handler
+    const max = this.endpoint.options.maxUnauthenticatedBytes
+    if (handler.authenticates === true && !this.initiator && max !== undefined && !this.authenticatedOnce) {
+      // what arrived before (the TLS handshake) counts too
+      this.preAuthLeft = max - this.qc.stats().recvBytes
+      if (this.preAuthLeft < 0) return this.overUnauthenticatedBytes()
+    }
     for (const s of this.pendingIncoming.splice(0)) guard(s, () => handler.onStream(s))
   }
 
@@ -345,7 +381,7 @@ export class QuicConnection implements TransportConnection, StreamHost {
     if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer)
     this.timer = null
     this.handshakeTimer = null
-    if (!this.established) this.endpoint.handshakeEnded()
+    if (!this.established) this.endpoint.handshakeEnded(this)
     this.endpoint.unregister(this.key, this)
     if (this.aliasKey !== null) this.endpoint.unregister(this.aliasKey, this)
     const reason = error ?? this.closeReason()

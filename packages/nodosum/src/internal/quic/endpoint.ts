@@ -6,7 +6,7 @@
  * hot path.
  */
 import { native } from '@matrixai/quic'
-import { createHmac, randomBytes } from 'node:crypto'
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import dgram from 'node:dgram'
 import { isIPv6 } from 'node:net'
 import type { Address, TransportLimits } from '../../Transport.js'
@@ -46,8 +46,44 @@ export interface QuicEndpointOptions {
   readonly idleTimeoutMs: number
   readonly handshakeTimeoutMs: number
   readonly socketBufferSize: number
-  /** Handshakes in progress above which new Initial packets are dropped. */
+  /** Handshakes in progress (accepted, not finished) above which new Initial packets are dropped. */
   readonly maxPendingHandshakes?: number
+  /** Handshakes in progress above which an Initial without a token is answered with a Retry (address validation). */
+  readonly retryThreshold?: number
+  /** Handshakes in progress from one source address, not validated by a Retry, above which its Initials get a Retry. */
+  readonly maxHandshakesPerSource?: number
+  /** Validated new connections accepted from one source address per second. */
+  readonly maxNewConnectionsPerSource?: number
+  /** Bytes an accepted connection may send before the cluster handshake authenticates it. */
+  readonly maxUnauthenticatedBytes?: number
+}
+
+/** Defaults of the admission limits (see `QuicEndpointOptions`). */
+export const admissionDefaults = {
+  maxPendingHandshakes: 256,
+  retryThreshold: 16,
+  maxHandshakesPerSource: 8,
+  maxNewConnectionsPerSource: 64
+} as const
+
+/** Sources tracked per second for `maxNewConnectionsPerSource`; a new source beyond it is refused until the window turns. */
+const SOURCE_TABLE_SIZE = 4096
+/** A Retry token is valid this long (ms). */
+const TOKEN_LIFETIME_MS = 10_000
+const TOKEN_VERSION = 1
+const TOKEN_MAC_LEN = 16
+
+/** Why an Initial packet did not create a connection (counted in `QuicEndpointStats.refused`). */
+export type AdmissionRefusal = 'PendingLimit' | 'InvalidToken' | 'SourceRate' | 'SourceTable'
+
+/** Counters of an endpoint's admission control. */
+export interface QuicEndpointStats {
+  /** Accepted connections whose QUIC (TLS) handshake has not finished. */
+  readonly handshakesInProgress: number
+  /** Retry packets sent (address validation asked of a new source). */
+  readonly retriesSent: number
+  /** Initial packets that created no connection, by reason. */
+  readonly refused: Readonly<Record<AdmissionRefusal, number>>
 }
 
 const buildConfig = (o: QuicEndpointOptions): QConfig => {
@@ -95,6 +131,17 @@ export class QuicEndpoint implements ConnectionHost {
   private readonly cidSeed = randomBytes(32)
   readonly payload: number
   private pendingHandshakes = 0
+  /** Accepted connections still in their QUIC handshake. */
+  private acceptedPending = 0
+  /** Half-open accepted connections not validated by a Retry, by source host. */
+  private readonly unvalidatedBySource = new Map<string, number>()
+  /** Validated connections accepted in the current second, by source host. */
+  private newBySource = new Map<string, number>()
+  private newBySourceWindow = 0
+  private readonly tokenKey = randomBytes(32)
+  private retriesSent = 0
+  private readonly refused: Record<AdmissionRefusal, number> = { PendingLimit: 0, InvalidToken: 0, SourceRate: 0, SourceTable: 0 }
+  private readonly admission: Required<Pick<QuicEndpointOptions, keyof typeof admissionDefaults>>
   private nextId = 1
   closed = false
   /** Accepted connections, once established. */
@@ -106,6 +153,16 @@ export class QuicEndpoint implements ConnectionHost {
     this.payload = Math.min(options.datagramSize, MAX_UDP_PAYLOAD, QUICHE_MAX_PAYLOAD)
     this.sendBuf = Buffer.allocUnsafeSlow(Math.min(options.datagramSize, MAX_UDP_PAYLOAD))
     this.config = buildConfig(options)
+    this.admission = {
+      maxPendingHandshakes: options.maxPendingHandshakes ?? admissionDefaults.maxPendingHandshakes,
+      retryThreshold: options.retryThreshold ?? admissionDefaults.retryThreshold,
+      maxHandshakesPerSource: options.maxHandshakesPerSource ?? admissionDefaults.maxHandshakesPerSource,
+      maxNewConnectionsPerSource: options.maxNewConnectionsPerSource ?? admissionDefaults.maxNewConnectionsPerSource
+    }
+  }
+
+  stats(): QuicEndpointStats {
+    return { handshakesInProgress: this.acceptedPending, retriesSent: this.retriesSent, refused: { ...this.refused } }
   }
 
   /** Binds the socket; an IPv6 host gets an IPv6 socket. */
@@ -199,12 +256,65 @@ export class QuicEndpoint implements ConnectionHost {
     if (this.conns.get(key) === c) this.conns.delete(key)
   }
 
-  handshakeStarted(): void {
+  handshakeStarted(c: QuicConnection): void {
     this.pendingHandshakes++
+    if (c.initiator) return
+    this.acceptedPending++
+    const source = c.unvalidatedSource
+    if (source !== null) this.unvalidatedBySource.set(source, (this.unvalidatedBySource.get(source) ?? 0) + 1)
   }
 
-  handshakeEnded(): void {
+  handshakeEnded(c: QuicConnection): void {
     this.pendingHandshakes--
+    if (c.initiator) return
+    this.acceptedPending--
+    const source = c.unvalidatedSource
+    if (source === null) return
+    const n = (this.unvalidatedBySource.get(source) ?? 1) - 1
+    if (n <= 0) this.unvalidatedBySource.delete(source)
+    else this.unvalidatedBySource.set(source, n)
+  }
+
+  /** An address-bound, expiring token: version, expiry (ms), original dcid, MAC over them and the source host. */
+  private mintToken(odcid: Uint8Array, host: string, now: number): Buffer {
+    const body = Buffer.allocUnsafe(1 + 6 + 1 + odcid.byteLength)
+    body[0] = TOKEN_VERSION
+    body.writeUIntBE(now + TOKEN_LIFETIME_MS, 1, 6)
+    body[7] = odcid.byteLength
+    body.set(odcid, 8)
+    const mac = createHmac('sha256', this.tokenKey).update(body).update(host, 'utf8').digest().subarray(0, TOKEN_MAC_LEN)
+    return Buffer.concat([body, mac])
+  }
+
+  /** The original dcid of a token minted by this endpoint for `host` and not expired; else null. */
+  private checkToken(token: Uint8Array, host: string, now: number): Uint8Array | null {
+    if (token.byteLength < 8 + TOKEN_MAC_LEN || token[0] !== TOKEN_VERSION) return null
+    const b = Buffer.from(token.buffer, token.byteOffset, token.byteLength)
+    const odcidLen = b[7]!
+    if (odcidLen > CID_LEN || b.byteLength !== 8 + odcidLen + TOKEN_MAC_LEN) return null
+    const body = b.subarray(0, 8 + odcidLen)
+    const mac = createHmac('sha256', this.tokenKey).update(body).update(host, 'utf8').digest().subarray(0, TOKEN_MAC_LEN)
+    if (!timingSafeEqual(mac, b.subarray(8 + odcidLen))) return null
+    if (b.readUIntBE(1, 6) < now) return null
+    return new Uint8Array(b.subarray(8, 8 + odcidLen))
+  }
+
+  /** Counts a validated new connection from `host` in this second's window; false over the limit. */
+  private admitSource(host: string, now: number): AdmissionRefusal | undefined {
+    const window = Math.floor(now / 1000)
+    if (window !== this.newBySourceWindow) {
+      this.newBySourceWindow = window
+      this.newBySource = new Map()
+    }
+    const n = this.newBySource.get(host)
+    if (n === undefined && this.newBySource.size >= SOURCE_TABLE_SIZE) return 'SourceTable'
+    if ((n ?? 0) >= this.admission.maxNewConnectionsPerSource) return 'SourceRate'
+    this.newBySource.set(host, (n ?? 0) + 1)
+    return undefined
+  }
+
+  private refuse(reason: AdmissionRefusal): void {
+    this.refused[reason]++
   }
 
   private onMessage = (data: Buffer, rinfo: dgram.RemoteInfo): void => {
@@ -229,8 +339,21 @@ export class QuicEndpoint implements ConnectionHost {
     if (long) this.accept(data, rinfo)
   }
 
+  /**
+   * A long-header packet for no known connection. Admission, cheapest check first: at most
+   * `maxPendingHandshakes` half-open connections; above `retryThreshold` of them, or above
+   * `maxHandshakesPerSource` unvalidated ones from the sender's host, an Initial without a
+   * token gets a stateless Retry, and only an Initial with a valid token (proof that the
+   * sender receives at its address) creates a connection; validated connections are limited
+   * to `maxNewConnectionsPerSource` per source host per second. None of this runs for packets
+   * of known connections.
+   */
   private accept(data: Buffer, rinfo: dgram.RemoteInfo): void {
-    if (this.pendingHandshakes >= (this.options.maxPendingHandshakes ?? 256)) return
+    const admission = this.admission
+    if (this.acceptedPending >= admission.maxPendingHandshakes) {
+      this.refuse('PendingLimit')
+      return
+    }
     let header: native.Header
     try {
       header = quiche.Header.fromSlice(data, CID_LEN)
@@ -249,19 +372,47 @@ export class QuicEndpoint implements ConnectionHost {
       return
     }
     if (header.ty !== quiche.Type.Initial || data.length < 1200) return
+    const now = Date.now()
+    const token = header.token
+    let odcid: Uint8Array | null = null
+    if (token !== undefined && token.byteLength > 0) {
+      odcid = this.checkToken(token, rinfo.address, now)
+      if (odcid === null || header.dcid.byteLength !== CID_LEN) {
+        this.refuse('InvalidToken')
+        return
+      }
+      const refusal = this.admitSource(rinfo.address, now)
+      if (refusal !== undefined) {
+        this.refuse(refusal)
+        return
+      }
+    }
     // derived from the client's dcid, so a retransmitted Initial lands on the same connection
-    const scid = createHmac('sha256', this.cidSeed).update(header.dcid).digest().subarray(0, CID_LEN)
+    const scid = odcid === null ? createHmac('sha256', this.cidSeed).update(header.dcid).digest().subarray(0, CID_LEN) : header.dcid
+    if (odcid === null && (this.acceptedPending >= admission.retryThreshold || (this.unvalidatedBySource.get(rinfo.address) ?? 0) >= admission.maxHandshakesPerSource)) {
+      const out = Buffer.allocUnsafe(1350)
+      try {
+        const n = quiche.retry(header.scid, header.dcid, scid, this.mintToken(header.dcid, rinfo.address, now), header.version, out)
+        this.sendDatagram(out, n, remote)
+        this.retriesSent++
+      } catch (e) {
+        this.onError(e)
+      }
+      return
+    }
     let qc: QConn
     try {
-      qc = quiche.Connection.accept(scid, null, this.localHost, remote, this.config)
+      qc = quiche.Connection.accept(scid, odcid, this.localHost, remote, this.config)
     } catch (e) {
       this.onError(e)
       return
     }
-    const connection = new QuicConnection(this, qc, false, scid, remote)
+    const connection = new QuicConnection(this, qc, false, scid, remote, odcid === null ? rinfo.address : null)
     this.conns.set(connection.key, connection)
-    connection.aliasKey = cidKey(header.dcid)
-    this.conns.set(connection.aliasKey, connection)
+    if (odcid === null) {
+      connection.aliasKey = cidKey(header.dcid)
+      this.conns.set(connection.aliasKey, connection)
+    }
     connection.recv(data, rinfo)
   }
 

@@ -25,7 +25,38 @@ export default [
             { sourceTag: 'layer:metrics', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:streams', 'layer:mycel', 'layer:coordination'] },
             { sourceTag: 'layer:umbrella', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:streams', 'layer:mycel', 'layer:coordination', 'layer:metrics'] },
             { sourceTag: 'layer:app', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:streams', 'layer:mycel', 'layer:coordination', 'layer:metrics', 'layer:umbrella'] },
-            { sourceTag: 'layer:tool', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:streams', 'layer:mycel', 'layer:coordination', 'layer:metrics', 'layer:umbrella', 'layer:tool'] }
+            { sourceTag: 'layer:tool', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:streams', 'layer:mycel', 'layer:coordination', 'layer:metrics', 'layer:umbrella', 'layer:tool'] },
+            // the test kit depends on no Mycorrizal package, so any package's tests may use it
+            { sourceTag: 'layer:testing', onlyDependOnLibsWithTags: [] }
+          ]
+        }
+      ]
+    }
+  },
+  {
+    // test files (and only they) may also use the private test kit, @mycorrizal/testing
+    files: ['**/test/**/*.ts', '**/*.test.ts'],
+    rules: {
+      '@nx/enforce-module-boundaries': [
+        'error',
+        {
+          // tests are never built: a non-buildable test kit is fine
+          enforceBuildableLibDependency: false,
+          allow: [],
+          depConstraints: [
+            { sourceTag: 'layer:wire', onlyDependOnLibsWithTags: ['layer:testing'] },
+            { sourceTag: 'layer:nodosum', onlyDependOnLibsWithTags: ['layer:wire', 'layer:testing'] },
+            { sourceTag: 'layer:streams', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:testing'] },
+            { sourceTag: 'layer:mycel', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:streams', 'layer:testing'] },
+            { sourceTag: 'layer:coordination', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:streams', 'layer:mycel', 'layer:testing'] },
+            { sourceTag: 'layer:metrics', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:streams', 'layer:mycel', 'layer:coordination', 'layer:testing'] },
+            { sourceTag: 'layer:umbrella', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:streams', 'layer:mycel', 'layer:coordination', 'layer:metrics', 'layer:testing'] },
+            { sourceTag: 'layer:app', onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:streams', 'layer:mycel', 'layer:coordination', 'layer:metrics', 'layer:umbrella', 'layer:testing'] },
+            {
+              sourceTag: 'layer:tool',
+              onlyDependOnLibsWithTags: ['layer:wire', 'layer:nodosum', 'layer:streams', 'layer:mycel', 'layer:coordination', 'layer:metrics', 'layer:umbrella', 'layer:tool', 'layer:testing']
+            },
+            { sourceTag: 'layer:testing', onlyDependOnLibsWithTags: [] }
           ]
         }
       ]

@@ -71,6 +71,8 @@ const cacheStatus: Record<MycelError['reason'], number> = {
   BucketNotFound: 404,
   BucketExists: 409,
   InvalidBucket: 400,
+  // the cache's options are checked when the node starts, never by a request
+  InvalidConfig: 500,
   ValueTooLarge: 413,
   Timeout: 504,
   Unavailable: 503,

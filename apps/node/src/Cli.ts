@@ -13,8 +13,9 @@
  * @since 0.1.0
  */
 import { Args, Command, Options } from '@effect/cli'
-import { Certificates } from 'mycorrizal'
+import { Certificates, NodosumConfig } from 'mycorrizal'
 import { Duration, Effect, Either, Option, Schedule } from 'effect'
+import * as Schema from 'effect/Schema'
 import { randomBytes } from 'node:crypto'
 import { closeSync, constants, existsSync, fchmodSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs'
 import { basename, dirname, join, resolve as resolvePath } from 'node:path'
@@ -24,6 +25,8 @@ import * as Logging from './Logging.js'
 import * as Node from './Node.js'
 import { describeField, fields, LogLevels, type NodeConfigError, resolve, type RawSettings, secretFields } from './NodeConfig.js'
 import { redactUrlCredentials } from './Redact.js'
+
+const isNodeId = Schema.is(NodosumConfig.NodeId)
 
 /** Exit code of a command refused for its arguments or settings. */
 export const EXIT_USAGE = 2
@@ -314,7 +317,7 @@ const certsCommand = Command.make(
         .split(',')
         .map((s) => s.trim())
         .filter((s) => s.length > 0)
-      const bad = ids.find((id) => !/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/.test(id))
+      const bad = ids.find((id) => !isNodeId(id))
       if (ids.length === 0 || bad !== undefined) return yield* fail(`--nodes must list node ids (letters, digits, ".", "_", ":", "-"), got ${JSON.stringify(bad ?? o.nodes)}`, EXIT_USAGE)
       if (!Number.isInteger(o.days) || o.days < 1 || o.days > 3650) return yield* fail(`--days must be an integer from 1 to 3650, got ${o.days}`, EXIT_USAGE)
       const caDir = Option.getOrElse(o.caDir, () => defaultCaDir(o.out))

@@ -45,13 +45,30 @@ const stop = (child: ChildProcess): Effect.Effect<void> =>
       resume(Effect.void)
     })
     child.kill('SIGTERM')
+    // interrupted: the timer goes, the child is killed at once
+    return Effect.sync(() => {
+      clearTimeout(killer)
+      child.kill('SIGKILL')
+    })
   })
 
-/** Forks this program's `node` command with `args`; resolves when the node reports ready. */
-const spawn = (id: string, args: ReadonlyArray<string>, env: NodeJS.ProcessEnv, onMessage: (m: NodeMessage) => void) =>
+/**
+ * Forks `program`'s `node` command with `args` (this program's by default); resolves when the
+ * node reports ready. The scope owns the process and the start timer: interrupted before the
+ * node is ready (another node failed to start, Ctrl-C) the timer is cleared and the process
+ * killed, so nothing outlives the scope.
+ */
+export const spawnNode = (
+  id: string,
+  args: ReadonlyArray<string>,
+  env: NodeJS.ProcessEnv,
+  onMessage: (m: NodeMessage) => void,
+  program: string = process.argv[1]!
+) =>
   Effect.acquireRelease(
+    // interruptible while it waits for the node: the canceler below then kills it
     Effect.async<{ child: ChildProcess; ready: Extract<NodeMessage, { type: 'ready' }> }, ClusterError>((resume) => {
-      const child = fork(process.argv[1]!, ['node', ...args], { execArgv: process.execArgv, env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+      const child = fork(program, ['node', ...args], { execArgv: process.execArgv, env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
       let done = false
       const timer = setTimeout(() => {
         if (!done) {
@@ -75,7 +92,12 @@ const spawn = (id: string, args: ReadonlyArray<string>, env: NodeJS.ProcessEnv, 
           resume(Effect.fail(new ClusterError({ message: `node ${id} exited before it was ready (${signal ?? `code ${code}`})` })))
         }
       })
-    }),
+      return Effect.sync(() => {
+        done = true
+        clearTimeout(timer)
+        child.kill('SIGKILL')
+      })
+    }).pipe(Effect.interruptible),
     ({ child }) => stop(child)
   )
 
@@ -98,11 +120,11 @@ export const start = (options: ClusterOptions): Effect.Effect<ReadonlyArray<Node
     }
     const scope = yield* Effect.scope
     yield* Scope.addFinalizer(scope, Effect.sync(() => options.print('every node stopped')))
-    const first = yield* spawn('n1', ['--node-id', 'n1', ...common], env, onMessage)
+    const first = yield* spawnNode('n1', ['--node-id', 'n1', ...common], env, onMessage)
     const seed = `127.0.0.1:${first.ready.quicPort}`
     const rest = yield* Effect.forEach(
       Array.from({ length: options.nodes - 1 }, (_, i) => `n${i + 2}`),
-      (id) => spawn(id, ['--node-id', id, '--seeds', seed, ...common], env, onMessage),
+      (id) => spawnNode(id, ['--node-id', id, '--seeds', seed, ...common], env, onMessage),
       { concurrency: 'unbounded' }
     )
     // finalizers run last-in first: this line comes before the nodes stop

@@ -6,7 +6,7 @@
  * @since 0.1.0
  */
 import { Metrics } from '@mycorrizal/metrics'
-import { Mycel, Mycorrizal, Nodosum, type MycorrizalConfig } from 'mycorrizal'
+import { Mycel, Mycorrizal, Nodosum, type MycorrizalConfig, type MycorrizalError } from 'mycorrizal'
 import { Context, Data, Duration, Effect, Layer, type Scope } from 'effect'
 import * as Admin from './Admin.js'
 import { clusterField, describeField, NodeConfigError, type NodeSettings } from './NodeConfig.js'
@@ -46,13 +46,18 @@ export const libraryConfig = (settings: NodeSettings): MycorrizalConfig => ({
   failureTimeout: settings.failureTimeoutMs
 })
 
-const startError = (error: unknown): NodeConfigError | NodeStartError => {
-  if (typeof error === 'object' && error !== null && (error as { _tag?: string })._tag === 'NodosumConfigError') {
-    const { field, message } = error as { field: string; message: string }
-    const key = clusterField(field)
-    return new NodeConfigError({ field: key, message: `${describeField(key)}: ${message}` })
+/** The umbrella's typed layer error as this process reports it: a cluster setting by its flag, anything else as a start failure. */
+const startError = (error: MycorrizalError): NodeConfigError | NodeStartError => {
+  switch (error._tag) {
+    case 'NodosumConfigError': {
+      const key = clusterField(error.field)
+      return new NodeConfigError({ field: key, message: `${describeField(key)}: ${error.message}` })
+    }
+    case 'TransportError':
+    case 'StreamsError':
+    case 'MycelError':
+      return new NodeStartError({ message: error.message })
   }
-  return new NodeStartError({ message: error instanceof Error ? error.message : String(error) })
 }
 
 /** Starts a node in the current scope; closing the scope stops it (leave, then every resource released). */

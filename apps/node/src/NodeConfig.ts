@@ -1,12 +1,22 @@
 /**
  * Settings of a `mycorrizal node` process, from three sources: flags, `MYCORRIZAL_*`
  * environment variables and a JSON config file (in that order of precedence). Every value is
- * decoded with `effect/Schema`; a bad one stops start-up with a `NodeConfigError` that names
- * the field as a flag, variable and file key, and says what is allowed.
+ * decoded with `effect/Schema`: the cluster settings with the library's own schemas
+ * (`NodosumConfig.fields`, fed the text of a flag), the process's own settings (admin API,
+ * buckets, log level, secret files) with the schemas here. A bad value stops start-up with a
+ * `NodeConfigError` that names the field as a flag, variable and file key, and says what is
+ * allowed.
  *
  * @since 0.1.0
  */
-import { Data, Either, Option, ParseResult, Redacted, Schema } from 'effect'
+import { NodosumConfig } from 'mycorrizal'
+import * as Data from 'effect/Data'
+import * as Duration from 'effect/Duration'
+import * as Either from 'effect/Either'
+import * as Option from 'effect/Option'
+import * as ParseResult from 'effect/ParseResult'
+import * as Redacted from 'effect/Redacted'
+import * as Schema from 'effect/Schema'
 import { readFileSync } from 'node:fs'
 import { redactUrlCredentials } from './Redact.js'
 
@@ -18,7 +28,7 @@ export class NodeConfigError extends Data.TaggedError('NodeConfigError')<{
 }> {}
 
 /** Shortest cluster secret accepted: it is a key, not a password (`mycorrizal secret` prints 43 characters). */
-export const MIN_SECRET_LENGTH = 32
+export const MIN_SECRET_LENGTH = NodosumConfig.MIN_SECRET_LENGTH
 
 /** A cache bucket the node creates at start-up. */
 export interface BucketSpec {
@@ -66,13 +76,24 @@ export interface NodeSettings {
 /** Raw text of each setting, keyed by file key; what the flags and environment give. */
 export type RawSettings = Readonly<Record<string, string | undefined>>
 
-const port = (min: number) =>
-  Schema.compose(
-    Schema.String.pipe(Schema.filter((s) => /^\s*\d{1,5}\s*$/.test(s) && Number(s) >= min && Number(s) <= 65535)).annotations({
-      message: () => `must be an integer from ${min} to 65535`
-    }),
-    Schema.NumberFromString
-  )
+/** The text of a flag as a number for a library schema: NaN (refused by every number rule) unless it is one. */
+const numberText = Schema.transform(Schema.String, Schema.Number, {
+  strict: true,
+  decode: (s) => (/^\s*-?\d+(\.\d+)?\s*$/.test(s) ? Number(s) : NaN),
+  encode: String
+})
+
+/** A flag whose value is checked by a field of the cluster settings (`NodosumConfig.fields`). */
+const cluster = <A>(schema: Schema.Schema<A, never> | Schema.Schema.AnyNoContext, from: Schema.Schema.AnyNoContext = Schema.Trim) =>
+  Schema.compose(from, schema as Schema.Schema.AnyNoContext, { strict: false }) as unknown as Schema.Schema<A, string>
+
+/** A duration flag: `500ms`, `2s`, ... checked by the cluster settings' bounds, in milliseconds. */
+const clusterDuration = (schema: Schema.Schema.AnyNoContext) =>
+  Schema.transform(cluster<Duration.Duration>(schema, duration), Schema.Number, {
+    strict: true,
+    decode: (d) => Duration.toMillis(d),
+    encode: (ms) => Duration.millis(ms)
+  })
 
 const text = (what: string) =>
   Schema.Trim.pipe(Schema.minLength(1)).annotations({ message: () => `must be ${what}` })
@@ -81,10 +102,6 @@ const oneOf = <const L extends ReadonlyArray<string>>(values: L) =>
   Schema.String.pipe(Schema.filter((s): s is L[number] => values.includes(s))).annotations({
     message: () => (values.length === 2 ? `must be ${values[0]} or ${values[1]}` : `must be one of ${values.join(', ')}`)
   })
-
-const ID = Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/)).annotations({
-  message: () => 'must be 1-128 letters, digits, ".", "_", ":" or "-", starting with a letter or digit'
-})
 
 const list = Schema.transform(Schema.String, Schema.Array(Schema.String), {
   strict: true,
@@ -114,6 +131,12 @@ const duration = Schema.transformOrFail(Schema.String, Schema.Number, {
   },
   encode: (ms) => ParseResult.succeed(`${ms}ms`)
 }).annotations({ message: () => 'must be a duration such as 500ms, 2s or 1m' })
+
+const seedList = list.pipe(
+  Schema.filter((seeds) => Either.isRight(Schema.decodeUnknownEither(NodosumConfig.fields.seeds)(seeds)), {
+    message: () => 'must be host:port[,host:port...] with ports from 1 to 65535'
+  })
+)
 
 const BUCKET_NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$/
 
@@ -157,18 +180,18 @@ const field = <A, I extends string>(key: string, flag: string, schema: Schema.Sc
 /** Every setting: file key, flag, environment variable, schema, and what it means. */
 export const fields: ReadonlyArray<Field> = [
   field('config', 'config', text('a path to a JSON file'), 'JSON file with any of these settings, keyed like "nodeId" or "adminPort"'),
-  field('nodeId', 'node-id', ID, 'stable id of this node (default: generated)'),
-  field('clusterId', 'cluster-id', ID, 'nodes of different clusters refuse each other (default "mycorrizal")'),
-  field('host', 'host', text('a host name or IP address to bind'), 'address to bind for QUIC (default 127.0.0.1; 0.0.0.0 for every interface)'),
-  field('port', 'port', port(0), 'UDP port for QUIC (default 7400; 0 picks a free one)'),
-  field('advertiseHost', 'advertise-host', text('a host name or IP address peers can reach'), 'address peers dial (default: the bound one), e.g. the pod IP'),
-  field('advertisePort', 'advertise-port', port(1), 'port peers dial (default: the bound one)'),
+  field('nodeId', 'node-id', cluster(NodosumConfig.fields.nodeId, Schema.String), 'stable id of this node (default: generated)'),
+  field('clusterId', 'cluster-id', cluster(NodosumConfig.fields.clusterId, Schema.String), 'nodes of different clusters refuse each other (default "mycorrizal")'),
+  field('host', 'host', cluster(NodosumConfig.fields.host), 'address to bind for QUIC (default 127.0.0.1; 0.0.0.0 for every interface)'),
+  field('port', 'port', cluster(NodosumConfig.fields.port, numberText), 'UDP port for QUIC (default 7400; 0 picks a free one)'),
+  field('advertiseHost', 'advertise-host', cluster(NodosumConfig.fields.advertiseHost), 'address peers dial (default: the bound one), e.g. the pod IP'),
+  field('advertisePort', 'advertise-port', cluster(NodosumConfig.fields.advertisePort, numberText), 'port peers dial (default: the bound one)'),
   field('adminHost', 'admin-host', text('a host name or IP address to bind'), 'address of the admin HTTP API (default 127.0.0.1; elsewhere a token is required)'),
-  field('adminPort', 'admin-port', port(0), 'port of the admin HTTP API (default 7401; 0 picks a free one)'),
-  field('seeds', 'seeds', list, 'static seeds, host:port[,host:port...]'),
-  field('dns', 'dns', text('a DNS name'), 'DNS name whose A/AAAA records (with --dns-port) or SRV records (a name starting with "_") are the seeds'),
-  field('dnsPort', 'dns-port', port(1), 'QUIC port of the addresses --dns resolves to (default: --port)'),
-  field('consul', 'consul', text('a URL such as http://127.0.0.1:8500'), 'Consul agent URL; the seeds are the healthy instances of service "mycorrizal"'),
+  field('adminPort', 'admin-port', cluster(NodosumConfig.fields.port, numberText), 'port of the admin HTTP API (default 7401; 0 picks a free one)'),
+  field('seeds', 'seeds', seedList, 'static seeds, host:port[,host:port...]'),
+  field('dns', 'dns', cluster(NodosumConfig.fields.dns), 'DNS name whose A/AAAA records (with --dns-port) or SRV records (a name starting with "_") are the seeds'),
+  field('dnsPort', 'dns-port', cluster(NodosumConfig.fields.dnsPort, numberText), 'QUIC port of the addresses --dns resolves to (default: --port)'),
+  field('consul', 'consul', cluster(NodosumConfig.fields.consul), 'Consul agent URL; the seeds are the healthy instances of service "mycorrizal"'),
   field('consulToken', 'consul-token', text('a Consul ACL token'), 'Consul ACL token (sent as X-Consul-Token); prefer --consul-token-file or the variable. Credentials in the --consul URL go as Authorization: Basic'),
   field('consulTokenFile', 'consul-token-file', text('a path to a file'), 'file holding the Consul ACL token, instead of --consul-token'),
   field('clusterSecret', 'cluster-secret', text(`at least ${MIN_SECRET_LENGTH} characters`), `shared secret (a key of at least ${MIN_SECRET_LENGTH} characters; \`mycorrizal secret\` prints one) that authenticates nodes; prefer --cluster-secret-file or the variable: a flag shows in the process list`),
@@ -176,8 +199,8 @@ export const fields: ReadonlyArray<Field> = [
   field('tlsCa', 'tls-ca', text('a path to a PEM file'), 'mTLS: PEM file of the cluster CA'),
   field('tlsCert', 'tls-cert', text('a path to a PEM file'), "mTLS: PEM file of this node's certificate (CN = node id)"),
   field('tlsKey', 'tls-key', text('a path to a PEM file'), "mTLS: PEM file of this node's private key"),
-  field('heartbeatInterval', 'heartbeat-interval', duration, 'how often peers are pinged (default 500ms)'),
-  field('failureTimeout', 'failure-timeout', duration, 'silence after which a peer counts as failed (default 2s; longer than the heartbeat interval)'),
+  field('heartbeatInterval', 'heartbeat-interval', clusterDuration(NodosumConfig.fields.heartbeatInterval), 'how often peers are pinged (default 500ms)'),
+  field('failureTimeout', 'failure-timeout', clusterDuration(NodosumConfig.fields.failureTimeout), 'silence after which a peer counts as failed (default 2s; longer than the heartbeat interval)'),
   field('buckets', 'bucket', buckets, 'cache bucket name:ttl:maxSize, e.g. sessions:60s:10000 (repeat the flag, or comma-separate)'),
   field('logLevel', 'log-level', oneOf(LogLevels), 'least severe level logged (default info)'),
   field('adminToken', 'admin-token', text('at least 16 characters'), 'bearer token for reads and writes on the admin API'),

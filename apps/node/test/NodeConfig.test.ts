@@ -1,5 +1,6 @@
 import { describe, expect, it } from '@effect/vitest'
 import { Either, Redacted } from 'effect'
+import { NodosumConfig } from 'mycorrizal'
 import fc from 'fast-check'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -165,6 +166,22 @@ describe('NodeConfig', () => {
     withFile('{not json', (config) => expect(error({ config }).message).toContain('could not be read as JSON'))
     withFile('[1,2]', (config) => expect(error({ config }).message).toContain('must hold a JSON object'))
     withFile('{"port": {"a": 1}}', (config) => expect(error({ config }).field).toBe('port'))
+  })
+
+  it("a cluster setting is refused by the library's own rule, named as the flag: what the CLI accepts the node starts with", () => {
+    const libraryMessage = (input: NodosumConfig.NodosumSettingsInput) => {
+      const result = NodosumConfig.validate({ single: true, ...input }, {})
+      return Either.isLeft(result) ? result.left.message : 'accepted'
+    }
+    const heartbeat = error({ ...base, heartbeatInterval: '5ms' })
+    expect(heartbeat.message).toBe('--heartbeat-interval (MYCORRIZAL_HEARTBEAT_INTERVAL, "heartbeatInterval" in the config file) must be a duration from 10 ms to 60000 ms, got "5ms"')
+    expect(libraryMessage({ heartbeatInterval: 5 })).toBe('heartbeatInterval must be a duration from 10 ms to 60000 ms')
+    expect(error({ ...base, seeds: '127.0.0.1:7000,nohost' }).message).toBe(
+      '--seeds (MYCORRIZAL_SEEDS, "seeds" in the config file) must be host:port[,host:port...] with ports from 1 to 65535, got "127.0.0.1:7000,nohost"'
+    )
+    const id = error({ ...base, nodeId: 'has space' })
+    expect(id.message).toBe(`--node-id (MYCORRIZAL_NODE_ID, "nodeId" in the config file) ${libraryMessage({ nodeId: 'has space' }).replace(/^nodeId /, '')}, got "has space"`)
+    expect(error({ ...base, consul: 'ftp://x' }).message).toContain('must be the http:// or https:// URL of the Consul agent')
   })
 
   it('any text in any field gives settings or a NodeConfigError naming a known field, never a throw', () => {

@@ -18,9 +18,11 @@
  */
 import type { Nodosum } from '@mycorrizal/nodosum'
 import type { Streams } from '@mycorrizal/streams'
-import { Context, Effect, Layer } from 'effect'
+import { Config, type ConfigError, Context, Effect, Layer } from 'effect'
 import { makeService, type MycelService } from './internal/service.js'
 import type { MycelOptions } from './internal/types.js'
+import * as MycelConfig from './MycelConfig.js'
+import type { MycelError } from './MycelError.js'
 
 export type { BucketOptions, BucketStats, LatencyHistogram, MycelOptions } from './internal/types.js'
 export type { MycelService } from './internal/service.js'
@@ -32,6 +34,13 @@ export class Mycel extends Context.Tag('@mycorrizal/mycel/Mycel')<Mycel, MycelSe
 /** Builds the cache over the node's `Nodosum` and `Streams`. */
 export const make = (options: MycelOptions = {}) => Effect.map(makeService(options), (service) => Mycel.of(service))
 
-/** The cache as a layer over `Nodosum` and `Streams`. */
-export const layer = (options: MycelOptions = {}): Layer.Layer<Mycel, never, Nodosum.Nodosum | Streams.Streams> =>
-  Layer.scoped(Mycel, make(options).pipe(Effect.orDie))
+/** The cache as a layer over `Nodosum` and `Streams`; options out of bounds fail it with `MycelError` (InvalidConfig). */
+export const layer = (options: MycelOptions = {}): Layer.Layer<Mycel, MycelError, Nodosum.Nodosum | Streams.Streams> =>
+  Layer.scoped(Mycel, Effect.zipRight(MycelConfig.validate(options), make(options).pipe(Effect.orDie)))
+
+/**
+ * The cache with options from Effect `Config` (`MycelConfig.config` under `MYCORRIZAL_`:
+ * `MYCORRIZAL_CACHE_REQUEST_TIMEOUT`, ...) over `options`, checked by the same schemas.
+ */
+export const layerConfig = (options: MycelOptions = {}): Layer.Layer<Mycel, MycelError | ConfigError.ConfigError, Nodosum.Nodosum | Streams.Streams> =>
+  Layer.unwrapEffect(Effect.map(Config.nested(MycelConfig.config, 'MYCORRIZAL'), (read) => layer({ ...options, ...read })))

@@ -11,6 +11,8 @@ export type MycelErrorReason =
   | 'BucketNotFound'
   | 'BucketExists'
   | 'InvalidBucket'
+  /** An option of the cache is out of its bounds (`MycelConfig`); the message names it. */
+  | 'InvalidConfig'
   /** The value does not fit in one message; nothing was sent. */
   | 'ValueTooLarge'
   /** No owner of the key answered in time. */

@@ -6,11 +6,12 @@
  * @since 0.1.0
  */
 import { Topics } from '@mycorrizal/coordination'
-import { Mycel } from '@mycorrizal/mycel'
-import { Nodosum, type NodosumConfig } from '@mycorrizal/nodosum'
-import type { Application, ApplicationConfig, ApplicationStats, ReceiveFunc, Stream, StreamStats } from '@mycorrizal/streams'
-import { Streams } from '@mycorrizal/streams'
-import { Cause, Effect, Exit, Fiber, Layer, Logger, LogLevel, ManagedRuntime, Stream as EffectStream } from 'effect'
+import { Mycel, MycelConfig, type MycelError } from '@mycorrizal/mycel'
+import { ConfigError, Nodosum, NodosumConfig, type TransportError } from '@mycorrizal/nodosum'
+import type { Application, ApplicationConfig, ApplicationStats, ReceiveFunc, Stream, StreamStats, StreamsError } from '@mycorrizal/streams'
+import { Streams, StreamsConfig } from '@mycorrizal/streams'
+import * as Schema from 'effect/Schema'
+import { Cause, Config, type ConfigError as EffectConfigError, Effect, Exit, Fiber, Layer, Logger, LogLevel, ManagedRuntime, Stream as EffectStream } from 'effect'
 
 /** Everything a node needs; every field is validated with a message naming it. */
 export interface MycorrizalConfig extends NodosumConfig.NodosumSettingsInput {
@@ -24,14 +25,70 @@ export interface MycorrizalConfig extends NodosumConfig.NodosumSettingsInput {
   readonly topics?: Topics.TopicsOptions
 }
 
+/**
+ * Why the layers of a node could not be built, as the packages' tagged errors:
+ * `NodosumConfigError` (a cluster setting, or `logLevel`; `field` names it), `TransportError`
+ * (the socket could not be bound), `StreamsError` (InvalidConfig: `streamGrace`) and
+ * `MycelError` (InvalidConfig: an option of `cache`).
+ */
+export type MycorrizalError = ConfigError | TransportError | StreamsError | MycelError
+
+/** The log levels of `MycorrizalConfig.logLevel`. */
+export const LogLevels = ['debug', 'info', 'warning', 'error', 'none'] as const
+
+/**
+ * The rule of every field of `MycorrizalConfig`: the packages' schemas (`NodosumConfig.fields`,
+ * `StreamsConfig.fields.grace`, `MycelConfig.Options`) and the log level.
+ */
+export const fields: typeof NodosumConfig.fields & {
+  readonly streamGrace: typeof StreamsConfig.fields.grace
+  readonly logLevel: Schema.Schema<(typeof LogLevels)[number]>
+  readonly cache: typeof MycelConfig.Options
+} = {
+  ...NodosumConfig.fields,
+  streamGrace: StreamsConfig.fields.grace,
+  logLevel: Schema.Literal(...LogLevels).annotations({
+    description: "least severe log level printed (default 'info'); 'none' silences the library",
+    message: () => `must be one of ${LogLevels.join(', ')}`
+  }),
+  cache: MycelConfig.Options
+}
+
 /** The services of one node. */
 export type Services = Nodosum.Nodosum | Streams.Streams | Mycel.Mycel | Topics.Topics
 
-/** The layers of one node, for Effect programs. */
-export const layer = (config: MycorrizalConfig): Layer.Layer<Services, unknown> =>
+/** The layers of one node, for Effect programs; a bad setting fails them with the package error naming it. */
+export const layer = (config: MycorrizalConfig): Layer.Layer<Services, MycorrizalError> =>
   Layer.merge(Mycel.layer(config.cache), Topics.layer(config.topics)).pipe(
     Layer.provideMerge(Streams.layer({ grace: config.streamGrace, transport: config.transport })),
     Layer.provideMerge(Nodosum.layer(config))
+  )
+
+/**
+ * Effect `Config` of a node (the environment by default): `NodosumConfig.config`,
+ * `StreamsConfig.config` and `MycelConfig.config` under `MYCORRIZAL_` (`MYCORRIZAL_NODE_ID`,
+ * `MYCORRIZAL_CLUSTER_SECRET`, `MYCORRIZAL_SEEDS`, `MYCORRIZAL_STREAM_GRACE`,
+ * `MYCORRIZAL_CACHE_REQUEST_TIMEOUT`, ...).
+ */
+export const config: Config.Config<MycorrizalConfig> = Config.nested(
+  Config.all({ node: NodosumConfig.config, streams: StreamsConfig.config, cache: MycelConfig.config }).pipe(
+    Config.map(({ node, streams, cache }): MycorrizalConfig => ({
+      ...node,
+      ...(streams.grace === undefined ? {} : { streamGrace: streams.grace }),
+      ...(Object.keys(cache).length === 0 ? {} : { cache })
+    }))
+  ),
+  'MYCORRIZAL'
+)
+
+/** `layer` with the settings of `config` (the environment) over `input`, checked by the same schemas. */
+export const layerConfig = (
+  input: MycorrizalConfig = {}
+): Layer.Layer<Services, MycorrizalError | EffectConfigError.ConfigError> =>
+  Layer.unwrapEffect(
+    Effect.map(config, (read) =>
+      layer({ ...input, ...read, transport: { ...input.transport, ...read.transport }, cache: { ...input.cache, ...read.cache } })
+    )
   )
 
 /** The cache, with Promises. */
@@ -141,6 +198,9 @@ const levels = {
 
 /** Starts a node: validates the config, binds, joins the cluster through its seeds. */
 export const createMycorrizal = async (config: MycorrizalConfig): Promise<MycorrizalNode> => {
+  if (config.logLevel !== undefined && !Schema.is(fields.logLevel)(config.logLevel)) {
+    throw new ConfigError({ field: 'logLevel', message: `logLevel must be one of ${LogLevels.join(', ')}` })
+  }
   const runtime = ManagedRuntime.make(layer(config).pipe(Layer.provide(Logger.minimumLogLevel(levels[config.logLevel ?? 'info']))))
   const run = <A, E>(effect: Effect.Effect<A, E, Services>): Promise<A> =>
     runtime.runPromiseExit(effect).then((exit) => {

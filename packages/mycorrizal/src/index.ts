@@ -14,6 +14,7 @@ export type {
   MycorrizalApplication,
   MycorrizalCache,
   MycorrizalConfig,
+  MycorrizalError,
   MycorrizalNode,
   MycorrizalStream,
   MycorrizalSubscription,

@@ -11,7 +11,7 @@
  *
  * @since 0.2.0
  */
-import { Duration, Effect, Layer, Redacted, type Scope } from 'effect'
+import { Config, type ConfigError as EffectConfigError, Duration, Effect, Layer, Redacted, type Scope } from 'effect'
 import * as Certificates from './Certificates.js'
 import * as Discovery from './Discovery.js'
 import * as internal from './internal/cluster.js'
@@ -85,3 +85,11 @@ export const layerMemory = (input: NodosumConfig.NodosumSettingsInput): Layer.La
       return layer(settings, identity).pipe(Layer.provide(transport), Layer.provide(Discovery.layer(settings.discovery)))
     })
   )
+
+/**
+ * A node over QUIC whose settings come from Effect `Config` (`NodosumConfig.config` under
+ * `MYCORRIZAL_`: `MYCORRIZAL_NODE_ID`, `MYCORRIZAL_CLUSTER_SECRET`, `MYCORRIZAL_SEEDS`, ...),
+ * over `input`; the values are checked by the same schemas as `layerQuic`'s input.
+ */
+export const layerConfig = (input: NodosumConfig.NodosumSettingsInput = {}): Layer.Layer<Nodosum, ConfigError | TransportError | EffectConfigError.ConfigError> =>
+  Layer.unwrapEffect(Config.nested(NodosumConfig.config, 'MYCORRIZAL').pipe(Effect.map((read) => layerQuic({ ...input, ...read, transport: { ...input.transport, ...read.transport } }))))

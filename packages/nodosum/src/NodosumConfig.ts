@@ -1,12 +1,23 @@
 /**
  * Settings of a cluster node: identity, security, membership timing and discovery.
- * Declared once, validated with `effect/Schema`; a bad value fails with a `ConfigError`
- * naming the field and what is allowed.
+ * Declared once: every field is an `effect/Schema` with its rule, default and description
+ * (`fields`), the same schemas check what `layer(input)` is given, what `layerConfig` reads
+ * from the environment (`config`) and what the `mycorrizal` executable reads from flags. A bad
+ * value fails with a `ConfigError` naming the field and what is allowed.
  *
  * @since 0.1.0
  */
-import { Duration, Effect, Either, Redacted, Schema } from 'effect'
+import * as Config from 'effect/Config'
+import * as Duration from 'effect/Duration'
+import * as Effect from 'effect/Effect'
+import * as Either from 'effect/Either'
+import * as Option from 'effect/Option'
+import * as ParseResult from 'effect/ParseResult'
+import * as Redacted from 'effect/Redacted'
+import * as Schema from 'effect/Schema'
+import * as SchemaAST from 'effect/SchemaAST'
 import { randomBytes } from 'node:crypto'
+import { NODE_ID_PATTERN } from './internal/protocol.js'
 import { ConfigError } from './NodosumError.js'
 import type { Address } from './Transport.js'
 import * as TransportConfig from './TransportConfig.js'
@@ -80,8 +91,6 @@ export interface NodosumSettingsInput {
   readonly transport?: TransportConfig.TransportSettingsInput
 }
 
-const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/
-
 const fail = (field: string, message: string) => Either.left(new ConfigError({ field, message }))
 
 /** Parses `host:port` or `[v6]:port`. */
@@ -92,23 +101,168 @@ export const parseAddress = (text: string): Address | undefined => {
   return port >= 1 && port <= 65535 ? { host: match[1]!, port } : undefined
 }
 
-const durationField = (
-  field: string,
-  value: Duration.DurationInput | undefined,
-  fallback: Duration.Duration,
-  minMs: number,
-  maxMs: number
-): Either.Either<Duration.Duration, ConfigError> => {
-  if (value === undefined) return Either.right(fallback)
-  const decoded = Duration.decodeUnknown(value)
-  if (decoded._tag === 'None') return fail(field, `${field} must be a duration such as 500 (ms) or "2 seconds"`)
-  const ms = Duration.toMillis(decoded.value)
-  if (!(ms >= minMs && ms <= maxMs)) return fail(field, `${field} must be from ${minMs} ms to ${maxMs} ms, got ${ms} ms`)
-  return Either.right(decoded.value)
+const ID_RULE = '1-128 characters of letters, digits, ".", "_", ":" or "-", starting with a letter or digit'
+
+/**
+ * A node id (and the shape of a cluster id): 1 to 128 of `A-Z a-z 0-9 . _ : -`, starting with
+ * a letter or digit. The one definition used by the handshake, the umbrella and the CLI.
+ */
+export const NodeId = Schema.String.pipe(Schema.pattern(NODE_ID_PATTERN)).annotations({
+  identifier: 'NodeId',
+  description: `a node id: ${ID_RULE}`,
+  message: () => `must be ${ID_RULE}`
+})
+
+/** A schema of `unknown` that a parse function turns into `A`, or fails with `message`. */
+const parsed = <A>(identifier: string, parse: (u: unknown) => A | undefined, message: string): Schema.Schema<A, unknown> =>
+  Schema.transformOrFail(Schema.Unknown, Schema.Any as Schema.Schema<A>, {
+    strict: true,
+    decode: (u, _, ast) => {
+      const a = parse(u)
+      return a === undefined ? ParseResult.fail(new ParseResult.Type(ast, u, message)) : ParseResult.succeed(a)
+    },
+    encode: ParseResult.succeed
+  }).annotations({ identifier, message: () => message })
+
+const integer = (min: number, max: number, what: string) =>
+  parsed('Integer', (u) => (typeof u === 'number' && Number.isInteger(u) && u >= min && u <= max ? u : undefined), `must be an integer ${what}`)
+
+const nonEmpty = (what: string) => parsed('NonEmptyString', (u) => (typeof u === 'string' && u.length > 0 ? u : undefined), `must be ${what}`)
+
+const duration = (minMs: number, maxMs: number) =>
+  parsed(
+    'Duration',
+    // Duration clamps a negative number to zero: a negative value is a mistake, not zero
+    (u) => (typeof u === 'number' && !(u >= 0) ? undefined : Option.getOrUndefined(Duration.decodeUnknown(u))),
+    'must be a duration: a Duration, a number of milliseconds or a string like "2 seconds"'
+  ).pipe(
+    Schema.filter(
+      (d) => {
+        const ms = Duration.toMillis(d)
+        return ms >= minMs && ms <= maxMs
+      },
+      { message: () => `must be a duration from ${minMs} ms to ${maxMs} ms` }
+    )
+  )
+
+const redacted = (what: string, ok: (value: string) => boolean) =>
+  parsed(
+    'Redacted',
+    (u) => {
+      const r = Redacted.isRedacted(u) ? (u as Redacted.Redacted<unknown>) : typeof u === 'string' ? Redacted.make(u) : undefined
+      return r !== undefined && typeof Redacted.value(r) === 'string' && ok(Redacted.value(r) as string) ? (r as Redacted.Redacted<string>) : undefined
+    },
+    `must be ${what}`
+  )
+
+const certificate = parsed('Certificate', (u) => (typeof u === 'string' && u.includes('-----BEGIN CERTIFICATE-----') ? u : undefined), 'must be a PEM certificate (-----BEGIN CERTIFICATE-----)')
+
+const seed = parsed<Address>(
+  'Seed',
+  (u) =>
+    typeof u === 'string'
+      ? parseAddress(u)
+      : typeof u === 'object' && u !== null && typeof (u as Address).host === 'string' && (u as Address).host.length > 0 && Number.isInteger((u as Address).port) && (u as Address).port >= 1 && (u as Address).port <= 65535
+        ? { host: (u as Address).host, port: (u as Address).port }
+        : undefined,
+  'must be host:port with a port from 1 to 65535'
+)
+
+const consulUrl = parsed(
+  'ConsulUrl',
+  (u) => {
+    if (typeof u !== 'string') return undefined
+    try {
+      const url = new URL(u)
+      return url.protocol === 'http:' || url.protocol === 'https:' ? url.toString().replace(/\/$/, '') : undefined
+    } catch {
+      return undefined
+    }
+  },
+  'must be the http:// or https:// URL of the Consul agent, e.g. http://127.0.0.1:8500'
+)
+
+/** Shortest cluster secret accepted: it is a key, not a password (`mycorrizal secret` prints 43 characters). */
+export const MIN_SECRET_LENGTH = 32
+
+const GiB = 1024 * 1024 * 1024
+
+/**
+ * The rule of every field of `NodosumSettingsInput`, as a schema of what callers pass
+ * (`unknown` in, the decoded value out) annotated with a description. Messages carry no field
+ * name ("must be ..."): the caller names the field its own way (`nodeId`, `--node-id`).
+ */
+export const fields = {
+  nodeId: NodeId.annotations({ description: 'stable id of this node (default: MYCORRIZAL_ID, else generated)' }),
+  clusterId: NodeId.annotations({ identifier: 'ClusterId', description: 'nodes of different clusters refuse each other (default "mycorrizal")' }),
+  host: nonEmpty('a non-empty address to bind, e.g. 0.0.0.0 or 127.0.0.1').annotations({ description: 'address to bind for QUIC (default 0.0.0.0)' }),
+  port: integer(0, 65535, 'from 0 to 65535').annotations({ description: 'UDP port for QUIC (0 picks a free one)' }),
+  advertiseHost: nonEmpty('a host name or IP address peers can reach').annotations({ description: 'address peers dial (default: the bound one)' }),
+  advertisePort: integer(1, 65535, 'from 1 to 65535').annotations({ description: 'port peers dial (default: the bound one)' }),
+  clusterSecret: redacted(
+    `at least ${MIN_SECRET_LENGTH} characters: it is a key, not a password; use 32 random bytes, e.g. from \`mycorrizal secret\` or \`openssl rand -base64 32\``,
+    (s) => s.length >= MIN_SECRET_LENGTH
+  ).annotations({ description: 'shared secret that authenticates nodes (HMAC challenge-response)' }),
+  tls: Schema.Struct({
+    ca: certificate,
+    cert: certificate,
+    key: redacted('a PEM private key (-----BEGIN PRIVATE KEY-----)', (s) => /-----BEGIN (EC |RSA )?PRIVATE KEY-----/.test(s))
+  }).annotations({ description: "mTLS: PEM strings of the cluster CA, this node's certificate (CN = node id) and key" }),
+  seeds: Schema.Array(seed).annotations({ description: 'static seeds, host:port' }),
+  dns: parsed('DnsName', (u) => (typeof u === 'string' && /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(u) ? u : undefined), 'must be a DNS name, e.g. mycorrizal.default.svc.cluster.local or _mycorrizal._udp.example.org').annotations({
+    description: 'DNS name whose A/AAAA records (with dnsPort) or SRV records (a name starting with "_") are the seeds'
+  }),
+  dnsPort: integer(1, 65535, 'from 1 to 65535').annotations({ description: 'QUIC port of the addresses dns resolves to' }),
+  dnsServer: parsed('Address', (u) => (typeof u === 'string' ? parseAddress(u) : undefined), 'must be host:port').annotations({ description: "a DNS server to ask instead of the system's" }),
+  consul: consulUrl.annotations({ description: 'Consul agent URL; the seeds are the healthy instances of consulService' }),
+  consulService: nonEmpty('a Consul service name').annotations({ description: 'Consul service name (default "mycorrizal")' }),
+  consulToken: redacted('a non-empty Consul ACL token', (s) => s.length > 0).annotations({ description: 'Consul ACL token, sent as X-Consul-Token (credentials in the consul URL go as Authorization: Basic)' }),
+  single: parsed('Boolean', (u) => (typeof u === 'boolean' ? u : undefined), 'must be true or false').annotations({ description: 'run alone: no cluster, no authentication needed' }),
+  heartbeatInterval: duration(10, 60_000).annotations({ description: 'how often peers are pinged (default 500 ms)' }),
+  failureTimeout: duration(50, 600_000).annotations({ description: 'silence after which a peer counts as failed (default 2 s; longer than heartbeatInterval)' }),
+  reconnectInitial: duration(1, 60_000).annotations({ description: 'first wait before a failed peer is dialed again (default 200 ms)' }),
+  reconnectMax: duration(1, 600_000).annotations({ description: 'longest wait between redials (default 5 s)' }),
+  reconnectGiveUp: duration(0, 86_400_000).annotations({ description: 'how long a failed peer is redialed (default 5 minutes)' }),
+  discoveryInterval: duration(100, 86_400_000).annotations({ description: 'how often the seeds are resolved again (default 10 s)' }),
+  maxMessageSize: integer(1024, GiB, 'number of bytes from 1024 to 1 GiB (default 16 MiB)').annotations({ description: 'largest application message in bytes' }),
+  transport: parsed('Object', (u) => (typeof u === 'object' && u !== null ? (u as TransportConfig.TransportSettingsInput) : undefined), 'must be an object of transport settings').annotations({
+    description: 'QUIC transport settings (TransportConfig)'
+  })
+} as const
+
+/** The schema of what callers pass: every field optional, each checked by its rule in `fields`. */
+export const Input = Schema.Struct(
+  Object.fromEntries(Object.entries(fields).map(([k, s]) => [k, Schema.optional(s as Schema.Schema<unknown, unknown>)])) as {
+    readonly [K in keyof typeof fields]: Schema.optional<(typeof fields)[K]>
+  }
+)
+
+/** The defaults of the fields that have one. */
+export const defaults = {
+  clusterId: 'mycorrizal',
+  consulService: 'mycorrizal',
+  single: false,
+  heartbeatInterval: Duration.millis(500),
+  failureTimeout: Duration.seconds(2),
+  reconnectInitial: Duration.millis(200),
+  reconnectMax: Duration.seconds(5),
+  reconnectGiveUp: Duration.minutes(5),
+  discoveryInterval: Duration.seconds(10),
+  maxMessageSize: 16 * 1024 * 1024
+} as const
+
+/** The path of a schema issue as a field name: `tls.key`, `seeds[0]`. */
+export const fieldName = (path: ReadonlyArray<PropertyKey>): string =>
+  path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`)).join('')
+
+/** The first issue of a decoding error as a `ConfigError`, its message prefixed by the field. */
+export const toConfigError = (error: ParseResult.ParseError, prefix: ReadonlyArray<PropertyKey> = []): ConfigError => {
+  const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
+  const field = fieldName([...prefix, ...(issue?.path ?? [])]) || 'settings'
+  return new ConfigError({ field, message: `${field} ${issue?.message ?? 'is not valid'}` })
 }
 
-const PortSchema = Schema.Number.pipe(Schema.int(), Schema.between(1, 65535))
-const isPort = Schema.is(PortSchema)
+const decodeInput = Schema.decodeUnknownEither(Input, { errors: 'first', onExcessProperty: 'ignore' })
 
 /** Validates settings; the environment supplies `MYCORRIZAL_ID` when `nodeId` is absent. */
 export const validate = (
@@ -116,115 +270,102 @@ export const validate = (
   env: Record<string, string | undefined> = process.env
 ): Either.Either<NodosumSettings, ConfigError> =>
   Either.gen(function* () {
-    const nodeId = input.nodeId ?? env['MYCORRIZAL_ID'] ?? `node-${randomBytes(6).toString('hex')}`
-    if (!ID_PATTERN.test(nodeId)) {
-      return yield* fail('nodeId', 'nodeId must be 1-128 characters of letters, digits, ".", "_", ":" or "-", starting with a letter or digit')
-    }
-    const clusterId = input.clusterId ?? 'mycorrizal'
-    if (!ID_PATTERN.test(clusterId)) {
-      return yield* fail('clusterId', 'clusterId must be 1-128 characters of letters, digits, ".", "_", ":" or "-", starting with a letter or digit')
-    }
+    // the choices between fields first: a node authenticates one way and discovers one way
+    if (input.clusterSecret !== undefined && input.tls !== undefined) return yield* fail('clusterSecret', 'give either clusterSecret or tls, not both')
+    if ([input.seeds, input.dns, input.consul].filter((x) => x !== undefined).length > 1) return yield* fail('seeds', 'choose one discovery mode: seeds, dns or consul')
+    const v = yield* Either.mapLeft(decodeInput({ ...input, nodeId: input.nodeId ?? env['MYCORRIZAL_ID'] }), (e) => toConfigError(e))
     const transport = yield* TransportConfig.validate({
-      ...input.transport,
-      ...(input.host === undefined ? {} : { host: input.host }),
-      ...(input.port === undefined ? {} : { port: input.port })
+      ...v.transport,
+      ...(v.host === undefined ? {} : { host: v.host }),
+      ...(v.port === undefined ? {} : { port: v.port })
     }).pipe(Either.mapLeft((e) => new ConfigError({ field: e.field === 'host' || e.field === 'port' ? e.field : `transport.${e.field}`, message: e.message })))
-    if (input.advertisePort !== undefined && !isPort(input.advertisePort)) {
-      return yield* fail('advertisePort', 'advertisePort must be an integer from 1 to 65535')
-    }
-    if (input.advertiseHost !== undefined && input.advertiseHost.length === 0) {
-      return yield* fail('advertiseHost', 'advertiseHost must be a host name or IP address peers can reach')
-    }
-    const single = input.single ?? false
-    let auth: Auth | undefined
-    if (input.clusterSecret !== undefined && input.tls !== undefined) {
-      return yield* fail('clusterSecret', 'give either clusterSecret or tls, not both')
-    }
-    if (input.clusterSecret !== undefined) {
-      const secret = Redacted.isRedacted(input.clusterSecret) ? input.clusterSecret : Redacted.make(input.clusterSecret)
-      // a key, not a password: long enough that guessing it offline is hopeless
-      if (Redacted.value(secret).length < 32) {
-        return yield* fail(
-          'clusterSecret',
-          'clusterSecret must be at least 32 characters: it is a key, not a password; use 32 random bytes, e.g. from `mycorrizal secret` or `openssl rand -base64 32`'
-        )
-      }
-      auth = { _tag: 'Secret', secret }
-    } else if (input.tls !== undefined) {
-      const { ca, cert, key } = input.tls
-      for (const [name, pem] of [['tls.ca', ca], ['tls.cert', cert]] as const) {
-        if (typeof pem !== 'string' || !pem.includes('-----BEGIN CERTIFICATE-----')) {
-          return yield* fail(name, `${name} must be a PEM certificate (-----BEGIN CERTIFICATE-----)`)
-        }
-      }
-      const keyValue = Redacted.isRedacted(key) ? key : Redacted.make(key)
-      if (!/-----BEGIN (EC |RSA )?PRIVATE KEY-----/.test(Redacted.value(keyValue))) {
-        return yield* fail('tls.key', 'tls.key must be a PEM private key (-----BEGIN PRIVATE KEY-----)')
-      }
-      auth = { _tag: 'Tls', ca, cert, key: keyValue }
-    } else if (!single) {
+    const single = v.single ?? defaults.single
+    const auth: Auth | undefined =
+      v.clusterSecret !== undefined ? { _tag: 'Secret', secret: v.clusterSecret } : v.tls !== undefined ? { _tag: 'Tls', ...v.tls } : undefined
+    if (auth === undefined && !single) {
       return yield* fail('clusterSecret', 'a cluster needs authentication: set clusterSecret (at least 32 characters) or tls { ca, cert, key }, or single: true')
     }
-    const modes = [input.seeds !== undefined, input.dns !== undefined, input.consul !== undefined].filter(Boolean).length
-    if (modes > 1) return yield* fail('seeds', 'choose one discovery mode: seeds, dns or consul')
-    let discovery: Discovery = { _tag: 'Static', seeds: [] }
-    if (input.seeds !== undefined) {
-      const seeds: Array<Address> = []
-      for (const [i, seed] of input.seeds.entries()) {
-        const address = typeof seed === 'string' ? parseAddress(seed) : isPort(seed.port) && seed.host.length > 0 ? seed : undefined
-        if (address === undefined) return yield* fail(`seeds[${i}]`, `seeds[${i}] must be host:port with a port from 1 to 65535, got ${JSON.stringify(seed)}`)
-        seeds.push(address)
-      }
-      discovery = { _tag: 'Static', seeds }
-    } else if (input.dns !== undefined) {
-      if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(input.dns)) return yield* fail('dns', 'dns must be a DNS name, e.g. mycorrizal.default.svc.cluster.local or _mycorrizal._udp.example.org')
-      if (input.dnsPort !== undefined && !isPort(input.dnsPort)) return yield* fail('dnsPort', 'dnsPort must be an integer from 1 to 65535')
-      const server = input.dnsServer === undefined ? undefined : parseAddress(input.dnsServer)
-      if (input.dnsServer !== undefined && server === undefined) return yield* fail('dnsServer', 'dnsServer must be host:port')
-      if (!input.dns.startsWith('_') && input.dnsPort === undefined) {
-        return yield* fail('dnsPort', 'dnsPort is needed with an A/AAAA name (SRV names, starting with "_", carry their ports)')
-      }
-      discovery = { _tag: 'Dns', name: input.dns, port: input.dnsPort, server }
-    } else if (input.consul !== undefined) {
-      let url: URL
-      try {
-        url = new URL(input.consul)
-      } catch {
-        return yield* fail('consul', 'consul must be the agent URL, e.g. http://127.0.0.1:8500')
-      }
-      if (url.protocol !== 'http:' && url.protocol !== 'https:') return yield* fail('consul', 'consul must be an http:// or https:// URL')
-      const token = input.consulToken === undefined ? undefined : Redacted.isRedacted(input.consulToken) ? input.consulToken : Redacted.make(input.consulToken)
-      discovery = { _tag: 'Consul', url: url.toString().replace(/\/$/, ''), service: input.consulService ?? 'mycorrizal', ...(token === undefined ? {} : { token }) }
+    if (v.dns !== undefined && !v.dns.startsWith('_') && v.dnsPort === undefined) {
+      return yield* fail('dnsPort', 'dnsPort is needed with an A/AAAA name (SRV names, starting with "_", carry their ports)')
     }
-    const heartbeatInterval = yield* durationField('heartbeatInterval', input.heartbeatInterval, Duration.millis(500), 10, 60_000)
-    const failureTimeout = yield* durationField('failureTimeout', input.failureTimeout, Duration.millis(2_000), 50, 600_000)
+    const discovery: Discovery =
+      v.dns !== undefined
+        ? { _tag: 'Dns', name: v.dns, port: v.dnsPort, server: v.dnsServer }
+        : v.consul !== undefined
+          ? { _tag: 'Consul', url: v.consul, service: v.consulService ?? defaults.consulService, ...(v.consulToken === undefined ? {} : { token: v.consulToken }) }
+          : { _tag: 'Static', seeds: v.seeds ?? [] }
+    const heartbeatInterval = v.heartbeatInterval ?? defaults.heartbeatInterval
+    const failureTimeout = v.failureTimeout ?? defaults.failureTimeout
     if (Duration.lessThanOrEqualTo(failureTimeout, heartbeatInterval)) {
       return yield* fail('failureTimeout', 'failureTimeout must be longer than heartbeatInterval (several heartbeats may be missed before a peer counts as failed)')
     }
-    const maxMessageSize = input.maxMessageSize ?? 16 * 1024 * 1024
-    if (!Number.isInteger(maxMessageSize) || maxMessageSize < 1024 || maxMessageSize > 1024 * 1024 * 1024) {
-      return yield* fail('maxMessageSize', 'maxMessageSize must be an integer number of bytes from 1024 to 1 GiB (default 16 MiB)')
-    }
     return {
-      nodeId,
-      clusterId,
-      maxMessageSize,
+      nodeId: v.nodeId ?? `node-${randomBytes(6).toString('hex')}`,
+      clusterId: v.clusterId ?? defaults.clusterId,
+      maxMessageSize: v.maxMessageSize ?? defaults.maxMessageSize,
       advertise: {
-        ...(input.advertiseHost === undefined ? {} : { host: input.advertiseHost }),
-        ...(input.advertisePort === undefined ? {} : { port: input.advertisePort })
+        ...(v.advertiseHost === undefined ? {} : { host: v.advertiseHost }),
+        ...(v.advertisePort === undefined ? {} : { port: v.advertisePort })
       },
       auth,
       discovery,
       single,
       heartbeatInterval,
       failureTimeout,
-      reconnectInitial: yield* durationField('reconnectInitial', input.reconnectInitial, Duration.millis(200), 1, 60_000),
-      reconnectMax: yield* durationField('reconnectMax', input.reconnectMax, Duration.seconds(5), 1, 600_000),
-      reconnectGiveUp: yield* durationField('reconnectGiveUp', input.reconnectGiveUp, Duration.minutes(5), 0, 86_400_000),
-      discoveryInterval: yield* durationField('discoveryInterval', input.discoveryInterval, Duration.seconds(10), 100, 86_400_000),
+      reconnectInitial: v.reconnectInitial ?? defaults.reconnectInitial,
+      reconnectMax: v.reconnectMax ?? defaults.reconnectMax,
+      reconnectGiveUp: v.reconnectGiveUp ?? defaults.reconnectGiveUp,
+      discoveryInterval: v.discoveryInterval ?? defaults.discoveryInterval,
       transport
     }
   })
+
+const described = <A>(config: Config.Config<A>, field: keyof typeof fields) => {
+  const description = Option.getOrUndefined(SchemaAST.getDescriptionAnnotation(fields[field].ast))
+  return (description === undefined ? config : Config.withDescription(config, description)).pipe(Config.option)
+}
+
+/**
+ * The settings from Effect `Config` (the environment by default): `NODE_ID`, `CLUSTER_ID`,
+ * `HOST`, `PORT`, `ADVERTISE_HOST`, `ADVERTISE_PORT`, `CLUSTER_SECRET`, `SEEDS` (comma
+ * separated), `DNS`, `DNS_PORT`, `DNS_SERVER`, `CONSUL`, `CONSUL_SERVICE`, `SINGLE`,
+ * `HEARTBEAT_INTERVAL`, `FAILURE_TIMEOUT`, `RECONNECT_INITIAL`, `RECONNECT_MAX`,
+ * `RECONNECT_GIVE_UP`, `DISCOVERY_INTERVAL`, `MAX_MESSAGE_SIZE` and `TRANSPORT_*`
+ * (`TransportConfig.config`); `layerConfig` nests them under `MYCORRIZAL_`. The values read
+ * are checked by `validate`, the same schemas as any other input.
+ */
+export const config: Config.Config<NodosumSettingsInput> = Config.all({
+  nodeId: described(Config.string('NODE_ID'), 'nodeId'),
+  clusterId: described(Config.string('CLUSTER_ID'), 'clusterId'),
+  host: described(Config.string('HOST'), 'host'),
+  port: described(Config.integer('PORT'), 'port'),
+  advertiseHost: described(Config.string('ADVERTISE_HOST'), 'advertiseHost'),
+  advertisePort: described(Config.integer('ADVERTISE_PORT'), 'advertisePort'),
+  clusterSecret: described(Config.redacted('CLUSTER_SECRET'), 'clusterSecret'),
+  seeds: described(Config.array(Config.string(), 'SEEDS'), 'seeds'),
+  dns: described(Config.string('DNS'), 'dns'),
+  dnsPort: described(Config.integer('DNS_PORT'), 'dnsPort'),
+  dnsServer: described(Config.string('DNS_SERVER'), 'dnsServer'),
+  consul: described(Config.string('CONSUL'), 'consul'),
+  consulService: described(Config.string('CONSUL_SERVICE'), 'consulService'),
+  consulToken: described(Config.redacted('CONSUL_TOKEN'), 'consulToken'),
+  single: described(Config.boolean('SINGLE'), 'single'),
+  heartbeatInterval: described(Config.duration('HEARTBEAT_INTERVAL'), 'heartbeatInterval'),
+  failureTimeout: described(Config.duration('FAILURE_TIMEOUT'), 'failureTimeout'),
+  reconnectInitial: described(Config.duration('RECONNECT_INITIAL'), 'reconnectInitial'),
+  reconnectMax: described(Config.duration('RECONNECT_MAX'), 'reconnectMax'),
+  reconnectGiveUp: described(Config.duration('RECONNECT_GIVE_UP'), 'reconnectGiveUp'),
+  discoveryInterval: described(Config.duration('DISCOVERY_INTERVAL'), 'discoveryInterval'),
+  maxMessageSize: described(Config.integer('MAX_MESSAGE_SIZE'), 'maxMessageSize'),
+  transport: Config.nested(TransportConfig.config, 'TRANSPORT')
+}).pipe(
+  Config.map(({ transport, ...values }) => {
+    const out: Record<string, unknown> = {}
+    for (const [k, v] of Object.entries(values) as Array<[string, Option.Option<unknown>]>) if (Option.isSome(v)) out[k] = v.value
+    if (Object.keys(transport).length > 0) out['transport'] = transport
+    return out as NodosumSettingsInput
+  })
+)
 
 /** `validate` as an Effect. */
 export const make = (input: NodosumSettingsInput): Effect.Effect<NodosumSettings, ConfigError> =>

@@ -1,17 +1,43 @@
 /**
  * The compliance suite every `Transport` implementation runs, plus helpers to drive
- * streams from tests. Import from `@mycorrizal/nodosum/testing` in a vitest file:
+ * streams from tests. It imports no test runner: the caller passes its test functions
+ * (`@effect/vitest`'s `describe`, `it`, `expect`), so this published package carries no test
+ * dependency. In a vitest file:
  *
  * ```ts
- * transportSuite('MyTransport', (options) => MyTransport.make(options), MyTransport.testEnvironment)
+ * import { describe, expect, it } from '@effect/vitest'
+ * import { transportSuite } from '@mycorrizal/nodosum/testing'
+ *
+ * transportSuite('MyTransport', (options) => MyTransport.make(options), MyTransport.testEnvironment, { describe, it, expect })
  * ```
+ *
+ * The repository's own tests take the same functions, and their shared helpers (log capture,
+ * clusters, event-loop turns), from the private `@mycorrizal/testing` package.
  *
  * @since 0.1.0
  */
-import { describe, expect, it } from '@effect/vitest'
 import { Deferred, Duration, Effect, Layer, Schedule, type Scope } from 'effect'
 import type { TransportError } from './NodosumError.js'
 import type { Transport, TransportConnection, TransportStream } from './Transport.js'
+
+/** The assertions the suite makes (a subset of vitest's `expect`). */
+export interface Assertion {
+  readonly not: Assertion
+  toBe(expected: unknown): void
+  toBeDefined(): void
+  toBeUndefined(): void
+  toBeLessThan(expected: number | bigint): void
+  toBeLessThanOrEqual(expected: number | bigint): void
+  toContain(expected: unknown): void
+  toThrow(expected?: string | RegExp): void
+}
+
+/** The test functions the suite runs with: `@effect/vitest`'s `describe`, `it` and `expect`, or any of that shape. */
+export interface TestApi {
+  readonly describe: (name: string, body: () => void) => void
+  readonly it: { readonly live: (name: string, body: () => Effect.Effect<unknown, unknown>, timeout?: number) => void }
+  readonly expect: (actual: unknown) => Assertion
+}
 
 /** What the suite asks of a transport under test. */
 export interface SuiteTransportOptions {
@@ -152,10 +178,12 @@ const openPair = (from: TransportConnection, to: TransportConnection, handler: P
   })
 
 /**
- * Runs the transport contract against an implementation. `environment` provides what the
- * factory needs (e.g. a `MemoryNetwork`); it is built fresh for every test.
+ * Runs the transport contract against an implementation with the given test functions.
+ * `environment` provides what the factory needs (e.g. a `MemoryNetwork`); it is built fresh
+ * for every test.
  */
-export const transportSuite = <E, R, RE>(name: string, factory: TransportFactory<E, R>, environment: Layer.Layer<R, RE>) => {
+export const transportSuite = <E, R, RE>(name: string, factory: TransportFactory<E, R>, environment: Layer.Layer<R, RE>, test: TestApi) => {
+  const { describe, expect, it } = test
   const run = <A, E2>(effect: Effect.Effect<A, E2, R | Scope.Scope>) =>
     effect.pipe(Effect.timeout(Duration.seconds(60)), Effect.scoped, Effect.provide(environment))
 

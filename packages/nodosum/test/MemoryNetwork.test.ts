@@ -3,14 +3,9 @@ import { Deferred, Duration, Effect, Fiber, type Scope, TestClock } from 'effect
 import * as MemoryTransport from '../src/MemoryTransport.js'
 import { MemoryNetwork } from '../src/MemoryTransport.js'
 import type { TransportError } from '../src/NodosumError.js'
+import { turns } from '@mycorrizal/testing'
 import { collector } from '../src/testing.js'
 import { formatAddress } from '../src/Transport.js'
-
-/** Lets pending setImmediate pumps run (they are real event-loop turns, not clock time). */
-const turns = (n = 5) =>
-  Effect.promise(async () => {
-    for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve))
-  })
 
 const connected = Effect.gen(function* () {
   const network = yield* MemoryNetwork

@@ -1,3 +1,4 @@
+import { testApi } from '@mycorrizal/testing'
 import * as MemoryTransport from '../src/MemoryTransport.js'
 import { transportSuite } from '../src/testing.js'
 
@@ -10,5 +11,6 @@ transportSuite(
       idleTimeoutMs: options.idleTimeoutMs,
       limits: { maxStreams: options.maxStreams }
     }),
-  MemoryTransport.networkLayer
+  MemoryTransport.networkLayer,
+  testApi
 )

@@ -1,6 +1,7 @@
 import { describe, expect, it } from '@effect/vitest'
+import { advanceUntil, captureLogs, turns, untilMesh } from '@mycorrizal/testing'
 import { ControlMessage, Frame, StreamInit } from '@mycorrizal/wire'
-import { Chunk, Context, Deferred, Duration, Effect, Fiber, Layer, Logger, type Scope, Stream, TestClock } from 'effect'
+import { Chunk, Context, Deferred, Duration, Effect, Fiber, Layer, type Scope, Stream, TestClock } from 'effect'
 import { MemoryNetwork } from '../src/MemoryTransport.js'
 import * as MemoryTransport from '../src/MemoryTransport.js'
 import { Nodosum } from '../src/index.js'
@@ -14,42 +15,10 @@ const secret = 'test-cluster-secret-of-at-least-32-characters'
 const node = (input: NodosumSettingsInput) =>
   Layer.build(Nodosum.layerMemory({ clusterSecret: secret, ...input })).pipe(Effect.map((ctx) => Context.get(ctx, Nodosum.Nodosum)))
 
-/** Lets setImmediate-driven deliveries run while the test clock stands still. */
-const settle = (turns = 20) =>
-  Effect.promise(async () => {
-    for (let i = 0; i < turns; i++) await new Promise((resolve) => setImmediate(resolve))
-  })
-
-/**
- * Moves the test clock in steps of `stepMs`, letting deliveries run after each, until
- * `condition` holds; fails after `maxMs` of test-clock time. Returns the test-clock ms it took.
- */
-const advanceUntil = (condition: () => boolean, what: string, maxMs = 10_000, stepMs = 50) =>
-  Effect.gen(function* () {
-    for (let elapsed = 0; elapsed <= maxMs; elapsed += stepMs) {
-      yield* settle()
-      if (condition()) return elapsed
-      yield* TestClock.adjust(Duration.millis(stepMs))
-    }
-    return yield* Effect.fail(new Error(`${what} did not hold within ${maxMs} ms of test-clock time`))
-  })
-
-const untilMesh = (nodes: ReadonlyArray<Nodosum.Nodosum['Type']>, ids: ReadonlyArray<string>, maxMs = 10_000) =>
-  advanceUntil(() => nodes.every((n) => JSON.stringify(n.nodes()) === JSON.stringify([...ids].sort())), `mesh of ${ids.join(',')}`, maxMs)
+const settle = (n = 20) => turns(n)
 
 const withNetwork = <A, E>(effect: Effect.Effect<A, E, MemoryNetwork | Scope.Scope>) =>
   effect.pipe(Effect.scoped, Effect.provide(MemoryTransport.networkLayer))
-
-/** Captures log lines (message and annotations) for assertions on refusals. */
-const captureLogs = () => {
-  const lines: Array<{ message: string; annotations: Record<string, unknown> }> = []
-  const logger = Logger.make(({ message, annotations }) => {
-    const record: Record<string, unknown> = {}
-    for (const [k, v] of annotations) record[k] = v
-    lines.push({ message: Array.isArray(message) ? message.join(' ') : String(message), annotations: record })
-  })
-  return { lines, layer: Logger.replace(Logger.defaultLogger, logger) }
-}
 
 describe('Nodosum over MemoryTransport', () => {
   it.effect('three nodes from one seed form a full mesh', () =>

@@ -1,4 +1,5 @@
 import { describe, expect, it } from '@effect/vitest'
+import { testApi } from '@mycorrizal/testing'
 import { ConfigProvider, Effect, Layer } from 'effect'
 import * as Certificates from '../src/Certificates.js'
 import * as QuicTransport from '../src/QuicTransport.js'
@@ -20,7 +21,8 @@ transportSuite(
       maxStreams: options.maxStreams,
       tls: { cert: identity.cert, key: identity.key, ca: undefined }
     }),
-  Layer.empty
+  Layer.empty,
+  testApi
 )
 
 describe('QuicTransport TLS', () => {

@@ -5,22 +5,12 @@ import { once } from 'node:events'
 import { createRequire } from 'node:module'
 import { createInterface } from 'node:readline'
 import { MemoryTransport, Nodosum } from '../src/index.js'
+import { activeResources, turns } from '@mycorrizal/testing'
 import { eventually } from '../src/testing.js'
 
 const settings = { host: '127.0.0.1', port: 0, clusterSecret: 'shutdown-test-secret-of-at-least-32-characters' }
 
-/** Active libuv resources (sockets, timers, immediates) by type. */
-const resources = () => {
-  const counts: Record<string, number> = {}
-  for (const r of process.getActiveResourcesInfo()) counts[r] = (counts[r] ?? 0) + 1
-  return counts
-}
-
-/** A few event-loop turns: close callbacks of sockets run. */
-const turns = (n: number) =>
-  Effect.promise(async () => {
-    for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve))
-  })
+const resources = activeResources
 
 describe('shutdown', () => {
   it.live('after a node pair scope closes nothing is left: no socket, no timer, no fiber', () =>

@@ -5,4 +5,5 @@
  */
 export type * from './Application.js'
 export * as Streams from './internal/namespace.js'
+export * as StreamsConfig from './StreamsConfig.js'
 export * from './StreamsError.js'

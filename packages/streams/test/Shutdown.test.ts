@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from '@effect/vitest'
 import { MemoryTransport, Nodosum } from '@mycorrizal/nodosum'
+import { activeResources, turns as loopTurns } from '@mycorrizal/testing'
 import { Context, Effect, Layer, Logger, LogLevel, Supervisor } from 'effect'
 import { Streams } from '../src/index.js'
 
@@ -16,17 +17,8 @@ const node = (id: string, seeds: ReadonlyArray<string> = []) =>
     )
   ).pipe(Effect.map((ctx) => ({ streams: Context.get(ctx, Streams.Streams), nodosum: Context.get(ctx, Nodosum.Nodosum) })))
 
-const turns = (n = 10) =>
-  Effect.promise(async () => {
-    for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve))
-  })
-
-/** Active resources by type (timers, handles) as Node reports them. */
-const resources = () => {
-  const counts: Record<string, number> = {}
-  for (const r of process.getActiveResourcesInfo()) counts[r] = (counts[r] ?? 0) + 1
-  return counts
-}
+const turns = (n = 10) => loopTurns(n)
+const resources = activeResources
 
 describe('shutdown', () => {
   it.live('after the streams layer scope closes nothing is left: no timer, no handle, no fiber', () =>

@@ -1,6 +1,7 @@
 import { describe, expect, it } from '@effect/vitest'
 import { MemoryTransport, Nodosum } from '@mycorrizal/nodosum'
-import { Context, Deferred, Duration, Effect, Fiber, HashMap, Layer, Logger, type Scope, TestClock } from 'effect'
+import { captureLogs, eventuallyMesh, turns as loopTurns } from '@mycorrizal/testing'
+import { Context, Deferred, Duration, Effect, Fiber, Layer, Logger, type Scope, TestClock } from 'effect'
 import { Streams } from '../src/index.js'
 import type { SendError } from '../src/StreamsError.js'
 
@@ -14,19 +15,9 @@ const node = (id: string, seeds: ReadonlyArray<string> = [], options: Streams.St
     )
   ).pipe(Effect.map((ctx) => ({ streams: Context.get(ctx, Streams.Streams), nodosum: Context.get(ctx, Nodosum.Nodosum) })))
 
-const turns = (n = 30) =>
-  Effect.promise(async () => {
-    for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve))
-  })
+const turns = (n = 30) => loopTurns(n)
 
-const untilMesh = (nodes: ReadonlyArray<{ nodosum: Nodosum.Nodosum['Type'] }>, size: number) =>
-  Effect.gen(function* () {
-    for (let i = 0; i < 200; i++) {
-      if (nodes.every((n) => n.nodosum.nodes().length === size)) return
-      yield* turns(5)
-    }
-    throw new Error(`no mesh of ${size}: ${nodes.map((n) => n.nodosum.nodes().join(',')).join(' | ')}`)
-  })
+const untilMesh = (nodes: ReadonlyArray<{ nodosum: Nodosum.Nodosum['Type'] }>, size: number) => eventuallyMesh(nodes.map((n) => n.nodosum), size)
 
 const cluster = (n: number, options: Streams.StreamsOptions = {}) =>
   Effect.gen(function* () {
@@ -42,17 +33,6 @@ const withNetwork = <A, E>(effect: Effect.Effect<A, E, MemoryTransport.MemoryNet
 
 const text = (s: string) => new TextEncoder().encode(s)
 const decode = (b: Uint8Array) => new TextDecoder().decode(b)
-
-/** A logger that keeps every line's first message part and its annotations. */
-const captureLogs = () => {
-  const logs: Array<{ message: string; annotations: Record<string, unknown> }> = []
-  const capture = Logger.make(({ annotations, message }) => {
-    const fields: Record<string, unknown> = {}
-    for (const [k, v] of HashMap.toEntries(annotations)) fields[k] = v
-    logs.push({ message: Array.isArray(message) ? String(message[0]) : String(message), annotations: fields })
-  })
-  return { logs, capture }
-}
 
 describe('Streams over MemoryTransport', () => {
   it.effect('the default stream reaches every other node when nodeIds is empty', () =>
@@ -354,7 +334,7 @@ describe('Streams over MemoryTransport', () => {
   it.effect("the stream limit of the 'stream limit reached' error is the transport's maxStreams, not a fixed 100", () =>
     withNetwork(
       Effect.gen(function* () {
-        const { logs, capture } = captureLogs()
+        const { lines: logs, logger: capture } = captureLogs()
         const transport = { maxStreams: 4 }
         const limited = (id: string, seeds: ReadonlyArray<string>) =>
           Layer.build(
@@ -383,7 +363,7 @@ describe('Streams over MemoryTransport', () => {
   it.effect('a stream whose sends keep failing logs one "stream error rate high" warning per excursion', () =>
     withNetwork(
       Effect.gen(function* () {
-        const { logs, capture } = captureLogs()
+        const { lines: logs, logger: capture } = captureLogs()
         yield* Effect.gen(function* () {
           const [a] = yield* cluster(2)
           const app = yield* a!.streams.registerApplication('flaky')

@@ -24,6 +24,27 @@ export const publishablePackages = (): ReadonlyArray<PublishablePackage> =>
     .filter(({ manifest }) => manifest.private !== true)
     .map(({ dir, manifest }) => ({ name: manifest.name as string, version: manifest.version as string, dir }))
 
+/** Packages only tests use: a published package must not depend on them in any way. */
+export const TEST_ONLY_PACKAGES: ReadonlyArray<string> = ['vitest', '@effect/vitest', 'fast-check', '@mycorrizal/testing']
+
+/** A package manifest as far as its dependencies go. */
+export interface ManifestDependencies {
+  readonly dependencies?: Readonly<Record<string, string>>
+  readonly peerDependencies?: Readonly<Record<string, string>>
+  readonly optionalDependencies?: Readonly<Record<string, string>>
+}
+
+/**
+ * The test-only packages a manifest would make its users install or resolve
+ * (`dependencies`, `peerDependencies`, `optionalDependencies`), as `field: name`.
+ */
+export const testDependencies = (manifest: ManifestDependencies): ReadonlyArray<string> =>
+  (['dependencies', 'peerDependencies', 'optionalDependencies'] as const).flatMap((field) =>
+    Object.keys(manifest[field] ?? {})
+      .filter((name) => TEST_ONLY_PACKAGES.includes(name))
+      .map((name) => `${field}: ${name}`)
+  )
+
 /** Runs an installed executable of the project; returns its exit status and output. */
 export const runBin = (project: InstalledProject, bin: string, args: ReadonlyArray<string>) => {
   const result = spawnSync(join(project.dir, 'node_modules', '.bin', bin), args as Array<string>, { cwd: project.dir, encoding: 'utf8', timeout: 60_000 })

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@effect/vitest'
 import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { packAndInstall, publishablePackages, runBin, type InstalledProject } from '../src/PackageCheck.js'
+import { packAndInstall, publishablePackages, runBin, testDependencies, type InstalledProject } from '../src/PackageCheck.js'
 
 const packages = publishablePackages()
 let project: InstalledProject
@@ -22,6 +22,8 @@ describe('npm pack of every publishable package', () => {
     expect(existsSync(join(installed, 'package.json'))).toBe(true)
     const manifest = JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8'))
     expect(manifest.version).toBe(pkg.version)
+    // no test tool, and not the private test kit, among what users of the package install
+    expect(testDependencies(manifest)).toEqual([])
     // the tarball carries no TypeScript sources and no tests, only dist and the README
     const listing = execFileSync('tar', ['-tzf', project.tarballs[packages.indexOf(pkg)]!], { encoding: 'utf8' })
     expect(listing).toContain('package/dist/index.js')
@@ -89,6 +91,12 @@ describe('npm pack of every publishable package', () => {
     const help = runBin(project, 'mycorrizal', ['node', '--help'])
     expect(help.status).toBe(0)
     expect(help.stdout).toContain('--cluster-secret')
+  })
+
+  it('@mycorrizal/nodosum/testing imports with plain node, no test runner installed', () => {
+    expect(existsSync(join(project.dir, 'node_modules', '@effect', 'vitest'))).toBe(false)
+    const out = project.runModule(`const m = await import('@mycorrizal/nodosum/testing'); console.log(typeof m.transportSuite, typeof m.eventually)`)
+    expect(out.trim()).toBe('function function')
   })
 
   it('internal modules are not reachable', () => {

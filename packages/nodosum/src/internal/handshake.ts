@@ -28,7 +28,9 @@ import type { ControlMessage, WireErrorReason } from '@mycorrizal/wire'
 import * as Certificates from '../Certificates.js'
 import type { Address } from '../Transport.js'
 import * as Auth from './auth.js'
-import { PROTOCOL_VERSION } from './protocol.js'
+import { NODE_ID_PATTERN, PROTOCOL_VERSION } from './protocol.js'
+
+export { NODE_ID_PATTERN }
 
 type Control = ControlMessage.ControlMessage
 
@@ -93,9 +95,6 @@ export interface HandshakeOptions {
   readonly now: number
   readonly timeoutMs: number
 }
-
-/** A node id as configured ids are: 1 to 128 of `A-Z a-z 0-9 . _ : -`, starting alphanumeric. */
-export const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/
 
 const HOSTNAME_LABEL = /^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$/
 

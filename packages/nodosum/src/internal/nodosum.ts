@@ -4,4 +4,4 @@
  * imports no implementation.
  */
 export * from '../Nodosum.js'
-export { layerMemory, layerQuic as layer, make, tlsIdentity } from '../Cluster.js'
+export { layerConfig, layerMemory, layerQuic as layer, make, tlsIdentity } from '../Cluster.js'

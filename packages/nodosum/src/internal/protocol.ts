@@ -6,6 +6,9 @@
 /** Version of the handshake and control messages this node speaks. */
 export const PROTOCOL_VERSION = 2
 
+/** A node id (and the shape of a cluster id): 1 to 128 of `A-Z a-z 0-9 . _ : -`, starting alphanumeric. */
+export const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/
+
 /** Reserved application id of the control stream (handshake, membership, heartbeats). */
 export const CONTROL_APP_ID = 'SYSTEM-NODOSUM'
 

@@ -1,8 +1,10 @@
 /**
- * Application ids, stream names and application settings: defaults and limits, plain.
+ * Application ids, stream names and application settings: defaults, and the limits of
+ * `StreamsConfig`.
  */
 import { Either } from 'effect'
 import type { ApplicationConfig } from '../Application.js'
+import { validateApplication } from '../StreamsConfig.js'
 import { StreamsError } from '../StreamsError.js'
 
 const NAME_BYTES = 255
@@ -50,16 +52,5 @@ export const resolveConfig = (config: ApplicationConfig, node: NodeDefaults): Ei
     maxWaitingBytes: config.maxWaitingBytes ?? Math.min(GiB, Math.max(streamBufferBytes, node.maxMessageSize)),
     unknownStreamGraceMs: config.unknownStreamGraceMs ?? node.graceMs
   }
-  for (const [field, value, min, max] of [
-    ['maxStreams', full.maxStreams, 0, 10_000],
-    ['streamBufferSize', full.streamBufferSize, 1, 1_000_000],
-    ['streamBufferBytes', full.streamBufferBytes, 1024, GiB],
-    ['maxWaitingBytes', full.maxWaitingBytes, 0, GiB],
-    ['unknownStreamGraceMs', full.unknownStreamGraceMs, 0, 600_000]
-  ] as const) {
-    if (!Number.isInteger(value) || value < min || value > max) {
-      return Either.left(new StreamsError({ reason: 'InvalidConfig', message: `${field} must be an integer from ${min} to ${max}, got ${String(value)}` }))
-    }
-  }
-  return Either.right(full)
+  return validateApplication(full)
 }

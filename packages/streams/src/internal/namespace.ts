@@ -2,4 +2,4 @@
  * The `Streams` namespace of the package: the contract (`Streams.ts`) and its implementation.
  */
 export * from '../Streams.js'
-export { layer, make } from './service.js'
+export { layer, layerConfig, make } from './service.js'

@@ -4,9 +4,10 @@
  * closes every stream and interrupts every timer.
  */
 import { Nodosum, TransportConfig } from '@mycorrizal/nodosum'
-import { Duration, Effect, Either, FiberId, FiberSet, Layer, LogLevel, Runtime, type Scope, Stream as EStream } from 'effect'
+import { Config, type ConfigError, Duration, Effect, Either, FiberId, FiberSet, Layer, LogLevel, Runtime, type Scope, Stream as EStream } from 'effect'
 import type { Application, ApplicationConfig } from '../Application.js'
 import { Streams, type StreamsOptions } from '../Streams.js'
+import * as StreamsConfig from '../StreamsConfig.js'
 import { StreamsError } from '../StreamsError.js'
 import { Registry, type RegistryRuntime } from './registry.js'
 import type { LogLevelName } from './stream.js'
@@ -31,8 +32,9 @@ const registryRuntime: Effect.Effect<RegistryRuntime, never, Scope.Scope> = Effe
 })
 
 /** Builds the service over the node's `Nodosum`; closing the scope closes every stream. */
-export const make = (options: StreamsOptions = {}): Effect.Effect<Streams['Type'], never, Nodosum.Nodosum | Scope.Scope> =>
+export const make = (options: StreamsOptions = {}): Effect.Effect<Streams['Type'], StreamsError, Nodosum.Nodosum | Scope.Scope> =>
   Effect.gen(function* () {
+    yield* StreamsConfig.validate(options)
     const nodosum = yield* Nodosum.Nodosum
     const registry = new Registry(
       nodosum,
@@ -66,4 +68,11 @@ export const make = (options: StreamsOptions = {}): Effect.Effect<Streams['Type'
   })
 
 /** The streams service as a layer over a `Nodosum`. */
-export const layer = (options: StreamsOptions = {}): Layer.Layer<Streams, never, Nodosum.Nodosum> => Layer.scoped(Streams, make(options))
+export const layer = (options: StreamsOptions = {}): Layer.Layer<Streams, StreamsError, Nodosum.Nodosum> => Layer.scoped(Streams, make(options))
+
+/**
+ * The service with options from Effect `Config` (`StreamsConfig.config` under `MYCORRIZAL_`:
+ * `MYCORRIZAL_STREAM_GRACE`, `MYCORRIZAL_TRANSPORT_MAX_STREAMS`) over `options`.
+ */
+export const layerConfig = (options: StreamsOptions = {}): Layer.Layer<Streams, StreamsError | ConfigError.ConfigError, Nodosum.Nodosum> =>
+  Layer.unwrapEffect(Effect.map(Config.nested(StreamsConfig.config, 'MYCORRIZAL'), (read) => layer({ ...options, ...read })))

@@ -1,11 +1,12 @@
 /**
  * Settings of a cluster node: identity, security, membership timing and discovery.
- * Declared once, validated with `effect/Schema`; a bad value fails with a `ConfigError`
+ * Declared once, validated by plain checks (no `effect/Schema`: it and the fast-check it loads
+ * would double the import time); a bad value fails with a `ConfigError`
  * naming the field and what is allowed.
  *
  * @since 0.1.0
  */
-import { Duration, Effect, Either, Redacted, Schema } from 'effect'
+import { Duration, Effect, Either, Redacted } from 'effect'
 import { randomBytes } from 'node:crypto'
 import { ConfigError } from './NodosumError.js'
 import type { Address } from './Transport.js'
@@ -105,8 +106,7 @@ const durationField = (
   return Either.right(decoded.value)
 }
 
-const PortSchema = Schema.Number.pipe(Schema.int(), Schema.between(1, 65535))
-const isPort = Schema.is(PortSchema)
+const isPort = (port: unknown): port is number => typeof port === 'number' && Number.isInteger(port) && port >= 1 && port <= 65535
 
 /** Validates settings; the environment supplies `MYCORRIZAL_ID` when `nodeId` is absent. */
 export const validate = (

@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import { Config, Duration, Effect, Either, ParseResult, Schema } from 'effect'
+import { Config, Duration, Effect, Either } from 'effect'
 import { ConfigError } from './NodosumError.js'
 import type { TransportLimits } from './Transport.js'
 
@@ -18,27 +18,26 @@ export const DatagramSize = {
   loopback: 65527
 } as const
 
-const int = (field: string, min: number, max: number, hint: string) =>
-  Schema.Number.pipe(
-    Schema.filter((n) => Number.isInteger(n) && n >= min && n <= max, {
-      message: () => `${field} must be an integer from ${min} to ${max}${hint ? ` (${hint})` : ''}`
-    })
-  )
+/** A field's rule: `undefined` when the value is allowed, else the message naming it. */
+type Rule = (value: unknown) => string | undefined
 
-const duration = (field: string, minMillis: number, maxMillis: number) =>
-  Schema.DurationFromSelf.pipe(
-    Schema.filter(
-      (d) => {
-        const ms = Duration.toMillis(d)
-        return Number.isFinite(ms) && ms >= minMillis && ms <= maxMillis
-      },
-      { message: () => `${field} must be a duration from ${minMillis} ms to ${maxMillis} ms` }
-    )
-  )
+const int =
+  (field: string, min: number, max: number, hint: string): Rule =>
+  (n) =>
+    typeof n === 'number' && Number.isInteger(n) && n >= min && n <= max ? undefined : `${field} must be an integer from ${min} to ${max}${hint ? ` (${hint})` : ''}`
 
-/** The schema of transport settings (all fields present after defaults). */
-export const TransportSettings = Schema.Struct({
-  host: Schema.String.pipe(Schema.filter((s) => s.length > 0, { message: () => 'host must be a non-empty address to bind, e.g. 0.0.0.0 or 127.0.0.1' })),
+const duration =
+  (field: string, minMillis: number, maxMillis: number): Rule =>
+  (d) => {
+    const ms = Duration.isDuration(d) ? Duration.toMillis(d) : Number.NaN
+    return Number.isFinite(ms) && ms >= minMillis && ms <= maxMillis ? undefined : `${field} must be a duration from ${minMillis} ms to ${maxMillis} ms`
+  }
+
+// Plain checks rather than `effect/Schema`: validation runs synchronously (`validate` returns an
+// Either) and Schema (with the fast-check it imports) would more than double the import time of
+// every package that depends on this one.
+const rules: { readonly [K in keyof TransportSettings]: Rule } = {
+  host: (s) => (typeof s === 'string' && s.length > 0 ? undefined : 'host must be a non-empty address to bind, e.g. 0.0.0.0 or 127.0.0.1'),
   port: int('port', 0, 65535, '0 picks a free port'),
   datagramSize: int('datagramSize', 1200, 65527, 'QUIC needs at least 1200; 1452 for a 1500-byte LAN MTU, 8952 for jumbo frames, 65527 on loopback'),
   maxStreams: int('maxStreams', 1, 10_000, 'streams a peer may keep open at once'),
@@ -50,17 +49,17 @@ export const TransportSettings = Schema.Struct({
   socketBufferSize: int('socketBufferSize', 64 * KiB, 256 * MiB, 'UDP socket send and receive buffer in bytes'),
   handshakeTimeout: duration('handshakeTimeout', 100, 120_000),
   idleTimeout: duration('idleTimeout', 100, 3_600_000)
-}).pipe(
-  Schema.filter((s) =>
-    s.maxStreamWindow < s.streamWindow
-      ? { path: ['maxStreamWindow'], message: 'maxStreamWindow must be at least streamWindow' }
-      : s.maxConnectionWindow < s.connectionWindow
-        ? { path: ['maxConnectionWindow'], message: 'maxConnectionWindow must be at least connectionWindow' }
-        : s.connectionWindow < s.streamWindow
-          ? { path: ['connectionWindow'], message: 'connectionWindow must be at least streamWindow' }
-          : undefined
-  )
-)
+}
+
+/** The checks across fields, after each field is valid on its own. */
+const crossCheck = (s: TransportSettings): ConfigError | undefined =>
+  s.maxStreamWindow < s.streamWindow
+    ? new ConfigError({ field: 'maxStreamWindow', message: 'maxStreamWindow must be at least streamWindow' })
+    : s.maxConnectionWindow < s.connectionWindow
+      ? new ConfigError({ field: 'maxConnectionWindow', message: 'maxConnectionWindow must be at least connectionWindow' })
+      : s.connectionWindow < s.streamWindow
+        ? new ConfigError({ field: 'connectionWindow', message: 'connectionWindow must be at least streamWindow' })
+        : undefined
 
 /** Validated transport settings. */
 export interface TransportSettings {
@@ -109,13 +108,6 @@ export const defaults: TransportSettings = {
 /** The flow-control part of the defaults (the settings carry every limit). */
 export const defaultLimits: TransportLimits = defaults
 
-const firstIssue = (error: ParseResult.ParseError): ConfigError => {
-  const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
-  const issue = issues[0]
-  const field = issue === undefined || issue.path.length === 0 ? 'transport' : issue.path.join('.')
-  return new ConfigError({ field, message: issue?.message ?? String(error) })
-}
-
 /** Validates settings over the defaults; the error names the first bad field. */
 export const validate = (input: TransportSettingsInput = {}): Either.Either<TransportSettings, ConfigError> => {
   const merged: Record<string, unknown> = { ...defaults, ...input }
@@ -126,7 +118,15 @@ export const validate = (input: TransportSettingsInput = {}): Either.Either<Tran
     }
     merged[field] = decoded.value
   }
-  return Either.mapLeft(Schema.decodeUnknownEither(TransportSettings)(merged, { errors: 'first' }), firstIssue)
+  const settings: Record<string, unknown> = {}
+  for (const [field, rule] of Object.entries(rules)) {
+    const message = rule(merged[field])
+    if (message !== undefined) return Either.left(new ConfigError({ field, message }))
+    settings[field] = merged[field]
+  }
+  const valid = settings as unknown as TransportSettings
+  const crossed = crossCheck(valid)
+  return crossed === undefined ? Either.right(valid) : Either.left(crossed)
 }
 
 /** `validate` as an Effect. */

@@ -70,3 +70,69 @@ export const packAndInstall = (packages: ReadonlyArray<PublishablePackage>): Ins
     dispose: () => rmSync(dir, { recursive: true, force: true })
   }
 }
+
+/** What one `import()` of a package costs in a fresh plain `node` process of the project. */
+export interface ImportCost {
+  /** Wall time of the import (ms). */
+  readonly ms: number
+  /** CPU time (user + system, every thread) the import took (ms): less sensitive to a busy machine. */
+  readonly cpuMs: number
+  /** Resident set size after the import (MiB). */
+  readonly rssMiB: number
+}
+
+/** Imports `specifier` in a new `node` process inside the project; what it cost. */
+export const importCost = (project: InstalledProject, specifier: string): ImportCost =>
+  JSON.parse(
+    project
+      .runModule(
+        `import { performance } from 'node:perf_hooks'
+        const cpu = process.cpuUsage()
+        const start = performance.now()
+        await import(${JSON.stringify(specifier)})
+        const ms = performance.now() - start
+        const used = process.cpuUsage(cpu)
+        console.log(JSON.stringify({ ms, cpuMs: (used.user + used.system) / 1000, rssMiB: process.memoryUsage().rss / 1048576 }))`
+      )
+      .trim()
+      .split('\n')
+      .at(-1)!
+  ) as ImportCost
+
+/**
+ * Every module URL that `import(specifier)` loads, in a new `node` process inside the project
+ * (read by a module resolve hook).
+ */
+export const loadedModules = (project: InstalledProject, specifier: string): ReadonlyArray<string> => {
+  const hooks = `
+    let port
+    export function initialize(data) { port = data.port; port.on('message', () => port.postMessage({ done: true })) }
+    export async function resolve(specifier, context, next) {
+      const resolved = await next(specifier, context)
+      port.postMessage({ url: resolved.url })
+      return resolved
+    }`
+  const out = project.runModule(`
+    import { register } from 'node:module'
+    import { MessageChannel } from 'node:worker_threads'
+    const { port1, port2 } = new MessageChannel()
+    const urls = new Set()
+    let done
+    const flushed = new Promise((resolve) => (done = resolve))
+    port1.on('message', (m) => (m.done ? done() : urls.add(m.url)))
+    register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(hooks)}), { data: { port: port2 }, transferList: [port2] })
+    await import(${JSON.stringify(specifier)})
+    // the hooks answer in order: once this comes back, every URL before it has arrived
+    port1.postMessage({ flush: true })
+    await flushed
+    port1.close()
+    console.log(JSON.stringify([...urls]))
+  `)
+  return JSON.parse(out.trim().split('\n').at(-1)!) as Array<string>
+}
+
+/** The median of some numbers. */
+export const median = (xs: ReadonlyArray<number>): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
+}

@@ -15,6 +15,8 @@ import { Cause, Effect, Exit, Layer, Logger, LogLevel, ManagedRuntime } from 'ef
 export interface MycorrizalConfig extends NodosumConfig.NodosumSettingsInput {
   /** How long an incoming stream for a name not created yet is held (default 5 s). */
   readonly streamGrace?: Streams.StreamsOptions['grace']
+  /** Free buffers kept for copies of large outgoing messages: at most 64 MiB, dropped after 10 s idle by default. */
+  readonly streamBufferPool?: Streams.StreamsOptions['bufferPool']
   /** Least severe log level printed (default 'info'); 'none' silences the library. */
   readonly logLevel?: 'debug' | 'info' | 'warning' | 'error' | 'none'
   /** Cache request timeout and readiness wait. */
@@ -23,7 +25,7 @@ export interface MycorrizalConfig extends NodosumConfig.NodosumSettingsInput {
 
 /** The layers of one node, for Effect programs. */
 export const layer = (config: MycorrizalConfig): Layer.Layer<Nodosum.Nodosum | Streams.Streams | Mycel.Mycel, unknown> =>
-  Mycel.layer(config.cache).pipe(Layer.provideMerge(Streams.layer({ grace: config.streamGrace, transport: config.transport })), Layer.provideMerge(Nodosum.layer(config)))
+  Mycel.layer(config.cache).pipe(Layer.provideMerge(Streams.layer({ grace: config.streamGrace, transport: config.transport, bufferPool: config.streamBufferPool })), Layer.provideMerge(Nodosum.layer(config)))
 
 /** The cache, with Promises. */
 export interface MycorrizalCache {

@@ -1,7 +1,8 @@
-import { execFileSync, spawnSync } from 'node:child_process'
+import { execFile, execFileSync, spawnSync } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { promisify } from 'node:util'
 
 /** The workspace root, two levels above this tool. */
 export const workspaceRoot = resolve(import.meta.dirname, '../../..')
@@ -30,13 +31,13 @@ export const runBin = (project: InstalledProject, bin: string, args: ReadonlyArr
   return { status: result.status, stdout: result.stdout, stderr: result.stderr }
 }
 
+const npmEnv = () => ({ ...process.env, npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false' })
+
 const run = (cmd: string, args: ReadonlyArray<string>, cwd: string): string =>
-  execFileSync(cmd, args as Array<string>, {
-    cwd,
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false' }
-  })
+  execFileSync(cmd, args as Array<string>, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: npmEnv() })
+
+const runAsync = async (cmd: string, args: ReadonlyArray<string>, cwd: string): Promise<string> =>
+  (await promisify(execFile)(cmd, args as Array<string>, { cwd, encoding: 'utf8', env: npmEnv(), maxBuffer: 64 * 1024 * 1024 })).stdout
 
 export interface InstalledProject {
   readonly dir: string
@@ -52,24 +53,40 @@ export interface InstalledProject {
  */
 export const packAndInstall = (packages: ReadonlyArray<PublishablePackage>): InstalledProject => {
   const dir = mkdtempSync(join(tmpdir(), 'mycorrizal-pack-'))
-  const tarballs = packages.map((pkg) => {
-    const out = run('npm', ['pack', '--json', '--pack-destination', dir], pkg.dir)
-    const [info] = JSON.parse(out) as Array<{ filename: string }>
-    return join(dir, info.filename)
-  })
-  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'blank', version: '1.0.0', private: true, type: 'module' }))
-  run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--no-package-lock', ...tarballs], dir)
-  return {
-    dir,
-    tarballs,
-    runModule: (source) => {
-      const file = join(dir, `check-${Math.random().toString(36).slice(2)}.mjs`)
-      writeFileSync(file, source)
-      return run(process.execPath, [file], dir)
-    },
-    dispose: () => rmSync(dir, { recursive: true, force: true })
-  }
+  const tarballs = packages.map((pkg) => tarballOf(dir, run('npm', ['pack', '--json', '--pack-destination', dir], pkg.dir)))
+  writeFileSync(join(dir, 'package.json'), BLANK_MANIFEST)
+  run('npm', ['install', ...INSTALL_FLAGS, ...tarballs], dir)
+  return installed(dir, tarballs)
 }
+
+/** `packAndInstall` without blocking the event loop (for test runners that talk to their workers). */
+export const packAndInstallAsync = async (packages: ReadonlyArray<PublishablePackage>): Promise<InstalledProject> => {
+  const dir = mkdtempSync(join(tmpdir(), 'mycorrizal-pack-'))
+  const tarballs: Array<string> = []
+  for (const pkg of packages) tarballs.push(tarballOf(dir, await runAsync('npm', ['pack', '--json', '--pack-destination', dir], pkg.dir)))
+  writeFileSync(join(dir, 'package.json'), BLANK_MANIFEST)
+  await runAsync('npm', ['install', ...INSTALL_FLAGS, ...tarballs], dir)
+  return installed(dir, tarballs)
+}
+
+const BLANK_MANIFEST = JSON.stringify({ name: 'blank', version: '1.0.0', private: true, type: 'module' })
+const INSTALL_FLAGS = ['--no-audit', '--no-fund', '--prefer-offline', '--no-package-lock']
+
+const tarballOf = (dir: string, packOutput: string): string => {
+  const [info] = JSON.parse(packOutput) as Array<{ filename: string }>
+  return join(dir, info!.filename)
+}
+
+const installed = (dir: string, tarballs: ReadonlyArray<string>): InstalledProject => ({
+  dir,
+  tarballs,
+  runModule: (source) => {
+    const file = join(dir, `check-${Math.random().toString(36).slice(2)}.mjs`)
+    writeFileSync(file, source)
+    return run(process.execPath, [file], dir)
+  },
+  dispose: () => rmSync(dir, { recursive: true, force: true })
+})
 
 /** What one `import()` of a package costs in a fresh plain `node` process of the project. */
 export interface ImportCost {

@@ -2,14 +2,16 @@ import { afterAll, beforeAll, describe, expect, it } from '@effect/vitest'
 import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { importCost, loadedModules, median, packAndInstall, publishablePackages, runBin, type InstalledProject } from '../src/PackageCheck.js'
+import { importCost, loadedModules, median, packAndInstallAsync, publishablePackages, runBin, type InstalledProject } from '../src/PackageCheck.js'
 
 const packages = publishablePackages()
 let project: InstalledProject
 
 describe('npm pack of every publishable package', () => {
-  beforeAll(() => {
-    project = packAndInstall(packages)
+  // asynchronous: packing and installing may take minutes on a busy machine, and a worker that
+  // blocks that long misses the test runner's messages
+  beforeAll(async () => {
+    project = await packAndInstallAsync(packages)
   }, 240_000)
   // removing the installed project takes a while on a busy machine
   afterAll(() => project?.dispose(), 120_000)

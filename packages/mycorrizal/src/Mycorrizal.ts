@@ -17,6 +17,8 @@ import { Cause, Config, type ConfigError as EffectConfigError, Effect, Exit, Fib
 export interface MycorrizalConfig extends NodosumConfig.NodosumSettingsInput {
   /** How long an incoming stream for a name not created yet is held (default 5 s). */
   readonly streamGrace?: Streams.StreamsOptions['grace']
+  /** Free buffers kept for copies of large outgoing messages: at most 64 MiB, dropped after 10 s idle by default. */
+  readonly streamBufferPool?: Streams.StreamsOptions['bufferPool']
   /** Least severe log level printed (default 'info'); 'none' silences the library. */
   readonly logLevel?: 'debug' | 'info' | 'warning' | 'error' | 'none'
   /** Cache request timeout and readiness wait. */
@@ -60,7 +62,7 @@ export type Services = Nodosum.Nodosum | Streams.Streams | Mycel.Mycel | Topics.
 /** The layers of one node, for Effect programs; a bad setting fails them with the package error naming it. */
 export const layer = (config: MycorrizalConfig): Layer.Layer<Services, MycorrizalError> =>
   Layer.merge(Mycel.layer(config.cache), Topics.layer(config.topics)).pipe(
-    Layer.provideMerge(Streams.layer({ grace: config.streamGrace, transport: config.transport })),
+    Layer.provideMerge(Streams.layer({ grace: config.streamGrace, transport: config.transport, bufferPool: config.streamBufferPool })),
     Layer.provideMerge(Nodosum.layer(config))
   )
 

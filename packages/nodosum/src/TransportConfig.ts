@@ -18,12 +18,11 @@ export const DatagramSize = {
   loopback: 65527
 } as const
 
-const int = (field: string, min: number, max: number, hint: string) =>
-  Schema.Number.pipe(
-    Schema.filter((n) => Number.isInteger(n) && n >= min && n <= max, {
-      message: () => `${field} must be an integer from ${min} to ${max}${hint ? ` (${hint})` : ''}`
-    })
-  )
+const int = (field: string, min: number, max: number, hint: string) => {
+  // a value of the wrong type gets the field's rule too, not the schema's "Expected number"
+  const message = () => `${field} must be an integer from ${min} to ${max}${hint ? ` (${hint})` : ''}`
+  return Schema.Number.annotations({ message }).pipe(Schema.filter((n) => Number.isInteger(n) && n >= min && n <= max, { message }))
+}
 
 const duration = (field: string, minMillis: number, maxMillis: number) =>
   Schema.DurationFromSelf.pipe(
@@ -38,7 +37,9 @@ const duration = (field: string, minMillis: number, maxMillis: number) =>
 
 /** The schema of transport settings (all fields present after defaults). */
 export const TransportSettings = Schema.Struct({
-  host: Schema.String.pipe(Schema.filter((s) => s.length > 0, { message: () => 'host must be a non-empty address to bind, e.g. 0.0.0.0 or 127.0.0.1' })),
+  host: Schema.String.annotations({ message: () => 'host must be a non-empty address to bind, e.g. 0.0.0.0 or 127.0.0.1' }).pipe(
+    Schema.filter((s) => s.length > 0, { message: () => 'host must be a non-empty address to bind, e.g. 0.0.0.0 or 127.0.0.1' })
+  ),
   port: int('port', 0, 65535, '0 picks a free port'),
   datagramSize: int('datagramSize', 1200, 65527, 'QUIC needs at least 1200; 1452 for a 1500-byte LAN MTU, 8952 for jumbo frames, 65527 on loopback'),
   maxStreams: int('maxStreams', 1, 10_000, 'streams a peer may keep open at once'),

@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@effect/vitest'
 import { Effect } from 'effect'
-import { X509Certificate } from 'node:crypto'
+import { createPrivateKey, X509Certificate } from 'node:crypto'
 import * as Certificates from '../src/Certificates.js'
 
 describe('Certificates', () => {
@@ -40,6 +40,21 @@ describe('Certificates', () => {
       const cert = new X509Certificate(self.cert)
       expect(cert.verify(cert.publicKey)).toBe(true)
       expect(Certificates.fingerprint(Certificates.toDer(self.cert)).byteLength).toBe(32)
+    })
+  )
+
+  it.effect('PEM is read and written without the certificate library: DER as Node reads it, keys Node imports', () =>
+    Effect.gen(function* () {
+      const self = yield* Certificates.createSelfSigned('pem')
+      // a PEM file may carry text around the block and CRLF line ends
+      const messy = `subject=CN=pem\r\n${self.cert.replace(/\n/g, '\r\n')}\r\n`
+      expect(Buffer.from(Certificates.toDer(messy)).equals(new X509Certificate(self.cert).raw)).toBe(true)
+      expect(self.key).toMatch(/^-----BEGIN PRIVATE KEY-----\n([A-Za-z0-9+/=]{1,64}\n)+-----END PRIVATE KEY-----$/)
+      expect(createPrivateKey(self.key).asymmetricKeyType).toBe('ec')
+      // a node certificate signed with the CA key read back from its PEM
+      const ca = yield* Certificates.createCa()
+      const node = yield* Certificates.createNodeCertificate(ca, { nodeId: 'n' })
+      expect(new X509Certificate(node.cert).verify(new X509Certificate(ca.cert).publicKey)).toBe(true)
     })
   )
 })

@@ -32,6 +32,9 @@ describe('TransportConfig', () => {
     [{ datagramSize: 1000 }, 'datagramSize', /at least 1200/],
     [{ maxStreams: 0 }, 'maxStreams', /from 1/],
     [{ host: '' }, 'host', /non-empty/],
+    [{ host: 7 as never }, 'host', /non-empty/],
+    [{ port: '80' as never }, 'port', /integer from 0 to 65535/],
+    [{ socketBufferSize: Number.NaN }, 'socketBufferSize', /integer/],
     [{ handshakeTimeout: 'soon' as never }, 'handshakeTimeout', /duration/],
     [{ idleTimeout: 10 }, 'idleTimeout', /from 100 ms/],
     [{ streamWindow: 8 * 1024 * 1024 }, 'maxStreamWindow', /at least streamWindow/],
@@ -42,5 +45,10 @@ describe('TransportConfig', () => {
     expect(error._tag).toBe('NodosumConfigError')
     expect(error.field).toBe(field)
     expect(error.message).toMatch(message)
+  })
+
+  it('keeps only the known fields', () => {
+    const settings = Either.getOrThrow(TransportConfig.validate({ port: 1, extra: true } as TransportConfig.TransportSettingsInput))
+    expect(Object.keys(settings).sort()).toEqual(Object.keys(TransportConfig.defaults).sort())
   })
 })

@@ -22,6 +22,13 @@ export interface StreamsOptions {
    * open stream count is logged as an error.
    */
   readonly transport?: { readonly maxStreams?: number }
+  /**
+   * The buffers kept for copies of large outgoing messages (64 KiB and more) that wait for the
+   * transport: at most `maxRetainedBytes` of free buffers (default 64 MiB), all dropped after
+   * `idleTimeout` without a copy (default 10 s). Lower bounds the node's peak memory under bulk
+   * traffic, at the price of more allocation (and full collections) while it lasts.
+   */
+  readonly bufferPool?: { readonly maxRetainedBytes?: number; readonly idleTimeout?: Duration.DurationInput }
 }
 
 /** The applications of this node. */

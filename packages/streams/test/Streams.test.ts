@@ -381,4 +381,25 @@ describe('Streams over MemoryTransport', () => {
       })
     )
   )
+
+  it.effect('bufferPool bounds are taken (a pool that keeps nothing still sends large messages); a bad bound stops the layer', () =>
+    withNetwork(
+      Effect.gen(function* () {
+        const [a, b] = yield* cluster(2, { bufferPool: { maxRetainedBytes: 0, idleTimeout: '1 second' } })
+        const got: Array<number> = []
+        const done = yield* Deferred.make<void>()
+        const receiver = yield* b!.streams.registerApplication('bulk')
+        receiver.setReceiveFunc((payload) => {
+          got.push(payload.byteLength)
+          if (got.length === 3) Deferred.unsafeDone(done, Effect.void)
+        })
+        const sender = yield* a!.streams.registerApplication('bulk')
+        for (let i = 0; i < 3; i++) yield* sender.send(new Uint8Array(1024 * 1024).fill(i), ['n1'])
+        yield* Deferred.await(done)
+        expect(got).toEqual([1024 * 1024, 1024 * 1024, 1024 * 1024])
+        const exit = yield* Effect.exit(node('bad', [], { bufferPool: { maxRetainedBytes: -1 } }))
+        expect(String(exit)).toContain('bufferPool.maxRetainedBytes must be a whole number of bytes')
+      })
+    )
+  )
 })

@@ -62,7 +62,7 @@ if (phase === 'bare') {
     received++
     bytes += payload.byteLength
     // tells the peer it may stop: a peer that stops first may take its last messages with it
-    if (received === expected) void app.send(new Uint8Array([1]), [from])
+    if (received === expected) app.send(new Uint8Array([1]), [from]).catch(() => {})
   })
   const { writeFileSync } = await import('node:fs')
   writeFileSync(seedFile, `127.0.0.1:${node.address.port}`)
@@ -81,10 +81,23 @@ if (phase === 'bare') {
   const app = node.registerApplication('footprint')
   app.setReceiveFunc(() => (done = true))
   const payload = new Uint8Array(MiB).fill(1)
-  for (let i = 0; i < count; i++) await app.send(payload, ['footprint-a'])
+  // On a loaded machine a heartbeat may be missed and the connection dropped mid-transfer:
+  // wait for the node to be back and send that message again (counted in `resent`).
+  let resent = 0
+  for (let i = 0; i < count; i++) {
+    for (;;) {
+      try {
+        await app.send(payload, ['footprint-a'])
+        break
+      } catch (e) {
+        if (++resent > 100) throw e
+        for (let j = 0; j < 1_000 && !node.nodes().includes('footprint-a'); j++) await sleep(10)
+      }
+    }
+  }
   const deadline = Date.now() + 300_000
   while (!done && Date.now() < deadline) await sleep(10)
-  out({ sent: count, confirmed: done })
+  out({ sent: count, resent, confirmed: done })
   await node.shutdown()
 } else {
   console.error(`unknown phase ${phase}`)

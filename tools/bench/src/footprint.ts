@@ -92,7 +92,7 @@ const main = async () => {
     line('after 10,000 puts', steps['puts_10k'])
     line('after 100,000 puts', steps['puts_100k'])
     line('bucket deleted', steps['bucket_deleted'])
-    line(`after ${steps['bulk'].received} of ${peer['sent']} messages of 1 MiB`, steps['bulk'])
+    line(`after ${steps['bulk'].received} of ${peer['sent']} messages of 1 MiB (${peer['resent']} sent again after a dropped connection)`, steps['bulk'])
     console.log(`settled: rss ${round(steps['settled'].rss)} MiB; baseline (bare node) ${round(baselineRss)} MiB`)
     printResult({
       import_ms: round(importMs),

@@ -1,7 +1,8 @@
-import { execFileSync, spawnSync } from 'node:child_process'
+import { execFile, execFileSync, spawnSync } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { promisify } from 'node:util'
 
 /** The workspace root, two levels above this tool. */
 export const workspaceRoot = resolve(import.meta.dirname, '../../..')
@@ -51,13 +52,13 @@ export const runBin = (project: InstalledProject, bin: string, args: ReadonlyArr
   return { status: result.status, stdout: result.stdout, stderr: result.stderr }
 }
 
+const npmEnv = () => ({ ...process.env, npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false' })
+
 const run = (cmd: string, args: ReadonlyArray<string>, cwd: string): string =>
-  execFileSync(cmd, args as Array<string>, {
-    cwd,
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false' }
-  })
+  execFileSync(cmd, args as Array<string>, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: npmEnv() })
+
+const runAsync = async (cmd: string, args: ReadonlyArray<string>, cwd: string): Promise<string> =>
+  (await promisify(execFile)(cmd, args as Array<string>, { cwd, encoding: 'utf8', env: npmEnv(), maxBuffer: 64 * 1024 * 1024 })).stdout
 
 export interface InstalledProject {
   readonly dir: string
@@ -73,21 +74,103 @@ export interface InstalledProject {
  */
 export const packAndInstall = (packages: ReadonlyArray<PublishablePackage>): InstalledProject => {
   const dir = mkdtempSync(join(tmpdir(), 'mycorrizal-pack-'))
-  const tarballs = packages.map((pkg) => {
-    const out = run('npm', ['pack', '--json', '--pack-destination', dir], pkg.dir)
-    const [info] = JSON.parse(out) as Array<{ filename: string }>
-    return join(dir, info.filename)
-  })
-  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'blank', version: '1.0.0', private: true, type: 'module' }))
-  run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--no-package-lock', ...tarballs], dir)
-  return {
-    dir,
-    tarballs,
-    runModule: (source) => {
-      const file = join(dir, `check-${Math.random().toString(36).slice(2)}.mjs`)
-      writeFileSync(file, source)
-      return run(process.execPath, [file], dir)
-    },
-    dispose: () => rmSync(dir, { recursive: true, force: true })
-  }
+  const tarballs = packages.map((pkg) => tarballOf(dir, run('npm', ['pack', '--json', '--pack-destination', dir], pkg.dir)))
+  writeFileSync(join(dir, 'package.json'), BLANK_MANIFEST)
+  run('npm', ['install', ...INSTALL_FLAGS, ...tarballs], dir)
+  return installed(dir, tarballs)
+}
+
+/** `packAndInstall` without blocking the event loop (for test runners that talk to their workers). */
+export const packAndInstallAsync = async (packages: ReadonlyArray<PublishablePackage>): Promise<InstalledProject> => {
+  const dir = mkdtempSync(join(tmpdir(), 'mycorrizal-pack-'))
+  const tarballs: Array<string> = []
+  for (const pkg of packages) tarballs.push(tarballOf(dir, await runAsync('npm', ['pack', '--json', '--pack-destination', dir], pkg.dir)))
+  writeFileSync(join(dir, 'package.json'), BLANK_MANIFEST)
+  await runAsync('npm', ['install', ...INSTALL_FLAGS, ...tarballs], dir)
+  return installed(dir, tarballs)
+}
+
+const BLANK_MANIFEST = JSON.stringify({ name: 'blank', version: '1.0.0', private: true, type: 'module' })
+const INSTALL_FLAGS = ['--no-audit', '--no-fund', '--prefer-offline', '--no-package-lock']
+
+const tarballOf = (dir: string, packOutput: string): string => {
+  const [info] = JSON.parse(packOutput) as Array<{ filename: string }>
+  return join(dir, info!.filename)
+}
+
+const installed = (dir: string, tarballs: ReadonlyArray<string>): InstalledProject => ({
+  dir,
+  tarballs,
+  runModule: (source) => {
+    const file = join(dir, `check-${Math.random().toString(36).slice(2)}.mjs`)
+    writeFileSync(file, source)
+    return run(process.execPath, [file], dir)
+  },
+  dispose: () => rmSync(dir, { recursive: true, force: true })
+})
+
+/** What one `import()` of a package costs in a fresh plain `node` process of the project. */
+export interface ImportCost {
+  /** Wall time of the import (ms). */
+  readonly ms: number
+  /** CPU time (user + system, every thread) the import took (ms): less sensitive to a busy machine. */
+  readonly cpuMs: number
+  /** Resident set size after the import (MiB). */
+  readonly rssMiB: number
+}
+
+/** Imports `specifier` in a new `node` process inside the project; what it cost. */
+export const importCost = (project: InstalledProject, specifier: string): ImportCost =>
+  JSON.parse(
+    project
+      .runModule(
+        `import { performance } from 'node:perf_hooks'
+        const cpu = process.cpuUsage()
+        const start = performance.now()
+        await import(${JSON.stringify(specifier)})
+        const ms = performance.now() - start
+        const used = process.cpuUsage(cpu)
+        console.log(JSON.stringify({ ms, cpuMs: (used.user + used.system) / 1000, rssMiB: process.memoryUsage().rss / 1048576 }))`
+      )
+      .trim()
+      .split('\n')
+      .at(-1)!
+  ) as ImportCost
+
+/**
+ * Every module URL that `import(specifier)` loads, in a new `node` process inside the project
+ * (read by a module resolve hook).
+ */
+export const loadedModules = (project: InstalledProject, specifier: string): ReadonlyArray<string> => {
+  const hooks = `
+    let port
+    export function initialize(data) { port = data.port; port.on('message', () => port.postMessage({ done: true })) }
+    export async function resolve(specifier, context, next) {
+      const resolved = await next(specifier, context)
+      port.postMessage({ url: resolved.url })
+      return resolved
+    }`
+  const out = project.runModule(`
+    import { register } from 'node:module'
+    import { MessageChannel } from 'node:worker_threads'
+    const { port1, port2 } = new MessageChannel()
+    const urls = new Set()
+    let done
+    const flushed = new Promise((resolve) => (done = resolve))
+    port1.on('message', (m) => (m.done ? done() : urls.add(m.url)))
+    register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(hooks)}), { data: { port: port2 }, transferList: [port2] })
+    await import(${JSON.stringify(specifier)})
+    // the hooks answer in order: once this comes back, every URL before it has arrived
+    port1.postMessage({ flush: true })
+    await flushed
+    port1.close()
+    console.log(JSON.stringify([...urls]))
+  `)
+  return JSON.parse(out.trim().split('\n').at(-1)!) as Array<string>
+}
+
+/** The median of some numbers. */
+export const median = (xs: ReadonlyArray<number>): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
 }

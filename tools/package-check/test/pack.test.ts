@@ -2,16 +2,19 @@ import { afterAll, beforeAll, describe, expect, it } from '@effect/vitest'
 import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { packAndInstall, publishablePackages, runBin, testDependencies, type InstalledProject } from '../src/PackageCheck.js'
+import { importCost, loadedModules, median, packAndInstallAsync, publishablePackages, runBin, testDependencies, type InstalledProject } from '../src/PackageCheck.js'
 
 const packages = publishablePackages()
 let project: InstalledProject
 
 describe('npm pack of every publishable package', () => {
-  beforeAll(() => {
-    project = packAndInstall(packages)
+  // asynchronous: packing and installing may take minutes on a busy machine, and a worker that
+  // blocks that long misses the test runner's messages
+  beforeAll(async () => {
+    project = await packAndInstallAsync(packages)
   }, 240_000)
-  afterAll(() => project?.dispose())
+  // removing the installed project takes a while on a busy machine
+  afterAll(() => project?.dispose(), 120_000)
 
   it('finds the packages', () => {
     expect(packages.map((p) => p.name)).toEqual(expect.arrayContaining(['@mycorrizal/wire', '@mycorrizal/nodosum', '@mycorrizal/streams', '@mycorrizal/mycel', '@mycorrizal/coordination', '@mycorrizal/metrics', '@mycorrizal/node', 'mycorrizal']))
@@ -98,6 +101,32 @@ describe('npm pack of every publishable package', () => {
     const out = project.runModule(`const m = await import('@mycorrizal/nodosum/testing'); console.log(typeof m.transportSuite, typeof m.eventually)`)
     expect(out.trim()).toBe('function function')
   })
+
+  it('importing mycorrizal loads neither the certificate tooling nor the high-level QUIC API', () => {
+    const urls = loadedModules(project, 'mycorrizal')
+    const of = (pkg: string) => urls.filter((url) => url.includes(`/node_modules/${pkg}/`))
+    // the quiche binding is loaded, through its `native` subpath only
+    expect(of('@matrixai/quic').length).toBeGreaterThan(0)
+    expect(of('@matrixai/quic').filter((url) => !url.includes('/dist/native/'))).toEqual([])
+    // x509 comes when a certificate is made
+    expect(of('@peculiar/x509')).toEqual([])
+    expect(of('reflect-metadata')).toEqual([])
+  }, 60_000)
+
+  it('importing mycorrizal costs at most 4 times importing effect/Effect alone (CPU time, medians of 5 fresh processes)', async () => {
+    // Loose on purpose (no absolute times, CPU rather than wall time, alternating runs): it
+    // catches the import path growing back (the whole of Effect, Schema and fast-check, the
+    // certificate library, the high-level QUIC API), not small drifts.
+    const effect: Array<number> = []
+    const mycorrizal: Array<number> = []
+    for (let i = 0; i < 5; i++) {
+      effect.push(importCost(project, 'effect/Effect').cpuMs)
+      mycorrizal.push(importCost(project, 'mycorrizal').cpuMs)
+      // the runs are synchronous: let the test runner's messages through between them
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+    expect(median(mycorrizal) / median(effect)).toBeLessThanOrEqual(4)
+  }, 180_000)
 
   it('internal modules are not reachable', () => {
     expect(() => project.runModule(`await import('@mycorrizal/wire/internal/Decoder.js')`)).toThrow()

@@ -27,6 +27,10 @@ export interface RegistryOptions {
   readonly maxMessageSize: number
   /** Streams a peer allows per connection (the transport's `maxStreams`), for the error threshold. */
   readonly connectionStreamLimit: number
+  /** Free pooled buffers kept at most (bytes; default 64 MiB). */
+  readonly poolRetainedBytes?: number
+  /** Free pooled buffers are dropped after this long without use (ms; default 10 s). */
+  readonly poolIdleMs?: number
 }
 
 /** The clock, timer and logger the Effect shell gives the registry. */
@@ -58,7 +62,12 @@ export class Registry implements ApplicationHost {
     this.later = runtime.later
     this.log = (level, message, annotations) => runtime.log(level, message, { node: nodosum.nodeId, ...annotations })
     this.maxMessageSize = options.maxMessageSize
-    this.pool = new BufferPool({ minBytes: POOLED_MIN_BYTES, maxRetainedBytes: POOL_RETAINED_BYTES, idleMs: POOL_IDLE_MS, schedule: runtime.later })
+    this.pool = new BufferPool({
+      minBytes: POOLED_MIN_BYTES,
+      maxRetainedBytes: options.poolRetainedBytes ?? POOL_RETAINED_BYTES,
+      idleMs: options.poolIdleMs ?? POOL_IDLE_MS,
+      schedule: runtime.later
+    })
     nodosum.setStreamAcceptor((ps) => {
       const app = this.apps.get(ps.appId)
       if (app !== undefined) return app.accept(ps)

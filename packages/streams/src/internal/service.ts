@@ -36,12 +36,19 @@ export const make = (options: StreamsOptions = {}): Effect.Effect<Streams['Type'
   Effect.gen(function* () {
     yield* StreamsConfig.validate(options)
     const nodosum = yield* Nodosum.Nodosum
+    const poolRetainedBytes = options.bufferPool?.maxRetainedBytes
+    if (poolRetainedBytes !== undefined && !(Number.isSafeInteger(poolRetainedBytes) && poolRetainedBytes >= 0)) {
+      return yield* Effect.dieMessage(`bufferPool.maxRetainedBytes must be a whole number of bytes, 0 or more, got ${String(poolRetainedBytes)}`)
+    }
+    const poolIdle = options.bufferPool?.idleTimeout
     const registry = new Registry(
       nodosum,
       {
         graceMs: Duration.toMillis(Duration.decode(options.grace ?? '5 seconds')),
         maxMessageSize: nodosum.maxMessageSize,
-        connectionStreamLimit: options.transport?.maxStreams ?? TransportConfig.defaults.maxStreams
+        connectionStreamLimit: options.transport?.maxStreams ?? TransportConfig.defaults.maxStreams,
+        poolRetainedBytes,
+        poolIdleMs: poolIdle === undefined ? undefined : Duration.toMillis(Duration.decode(poolIdle))
       },
       yield* registryRuntime
     )

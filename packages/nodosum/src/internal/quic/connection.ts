@@ -1,4 +1,4 @@
-import type { native } from '@matrixai/quic'
+import type * as native from '@matrixai/quic/native/index.js'
 import type dgram from 'node:dgram'
 import { TransportError } from '../../NodosumError.js'
 import type { Address, ConnectionHandler, ConnectionStats, StreamHandler, TransportConnection, TransportLimits, TransportStream } from '../../Transport.js'

@@ -5,7 +5,8 @@
  * the `Outbox` shared with the memory transport. Plain TypeScript throughout: this is the
  * hot path.
  */
-import { native } from '@matrixai/quic'
+// the `native` subpath only: the package's main entry loads its whole high-level API (~30 MB)
+import * as native from '@matrixai/quic/native/index.js'
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import dgram from 'node:dgram'
 import { isIPv6 } from 'node:net'

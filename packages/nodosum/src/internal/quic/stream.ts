@@ -1,4 +1,5 @@
-import { native } from '@matrixai/quic'
+// the `native` subpath only: the package's main entry loads its whole high-level API (~30 MB)
+import * as native from '@matrixai/quic/native/index.js'
 import { TransportError } from '../../NodosumError.js'
 import type { StreamHandler, TransportConnection, TransportLimits, TransportStream } from '../../Transport.js'
 import { Outbox } from '../outbox.js'

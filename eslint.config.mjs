@@ -73,6 +73,19 @@ export default [
     }
   },
   {
+    // effect-barrel-imports: `import { Effect } from 'effect'` loads every module of Effect (Schema,
+    // FastCheck, ...) at import time; import each module from its own path instead.
+    files: ['**/src/**/*.ts', '**/src/**/*.mts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: [{ name: 'effect', message: "Import each module from its own path (import * as Effect from 'effect/Effect'): the barrel loads all of Effect." }]
+        }
+      ]
+    }
+  },
+  {
     files: ['**/package.json'],
     rules: {
       '@nx/dependency-checks': [

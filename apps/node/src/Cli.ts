@@ -14,7 +14,11 @@
  */
 import { Args, Command, Options } from '@effect/cli'
 import { Certificates, NodosumConfig } from 'mycorrizal'
-import { Duration, Effect, Either, Option, Schedule } from 'effect'
+import * as Duration from 'effect/Duration'
+import * as Effect from 'effect/Effect'
+import * as Either from 'effect/Either'
+import * as Option from 'effect/Option'
+import * as Schedule from 'effect/Schedule'
 import * as Schema from 'effect/Schema'
 import { randomBytes } from 'node:crypto'
 import { closeSync, constants, existsSync, fchmodSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs'

@@ -5,7 +5,8 @@
  * @since 0.1.0
  */
 import type { StreamStats } from 'mycorrizal'
-import { Data, Effect } from 'effect'
+import * as Data from 'effect/Data'
+import * as Effect from 'effect/Effect'
 
 /** The admin API could not be reached or answered with an error. */
 export class ClientError extends Data.TaggedError('ClientError')<{

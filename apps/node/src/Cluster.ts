@@ -7,7 +7,9 @@
  *
  * @since 0.1.0
  */
-import { Data, Effect, Scope } from 'effect'
+import * as Data from 'effect/Data'
+import * as Effect from 'effect/Effect'
+import * as Scope from 'effect/Scope'
 import { type ChildProcess, fork } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 

@@ -6,7 +6,11 @@
  *
  * @since 0.1.0
  */
-import { Cause, HashMap, Layer, Logger, LogLevel } from 'effect'
+import * as Cause from 'effect/Cause'
+import * as HashMap from 'effect/HashMap'
+import * as Layer from 'effect/Layer'
+import * as Logger from 'effect/Logger'
+import * as LogLevel from 'effect/LogLevel'
 import { pino, type Logger as Pino } from 'pino'
 import pretty from 'pino-pretty'
 import type { LogLevel as NodeLogLevel } from './NodeConfig.js'

@@ -7,7 +7,12 @@
  */
 import { Metrics } from '@mycorrizal/metrics'
 import { Mycel, Mycorrizal, Nodosum, type MycorrizalConfig, type MycorrizalError } from 'mycorrizal'
-import { Context, Data, Duration, Effect, Layer, type Scope } from 'effect'
+import * as Context from 'effect/Context'
+import * as Data from 'effect/Data'
+import * as Duration from 'effect/Duration'
+import * as Effect from 'effect/Effect'
+import * as Layer from 'effect/Layer'
+import type * as Scope from 'effect/Scope'
 import * as Admin from './Admin.js'
 import { clusterField, describeField, NodeConfigError, type NodeSettings } from './NodeConfig.js'
 

@@ -5,7 +5,8 @@
  */
 import { ValidationError } from '@effect/cli'
 import { NodeContext, NodeRuntime } from '@effect/platform-node'
-import { Cause, Effect } from 'effect'
+import * as Cause from 'effect/Cause'
+import * as Effect from 'effect/Effect'
 import { readFileSync } from 'node:fs'
 import * as Cli from './Cli.js'
 

@@ -3,7 +3,7 @@
  *
  * @since 0.1.0
  */
-import { Data } from 'effect'
+import * as Data from 'effect/Data'
 
 /** Why a coordination operation failed. */
 export type CoordinationErrorReason =

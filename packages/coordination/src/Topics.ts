@@ -14,7 +14,9 @@
  */
 import type { Nodosum } from '@mycorrizal/nodosum'
 import type { Streams } from '@mycorrizal/streams'
-import { Context, Effect, Layer } from 'effect'
+import * as Context from 'effect/Context'
+import * as Effect from 'effect/Effect'
+import * as Layer from 'effect/Layer'
 import { makeService, type TopicsOptions, type TopicsService } from './internal/service.js'
 
 export type { Subscription, TopicHandler, TopicsOptions, TopicsService } from './internal/service.js'

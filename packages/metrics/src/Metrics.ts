@@ -11,7 +11,10 @@ import { Topics } from '@mycorrizal/coordination'
 import { Mycel } from '@mycorrizal/mycel'
 import { Nodosum } from '@mycorrizal/nodosum'
 import { Streams, type StreamStats } from '@mycorrizal/streams'
-import { Context, Effect, Layer, Option } from 'effect'
+import * as Context from 'effect/Context'
+import * as Effect from 'effect/Effect'
+import * as Layer from 'effect/Layer'
+import * as Option from 'effect/Option'
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
 
 /** What the metrics are read from. The cache is optional: a node may run without it. */

@@ -18,7 +18,11 @@
  */
 import type { Nodosum } from '@mycorrizal/nodosum'
 import type { Streams } from '@mycorrizal/streams'
-import { Config, type ConfigError, Context, Effect, Layer } from 'effect'
+import * as Config from 'effect/Config'
+import type * as ConfigError from 'effect/ConfigError'
+import * as Context from 'effect/Context'
+import * as Effect from 'effect/Effect'
+import * as Layer from 'effect/Layer'
 import { makeService, type MycelService } from './internal/service.js'
 import type { MycelOptions } from './internal/types.js'
 import * as MycelConfig from './MycelConfig.js'

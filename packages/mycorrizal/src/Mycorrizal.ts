@@ -11,7 +11,17 @@ import { ConfigError, Nodosum, NodosumConfig, type TransportError } from '@mycor
 import type { Application, ApplicationConfig, ApplicationStats, ReceiveFunc, Stream, StreamStats, StreamsError } from '@mycorrizal/streams'
 import { Streams, StreamsConfig } from '@mycorrizal/streams'
 import * as Schema from 'effect/Schema'
-import { Cause, Config, type ConfigError as EffectConfigError, Effect, Exit, Fiber, Layer, Logger, LogLevel, ManagedRuntime, Stream as EffectStream } from 'effect'
+import * as Cause from 'effect/Cause'
+import * as Config from 'effect/Config'
+import type * as EffectConfigError from 'effect/ConfigError'
+import * as Effect from 'effect/Effect'
+import * as Exit from 'effect/Exit'
+import * as Fiber from 'effect/Fiber'
+import * as Layer from 'effect/Layer'
+import * as Logger from 'effect/Logger'
+import * as LogLevel from 'effect/LogLevel'
+import * as ManagedRuntime from 'effect/ManagedRuntime'
+import * as EffectStream from 'effect/Stream'
 
 /** Everything a node needs; every field is validated with a message naming it. */
 export interface MycorrizalConfig extends NodosumConfig.NodosumSettingsInput {

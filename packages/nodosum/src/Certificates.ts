@@ -10,7 +10,7 @@
  * @since 0.1.0
  */
 import type * as X509Module from '@peculiar/x509'
-import { Effect } from 'effect'
+import * as Effect from 'effect/Effect'
 import { X509Certificate, createHash, webcrypto } from 'node:crypto'
 import { isIP } from 'node:net'
 

@@ -11,7 +11,13 @@
  *
  * @since 0.2.0
  */
-import { Config, type ConfigError as EffectConfigError, Duration, Effect, Layer, Redacted, type Scope } from 'effect'
+import * as Config from 'effect/Config'
+import type * as EffectConfigError from 'effect/ConfigError'
+import * as Duration from 'effect/Duration'
+import * as Effect from 'effect/Effect'
+import * as Layer from 'effect/Layer'
+import * as Redacted from 'effect/Redacted'
+import type * as Scope from 'effect/Scope'
 import * as Certificates from './Certificates.js'
 import * as Discovery from './Discovery.js'
 import * as internal from './internal/cluster.js'

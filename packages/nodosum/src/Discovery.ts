@@ -5,7 +5,10 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Layer, Redacted } from 'effect'
+import * as Context from 'effect/Context'
+import * as Effect from 'effect/Effect'
+import * as Layer from 'effect/Layer'
+import * as Redacted from 'effect/Redacted'
 import { Resolver } from 'node:dns/promises'
 import { isIP } from 'node:net'
 import type { Discovery as DiscoverySettings } from './NodosumConfig.js'

@@ -6,7 +6,11 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, FiberSet, Layer, Queue } from 'effect'
+import * as Context from 'effect/Context'
+import * as Effect from 'effect/Effect'
+import * as FiberSet from 'effect/FiberSet'
+import * as Layer from 'effect/Layer'
+import * as Queue from 'effect/Queue'
 import { connectPair, MemoryNetworkImpl, type MemoryEndpoint } from './internal/memory.js'
 import { TransportError } from './NodosumError.js'
 import { type Address, formatAddress, Transport, type TransportConnection, type TransportLimits } from './Transport.js'

@@ -10,7 +10,9 @@
  *
  * @since 0.1.0
  */
-import { Context, type Effect, type Stream } from 'effect'
+import * as Context from 'effect/Context'
+import type * as Effect from 'effect/Effect'
+import type * as Stream from 'effect/Stream'
 import type { ClusterError } from './NodosumError.js'
 import type { PeerStream, PeerStreamHandler } from './PeerStream.js'
 import type { Address, ConnectionStats, TransportStats } from './Transport.js'

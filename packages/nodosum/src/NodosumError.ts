@@ -3,7 +3,7 @@
  *
  * @since 0.1.0
  */
-import { Data } from 'effect'
+import * as Data from 'effect/Data'
 
 /** Why a transport operation failed. */
 export type TransportErrorReason =

@@ -11,7 +11,13 @@
  *
  * @since 0.1.0
  */
-import { Config, type ConfigError as EffectConfigError, Duration, Effect, Layer, Queue, type Scope } from 'effect'
+import * as Config from 'effect/Config'
+import type * as EffectConfigError from 'effect/ConfigError'
+import * as Duration from 'effect/Duration'
+import * as Effect from 'effect/Effect'
+import * as Layer from 'effect/Layer'
+import * as Queue from 'effect/Queue'
+import type * as Scope from 'effect/Scope'
 import { QuicEndpoint, type QuicTls } from './internal/quic/endpoint.js'
 import { TransportError } from './NodosumError.js'
 import { Transport, type TransportConnection } from './Transport.js'

@@ -20,7 +20,7 @@
  *
  * @since 0.1.0
  */
-import { Context } from 'effect'
+import * as Context from 'effect/Context'
 import type * as Effect from 'effect/Effect'
 import type { TransportError } from './NodosumError.js'
 

@@ -4,7 +4,12 @@
  *
  * @since 0.1.0
  */
-import { Config, Duration, Effect, Either, ParseResult, Schema } from 'effect'
+import * as Config from 'effect/Config'
+import * as Duration from 'effect/Duration'
+import * as Effect from 'effect/Effect'
+import * as Either from 'effect/Either'
+import * as ParseResult from 'effect/ParseResult'
+import * as Schema from 'effect/Schema'
 import { ConfigError } from './NodosumError.js'
 import type { TransportLimits } from './Transport.js'
 

@@ -16,7 +16,12 @@
  *
  * @since 0.1.0
  */
-import { Deferred, Duration, Effect, Layer, Schedule, type Scope } from 'effect'
+import * as Deferred from 'effect/Deferred'
+import * as Duration from 'effect/Duration'
+import * as Effect from 'effect/Effect'
+import * as Layer from 'effect/Layer'
+import * as Schedule from 'effect/Schedule'
+import type * as Scope from 'effect/Scope'
 import type { TransportError } from './NodosumError.js'
 import type { Transport, TransportConnection, TransportStream } from './Transport.js'
 

@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import type { Effect } from 'effect'
+import type * as Effect from 'effect/Effect'
 import type { SendError, StreamsError } from './StreamsError.js'
 
 /** A receive handler: the payload (yours to keep) and the sending node's id. May return a promise: the stream then waits for it (backpressure). */

@@ -8,7 +8,9 @@
  *
  * @since 0.1.0
  */
-import { Context, type Duration, type Effect } from 'effect'
+import * as Context from 'effect/Context'
+import type * as Duration from 'effect/Duration'
+import type * as Effect from 'effect/Effect'
 import type { Application, ApplicationConfig } from './Application.js'
 import type { StreamsError } from './StreamsError.js'
 

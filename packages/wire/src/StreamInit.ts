@@ -6,7 +6,7 @@
  *
  * @since 0.1.0
  */
-import { Effect } from 'effect'
+import * as Effect from 'effect/Effect'
 import { decodeUtf8, encoder, isWellFormed, utf8Length } from './internal/utf8.js'
 import { WireError } from './WireError.js'
 

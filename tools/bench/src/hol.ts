@@ -7,7 +7,8 @@
  * BENCH_MAX_STREAM_WINDOW=<bytes> runs it with another largest per-stream receive window.
  * BENCH_SOCKET_BUFFER=<bytes> runs it with another UDP socket buffer size.
  */
-import { Effect, Fiber } from 'effect'
+import * as Effect from 'effect/Effect'
+import * as Fiber from 'effect/Fiber'
 import { fork } from 'node:child_process'
 import { benchNode, maxStreamWindow, untilMembers } from './node.js'
 import { percentile, printResult } from './report.js'

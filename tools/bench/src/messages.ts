@@ -4,7 +4,7 @@
  * the same run. The receiver counts whole messages over a timed window after a warm-up.
  * Last line: {"msgs_s":N,"ratio_tcp":R}
  */
-import { Effect } from 'effect'
+import * as Effect from 'effect/Effect'
 import { fork } from 'node:child_process'
 import { once } from 'node:events'
 import { createServer, connect as tcpConnect } from 'node:net'

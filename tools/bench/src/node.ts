@@ -1,7 +1,11 @@
 /** A benchmark node: cluster + streams over QUIC on loopback, in the current scope. */
 import { Nodosum } from '@mycorrizal/nodosum'
 import { Streams } from '@mycorrizal/streams'
-import { Context, Effect, Layer, Logger, LogLevel } from 'effect'
+import * as Context from 'effect/Context'
+import * as Effect from 'effect/Effect'
+import * as Layer from 'effect/Layer'
+import * as Logger from 'effect/Logger'
+import * as LogLevel from 'effect/LogLevel'
 
 /** BENCH_MAX_STREAM_WINDOW (bytes) replaces the transport's largest per-stream receive window. */
 export const maxStreamWindow = process.env['BENCH_MAX_STREAM_WINDOW'] === undefined ? undefined : Number(process.env['BENCH_MAX_STREAM_WINDOW'])

@@ -7,7 +7,7 @@
  * BENCH_SOCKET_BUFFER=<bytes> runs the QUIC side with another UDP socket buffer size.
  */
 import { Certificates, DatagramSize, QuicTransport, type TransportConnection } from '@mycorrizal/nodosum'
-import { Effect } from 'effect'
+import * as Effect from 'effect/Effect'
 import { type ChildProcess, fork } from 'node:child_process'
 import { once } from 'node:events'
 import { createServer, connect as tcpConnect } from 'node:net'

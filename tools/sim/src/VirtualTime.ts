@@ -17,7 +17,9 @@
  * same idea, on a binary heap, and fires each instant's timers in order with the process idle
  * in between.
  */
-import { Clock, Duration, Effect } from 'effect'
+import * as Clock from 'effect/Clock'
+import * as Duration from 'effect/Duration'
+import * as Effect from 'effect/Effect'
 
 interface Timer {
   readonly at: number

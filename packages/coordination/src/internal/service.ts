@@ -8,7 +8,11 @@
 import { Nodosum } from '@mycorrizal/nodosum'
 import { SendError, Streams, type Stream as TopicStream } from '@mycorrizal/streams'
 import { TopicMessage } from '@mycorrizal/wire'
-import { Duration, Effect, FiberSet, Runtime, Stream } from 'effect'
+import * as Duration from 'effect/Duration'
+import * as Effect from 'effect/Effect'
+import * as FiberSet from 'effect/FiberSet'
+import * as Runtime from 'effect/Runtime'
+import * as Stream from 'effect/Stream'
 import { CoordinationError } from '../CoordinationError.js'
 import { streamName, TopicsEngine, type Output, type TopicStats } from './topics.js'
 

@@ -2,7 +2,7 @@
  * The cache's public data types, kept apart from the contract module so the engine can use them
  * without importing it.
  */
-import type { Duration } from 'effect'
+import type * as Duration from 'effect/Duration'
 
 /** Per-bucket options beyond TTL and size. */
 export interface BucketOptions {

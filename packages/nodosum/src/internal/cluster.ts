@@ -5,7 +5,16 @@
  * asks for is a fiber of the scope's `FiberSet`; closing the scope leaves and stops them all.
  */
 import { ControlMessage } from '@mycorrizal/wire'
-import { Duration, Effect, FiberSet, LogLevel, PubSub, Redacted, Runtime, Schedule, type Scope, Stream } from 'effect'
+import * as Duration from 'effect/Duration'
+import * as Effect from 'effect/Effect'
+import * as FiberSet from 'effect/FiberSet'
+import * as LogLevel from 'effect/LogLevel'
+import * as PubSub from 'effect/PubSub'
+import * as Redacted from 'effect/Redacted'
+import * as Runtime from 'effect/Runtime'
+import * as Schedule from 'effect/Schedule'
+import type * as Scope from 'effect/Scope'
+import * as Stream from 'effect/Stream'
 import { randomBytes } from 'node:crypto'
 import { networkInterfaces } from 'node:os'
 import * as Certificates from '../Certificates.js'

@@ -1,4 +1,7 @@
-import { Effect, type Fiber, FiberId, type Queue } from 'effect'
+import * as Effect from 'effect/Effect'
+import type * as Fiber from 'effect/Fiber'
+import * as FiberId from 'effect/FiberId'
+import type * as Queue from 'effect/Queue'
 import { Outbox } from './outbox.js'
 import { TransportError } from '../NodosumError.js'
 import type {

@@ -5,7 +5,9 @@
  * and fails the handshake at its deadline on the Effect clock.
  */
 import { ControlMessage, isWireError } from '@mycorrizal/wire'
-import { Clock, Deferred, Effect } from 'effect'
+import * as Clock from 'effect/Clock'
+import * as Deferred from 'effect/Deferred'
+import * as Effect from 'effect/Effect'
 import { formatAddress } from '../Transport.js'
 import { ErrorCode, type PeerStreamError } from '../PeerStream.js'
 import type { TransportConnection, TransportStream } from '../Transport.js'

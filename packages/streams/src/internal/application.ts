@@ -3,7 +3,7 @@
  * held for names not created yet.
  */
 import type { PeerStream } from '@mycorrizal/nodosum'
-import { Effect } from 'effect'
+import * as Effect from 'effect/Effect'
 import type { Application, ApplicationConfig, ApplicationStats, ReceiveFunc, Stream } from '../Application.js'
 import { StreamsError } from '../StreamsError.js'
 import { validStreamName } from './config.js'

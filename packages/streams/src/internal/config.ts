@@ -2,7 +2,7 @@
  * Application ids, stream names and application settings: defaults, and the limits of
  * `StreamsConfig`.
  */
-import { Either } from 'effect'
+import * as Either from 'effect/Either'
 import type { ApplicationConfig } from '../Application.js'
 import { validateApplication } from '../StreamsConfig.js'
 import { StreamsError } from '../StreamsError.js'

@@ -4,7 +4,7 @@
  * a logger.
  */
 import { ErrorCode, type Nodosum, type PeerStream } from '@mycorrizal/nodosum'
-import { Either } from 'effect'
+import * as Either from 'effect/Either'
 import type { ApplicationConfig } from '../Application.js'
 import { StreamsError } from '../StreamsError.js'
 import { AppImpl, type ApplicationHost, type HeldStream } from './application.js'

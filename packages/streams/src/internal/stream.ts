@@ -5,7 +5,7 @@
  * `stats.ts`.
  */
 import { ErrorCode, type Nodosum, type PeerStream, type PeerStreamError } from '@mycorrizal/nodosum'
-import { Effect } from 'effect'
+import * as Effect from 'effect/Effect'
 import type { ApplicationConfig, ReceiveFunc, Stream, StreamStats } from '../Application.js'
 import { type DeliveryFailure, type SendError, StreamsError } from '../StreamsError.js'
 import { Outbox } from './outbox.js'

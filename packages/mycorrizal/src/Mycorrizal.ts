@@ -16,7 +16,6 @@ import * as Config from 'effect/Config'
 import type * as EffectConfigError from 'effect/ConfigError'
 import * as Effect from 'effect/Effect'
 import * as Exit from 'effect/Exit'
-import * as Fiber from 'effect/Fiber'
 import * as Layer from 'effect/Layer'
 import * as Logger from 'effect/Logger'
 import * as LogLevel from 'effect/LogLevel'
@@ -213,7 +212,30 @@ export const createMycorrizal = async (config: MycorrizalConfig): Promise<Mycorr
   if (config.logLevel !== undefined && !Schema.is(fields.logLevel)(config.logLevel)) {
     throw new ConfigError({ field: 'logLevel', message: `logLevel must be one of ${LogLevels.join(', ')}` })
   }
-  const runtime = ManagedRuntime.make(layer(config).pipe(Layer.provide(Logger.minimumLogLevel(levels[config.logLevel ?? 'info']))))
+  // one reader of the membership events for every onMembership listener, owned by the node's scope
+  const listeners = new Set<(change: MembershipChange) => void>()
+  const types = { Joined: 'joined', Left: 'left', Failed: 'failed' } as const
+  const membershipReader = Layer.scopedDiscard(
+    Effect.flatMap(Nodosum.Nodosum, (nodosum) =>
+      Effect.forkScoped(
+        EffectStream.runForEach(nodosum.events, (event) =>
+          Effect.sync(() => {
+            const change: MembershipChange = { type: types[event._tag], nodeId: event.member.id }
+            for (const l of [...listeners]) {
+              try {
+                l(change)
+              } catch {
+                // a listener's failure is its own
+              }
+            }
+          })
+        )
+      )
+    )
+  )
+  const runtime = ManagedRuntime.make(
+    membershipReader.pipe(Layer.provideMerge(layer(config)), Layer.provide(Logger.minimumLogLevel(levels[config.logLevel ?? 'info'])))
+  )
   const run = <A, E>(effect: Effect.Effect<A, E, Services>): Promise<A> =>
     runtime.runPromiseExit(effect).then((exit) => {
       if (Exit.isSuccess(exit)) return exit.value
@@ -233,26 +255,8 @@ export const createMycorrizal = async (config: MycorrizalConfig): Promise<Mycorr
   }
   const { nodosum, streams, mycel, topics } = services
 
-  // one reader of the membership events for every listener, started with the first
-  const listeners = new Set<(change: MembershipChange) => void>()
-  let membershipReader: Fiber.RuntimeFiber<void, unknown> | undefined
-  const types = { Joined: 'joined', Left: 'left', Failed: 'failed' } as const
   const onMembership = (listener: (change: MembershipChange) => void) => {
     listeners.add(listener)
-    membershipReader ??= runtime.runFork(
-      EffectStream.runForEach(nodosum.events, (event) =>
-        Effect.sync(() => {
-          const change: MembershipChange = { type: types[event._tag], nodeId: event.member.id }
-          for (const l of [...listeners]) {
-            try {
-              l(change)
-            } catch {
-              // a listener's failure is its own
-            }
-          }
-        })
-      )
-    )
     return () => void listeners.delete(listener)
   }
 
@@ -302,9 +306,8 @@ export const createMycorrizal = async (config: MycorrizalConfig): Promise<Mycorr
     onMembership,
     services,
     shutdown: () =>
-      (stopped ??= (membershipReader === undefined ? Promise.resolve() : runtime.runPromise(Fiber.interrupt(membershipReader))).then(() => {
+      (stopped ??= runtime.dispose().then(() => {
         listeners.clear()
-        return runtime.dispose()
       }))
   }
 }

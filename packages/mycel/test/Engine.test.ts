@@ -254,6 +254,51 @@ describe('cache engine: graceful leave', () => {
     expectAll(net, ['b', 'c', 'd'], 's', expected)
   })
 
+  it('a node cut off from its peers that acknowledged writes alone waits, when it leaves, for the peers to come back and hands them its keys (seed 331)', () => {
+    const net = new Net()
+    for (const id of ['a', 'b', 'c']) net.add(id)
+    net.members(['a', 'b', 'c'])
+    net.createBucket('s')
+    // c is cut off: in its view it is alone and acknowledges writes as the only owner
+    net.drop = ({ from, to }) => from === 'c' || to === 'c'
+    net.node('a').membership(['a', 'b'], net.clock('a'))
+    net.node('b').membership(['a', 'b'], net.clock('b'))
+    net.node('c').membership(['c'], net.clock('c'))
+    net.advance(100)
+    const expected = new Map<string, string>()
+    for (let i = 0; i < 20; i++) {
+      net.must(net.put('c', 's', `k${i}`, bytes(`cut-${i}`)))
+      expected.set(`k${i}`, `cut-${i}`)
+    }
+    // the cut heals; c leaves before it sees a and b again: it must not be drained yet
+    net.drop = () => false
+    net.node('c').leave(net.now)
+    net.advance(500)
+    expect(net.node('c').drained()).toBe(false)
+    // the peers are back: c hands everything to them and is drained once they acknowledged
+    for (const id of ['a', 'b', 'c']) net.node(id).membership(['a', 'b', 'c'], net.clock(id))
+    net.run()
+    expect(drain(net, ['c'])).toBe(true)
+    net.members(['a', 'b'])
+    net.advance(3_000)
+    expectAll(net, ['a', 'b'], 's', expected)
+  })
+
+  it('the last node after its peers left gracefully does not wait for them', () => {
+    const net = new Net()
+    for (const id of ['a', 'b']) net.add(id)
+    net.members(['a', 'b'])
+    net.createBucket('s')
+    for (let i = 0; i < 10; i++) net.must(net.put('a', 's', `k${i}`, bytes('v')))
+    net.node('b').leave(net.now)
+    expect(drain(net, ['b'])).toBe(true)
+    net.node('b').close()
+    net.node('a').membership(['a'], net.clock('a'))
+    net.run()
+    net.node('a').leave(net.now)
+    expect(net.node('a').drained()).toBe(true)
+  })
+
   it('the last node leaving has nothing to hand off', () => {
     const net = new Net()
     net.add('a')

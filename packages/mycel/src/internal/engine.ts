@@ -56,6 +56,14 @@ export class Engine implements Host {
   departing = false
   /** Peers that announced their graceful leave: placed as gone while they hand their keys off. */
   private readonly departed = new Set<string>()
+  /** Peers that went from the member set without announcing a leave (failed, or cut off), until they are back. */
+  private readonly lost = new Set<string>()
+  /**
+   * A leaving node that holds keys and sees no peer, while peers it lost may come back (a cut
+   * that healed, a peer restarting): it is not drained until they are back and took its keys,
+   * or its leave timeout ends, since its copies may be the only ones of acknowledged writes.
+   */
+  private awaitingPeers = false
   /** The member set as last reported by the transport. */
   private reported: ReadonlyArray<string>
   readonly joinedAt: number
@@ -389,6 +397,8 @@ export class Engine implements Host {
     this.advance(now)
     if (this.closed) return
     // a departing node places keys as if it had gone already
+    for (const id of this.reported) if (id !== this.self && !nodes.includes(id) && !this.departed.has(id)) this.lost.add(id)
+    for (const id of nodes) this.lost.delete(id)
     this.reported = [...nodes]
     for (const id of this.departed) if (!nodes.includes(id)) this.departed.delete(id)
     const after = [...new Set(nodes)].filter((n) => !(this.departing && n === this.self) && !this.departed.has(n)).sort()
@@ -420,7 +430,11 @@ export class Engine implements Host {
     this.departing = true
     const others = this.members.filter((n) => n !== this.self)
     this.log('Info', 'leaving: handing every key to its owners after this node', { peers: others.length })
-    if (others.length === 0) return
+    if (others.length === 0) {
+      this.awaitingPeers = this.lost.size > 0 && this.holdsKeys()
+      if (this.awaitingPeers) this.log('Info', 'leaving with keys and no peer in view: waiting for lost peers to come back', { lost: [...this.lost] })
+      return
+    }
     // the others place keys without this node from now on, so what it hands them is theirs (not a
     // stray to give back); each bucket's announcement goes ahead of its batches on the same stream
     for (const peer of others) this.announceLeave(peer)
@@ -433,7 +447,16 @@ export class Engine implements Host {
 
   /** True when a leaving node has nothing left to hand off: every batch sent and acknowledged (or no peer is left). */
   drained(): boolean {
-    return this.closed || (this.departing && (this.members.length === 0 || this.members.every((n) => n === this.self) || this.rebalance.idle))
+    if (this.closed) return true
+    if (!this.departing) return false
+    const alone = this.members.every((n) => n === this.self)
+    return alone ? !this.awaitingPeers : this.rebalance.idle
+  }
+
+  /** Some bucket holds a value or a tombstone. */
+  private holdsKeys(): boolean {
+    for (const bucket of this.buckets.values()) if (bucket.store.size > 0 || bucket.store.tombstoneCount > 0) return true
+    return false
   }
 
   /** True while keys may still be on their way to new owners. */

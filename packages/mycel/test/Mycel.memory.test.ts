@@ -4,6 +4,7 @@ import { Streams } from '@mycorrizal/streams'
 import { Context, Duration, Effect, Layer, Logger, LogLevel, type Scope } from 'effect'
 import { Placement } from '../src/internal/placement.js'
 import * as Mycel from '../src/Mycel.js'
+import type { MycelError } from '../src/MycelError.js'
 
 const secret = 'mycel-test-secret-of-at-least-32-characters'
 type Node = { readonly id: string; readonly mycel: Mycel.Mycel['Type']; readonly nodosum: Nodosum.Nodosum['Type'] }
@@ -127,6 +128,37 @@ describe('Mycel over MemoryTransport', () => {
         yield* b!.mycel.createBucket('big', '1 minute', 100)
         const tooBig = new Uint8Array(a!.nodosum.maxMessageSize)
         expect((yield* Effect.flip(a!.mycel.put('big', 'k', tooBig))).reason).toBe('ValueTooLarge')
+      })
+    )
+  )
+
+  it.live('the Promise entry points (the facade\'s) do what the Effect operations do: local and remote, misses, deletes, typed errors', () =>
+    run(
+      Effect.gen(function* () {
+        const nodes = yield* cluster(['a', 'b', 'c'])
+        for (const n of nodes) yield* n.mycel.createBucket('p', '1 minute', 1_000)
+        const [a, b, c] = nodes
+        yield* Effect.promise(() => Promise.all(Array.from({ length: 60 }, (_, i) => a!.mycel.unsafePut('p', `k${i}`, bytes(`v${i}`)))))
+        for (const n of [a!, b!, c!]) {
+          const read = yield* Effect.promise(() => Promise.all(Array.from({ length: 60 }, (_, i) => n.mycel.unsafeGet('p', `k${i}`))))
+          expect(read.map(text)).toEqual(Array.from({ length: 60 }, (_, i) => `v${i}`))
+          // the Effect operation reads the same
+          expect(text(yield* n.mycel.get('p', 'k7'))).toBe('v7')
+          expect(yield* Effect.promise(() => n.mycel.unsafeGet('p', 'missing'))).toBeUndefined()
+        }
+        // some of those reads were remote (R = 2 of 3 nodes)
+        expect(nodes.reduce((x, n) => x + n.mycel.stats('p')!.remoteGets, 0)).toBeGreaterThan(0)
+        yield* Effect.promise(() => b!.mycel.unsafeDelete('p', 'k1'))
+        yield* untilEffect(Effect.all(nodes.map((n) => n.mycel.get('p', 'k1'))).pipe(Effect.map((all) => all.every((v) => v === undefined))), 'everyone sees the delete')
+        // a TTL given in milliseconds or as a duration
+        yield* Effect.promise(() => c!.mycel.unsafePut('p', 't', bytes('x'), 60_000))
+        yield* Effect.promise(() => c!.mycel.unsafePut('p', 't', bytes('y'), '1 minute'))
+        expect(text(yield* a!.mycel.get('p', 't'))).toBe('y')
+        // errors reject with the same typed errors
+        const rejected = (p: () => Promise<unknown>) => Effect.promise(() => p().then(() => undefined, (e: MycelError) => e.reason))
+        expect(yield* rejected(() => a!.mycel.unsafeGet('nope', 'k'))).toBe('BucketNotFound')
+        expect(yield* rejected(() => a!.mycel.unsafePut('p', 'k', bytes('v'), 0))).toBe('InvalidBucket')
+        expect(yield* rejected(() => a!.mycel.unsafePut('p', 'k', new Uint8Array(a!.nodosum.maxMessageSize)))).toBe('ValueTooLarge')
       })
     )
   )

@@ -290,9 +290,10 @@ export const createMycorrizal = async (config: MycorrizalConfig): Promise<Mycorr
     mycel: {
       createBucket: (name, ttlMs, maxSize, options) => run(mycel.createBucket(name, ttlMs, maxSize, options)),
       deleteBucket: (name) => run(mycel.deleteBucket(name)),
-      put: (bucket, key, value, ttlMs) => run(mycel.put(bucket, key, value, ttlMs)),
-      get: (bucket, key) => run(mycel.get(bucket, key)),
-      delete: (bucket, key) => run(mycel.delete(bucket, key)),
+      // no fiber per call: an answer this node has resolves at once
+      put: (bucket, key, value, ttlMs) => mycel.unsafePut(bucket, key, value, ttlMs),
+      get: (bucket, key) => mycel.unsafeGet(bucket, key),
+      delete: (bucket, key) => mycel.unsafeDelete(bucket, key),
       stats: (bucket) => mycel.stats(bucket),
       buckets: () => mycel.buckets(),
       ready: () => mycel.ready()

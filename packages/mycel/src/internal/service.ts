@@ -34,13 +34,24 @@ export interface MycelService {
   /** The value, or undefined on a miss. */
   readonly get: (bucket: string, key: string) => Effect.Effect<Uint8Array | undefined, MycelError>
   readonly delete: (bucket: string, key: string) => Effect.Effect<void, MycelError>
+  /**
+   * `get`, `put` and `delete` for a Promise caller (the `mycorrizal` facade): the same
+   * operations without an Effect fiber per call; an answer this node has resolves at once.
+   * They reject with `MycelError`.
+   */
+  readonly unsafeGet: (bucket: string, key: string) => Promise<Uint8Array | undefined>
+  readonly unsafePut: (bucket: string, key: string, value: Uint8Array, ttl?: Duration.DurationInput) => Promise<void>
+  readonly unsafeDelete: (bucket: string, key: string) => Promise<void>
   readonly stats: (bucket: string) => BucketStats | undefined
   readonly buckets: () => ReadonlyArray<string>
   /** True once a joining node has received its keys from the others (or waited long enough). */
   readonly ready: () => boolean
 }
 
-type Resume = (effect: Effect.Effect<Uint8Array | undefined, MycelError>) => void
+/** Takes the completion of an operation that waited. */
+type Waiter = (error: MycelError | undefined, value: Uint8Array | undefined) => void
+
+const ignore = (): void => {}
 
 const durationMs = (input: Duration.DurationInput | undefined, fallback: Duration.DurationInput) => Duration.toMillis(Duration.decode(input ?? fallback))
 
@@ -78,19 +89,20 @@ export const makeService = (options: MycelOptions = {}) =>
     const runInScope = yield* FiberSet.runtime(fibers)<never>()
     const log = Runtime.runSync(runtime)
     const bucketStreams = new Map<string, BucketStream>()
-    const waiters = new Map<number, Resume>()
-    const early = new Map<number, Effect.Effect<Uint8Array | undefined, MycelError>>()
+    const waiters = new Map<number, Waiter>()
+    /** Completions that came before their operation started waiting (during its own flush). */
+    const early = new Map<number, { readonly error: MycelError | undefined; readonly value: Uint8Array | undefined }>()
     let nextOp = 1
     let closed = false
     let flushing = false
     let timerAt = Infinity
 
-    const settle = (op: number, effect: Effect.Effect<Uint8Array | undefined, MycelError>) => {
-      const resume = waiters.get(op)
-      if (resume === undefined) early.set(op, effect)
+    const settle = (op: number, error: MycelError | undefined, value: Uint8Array | undefined) => {
+      const waiter = waiters.get(op)
+      if (waiter === undefined) early.set(op, { error, value })
       else {
         waiters.delete(op)
-        resume(effect)
+        waiter(error, value)
       }
     }
 
@@ -134,10 +146,10 @@ export const makeService = (options: MycelOptions = {}) =>
               send(o)
               break
             case 'Done':
-              settle(o.op, Effect.succeed(o.value))
+              settle(o.op, undefined, o.value)
               break
             case 'Fail':
-              settle(o.op, Effect.fail(o.error))
+              settle(o.op, o.error, undefined)
               break
             case 'Log':
               if (!closed) log(Effect.logWithLevel(levels[o.level], o.message).pipe(Effect.annotateLogs({ node: engine.self, ...o.annotations })))
@@ -183,15 +195,35 @@ export const makeService = (options: MycelOptions = {}) =>
             const done = early.get(op)
             if (done !== undefined) {
               early.delete(op)
-              resume(done as Effect.Effect<A, MycelError>)
+              resume(done.error === undefined ? Effect.succeed(done.value as A) : Effect.fail(done.error))
               return
             }
-            waiters.set(op, resume as Resume)
+            waiters.set(op, (error, value) => resume(error === undefined ? Effect.succeed(value as A) : Effect.fail(error)))
             return Effect.sync(() => waiters.delete(op))
           })
         }
         return result instanceof MycelError ? Effect.fail(result) : Effect.succeed(result)
       })
+
+    /** The same for a Promise caller: no fiber; a result at hand resolves at once. */
+    const operationPromise = <A extends Uint8Array | undefined>(start: (op: number) => A | MycelError | typeof PENDING): Promise<A> => {
+      const op = nextOp++
+      let result: A | MycelError | typeof PENDING
+      try {
+        result = start(op)
+      } finally {
+        flush()
+      }
+      if (result === PENDING) {
+        const done = early.get(op)
+        if (done !== undefined) {
+          early.delete(op)
+          return done.error === undefined ? Promise.resolve(done.value as A) : Promise.reject(done.error)
+        }
+        return new Promise<A>((resolve, reject) => waiters.set(op, (error, value) => (error === undefined ? resolve(value as A) : reject(error))))
+      }
+      return result instanceof MycelError ? Promise.reject(result) : Promise.resolve(result)
+    }
 
     yield* nodosum.events.pipe(
       Stream.runForEach(() =>
@@ -224,7 +256,7 @@ export const makeService = (options: MycelOptions = {}) =>
         engine.close()
         flush()
         closed = true
-        for (const resume of waiters.values()) resume(Effect.fail(new MycelError({ reason: 'Closed', message: 'the cache is shutting down' })))
+        for (const waiter of waiters.values()) waiter(new MycelError({ reason: 'Closed', message: 'the cache is shutting down' }), undefined)
         waiters.clear()
         early.clear()
       })
@@ -232,13 +264,19 @@ export const makeService = (options: MycelOptions = {}) =>
     // joining, an alone node turns ready after settling, a joiner after its ready timeout at most
     flush()
 
-    const ttlOf = (ttl: Duration.DurationInput | undefined, field: string): Effect.Effect<number | undefined, MycelError> => {
-      if (ttl === undefined) return Effect.succeed(undefined)
+    /** A TTL in whole milliseconds (undefined: the bucket's), or the error naming the field. */
+    const ttlMsOf = (ttl: Duration.DurationInput | undefined, field: string): number | undefined | MycelError => {
+      if (ttl === undefined) return undefined
+      if (typeof ttl === 'number' && Number.isFinite(ttl) && ttl >= 1 && ttl <= 0xffffffff) return Math.round(ttl)
       const d = Duration.decodeUnknown(ttl)
       if (d._tag === 'None' || Duration.toMillis(d.value) < 1 || Duration.toMillis(d.value) > 0xffffffff) {
-        return Effect.fail(new MycelError({ reason: 'InvalidBucket', message: `${field} must be a duration from 1 ms to 49 days` }))
+        return new MycelError({ reason: 'InvalidBucket', message: `${field} must be a duration from 1 ms to 49 days` })
       }
-      return Effect.succeed(Math.round(Duration.toMillis(d.value)))
+      return Math.round(Duration.toMillis(d.value))
+    }
+    const ttlOf = (ttl: Duration.DurationInput | undefined, field: string): Effect.Effect<number | undefined, MycelError> => {
+      const ms = ttlMsOf(ttl, field)
+      return ms instanceof MycelError ? Effect.fail(ms) : Effect.succeed(ms)
     }
 
     const service: MycelService = {
@@ -293,6 +331,13 @@ export const makeService = (options: MycelOptions = {}) =>
         ttlOf(ttl, 'ttl').pipe(Effect.flatMap((ttlMs) => Effect.asVoid(operation((op) => engine.put(op, bucket, key, value, ttlMs, now()))))),
       get: (bucket, key) => operation((op) => engine.get(op, bucket, key, now())),
       delete: (bucket, key) => Effect.asVoid(operation((op) => engine.delete(op, bucket, key, now()))),
+      unsafeGet: (bucket, key) => operationPromise((op) => engine.get(op, bucket, key, now())),
+      unsafePut: (bucket, key, value, ttl) => {
+        const ttlMs = ttlMsOf(ttl, 'ttl')
+        if (ttlMs instanceof MycelError) return Promise.reject(ttlMs)
+        return operationPromise((op) => engine.put(op, bucket, key, value, ttlMs, now())).then(ignore)
+      },
+      unsafeDelete: (bucket, key) => operationPromise((op) => engine.delete(op, bucket, key, now())).then(ignore),
       stats: (bucket) => engine.stats(bucket),
       buckets: () => [...engine.buckets.keys()],
       ready: () => engine.ready(now())

@@ -8,7 +8,7 @@
 import { Topics } from '@mycorrizal/coordination'
 import { Mycel, MycelConfig, type MycelError } from '@mycorrizal/mycel'
 import { ConfigError, Nodosum, NodosumConfig, type TransportError } from '@mycorrizal/nodosum'
-import type { Application, ApplicationConfig, ApplicationStats, ReceiveFunc, Stream, StreamStats, StreamsError } from '@mycorrizal/streams'
+import type { Application, ApplicationConfig, ApplicationStats, ReceiveFunc, Stream, StreamOptions, StreamStats, StreamsError } from '@mycorrizal/streams'
 import { Streams, StreamsConfig } from '@mycorrizal/streams'
 import * as Schema from 'effect/Schema'
 import * as Cause from 'effect/Cause'
@@ -150,6 +150,8 @@ export interface MycorrizalStream {
   setReceiveFunc(fn: ReceiveFunc): void
   close(): Promise<void>
   name(): string
+  /** The priority its QUIC streams are sent with on this node (RFC 9218 urgency 0-7, incremental). */
+  priority(): { readonly urgency: number; readonly incremental: boolean }
   stats(): StreamStats
 }
 
@@ -159,8 +161,8 @@ export interface MycorrizalApplication {
   send(payload: Uint8Array, nodeIds?: ReadonlyArray<string>): Promise<void>
   setReceiveFunc(fn: ReceiveFunc): void
   nodes(): ReadonlyArray<string>
-  /** Throws `StreamsError` (DuplicateStream, MaxStreamsReached, DefaultStreamOnly, InvalidName). */
-  createStream(name: string): MycorrizalStream
+  /** Throws `StreamsError` (DuplicateStream, MaxStreamsReached, DefaultStreamOnly, InvalidName, InvalidConfig for a bad priority). */
+  createStream(name: string, options?: StreamOptions): MycorrizalStream
   /** Throws `StreamsError` (UnknownStream). */
   getStream(name: string): MycorrizalStream
   closeStream(name: string): Promise<void>
@@ -265,6 +267,7 @@ export const createMycorrizal = async (config: MycorrizalConfig): Promise<Mycorr
     setReceiveFunc: (fn) => stream.setReceiveFunc(fn),
     close: () => run(stream.close),
     name: () => stream.name(),
+    priority: () => stream.priority(),
     stats: () => stream.stats()
   })
   const wrapApp = (app: Application): MycorrizalApplication => ({
@@ -272,7 +275,7 @@ export const createMycorrizal = async (config: MycorrizalConfig): Promise<Mycorr
     send: (payload, nodeIds) => run(app.send(payload, nodeIds)),
     setReceiveFunc: (fn) => app.setReceiveFunc(fn),
     nodes: () => app.nodes(),
-    createStream: (name) => wrapStream(runSync(app.createStream(name))),
+    createStream: (name, options) => wrapStream(runSync(app.createStream(name, options))),
     getStream: (name) => wrapStream(runSync(app.getStream(name))),
     closeStream: (name) => run(app.closeStream(name)),
     listStreams: () => app.listStreams(),

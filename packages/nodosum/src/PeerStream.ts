@@ -5,6 +5,7 @@
  * @since 0.1.0
  */
 import type { TransportError } from './NodosumError.js'
+import type { StreamPriority } from './Transport.js'
 
 /** Callbacks of a peer stream. */
 export interface PeerStreamHandler {
@@ -46,6 +47,8 @@ export interface PeerStream {
   readonly sendMany: (payloads: ReadonlyArray<Uint8Array>) => boolean
   readonly setHandler: (handler: PeerStreamHandler) => void
   readonly writableLength: () => number
+  /** How this side schedules the stream's data against the connection's other streams (see `Transport.StreamPriority`). */
+  readonly setPriority: (priority: StreamPriority) => void
   readonly pause: () => void
   readonly resume: () => void
   readonly end: () => void

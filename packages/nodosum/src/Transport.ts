@@ -46,6 +46,21 @@ export interface StreamHandler {
   readonly onClose?: (error: TransportError | undefined) => void
 }
 
+/** A stream's sending priority (RFC 9218 urgency and incremental). */
+export interface StreamPriority {
+  /** 0 (first) to 7. */
+  readonly urgency: number
+  /** Share bandwidth round-robin with streams of the same urgency (true), or not (false). */
+  readonly incremental: boolean
+}
+
+/** The priority of a stream nobody set one for: RFC 9218's default urgency, shared round-robin. */
+export const DEFAULT_PRIORITY: StreamPriority = { urgency: 3, incremental: true }
+
+/** True for an urgency 0-7 and a boolean `incremental`. */
+export const isStreamPriority = (p: unknown): p is StreamPriority =>
+  typeof p === 'object' && p !== null && Number.isInteger((p as StreamPriority).urgency) && (p as StreamPriority).urgency >= 0 && (p as StreamPriority).urgency <= 7 && typeof (p as StreamPriority).incremental === 'boolean'
+
 /** One bidirectional stream of a connection. */
 export interface TransportStream {
   /** Stream id, unique within its connection. */
@@ -70,6 +85,13 @@ export interface TransportStream {
   readonly end: () => void
   /** Aborts both directions with an application error code. */
   readonly reset: (code: number) => void
+  /**
+   * Sets how this side schedules the stream's data against the connection's other streams
+   * (RFC 9218): `urgency` 0 (sent first) to 7, `incremental` true to share the connection
+   * round-robin with the streams of the same urgency, false to send them one after another.
+   * It orders only this side's sending; a transport that does not schedule (memory) records it.
+   */
+  readonly setPriority: (priority: StreamPriority) => void
   /** Stops reading: the peer's flow control will stop its sender. */
   readonly pause: () => void
   /** Resumes reading. */

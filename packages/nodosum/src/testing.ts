@@ -371,6 +371,32 @@ export const transportSuite = <E, R, RE>(name: string, factory: TransportFactory
       )
     )
 
+    it.live('a stream takes a priority (urgency 0-7, incremental) on either end, refuses one out of range, and its data still arrives', () =>
+      run(
+        Effect.gen(function* () {
+          const { client, accepted } = yield* pair(factory)
+          const received = yield* collector()
+          const { local, remote } = yield* openPair(client, accepted, { onData: () => {} })
+          remote.setHandler(received.handler)
+          for (const urgency of [0, 3, 7]) {
+            local.setPriority({ urgency, incremental: urgency !== 7 })
+            remote.setPriority({ urgency, incremental: true })
+          }
+          for (const bad of [{ urgency: -1, incremental: true }, { urgency: 8, incremental: true }, { urgency: 1.5, incremental: false }]) {
+            expect(() => local.setPriority(bad)).toThrow(/urgency from 0 to 7/)
+          }
+          const data = patternBytes(256 * 1024, 5)
+          const drain = drainSignal()
+          local.setHandler({ onData: () => {}, onDrain: drain.onDrain })
+          yield* writeAll(local, data, 16_384, drain.wait)
+          local.end()
+          yield* Deferred.await(received.ended)
+          // the first byte came with the opening write of openPair
+          expect(received.bytes()).toBe(1 + data.byteLength)
+        })
+      )
+    )
+
     it.live('twenty streams in parallel all arrive intact', () =>
       run(
         Effect.gen(function* () {

@@ -5,6 +5,7 @@
  * @since 0.1.0
  */
 import type * as Effect from 'effect/Effect'
+import type { StreamPriority } from '@mycorrizal/nodosum'
 import type { SendError, StreamsError } from './StreamsError.js'
 
 /** A receive handler: the payload (yours to keep) and the sending node's id. May return a promise: the stream then waits for it (backpressure). */
@@ -69,8 +70,28 @@ export interface Stream {
   /** Closes the stream here and its QUIC streams on every peer. */
   readonly close: Effect.Effect<void>
   readonly name: () => string
+  /** The priority its QUIC streams are sent with on this node. */
+  readonly priority: () => StreamPriority
   readonly stats: () => StreamStats
   readonly isClosed: () => boolean
+}
+
+/**
+ * How a stream's data is scheduled against the other streams to the same peer when the
+ * sending side is the bottleneck (RFC 9218, applied to the stream's QUIC streams in quiche):
+ * `urgency` 0 (sent first) to 7, default 3; `incremental` (default true) shares bandwidth
+ * round-robin with the streams of the same urgency, false sends them one after another.
+ * It orders what this node sends; the peer orders what it sends by its own setting.
+ */
+export interface PriorityOptions {
+  readonly urgency?: number
+  readonly incremental?: boolean
+}
+
+/** Options of one named stream. */
+export interface StreamOptions {
+  /** Default: the application's `priority`. */
+  readonly priority?: PriorityOptions
 }
 
 /** Settings of an application. */
@@ -78,6 +99,8 @@ export interface ApplicationConfig {
   readonly id: string
   /** Named streams this application may have at once (default 20). */
   readonly maxStreams?: number
+  /** The priority of its default stream and, unless they say otherwise, its named streams (urgency 3, incremental). */
+  readonly priority?: PriorityOptions
   /** Refuse named streams (default false). */
   readonly defaultStreamOnly?: boolean
   /** Messages buffered per stream and peer, in each direction (default 100). */
@@ -107,7 +130,7 @@ export interface Application {
   readonly setReceiveFunc: (fn: ReceiveFunc) => void
   /** Alive nodes, this one included, sorted. */
   readonly nodes: () => ReadonlyArray<string>
-  readonly createStream: (name: string) => Effect.Effect<Stream, StreamsError>
+  readonly createStream: (name: string, options?: StreamOptions) => Effect.Effect<Stream, StreamsError>
   readonly getStream: (name: string) => Effect.Effect<Stream, StreamsError>
   readonly closeStream: (name: string) => Effect.Effect<void, StreamsError>
   /** Names of the named streams (the default stream is not listed). */

@@ -97,6 +97,32 @@ describe('Streams over MemoryTransport', () => {
     )
   )
 
+  it.effect('stream priorities: the application sets its streams\' default, a named stream its own; out of range is InvalidConfig; messages flow as before', () =>
+    withNetwork(
+      Effect.gen(function* () {
+        const [a, b] = yield* cluster(2)
+        const plain = yield* a!.streams.registerApplication('plain')
+        expect(plain.defaultStream.priority()).toEqual({ urgency: 3, incremental: true })
+        const app = yield* a!.streams.registerApplicationWithConfig({ id: 'jobs', priority: { urgency: 5 } })
+        const appB = yield* b!.streams.registerApplicationWithConfig({ id: 'jobs', priority: { urgency: 5 } })
+        expect(app.defaultStream.priority()).toEqual({ urgency: 5, incremental: true })
+        expect((yield* app.createStream('bulk')).priority()).toEqual({ urgency: 5, incremental: true })
+        const control = yield* app.createStream('control', { priority: { urgency: 0, incremental: false } })
+        expect(control.priority()).toEqual({ urgency: 0, incremental: false })
+        for (const urgency of [-1, 8, 2.5]) {
+          expect((yield* Effect.flip(app.createStream(`bad${urgency}`, { priority: { urgency } }))).reason).toBe('InvalidConfig')
+        }
+        expect((yield* Effect.flip(a!.streams.registerApplicationWithConfig({ id: 'bad', priority: { urgency: 9 } }))).reason).toBe('InvalidConfig')
+        // the receiving end sets its own priority on the streams it accepts; messages arrive
+        const got = yield* Deferred.make<string>()
+        const there = yield* appB.createStream('control', { priority: { urgency: 1 } })
+        there.setReceiveFunc((p) => Deferred.unsafeDone(got, Effect.succeed(decode(p))))
+        yield* control.send(text('first'), ['n1'])
+        expect(yield* Deferred.await(got)).toBe('first')
+      })
+    )
+  )
+
   it.effect('typed errors: duplicate, max streams, default-only, unknown application, closed, too large, invalid config', () =>
     withNetwork(
       Effect.gen(function* () {

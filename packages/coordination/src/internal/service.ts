@@ -60,7 +60,7 @@ export const makeService = (options: TopicsOptions = {}) =>
     }
     const nodosum = yield* Nodosum.Nodosum
     const streams = yield* Streams.Streams
-    const app = yield* streams.registerApplicationWithConfig({ id: APP_ID, maxStreams: maxTopics, streamBufferSize: 1_000 })
+    const app = yield* streams.registerApplicationWithConfig({ id: APP_ID, maxStreams: maxTopics, streamBufferSize: 1_000, priority: { urgency: 2 } })
     const runtime = yield* Effect.runtime<never>()
     const clock = yield* Effect.clock
     const now = () => clock.unsafeCurrentTimeMillis()

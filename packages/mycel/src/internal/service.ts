@@ -61,7 +61,7 @@ export const makeService = (options: MycelOptions = {}) =>
     const streams = yield* Streams.Streams
     // a node that lacks a bucket refuses its stream after 1 s (buckets are created at start-up,
     // within that time on every node), so a request to it fails with BucketNotFound before its timeout
-    const app = yield* streams.registerApplicationWithConfig({ id: APP_ID, maxStreams: 1_000, streamBufferSize: 1_000, unknownStreamGraceMs: 1_000 })
+    const app = yield* streams.registerApplicationWithConfig({ id: APP_ID, maxStreams: 1_000, streamBufferSize: 1_000, unknownStreamGraceMs: 1_000, priority: { urgency: 1 } })
     const runtime = yield* Effect.runtime<never>()
     const clock = yield* Effect.clock
     // one clock: Effect's, with sub-millisecond resolution for the latency histograms

@@ -2,7 +2,7 @@ import { Decoder, Frame, StreamInit, type WireError } from '@mycorrizal/wire'
 import { copyBytes } from './bytes.js'
 import type { TransportError } from '../NodosumError.js'
 import { ErrorCode, type PeerStream, type PeerStreamError, type PeerStreamHandler } from '../PeerStream.js'
-import type { TransportStream } from '../Transport.js'
+import type { StreamPriority, TransportStream } from '../Transport.js'
 
 /** Bytes framed into one transport write at most. */
 const BATCH_BYTES = 64 * 1024
@@ -170,6 +170,8 @@ export class FramedStream implements PeerStream {
   }
 
   writableLength = (): number => this.stream.writableLength() + this.batchLen
+
+  setPriority = (priority: StreamPriority): void => this.stream.setPriority(priority)
 
   pause = (): void => {
     this.paused = true

@@ -13,7 +13,7 @@ import type {
   TransportLimits,
   TransportStream
 } from '../Transport.js'
-import { formatAddress } from '../Transport.js'
+import { formatAddress, isStreamPriority, type StreamPriority } from '../Transport.js'
 
 /** Reset code a stream gets when a handler of ours throws. */
 export const HANDLER_FAILED = 0x0fff
@@ -145,6 +145,14 @@ class MemoryStreamEnd implements TransportStream {
   setHandler = (handler: StreamHandler): void => {
     this.handler = handler
     this.deliver()
+  }
+
+  /** The priority set on this side (recorded: the memory transport does not schedule). */
+  priority: StreamPriority | undefined
+
+  setPriority = (priority: StreamPriority): void => {
+    if (!isStreamPriority(priority)) throw new RangeError('a stream priority is an urgency from 0 to 7 and a boolean incremental')
+    this.priority = priority
   }
 
   write = (chunk: Uint8Array, owned = false, onRelease?: () => void): boolean => {

@@ -2,6 +2,7 @@
  * Constants of the cluster protocol (version 2): what both sides of a connection must agree
  * on, and the default grace periods of the cluster shell. No logic here.
  */
+import type { StreamPriority } from '../Transport.js'
 
 /** Version of the handshake and control messages this node speaks. */
 export const PROTOCOL_VERSION = 2
@@ -17,6 +18,12 @@ export const CONTROL_STREAM_NAME = ''
 
 /** Largest control message in bytes (a `Members` list of a large cluster fits). */
 export const CONTROL_MAX_MESSAGE_SIZE = 1024 * 1024
+
+/**
+ * The control stream goes before everything else in every packet its sender builds (urgency
+ * 0): heartbeats and membership never wait behind application data.
+ */
+export const CONTROL_PRIORITY: StreamPriority = { urgency: 0, incremental: true }
 
 /** Control messages a connection may buffer before its handshake finishes. */
 export const HANDSHAKE_INBOX = 16

@@ -13,7 +13,7 @@ import { ErrorCode, type PeerStreamError } from '../PeerStream.js'
 import type { TransportConnection, TransportStream } from '../Transport.js'
 import { FramedStream } from './framed.js'
 import { Handshake, type HandshakeOptions, type Refusal, type Role } from './handshake.js'
-import { CONTROL_APP_ID, CONTROL_MAX_MESSAGE_SIZE, CONTROL_STREAM_NAME, HANDSHAKE_INBOX, REFUSAL_GRACE_MS } from './protocol.js'
+import { CONTROL_APP_ID, CONTROL_MAX_MESSAGE_SIZE, CONTROL_PRIORITY, CONTROL_STREAM_NAME, HANDSHAKE_INBOX, REFUSAL_GRACE_MS } from './protocol.js'
 
 type Control = ControlMessage.ControlMessage
 
@@ -93,6 +93,7 @@ export const run = (connection: TransportConnection, options: Omit<HandshakeOpti
             return apply(core.abort('Protocol', `first stream is ${init.appId}/${init.streamName}, not the control stream`))
           }
           control = self
+          self.setPriority(CONTROL_PRIORITY)
           apply(core.start())
         })
         // a malformed STREAM_INIT closes the stream: the handshake fails at once
@@ -110,6 +111,7 @@ export const run = (connection: TransportConnection, options: Omit<HandshakeOpti
       try {
         const stream = connection.openStream({ onData: () => {} })
         control = new FramedStream(stream, '', false, CONTROL_MAX_MESSAGE_SIZE, { appId: CONTROL_APP_ID, streamName: CONTROL_STREAM_NAME }, undefined)
+        control.setPriority(CONTROL_PRIORITY)
         control.setHandler(feed)
         apply(core.start())
       } catch (e) {

@@ -2,11 +2,12 @@
  * One registered application: its default stream, its named streams, and the incoming streams
  * held for names not created yet.
  */
-import type { PeerStream } from '@mycorrizal/nodosum'
+import type { PeerStream, StreamPriority } from '@mycorrizal/nodosum'
 import * as Effect from 'effect/Effect'
-import type { Application, ApplicationConfig, ApplicationStats, ReceiveFunc, Stream } from '../Application.js'
+import * as Either from 'effect/Either'
+import type { Application, ApplicationConfig, ApplicationStats, ReceiveFunc, Stream, StreamOptions } from '../Application.js'
 import { StreamsError } from '../StreamsError.js'
-import { validStreamName } from './config.js'
+import { resolvePriority, validStreamName } from './config.js'
 import { Held, routeStream } from './routing.js'
 import { applicationStats } from './stats.js'
 import { StreamImpl, type StreamHost } from './stream.js'
@@ -34,8 +35,12 @@ export class AppImpl implements Application {
     readonly id: string,
     readonly config: Required<ApplicationConfig>
   ) {
-    this.defaultStream = new StreamImpl(host, this, '')
+    this.priority = Either.getOrThrow(resolvePriority(config.priority))
+    this.defaultStream = new StreamImpl(host, this, '', this.priority)
   }
+
+  /** The priority of the default stream and of named streams that set none. */
+  readonly priority: StreamPriority
 
   send = (payload: Uint8Array, nodeIds?: ReadonlyArray<string>) => this.defaultStream.send(payload, nodeIds)
 
@@ -43,7 +48,7 @@ export class AppImpl implements Application {
 
   nodes = (): ReadonlyArray<string> => this.host.nodosum.nodes()
 
-  createStream = (name: string): Effect.Effect<Stream, StreamsError> =>
+  createStream = (name: string, options: StreamOptions = {}): Effect.Effect<Stream, StreamsError> =>
     Effect.suspend(() => {
       if (this.config.defaultStreamOnly) {
         return Effect.fail(new StreamsError({ reason: 'DefaultStreamOnly', message: `application '${this.id}' is configured for the default stream only` }))
@@ -56,7 +61,9 @@ export class AppImpl implements Application {
           new StreamsError({ reason: 'MaxStreamsReached', message: `application '${this.id}' has its maximum of ${this.config.maxStreams} streams` })
         )
       }
-      const stream = new StreamImpl(this.host, this, name)
+      const priority = resolvePriority(options.priority, this.priority)
+      if (Either.isLeft(priority)) return Effect.fail(priority.left)
+      const stream = new StreamImpl(this.host, this, name, priority.right)
       this.streams.set(name, stream)
       this.host.log('Info', 'stream created', { app: this.id, stream: name, maxNodes: this.host.nodosum.nodes().length })
       for (const h of this.held.claim(name)) {

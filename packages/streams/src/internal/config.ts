@@ -3,7 +3,8 @@
  * `StreamsConfig`.
  */
 import * as Either from 'effect/Either'
-import type { ApplicationConfig } from '../Application.js'
+import { DEFAULT_PRIORITY, isStreamPriority, type StreamPriority } from '@mycorrizal/nodosum'
+import type { ApplicationConfig, PriorityOptions } from '../Application.js'
 import { validateApplication } from '../StreamsConfig.js'
 import { StreamsError } from '../StreamsError.js'
 
@@ -21,6 +22,14 @@ export const validStreamName = (name: string): StreamsError | undefined =>
   name.length === 0 || utf8Length(name) > NAME_BYTES
     ? new StreamsError({ reason: 'InvalidName', message: `a stream name must be 1 to ${NAME_BYTES} bytes of UTF-8` })
     : undefined
+
+/** A priority with its defaults (urgency 3, incremental), or why it is not valid. */
+export const resolvePriority = (p: PriorityOptions | undefined, base: StreamPriority = DEFAULT_PRIORITY): Either.Either<StreamPriority, StreamsError> => {
+  const priority = { urgency: p?.urgency ?? base.urgency, incremental: p?.incremental ?? base.incremental }
+  return isStreamPriority(priority)
+    ? Either.right(priority)
+    : Either.left(new StreamsError({ reason: 'InvalidConfig', message: 'priority.urgency must be an integer from 0 (first) to 7, priority.incremental a boolean' }))
+}
 
 /** What the node decides for every application. */
 export interface NodeDefaults {
@@ -41,7 +50,10 @@ export const resolveConfig = (config: ApplicationConfig, node: NodeDefaults): Ei
     return Either.left(new StreamsError({ reason: 'ReservedApplication', message: `application ids starting with SYSTEM- are reserved` }))
   }
   const streamBufferBytes = config.streamBufferBytes ?? DEFAULT_BUFFER_BYTES
+  const priority = resolvePriority(config.priority)
+  if (Either.isLeft(priority)) return Either.left(priority.left)
   const full: Required<ApplicationConfig> = {
+    priority: priority.right,
     id: config.id,
     maxStreams: config.maxStreams ?? DEFAULT_MAX_STREAMS,
     defaultStreamOnly: config.defaultStreamOnly ?? false,

@@ -4,7 +4,7 @@
  * TypeScript on the hot path; the rules live in `outbox.ts`, `inbox.ts`, `sendWait.ts` and
  * `stats.ts`.
  */
-import { ErrorCode, type Nodosum, type PeerStream, type PeerStreamError } from '@mycorrizal/nodosum'
+import { ErrorCode, type Nodosum, type PeerStream, type PeerStreamError, type StreamPriority } from '@mycorrizal/nodosum'
 import * as Effect from 'effect/Effect'
 import type { ApplicationConfig, ReceiveFunc, Stream, StreamStats } from '../Application.js'
 import { type DeliveryFailure, type SendError, StreamsError } from '../StreamsError.js'
@@ -67,7 +67,8 @@ export class StreamImpl implements Stream {
   constructor(
     private readonly host: StreamHost,
     private readonly app: StreamOwner,
-    readonly streamName: string
+    readonly streamName: string,
+    private readonly sendPriority: StreamPriority
   ) {
     this.counters = new StreamCounters(host.now())
     this.receiver = new Receiver(
@@ -275,6 +276,7 @@ export class StreamImpl implements Stream {
       const limit = typeof e === 'object' && e !== null && 'reason' in e && e.reason === 'StreamLimit'
       return { _tag: 'Failure', failure: { node, reason: limit ? 'StreamLimit' : 'UnknownNode', message: e instanceof Error ? e.message : String(e) } }
     }
+    ps.setPriority(this.sendPriority)
     const config = this.app.config
     const o: Outgoing = { _tag: 'Open', peer: node, ps, outbox: new Outbox({ messages: config.streamBufferSize, bytes: config.streamBufferBytes, waitingBytes: config.maxWaitingBytes }) }
     ref.o = o
@@ -323,8 +325,11 @@ export class StreamImpl implements Stream {
 
   /** Takes an incoming transport stream of this stream from a peer. */
   attach(ps: PeerStream): void {
+    ps.setPriority(this.sendPriority)
     this.receiver.attach(ps)
   }
+
+  priority = (): StreamPriority => this.sendPriority
 
   setRefusedFunc = (fn: (node: string) => void): void => {
     this.refusedFn = fn

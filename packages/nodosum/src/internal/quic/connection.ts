@@ -236,8 +236,18 @@ export class QuicConnection implements TransportConnection, StreamHost {
     s.read()
   }
 
+  /** True when a stream more urgent than `urgency` has bytes waiting for room in quiche. */
+  moreUrgentWaiting(urgency: number): boolean {
+    if (this.blocked.size === 0) return false
+    for (const s of this.blocked) if (s.urgency < urgency) return true
+    return false
+  }
+
+  /** Moves waiting bytes into quiche, the most urgent streams first (they take the room first). */
   private checkWritable(): void {
-    for (const s of [...this.blocked]) {
+    const waiting = [...this.blocked]
+    if (waiting.length > 1) waiting.sort((x, y) => x.urgency - y.urgency)
+    for (const s of waiting) {
       let capacity: number
       try {
         capacity = this.qc.streamCapacity(s.id)

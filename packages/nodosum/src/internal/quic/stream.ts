@@ -1,7 +1,7 @@
 // the `native` subpath only: the package's main entry loads its whole high-level API (~30 MB)
 import * as native from '@matrixai/quic/native/index.js'
 import { TransportError } from '../../NodosumError.js'
-import type { StreamHandler, TransportConnection, TransportLimits, TransportStream } from '../../Transport.js'
+import { isStreamPriority, type StreamHandler, type StreamPriority, type TransportConnection, type TransportLimits, type TransportStream } from '../../Transport.js'
 import { Outbox } from '../outbox.js'
 
 const quiche = native.quiche
@@ -36,6 +36,8 @@ export interface StreamHost extends TransportConnection {
   markDirty(): void
   /** Call `pump` once quiche has capacity for this stream again. */
   block(s: QuicStream): void
+  /** True when a stream more urgent than `urgency` has bytes waiting for room in quiche. */
+  moreUrgentWaiting(urgency: number): boolean
   dropStream(s: QuicStream): void
 }
 
@@ -61,6 +63,26 @@ export class QuicStream implements TransportStream {
     if (!this.paused) this.connection.markDirty()
   }
 
+  /** The priority set on this side, if any (quiche's own default otherwise). */
+  priority: StreamPriority | undefined
+
+  /** Its urgency; a stream nobody set one for comes after every set one, as in quiche. */
+  get urgency(): number {
+    return this.priority === undefined ? 8 : this.priority.urgency
+  }
+
+  setPriority = (priority: StreamPriority): void => {
+    if (!isStreamPriority(priority)) throw new RangeError('a stream priority is an urgency from 0 to 7 and a boolean incremental')
+    this.priority = priority
+    if (this.closed) return
+    try {
+      this.connection.qc.streamPriority(this.id, priority.urgency, priority.incremental)
+    } catch {
+      // quiche refuses a stream it already collected (finished both ways): nothing left to order
+    }
+    this.connection.markDirty()
+  }
+
   write = (chunk: Uint8Array, owned = false, onRelease?: () => void): boolean => {
     const out = this.out
     if (this.closed || out.finQueued) {
@@ -68,7 +90,8 @@ export class QuicStream implements TransportStream {
       throw new TransportError({ reason: 'StreamClosed', message: `stream ${this.id} is closed` })
     }
     let offset = 0
-    if (out.isEmpty() && chunk.byteLength > 0) {
+    // straight into quiche unless bytes of a more urgent stream wait for room (they go first)
+    if (out.isEmpty() && chunk.byteLength > 0 && !this.connection.moreUrgentWaiting(this.urgency)) {
       let n: number | null
       try {
         n = this.connection.qc.streamSend(this.id, chunk, false)
@@ -83,6 +106,7 @@ export class QuicStream implements TransportStream {
     if (offset < chunk.byteLength) {
       out.push(chunk, offset, owned, onRelease)
       this.connection.block(this)
+      this.connection.markDirty()
     } else {
       onRelease?.()
     }

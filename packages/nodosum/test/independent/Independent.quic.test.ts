@@ -105,6 +105,32 @@ describe('an independent implementation of docs/protocol.md', () => {
   )
 
   it.live(
+    'another instance claiming the id of a live member completes the handshake and is closed with 0x110; once the holder is gone it is taken',
+    () =>
+      Effect.gen(function* () {
+        const a = yield* node({ nodeId: 'node-a' })
+        const first = yield* dial(a, { nodeId: 'outsider' })
+        expect(first.outcome.ok).toBe(true)
+        yield* eventually(() => a.nodes().includes('outsider'), 5_000, 'joined')
+        const second = yield* dial(a, { nodeId: 'outsider' })
+        // §7: no Refuse: both sides finished the handshake, then the node closes the newcomer
+        expect(second.outcome).toEqual({ ok: true, acceptor: 'node-a' })
+        yield* eventually(() => second.peer.isClosed(), 5_000, 'the newcomer is closed')
+        expect(second.peer.log.closed).toMatchObject({ by: 'peer', app: true, code: CloseCode.HandshakeRefused })
+        expect(second.peer.log.control.filter((m) => m.type === 'Refuse')).toEqual([])
+        expect(a.members().find((m) => m.id === 'outsider')?.instanceId).toBe(first.peer.instanceId)
+        expect(first.peer.isClosed()).toBe(false)
+        // the holder goes silent past failureTimeout: a new instance replaces it
+        first.peer.mute()
+        yield* eventually(() => !a.nodes().includes('outsider'), 5_000, 'the silent holder failed')
+        const third = yield* dial(a, { nodeId: 'outsider' })
+        expect(third.outcome.ok).toBe(true)
+        yield* eventually(() => a.members().find((m) => m.id === 'outsider')?.instanceId === third.peer.instanceId && a.nodes().includes('outsider'), 5_000, 'replaced')
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
     'with a wrong secret the node refuses it: a Challenge, then BadSecret; nothing keyed, no cluster id, no node id',
     () =>
       Effect.gen(function* () {
@@ -129,6 +155,27 @@ describe('an independent implementation of docs/protocol.md', () => {
         // not even the acceptor proof it would have sent to a dialer that proved
         const fingerprint = createHash('sha256').update(peer.peerCertificate()!).digest()
         expect(hasBytes(received, proof(key, { role: 'acceptor', clusterId, dialerId: 'outsider', acceptorId: 'node-a', nd: peer.nd, na: challenge.nonce, fingerprint }))).toBe(false)
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
+    "a stranger claiming the node's own id learns nothing of it: BadSecret, not DuplicateNodeId, until it proved the secret",
+    () =>
+      Effect.gen(function* () {
+        const a = yield* node({ nodeId: 'node-a' })
+        // a guess of the node's id with the right cluster id and a wrong secret
+        const { peer, outcome } = yield* dial(a, { nodeId: 'node-a', secret: 'a-wrong-secret-that-is-also-32-characters-long' })
+        expect(outcome).toMatchObject({ ok: false, reason: 'BadSecret' })
+        expect(peer.log.control.map((m) => m.type)).toEqual(['Challenge', 'Refuse'])
+        // a wrong guess gets the same answer
+        const other = yield* dial(a, { nodeId: 'node-b', secret: 'a-wrong-secret-that-is-also-32-characters-long' })
+        expect(other.outcome).toMatchObject({ ok: false, reason: 'BadSecret' })
+        // with the secret, the duplicate id is refused (after the proof verified)
+        const holder = yield* dial(a, { nodeId: 'node-a' })
+        expect(holder.outcome).toMatchObject({ ok: false, reason: 'DuplicateNodeId' })
+        expect(holder.peer.log.control.map((m) => m.type)).toEqual(['Challenge', 'Refuse'])
+        expect(a.nodes()).toEqual(['node-a'])
       }).pipe(Effect.scoped),
     30_000
   )

@@ -80,6 +80,13 @@ export interface PeerOptions {
   readonly heartbeatIntervalMs?: number
   /** Send Ping (§7); false makes a peer that goes silent after the handshake. */
   readonly heartbeat?: boolean
+  /** A certificate to present (else a fresh self-signed one). */
+  readonly tls?: { readonly cert: string; readonly key: string; readonly der: Buffer }
+  /**
+   * A hostile dialer: `silent` finishes QUIC and sends nothing; `stall` sends its STREAM_INIT and
+   * Hello, parks `parkBytes` on streams of its own right behind, and never proves.
+   */
+  readonly hostile?: { readonly mode: 'silent' | 'stall'; readonly parkBytes?: number }
 }
 
 /** Everything the peer received on its control stream, in order, and how the connection ended. */
@@ -127,17 +134,29 @@ export class IndependentPeer {
   private acceptorHello: Extract<Control, { type: 'Hello' }> | undefined
   private ownFingerprint!: Buffer
 
-  private constructor(private readonly options: PeerOptions) {}
+  private constructor(private options: PeerOptions) {}
 
   /** Dials `target`, runs the handshake; resolves with the outcome (refusals resolve too). */
   static async dial(target: { host: string; port: number }, options: PeerOptions): Promise<{ peer: IndependentPeer; outcome: Outcome }> {
     const peer = new IndependentPeer(options)
-    const outcome = await peer.start(target)
-    return { peer, outcome }
+    const { outcome } = await peer.start(target)
+    return { peer, outcome: await outcome }
   }
 
-  private async start(target: { host: string; port: number }): Promise<Outcome> {
-    const tls = await selfSigned(this.options.nodeId)
+  /** Starts dialing; the outcome (of the handshake) settles later, or never for a hostile peer. */
+  static async open(target: { host: string; port: number }, options: PeerOptions): Promise<IndependentPeer> {
+    const peer = new IndependentPeer(options)
+    await peer.start(target)
+    return peer
+  }
+
+  /** The QUIC (TLS) handshake finished. */
+  isEstablished(): boolean {
+    return this.qc.isEstablished()
+  }
+
+  private async start(target: { host: string; port: number }): Promise<{ readonly outcome: Promise<Outcome> }> {
+    const tls = this.options.tls ?? (await selfSigned(this.options.nodeId))
     // the verifier fingerprints the certificate it saw in TLS: the DER we present
     this.ownFingerprint = createHash('sha256').update(tls.der).digest()
     const pem = (s: string) => new Uint8Array(Buffer.from(s, 'utf8'))
@@ -170,7 +189,7 @@ export class IndependentPeer {
     this.qc = quiche.Connection.connect(null, randomBytes(20), this.local, this.remote, config)
     const outcome = new Promise<Outcome>((resolve) => (this.settle = resolve))
     this.pump()
-    return outcome
+    return { outcome }
   }
 
   /** Reads what arrived, sends what quiche has, re-arms its timer. */
@@ -188,7 +207,8 @@ export class IndependentPeer {
         break
       }
       if (r === null) break
-      this.socket.send(this.sendBuf, 0, r[0], r[1].to.port, r[1].to.host)
+      // a copy: dgram sends asynchronously, the next packet reuses sendBuf
+      this.socket.send(Buffer.from(this.sendBuf.subarray(0, r[0])), r[1].to.port, r[1].to.host)
     }
     if (this.timer !== null) clearTimeout(this.timer)
     this.timer = null
@@ -205,6 +225,8 @@ export class IndependentPeer {
   private onEstablished(): void {
     // §2: the control stream is the first bidirectional stream the dialer opens
     const id = this.openStreamId()
+    const hostile = this.options.hostile
+    if (hostile?.mode === 'silent') return
     this.readers.set(id, new StreamReader(false, CONTROL_MAX_PAYLOAD, (p) => this.onControl(p)))
     this.write(id, streamInit(CONTROL_APP_ID, ''))
     this.sendControl({
@@ -218,6 +240,7 @@ export class IndependentPeer {
       authMode: 0,
       nonce: this.nd
     })
+    if (hostile?.mode === 'stall') this.park()
   }
 
   /** Client-initiated bidirectional stream ids: 0, 4, 8, … (RFC 9000 §2.1). */
@@ -296,6 +319,7 @@ export class IndependentPeer {
   private onControl(payload: Buffer): void {
     const m = decodeControl(payload)
     this.log.control.push(m)
+    if (this.options.hostile !== undefined) return
     this.lastHeardAt = Date.now()
     if (m.type === 'Refuse') return this.fail(m.reason, m.message)
     switch (this.stage) {
@@ -344,6 +368,18 @@ export class IndependentPeer {
       case 'failed':
         return
     }
+  }
+
+  /** A stalling dialer: data on streams of its own, never read by a node that waits for its proof. */
+  private park(): void {
+    let left = this.options.hostile?.parkBytes ?? 0
+    this.options = { ...this.options, hostile: { mode: 'stall' } }
+    while (left > 0) {
+      const n = Math.min(left, 64 * 1024)
+      this.write(this.openStreamId(), Buffer.concat([streamInit('app', ''), frame(Buffer.alloc(n - 11))]))
+      left -= n
+    }
+    this.schedulePump()
   }
 
   /** §7: Members with ourselves, then a Ping every heartbeat interval. */

@@ -212,6 +212,8 @@ export class IndependentPeer {
     }
     if (this.timer !== null) clearTimeout(this.timer)
     this.timer = null
+    // the peer's CONNECTION_CLOSE: known at once, though quiche drains for 3 PTO before it is closed
+    this.notePeerClose()
     if (qc.isClosed()) return this.onClosed()
     const t = qc.timeout()
     if (t !== null)
@@ -459,11 +461,16 @@ export class IndependentPeer {
     this.pump()
   }
 
+  private notePeerClose(): void {
+    if (this.log.closed !== undefined) return
+    const e = this.qc.peerError()
+    if (e !== null) this.log.closed = { by: 'peer', app: e.isApp, code: e.errorCode, reason: Buffer.from(e.reason).toString('utf8') }
+  }
+
   private onClosed(): void {
     if (this.heartbeat !== null) clearTimeout(this.heartbeat)
     this.heartbeat = null
-    const e = this.qc.peerError()
-    if (this.log.closed === undefined && e !== null) this.log.closed = { by: 'peer', app: e.isApp, code: e.errorCode, reason: Buffer.from(e.reason).toString('utf8') }
+    this.notePeerClose()
     this.fail('ConnectionClosed', 'the connection closed during the handshake')
   }
 
@@ -516,7 +523,8 @@ export class IndependentPeer {
     return der === undefined ? undefined : Buffer.from(der)
   }
 
+  /** Closed, or draining after the node's close (RFC 9000 §10.2.2). */
   isClosed(): boolean {
-    return this.qc.isClosed()
+    return this.qc.isClosed() || this.qc.isDraining()
   }
 }

@@ -175,7 +175,8 @@ describe('a node under 200 unauthenticated connections', () => {
         // the node holds none of them any more, and every close a peer heard came from the node's caps
         expect(during.at(-1)).toMatchObject({ inProgress: 0, quicInProgress: 0 })
         const heard = peers.flatMap((p) => (p.log.closed === undefined ? [] : [p.log.closed]))
-        expect(heard.length).toBeGreaterThan(0)
+        // (a connection whose QUIC handshake the node gave up on is dropped without a close frame: allowed for a few)
+        expect(heard.length).toBeGreaterThanOrEqual(Math.floor(0.9 * established))
         expect(heard.filter((c) => c.by !== 'peer' || (c.code !== 0x101 && c.code !== 0x110))).toEqual([])
         // closed by the caps: over maxUnauthenticatedConnections at once, past maxUnauthenticatedBytes, or at the handshake timeout
         expect(after.failures['UnauthenticatedLimit'] ?? 0).toBeGreaterThan(0)

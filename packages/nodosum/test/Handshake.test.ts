@@ -152,13 +152,21 @@ describe('Handshake core', () => {
     expect(step.send.map((m) => m._tag)).toEqual(['Refuse'])
   })
 
-  it('the same node id: itself (same instance) or a duplicate (another instance)', () => {
+  it('the same node id, once the dialer proved: itself (same instance) or a duplicate (another instance)', () => {
     const self = new Handshake(options('acceptor', 'a'))
-    self.receive(new Handshake(options('dialer', 'a')).start().send[0]!)
+    expect(converse(new Handshake(options('dialer', 'a')), self)).toEqual(['d>a Hello', 'a>d Challenge', 'd>a Auth', 'a>d Refuse'])
     expect(refusalOf(self)?.reason).toBe('SelfConnection')
     const dup = new Handshake(options('acceptor', 'a'))
-    dup.receive(new Handshake(options('dialer', 'a', { instanceId: 'a-2' })).start().send[0]!)
+    converse(new Handshake(options('dialer', 'a', { instanceId: 'a-2' })), dup)
     expect(refusalOf(dup)?.reason).toBe('DuplicateNodeId')
+  })
+
+  it("a dialer without the secret that claims the acceptor's id is told BadSecret: nothing confirms its guess of the id", () => {
+    const acceptor = new Handshake(options('acceptor', 'a'))
+    const dialer = new Handshake(options('dialer', 'a', { instanceId: 'a-2', secret: new Uint8Array(Buffer.from('other')) }))
+    expect(converse(dialer, acceptor)).toEqual(['d>a Hello', 'a>d Challenge', 'd>a Auth', 'a>d Refuse'])
+    expect(refusalOf(acceptor)?.reason).toBe('BadSecret')
+    expect(refusalOf(dialer)?.reason).toBe('BadSecret')
   })
 
   it('a Refuse from the peer ends the handshake with the peer reason, sending nothing', () => {

@@ -227,6 +227,8 @@ export class Handshake {
     }
     const accepted: Outcome = { _tag: 'Accepted', hello: state.hello }
     if (o.role === 'dialer') return this.end([], accepted)
+    const same = this.sameId(state.hello)
+    if (same !== undefined) return this.refuse(same)
     return this.end([this.hello(), { _tag: 'Auth', proof: this.ownProof(state.acceptorNonce) }], accepted)
   }
 
@@ -248,16 +250,24 @@ export class Handshake {
     if (invalid !== undefined) return refusal('InvalidHello', `invalid Hello: ${invalid}`)
     if (h.clusterId !== o.clusterId) return refusal('ClusterId', "the peer's cluster id is not this node's")
     if (h.authMode !== o.authMode) return refusal('AuthMode', `peer authenticates with ${h.authMode}, this node with ${o.authMode}`)
-    if (h.nodeId === o.nodeId) {
-      return h.instanceId === o.instanceId
-        ? refusal('SelfConnection', 'connected to itself')
-        : refusal('DuplicateNodeId', `another node uses this node's id '${h.nodeId}'`)
+    // the acceptor compares the dialer's id with its own only once the dialer proved: before,
+    // a refusal naming it would confirm a stranger's guess of this node's id
+    if (o.role === 'dialer') {
+      const same = this.sameId(h)
+      if (same !== undefined) return same
     }
     if (o.authMode === 'tls') {
       const name = o.peerCertificate === undefined ? undefined : Certificates.commonName(o.peerCertificate)
       if (name !== h.nodeId) return refusal('CertificateMismatch', `certificate names '${name ?? 'nothing'}' but the peer claims node id '${h.nodeId}'`)
     }
     return undefined
+  }
+
+  /** The peer claims this node's id: this node itself (same instance) or another node with the same id. */
+  private sameId(h: ControlMessage.Hello): Refusal | undefined {
+    const o = this.options
+    if (h.nodeId !== o.nodeId) return undefined
+    return h.instanceId === o.instanceId ? refusal('SelfConnection', 'connected to itself') : refusal('DuplicateNodeId', `another node uses this node's id '${h.nodeId}'`)
   }
 
   /** What the peer's proof covers, as this side saw the connection. */

@@ -6,6 +6,10 @@
  * Last line: {"idle_p99_us":N,"separate_p99_us":N,"shared_p99_us":N, ...,"separate_ratio":R} (separate ÷ idle p99)
  * BENCH_MAX_STREAM_WINDOW=<bytes> runs it with another largest per-stream receive window.
  * BENCH_SOCKET_BUFFER=<bytes> runs it with another UDP socket buffer size.
+ * BENCH_PRIORITY=1 gives the small stream urgency 0 and the bulk stream urgency 7 on both nodes
+ * (default: both at the default urgency 3). To make the sender the bottleneck, run it in a network
+ * namespace whose loopback is rate-limited, e.g.
+ * `unshare -n sh -c 'ip link set lo up; tc qdisc add dev lo root tbf rate 200mbit burst 64kb latency 50ms; npm run bench:hol'`.
  */
 import * as Effect from 'effect/Effect'
 import * as Fiber from 'effect/Fiber'
@@ -17,6 +21,8 @@ const SAMPLES = Number(process.env['BENCH_SAMPLES'] ?? 1_000)
 const BULK = 10 * 1024 * 1024
 const SMALL = 100
 const config = { id: 'hol', maxStreams: 4, streamBufferSize: 4 }
+const prioritized = process.env['BENCH_PRIORITY'] === '1'
+const priorityOf = (name: string) => (prioritized ? { priority: { urgency: name === 'small' ? 0 : 7 } } : {})
 
 /** The responder: echoes small messages on the stream they came on, swallows bulk. */
 const responder = () =>
@@ -26,7 +32,7 @@ const responder = () =>
         const { streams, nodosum } = yield* benchNode('responder')
         const app = yield* streams.registerApplicationWithConfig(config)
         for (const name of ['small', 'bulk']) {
-          const stream = yield* app.createStream(name)
+          const stream = yield* app.createStream(name, priorityOf(name))
           stream.setReceiveFunc((payload, from) => {
             if (payload.byteLength === SMALL) Effect.runFork(stream.send(payload, [from]))
           })
@@ -43,8 +49,8 @@ const driver = (port: number) =>
       const { streams, nodosum } = yield* benchNode('driver', [`127.0.0.1:${port}`])
       yield* untilMembers(nodosum, 2)
       const app = yield* streams.registerApplicationWithConfig(config)
-      const small = yield* app.createStream('small')
-      const bulk = yield* app.createStream('bulk')
+      const small = yield* app.createStream('small', priorityOf('small'))
+      const bulk = yield* app.createStream('bulk', priorityOf('bulk'))
       let waiting: ((t: number) => void) | undefined
       small.setReceiveFunc((payload) => {
         if (payload.byteLength === SMALL) waiting?.(performance.now())
@@ -108,7 +114,8 @@ const main = async () => {
     separate_p50_us: p(separate, 0.5),
     shared_p50_us: p(shared, 0.5),
     separate_ratio: Number((p(separate, 0.99) / p(idle, 0.99)).toFixed(2)),
-    max_stream_window: maxStreamWindow ?? 'default'
+    max_stream_window: maxStreamWindow ?? 'default',
+    priorities: prioritized ? 'small 0, bulk 7' : 'default'
   })
   process.exit(0)
 }

@@ -178,6 +178,11 @@ export class Rebalance {
     const id = e.requests.allocate()
     e.requests.add({ id, peer, deadline: e.now + e.options.requestTimeoutMs, bytes, kind: 'handoff', batch: { bucket: bucket.name, entries: sent } })
     this.inflight.set(peer, id)
+    // the records of atomic operations ahead of the values, so the new owner answers their retries
+    for (const { key } of sent) {
+      const ops = bucket.records.list(key)
+      if (ops !== undefined) e.send(bucket.name, peer, { _tag: 'AtomicOps', key, ops })
+    }
     e.send(bucket.name, peer, { _tag: 'HandoffBatch', id, entries })
     return true
   }

@@ -18,6 +18,8 @@ import { MycelError } from '../MycelError.js'
 import { Engine, PENDING, type Output } from './engine.js'
 import type { BucketOptions, BucketStats, MycelOptions } from './types.js'
 
+const EMPTY = new Uint8Array(0)
+
 /** Application id of the cache. */
 export const APP_ID = 'SYSTEM-MYCEL'
 
@@ -34,13 +36,32 @@ export interface MycelService {
   /** The value, or undefined on a miss. */
   readonly get: (bucket: string, key: string) => Effect.Effect<Uint8Array | undefined, MycelError>
   readonly delete: (bucket: string, key: string) => Effect.Effect<void, MycelError>
+  /**
+   * Stores `value` only when the key holds no value (absent, deleted or expired); true when it
+   * stored. Runs at the key's primary and is replicated like a put before it answers.
+   */
+  readonly putIfAbsent: (bucket: string, key: string, value: Uint8Array, ttl?: Duration.DurationInput) => Effect.Effect<boolean, MycelError>
+  /**
+   * Stores `value` only when the key holds `expected` (undefined: holds no value); true when it
+   * stored. Linearizable per key while the key's primary lives.
+   */
+  readonly compareAndSet: (bucket: string, key: string, expected: Uint8Array | undefined, value: Uint8Array, ttl?: Duration.DurationInput) => Effect.Effect<boolean, MycelError>
+  /**
+   * Adds `delta` (default 1) to the count the key holds (absent: 0) and returns the new count.
+   * The count is stored as decimal text like Redis, so `get` reads it; a value that is not an
+   * integer fails with `NotInteger`, a result beyond the safe integers with `Overflow`. Without
+   * `ttl` an existing count keeps its lifetime (a new one gets the bucket's). An acknowledged
+   * increment is applied once, and survives the loss of any one owner (R ≥ 2).
+   */
+  readonly increment: (bucket: string, key: string, delta?: number, ttl?: Duration.DurationInput) => Effect.Effect<number, MycelError>
   readonly stats: (bucket: string) => BucketStats | undefined
   readonly buckets: () => ReadonlyArray<string>
   /** True once a joining node has received its keys from the others (or waited long enough). */
   readonly ready: () => boolean
 }
 
-type Resume = (effect: Effect.Effect<Uint8Array | undefined, MycelError>) => void
+type Answer = Uint8Array | undefined | number | boolean
+type Resume = (effect: Effect.Effect<Answer, MycelError>) => void
 
 const durationMs = (input: Duration.DurationInput | undefined, fallback: Duration.DurationInput) => Duration.toMillis(Duration.decode(input ?? fallback))
 
@@ -79,13 +100,13 @@ export const makeService = (options: MycelOptions = {}) =>
     const log = Runtime.runSync(runtime)
     const bucketStreams = new Map<string, BucketStream>()
     const waiters = new Map<number, Resume>()
-    const early = new Map<number, Effect.Effect<Uint8Array | undefined, MycelError>>()
+    const early = new Map<number, Effect.Effect<Answer, MycelError>>()
     let nextOp = 1
     let closed = false
     let flushing = false
     let timerAt = Infinity
 
-    const settle = (op: number, effect: Effect.Effect<Uint8Array | undefined, MycelError>) => {
+    const settle = (op: number, effect: Effect.Effect<Answer, MycelError>) => {
       const resume = waiters.get(op)
       if (resume === undefined) early.set(op, effect)
       else {
@@ -136,6 +157,9 @@ export const makeService = (options: MycelOptions = {}) =>
             case 'Done':
               settle(o.op, Effect.succeed(o.value))
               break
+            case 'Result':
+              settle(o.op, Effect.succeed(o.result))
+              break
             case 'Fail':
               settle(o.op, Effect.fail(o.error))
               break
@@ -173,7 +197,7 @@ export const makeService = (options: MycelOptions = {}) =>
     }
 
     /** Runs a client operation: its result at once, or a wait for its completion. */
-    const operation = <A extends Uint8Array | undefined>(start: (op: number) => A | MycelError | typeof PENDING): Effect.Effect<A, MycelError> =>
+    const operation = <A extends Answer>(start: (op: number) => A | MycelError | typeof PENDING): Effect.Effect<A, MycelError> =>
       Effect.suspend(() => {
         const op = nextOp++
         const result = start(op)
@@ -293,6 +317,22 @@ export const makeService = (options: MycelOptions = {}) =>
         ttlOf(ttl, 'ttl').pipe(Effect.flatMap((ttlMs) => Effect.asVoid(operation((op) => engine.put(op, bucket, key, value, ttlMs, now()))))),
       get: (bucket, key) => operation((op) => engine.get(op, bucket, key, now())),
       delete: (bucket, key) => Effect.asVoid(operation((op) => engine.delete(op, bucket, key, now()))),
+      putIfAbsent: (bucket, key, value, ttl) =>
+        ttlOf(ttl, 'ttl').pipe(
+          Effect.flatMap((ttlMs) =>
+            operation<boolean>((op) => engine.atomic(op, bucket, { op: CacheMessage.AtomicOp.PutIfAbsent, key, expected: undefined, value, delta: 0, ttlMs }, now()))
+          )
+        ),
+      compareAndSet: (bucket, key, expected, value, ttl) =>
+        ttlOf(ttl, 'ttl').pipe(
+          Effect.flatMap((ttlMs) => operation<boolean>((op) => engine.atomic(op, bucket, { op: CacheMessage.AtomicOp.CompareAndSet, key, expected, value, delta: 0, ttlMs }, now())))
+        ),
+      increment: (bucket, key, delta = 1, ttl) =>
+        ttlOf(ttl, 'ttl').pipe(
+          Effect.flatMap((ttlMs) =>
+            operation<number>((op) => engine.atomic(op, bucket, { op: CacheMessage.AtomicOp.Increment, key, expected: undefined, value: EMPTY, delta, ttlMs }, now()))
+          )
+        ),
       stats: (bucket) => engine.stats(bucket),
       buckets: () => [...engine.buckets.keys()],
       ready: () => engine.ready(now())

@@ -1,4 +1,5 @@
 import { describe, expect, it } from '@effect/vitest'
+import { OpLog } from '../src/internal/oplog.js'
 import { Placement } from '../src/internal/placement.js'
 import { bytes, Net, text } from './harness.js'
 
@@ -169,5 +170,42 @@ describe('atomic operations (engine)', () => {
     expect(puts.length).toBeGreaterThan(0)
     for (const put of puts) expect(seen[seen.indexOf(put) - 1]).toBe(put.replace(':Put', ':AtomicOps'))
     expect(seen.at(-1)).toBe(`${p}>${caller}:AtomicResponse`)
+  })
+
+  it('a retry is recognised after thousands of later operations on the key (a burst), while its caller may still retry', () => {
+    const net = cluster(['a', 'b', 'c'])
+    const [p, r] = owners(['a', 'b', 'c'], 'c', 'burst')
+    const caller = ['a', 'b', 'c'].find((n) => n !== p && n !== r)!
+    net.drop = ({ from, to, message }) => from === p && to === caller && message._tag === 'AtomicResponse'
+    const first = net.increment(caller, 'c', 'burst')
+    net.drop = () => false
+    for (let i = 0; i < 40; i++) {
+      const ops = Array.from({ length: 100 }, () => net.increment(r!, 'c', 'burst'))
+      for (const op of ops) net.atomic(op)
+    }
+    net.members(['a', 'b', 'c'].filter((n) => n !== p))
+    expect(net.atomic(first)).toBe(1)
+    expect(text(net.must(net.get(caller, 'c', 'burst')))).toBe('4001')
+  })
+
+  it('records are bounded: kept for their retention, and past the bucket limit the least recently used key goes first', () => {
+    let now = 0
+    const log = new OpLog(1_000, () => now, 5)
+    log.add('k', { origin: 'a', seq: 1, result: 1 })
+    now = 500
+    log.add('k', { origin: 'a', seq: 2, result: 2 })
+    now = 1_200
+    log.add('k', { origin: 'a', seq: 3, result: 3 })
+    expect(log.find('k', 'a', 1)).toBeUndefined()
+    expect(log.find('k', 'a', 2)?.result).toBe(2)
+    expect(log.list('k')?.map((x) => x.seq)).toEqual([2, 3])
+    for (let i = 0; i < 3; i++) log.add(`other${i}`, { origin: 'b', seq: i, result: 0 })
+    log.add('k', { origin: 'a', seq: 4, result: 4 })
+    expect(log.size).toBe(5)
+    expect(log.find('other0', 'b', 0)).toBeUndefined()
+    expect(log.find('k', 'a', 4)?.result).toBe(4)
+    for (let i = 5; i < 12; i++) log.add('k', { origin: 'a', seq: i, result: i })
+    expect(log.size).toBe(5)
+    expect(log.list('k')?.map((x) => x.seq)).toEqual([7, 8, 9, 10, 11])
   })
 })

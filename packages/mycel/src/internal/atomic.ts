@@ -40,6 +40,14 @@ type Status = CacheMessage.AtomicStatus
 /** Sends of an atomic operation to a primary (after one left or answered NotPrimary). */
 export const MAX_ATOMIC_ATTEMPTS = 5
 const MAX_CALL_ID = 0xffffffff
+
+/**
+ * How long a primary keeps the record of an operation it applied: longer than its caller may
+ * ask again (every attempt waits two request timeouts, the delays between them grow by
+ * RETRY_DELAY_MS), with a margin for clocks and queues. 2 s requests: 31.25 s.
+ */
+export const recordRetainMs = (requestTimeoutMs: number): number =>
+  MAX_ATOMIC_ATTEMPTS * (2 * requestTimeoutMs + RETRY_DELAY_MS * MAX_ATOMIC_ATTEMPTS) + 10_000
 const FETCH_BYTES = 64
 
 /** An atomic operation as the primary runs it. */
@@ -100,6 +108,16 @@ interface AtomicCall {
   id: number
   peer: string
   deadline: number
+}
+
+/** Records per AtomicOps message at most (about 100 KiB with short node ids). */
+export const RECORDS_PER_MESSAGE = 4_096
+
+/** Sends a key's records to `to`, in messages of at most RECORDS_PER_MESSAGE. */
+export const sendRecords = (e: Engine, bucket: BucketState, to: string, key: string): void => {
+  const ops = bucket.records.list(key)
+  if (ops === undefined) return
+  for (let i = 0; i < ops.length; i += RECORDS_PER_MESSAGE) e.send(bucket.name, to, { _tag: 'AtomicOps', key, ops: ops.slice(i, i + RECORDS_PER_MESSAGE) })
 }
 
 export type AtomicRequest = Request & { readonly kind: 'atomic' | 'atomic-fetch' }

@@ -3,7 +3,7 @@
  * and changed by the engine's modules.
  */
 import { LatencyHistogram } from './latency.js'
-import { MAX_RECORD_KEYS, OpLog } from './oplog.js'
+import { OpLog } from './oplog.js'
 import { BucketStore } from './store.js'
 import type { BucketStats } from './types.js'
 import type { MycelError } from '../MycelError.js'
@@ -44,9 +44,11 @@ export class BucketState {
   constructor(
     readonly name: string,
     readonly config: BucketConfig,
-    now: () => number
+    now: () => number,
+    /** How long the records of atomic operations are kept (ms): longer than a caller retries. */
+    recordRetainMs = 60_000
   ) {
-    this.records = new OpLog(Math.min(config.maxSize, MAX_RECORD_KEYS))
+    this.records = new OpLog(recordRetainMs, now)
     this.store = new BucketStore({ maxEntries: config.maxSize, maxBytes: config.maxBytes > 0 ? config.maxBytes : undefined, defaultTtlMs: config.ttlMs, now })
   }
 

@@ -12,7 +12,7 @@
 import { CacheMessage } from '@mycorrizal/wire'
 import { MycelError } from '../MycelError.js'
 import { AntiEntropy } from './antientropy.js'
-import { Atomics, atomicError } from './atomic.js'
+import { Atomics, atomicError, recordRetainMs, sendRecords } from './atomic.js'
 import { BucketState, type BucketConfig } from './bucket.js'
 import { Placement } from './placement.js'
 import { onGetAnswer, startGet } from './reads.js'
@@ -190,7 +190,7 @@ export class Engine implements Host {
   addBucket(name: string, config: BucketConfig, now: number): BucketState | MycelError {
     this.advance(now)
     if (this.buckets.has(name)) return new MycelError({ reason: 'BucketExists', message: `bucket '${name}' exists` })
-    const bucket = new BucketState(name, config, () => this.now)
+    const bucket = new BucketState(name, config, () => this.now, recordRetainMs(this.options.requestTimeoutMs))
     this.buckets.set(name, bucket)
     this.log('Info', 'bucket created', { bucket: name, ttlMs: config.ttlMs, maxSize: config.maxSize, replicas: config.replicas })
     // tell the others how this node configured it (a mismatch is logged there)
@@ -366,8 +366,7 @@ export class Engine implements Host {
       case 'Get': {
         if (message._tag === 'AtomicFetch') {
           // the records first, on the same stream, so they are there when the answer is
-          const ops = bucket.records.list(message.key)
-          if (ops !== undefined) this.send(name, from, { _tag: 'AtomicOps', key: message.key, ops })
+          sendRecords(this, bucket, from, message.key)
         }
         const entry = store.get(message.key)
         const hit = entry !== undefined && entry.value !== undefined

@@ -12,6 +12,7 @@
  *   PUT    /v1/cache/:bucket/:key        raw bytes body; 204
  *   GET    /v1/cache/:bucket/:key        the bytes, or 404
  *   DELETE /v1/cache/:bucket/:key        204
+ *   POST   /v1/cache/:bucket/:key/increment[?delta=N]   {"value": count} (atomic; delta default 1)
  *
  * Access: with no token configured the API is open (it then listens on loopback only) to
  * requests addressed to loopback — a `Host` header of `localhost`, `127.x.x.x`, `[::1]` or the
@@ -83,7 +84,9 @@ const cacheStatus: Record<MycelError['reason'], number> = {
   Closed: 503,
   Overloaded: 503,
   Refused: 503,
-  Conflict: 409
+  Conflict: 409,
+  NotInteger: 409,
+  Overflow: 409
 }
 
 const MAX_KEY_BYTES = 1024
@@ -298,6 +301,18 @@ export const make = (
             if (body._tag === 'Left') return body.left.reason === 'TooLarge' ? tooLarge() : problem(400, 'BadBody', body.left.message)
             yield* mycel.put(bucket, key, body.right)
             return HttpServerResponse.empty({ status: 204 })
+          })
+        )
+      ),
+      HttpRouter.post(
+        '/v1/cache/:bucket/:key/increment',
+        cacheRoute('write', (bucket, key) =>
+          Effect.gen(function* () {
+            const request = yield* HttpServerRequest.HttpServerRequest
+            const raw = new URL(request.url, 'http://localhost').searchParams.get('delta')
+            const delta = raw === null ? 1 : Number(raw)
+            if (raw !== null && (raw.trim() === '' || !Number.isSafeInteger(delta))) return problem(400, 'InvalidDelta', `delta must be a safe integer, got '${raw}'`)
+            return json({ value: yield* mycel.increment(bucket, key, delta) })
           })
         )
       ),

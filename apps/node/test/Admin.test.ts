@@ -139,6 +139,30 @@ describe('Admin HTTP API', () => {
     )
   )
 
+  it.live('cache REST: atomic increments on either node, read back by get; a value that is not an integer and a bad delta are refused', () =>
+    run(
+      Effect.gen(function* () {
+        const { a, b } = yield* cluster
+        // b has tokens (writes need the admin one), a has none
+        const incr = (url: string, query = '') => call(`${url}/v1/cache/sessions/hits/increment${query}`, { method: 'POST', token: WRITE })
+        const first = yield* incr(a.admin.url)
+        expect(first.status).toBe(200)
+        expect(JSON.parse(text(first.body))).toEqual({ value: 1 })
+        expect(JSON.parse(text((yield* incr(b.admin.url, '?delta=41')).body))).toEqual({ value: 42 })
+        expect(JSON.parse(text((yield* incr(a.admin.url, '?delta=-2')).body))).toEqual({ value: 40 })
+        expect(text((yield* call(`${b.admin.url}/v1/cache/sessions/hits`, { token: READ })).body)).toBe('40')
+        const bad = yield* incr(a.admin.url, '?delta=1.5')
+        expect(bad.status).toBe(400)
+        expect(JSON.parse(text(bad.body))).toMatchObject({ error: 'InvalidDelta' })
+        expect((yield* call(`${a.admin.url}/v1/cache/sessions/name`, { method: 'PUT', body: 'alice' })).status).toBe(204)
+        const notInt = yield* call(`${b.admin.url}/v1/cache/sessions/name/increment`, { method: 'POST', token: WRITE })
+        expect((yield* call(`${b.admin.url}/v1/cache/sessions/hits/increment`, { method: 'POST', token: READ })).status).toBe(403)
+        expect(notInt.status).toBe(409)
+        expect(JSON.parse(text(notInt.body))).toMatchObject({ error: 'NotInteger' })
+      })
+    )
+  )
+
   it.live('tokens: without one writes and reads are refused (401), the read token may not write (403); metrics and health stay open', () =>
     run(
       Effect.gen(function* () {

@@ -9,8 +9,10 @@
  * timeout; concurrent gets of one remote key share one request. Writes are versioned by
  * (hybrid logical timestamp, node id); an owner holding a newer version makes a write go again
  * above it, so a write acknowledged after another one completed wins on every node whatever the
- * clocks say. Deletes leave a tombstone that outlives what it deleted. The promises are in the
- * package README.
+ * clocks say. Deletes leave a tombstone that outlives what it deleted. Atomic operations
+ * (`putIfAbsent`, `compareAndSet`, `increment`) run at the key's primary and are replicated
+ * before they answer; each carries an operation id, so a retry is never applied twice. The
+ * promises are in the package README.
  *
  * This module holds the contract (the tag and its types); the engine is in `internal/`.
  *

@@ -28,8 +28,16 @@ export type MycelErrorReason =
   | 'Overloaded'
   /** An owner refused the write's version (the nodes' clocks are too far apart). */
   | 'Refused'
-  /** Other writes to the key kept overtaking this one; it was not stored as the newest. */
+  /**
+   * Other writes to the key kept overtaking this one; it was not stored as the newest. For an
+   * atomic operation: an owner held a newer version than the primary, so the operation may not
+   * have taken effect.
+   */
   | 'Conflict'
+  /** increment: the stored value is not a decimal integer (like Redis' "value is not an integer"), or the delta is not an integer. */
+  | 'NotInteger'
+  /** increment: the delta or the result is not a safe integer (beyond ±2^53 − 1). */
+  | 'Overflow'
 
 /** A cache operation failed. */
 export class MycelError extends Data.TaggedError('MycelError')<{

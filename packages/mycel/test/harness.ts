@@ -8,7 +8,9 @@ import { Engine, type EngineOptions, PENDING } from '../src/internal/engine.js'
 import type { BucketConfig } from '../src/internal/bucket.js'
 import type { MycelError } from '../src/MycelError.js'
 
-export type Result = { readonly ok: true; readonly value: Uint8Array | undefined } | { readonly ok: false; readonly error: MycelError }
+export type Result =
+  | { readonly ok: true; readonly value: Uint8Array | undefined; readonly result?: number | boolean }
+  | { readonly ok: false; readonly error: MycelError }
 
 interface InFlight {
   readonly from: string
@@ -88,6 +90,7 @@ export class Net {
       const out = e.out.splice(0, e.out.length)
       for (const o of out) {
         if (o._tag === 'Done') this.results.set(o.op, { ok: true, value: o.value })
+        else if (o._tag === 'Result') this.results.set(o.op, { ok: true, value: undefined, result: o.result })
         else if (o._tag === 'Fail') this.results.set(o.op, { ok: false, error: o.error })
         else if (o._tag === 'Log') this.logs.push({ node: id, level: o.level, message: o.message })
         else {
@@ -157,6 +160,25 @@ export class Net {
 
   get(node: string, bucket: string, key: string): number {
     return this.op((op) => this.node(node).get(op, bucket, key, this.clock(node)))
+  }
+
+  increment(node: string, bucket: string, key: string, delta = 1, ttlMs?: number): number {
+    return this.op((op) => this.node(node).atomic(op, bucket, { op: CacheMessage.AtomicOp.Increment, key, expected: undefined, value: new Uint8Array(0), delta, ttlMs }, this.clock(node)))
+  }
+
+  putIfAbsent(node: string, bucket: string, key: string, value: Uint8Array, ttlMs?: number): number {
+    return this.op((op) => this.node(node).atomic(op, bucket, { op: CacheMessage.AtomicOp.PutIfAbsent, key, expected: undefined, value, delta: 0, ttlMs }, this.clock(node)))
+  }
+
+  compareAndSet(node: string, bucket: string, key: string, expected: Uint8Array | undefined, value: Uint8Array, ttlMs?: number): number {
+    return this.op((op) => this.node(node).atomic(op, bucket, { op: CacheMessage.AtomicOp.CompareAndSet, key, expected, value, delta: 0, ttlMs }, this.clock(node)))
+  }
+
+  /** Runs an atomic operation to its end; its answer (throws on failure). */
+  atomic(op: number): number | boolean {
+    const r = this.await(op)
+    if (!r.ok) throw r.error
+    return r.result!
   }
 
   /** The result of `op`, waiting up to `ms` of simulated time. */

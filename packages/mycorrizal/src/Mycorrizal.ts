@@ -111,6 +111,19 @@ export interface MycorrizalCache {
   /** The value, or undefined on a miss. */
   get(bucket: string, key: string): Promise<Uint8Array | undefined>
   delete(bucket: string, key: string): Promise<void>
+  /**
+   * Atomic, at the key's primary, replicated before it answers: stores `value` only when the key
+   * holds none; true when it stored.
+   */
+  putIfAbsent(bucket: string, key: string, value: Uint8Array, ttlMs?: number): Promise<boolean>
+  /** Atomic: stores `value` only when the key holds `expected` (undefined: holds none); true when it stored. */
+  compareAndSet(bucket: string, key: string, expected: Uint8Array | undefined, value: Uint8Array, ttlMs?: number): Promise<boolean>
+  /**
+   * Atomic: adds `delta` (default 1) to the count (absent: 0) and resolves with the new count,
+   * stored as decimal text like Redis, so `get` reads it. Rejects with `MycelError` NotInteger
+   * or Overflow. Applied once even when retried after a failover.
+   */
+  increment(bucket: string, key: string, delta?: number, ttlMs?: number): Promise<number>
   stats(bucket: string): Mycel.BucketStats | undefined
   buckets(): ReadonlyArray<string>
   /** True once this node has received the keys it owns (readiness). */
@@ -297,6 +310,9 @@ export const createMycorrizal = async (config: MycorrizalConfig): Promise<Mycorr
       put: (bucket, key, value, ttlMs) => mycel.unsafePut(bucket, key, value, ttlMs),
       get: (bucket, key) => mycel.unsafeGet(bucket, key),
       delete: (bucket, key) => mycel.unsafeDelete(bucket, key),
+      putIfAbsent: (bucket, key, value, ttlMs) => run(mycel.putIfAbsent(bucket, key, value, ttlMs)),
+      compareAndSet: (bucket, key, expected, value, ttlMs) => run(mycel.compareAndSet(bucket, key, expected, value, ttlMs)),
+      increment: (bucket, key, delta, ttlMs) => run(mycel.increment(bucket, key, delta, ttlMs)),
       stats: (bucket) => mycel.stats(bucket),
       buckets: () => mycel.buckets(),
       ready: () => mycel.ready()

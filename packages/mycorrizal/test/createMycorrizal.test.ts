@@ -56,6 +56,14 @@ describe('createMycorrizal (Promise facade over real QUIC)', () => {
       await c.mycel.delete('sessions', 'user:1')
       for (const n of nodes) expect(await n.mycel.get('sessions', 'user:1')).toBeUndefined()
       await expect(a.mycel.get('nope', 'k')).rejects.toMatchObject({ _tag: 'MycelError', reason: 'BucketNotFound' })
+      // atomic operations: one answer per key across nodes, counts that get reads
+      expect(await Promise.all([a.mycel.putIfAbsent('sessions', 'once', new Uint8Array([1])), b.mycel.putIfAbsent('sessions', 'once', new Uint8Array([2]))])).toContain(false)
+      expect(await c.mycel.compareAndSet('sessions', 'cas', undefined, new TextEncoder().encode('v1'))).toBe(true)
+      expect(await a.mycel.compareAndSet('sessions', 'cas', new TextEncoder().encode('v0'), new TextEncoder().encode('v2'))).toBe(false)
+      const counts = await Promise.all(nodes.flatMap((n) => [n.mycel.increment('sessions', 'hits'), n.mycel.increment('sessions', 'hits', 2)]))
+      expect(Math.max(...counts)).toBe(9)
+      expect(new TextDecoder().decode((await b.mycel.get('sessions', 'hits'))!)).toBe('9')
+      await expect(a.mycel.increment('sessions', 'user:2', 1.5)).rejects.toMatchObject({ _tag: 'MycelError', reason: 'NotInteger' })
       expect(a.mycel.buckets()).toEqual(['sessions'])
 
       // a graceful shutdown is a leave for the others

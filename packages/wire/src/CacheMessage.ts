@@ -16,12 +16,22 @@
  * | 0x0a | AckOlder | id u32, ts f64, node: the write lost to this newer version held by the owner |
  * | 0x0b | SyncDigest | sums: u32 per key range (anti-entropy: the keys both nodes own, by range of their hash) |
  * | 0x0c | SyncVersions | reply bool, ranges: u16 each, entries: key, ts f64, node (every key of those ranges the sender holds) |
+ * | 0x0d | Atomic | id u32, op u8 (0 putIfAbsent, 1 compareAndSet, 2 increment), key, origin, seq f64, hasExpected bool, expected bytes, value bytes, delta f64, ttlMs u32 (0: none given) |
+ * | 0x0e | AtomicResponse | id u32, status u8 (AtomicStatus), result f64 (the new count; 1 or 0 for true or false) |
+ * | 0x0f | AtomicOps | key, ops: origin, seq f64, result f64 (atomic operations applied to the key, with their results) |
+ * | 0x10 | AtomicFetch | id u32, key: answered by AtomicOps (when the owner remembers operations) then a GetResponse with the id |
  *
  * Versions are (ts, node): last write wins, ties broken by node id. Request ids correlate
  * answers; every Get gets a GetResponse (a miss too). A write that is older than what an owner
  * holds is answered with AckOlder, carrying the newer version, so the writer can write again
  * above it; a version an owner refuses (not a finite integer, or too far ahead of its clock)
  * is answered with Ack status 3.
+ *
+ * Atomic operations run at the key's primary: another node sends it an `Atomic` with an
+ * operation id (origin node, seq) and gets an `AtomicResponse`. The primary replicates the new
+ * value as a `Put` preceded, on the same stream, by an `AtomicOps` carrying the operation's id
+ * and result, so the next primary answers a retry of it with that result instead of applying it
+ * again. `AtomicOps` also goes ahead of the handoff batches that move such a key.
  *
  * @since 0.1.0
  */
@@ -147,7 +157,91 @@ export interface BucketInfo {
   readonly replicas: number
 }
 
-export type CacheMessage = Put | Delete | Ack | Get | GetResponse | Handoff | HandoffDone | BucketInfo | HandoffBatch | AckOlder | SyncDigest | SyncVersions
+/** Which atomic operation an `Atomic` asks for. */
+export const AtomicOp = { PutIfAbsent: 0, CompareAndSet: 1, Increment: 2 } as const
+export type AtomicOp = (typeof AtomicOp)[keyof typeof AtomicOp]
+
+/**
+ * An atomic operation asked of the key's primary. `origin` and `seq` identify it across retries;
+ * `hasExpected` false means "expected absent" (compareAndSet); `value` is the value to store
+ * (putIfAbsent, compareAndSet), `delta` the increment.
+ */
+export interface Atomic {
+  readonly _tag: 'Atomic'
+  readonly id: number
+  readonly op: AtomicOp
+  readonly key: string
+  readonly origin: string
+  readonly seq: number
+  readonly hasExpected: boolean
+  readonly expected: Uint8Array
+  readonly value: Uint8Array
+  readonly delta: number
+  readonly ttlMs: number
+}
+
+/** Outcome of an atomic operation at the primary. */
+export const AtomicStatus = {
+  Applied: 0,
+  NotApplied: 1,
+  NotInteger: 2,
+  Overflow: 3,
+  NotPrimary: 4,
+  BucketNotFound: 5,
+  Unavailable: 6,
+  Timeout: 7,
+  Conflict: 8,
+  Overloaded: 9,
+  Closed: 10
+} as const
+export type AtomicStatus = (typeof AtomicStatus)[keyof typeof AtomicStatus]
+
+export interface AtomicResponse {
+  readonly _tag: 'AtomicResponse'
+  readonly id: number
+  readonly status: AtomicStatus
+  /** increment: the new count; putIfAbsent and compareAndSet: 1 (stored) or 0. */
+  readonly result: number
+}
+
+/** An atomic operation applied at a primary: its id and result. */
+export interface AtomicRecord {
+  readonly origin: string
+  readonly seq: number
+  readonly result: number
+}
+
+/** Atomic operations applied to a key, sent ahead of the message that carries its value. */
+export interface AtomicOps {
+  readonly _tag: 'AtomicOps'
+  readonly key: string
+  readonly ops: ReadonlyArray<AtomicRecord>
+}
+
+/** A primary asks an owner for its copy of a key (and the operations it remembers) before applying an atomic operation. */
+export interface AtomicFetch {
+  readonly _tag: 'AtomicFetch'
+  readonly id: number
+  readonly key: string
+}
+
+export type CacheMessage =
+  | Put
+  | Delete
+  | Ack
+  | Get
+  | GetResponse
+  | Handoff
+  | HandoffDone
+  | BucketInfo
+  | HandoffBatch
+  | AckOlder
+  | SyncDigest
+  | SyncVersions
+  | Atomic
+  | AtomicResponse
+  | AtomicOps
+  | AtomicFetch
 
 const status = <S extends number>(r: SystemMessage.Reader, max: number, what: string): S => {
   const s = r.u8()
@@ -298,6 +392,56 @@ const set = SystemMessage.messageSet<CacheMessage>('cache', [
       ranges: r.array((r2) => r2.u16(), 2),
       entries: r.array((r2) => ({ key: r2.string(), ts: r2.f64(), node: r2.string() }), 12)
     })
+  }),
+  SystemMessage.define<Atomic>({
+    tag: 'Atomic',
+    type: 0x0d,
+    version: 1,
+    write: (w, m) => {
+      w.u32(m.id).u8(m.op).string(m.key).string(m.origin).f64(m.seq).bool(m.hasExpected).bytes(m.expected).bytes(m.value).f64(m.delta).u32(m.ttlMs)
+    },
+    read: (r) => ({
+      _tag: 'Atomic',
+      id: r.u32(),
+      op: status<AtomicOp>(r, 2, 'atomic operation'),
+      key: r.string(),
+      origin: r.string(),
+      seq: r.f64(),
+      hasExpected: r.bool(),
+      expected: copy(r.bytesField()),
+      value: copy(r.bytesField()),
+      delta: r.f64(),
+      ttlMs: r.u32()
+    })
+  }),
+  SystemMessage.define<AtomicResponse>({
+    tag: 'AtomicResponse',
+    type: 0x0e,
+    version: 1,
+    write: (w, m) => {
+      w.u32(m.id).u8(m.status).f64(m.result)
+    },
+    read: (r) => ({ _tag: 'AtomicResponse', id: r.u32(), status: status<AtomicStatus>(r, 10, 'atomic'), result: r.f64() })
+  }),
+  SystemMessage.define<AtomicOps>({
+    tag: 'AtomicOps',
+    type: 0x0f,
+    version: 1,
+    write: (w, m) => {
+      w.string(m.key).array(m.ops, (w2, o) => {
+        w2.string(o.origin).f64(o.seq).f64(o.result)
+      })
+    },
+    read: (r) => ({ _tag: 'AtomicOps', key: r.string(), ops: r.array((r2) => ({ origin: r2.string(), seq: r2.f64(), result: r2.f64() }), 18) })
+  }),
+  SystemMessage.define<AtomicFetch>({
+    tag: 'AtomicFetch',
+    type: 0x10,
+    version: 1,
+    write: (w, m) => {
+      w.u32(m.id).string(m.key)
+    },
+    read: (r) => ({ _tag: 'AtomicFetch', id: r.u32(), key: r.string() })
   })
 ])
 
@@ -315,6 +459,10 @@ export const handoffBatchOverhead = 2 + 4 + 4
 export const syncVersionsOverhead = 2 + 1 + 4 + 4
 /** Bytes one entry of a SyncVersions takes. */
 export const syncVersionSize = (key: string, node: string): number => 2 + Buffer.byteLength(key) + 8 + 2 + Buffer.byteLength(node)
+/** Bytes an Atomic takes besides its expected value and value. */
+export const atomicOverhead = (key: string, origin: string): number => 2 + 4 + 1 + 2 + Buffer.byteLength(key) + 2 + Buffer.byteLength(origin) + 8 + 1 + 4 + 4 + 8 + 4
+/** Bytes one record of an AtomicOps takes. */
+export const atomicRecordSize = (origin: string): number => 2 + Buffer.byteLength(origin) + 8 + 8
 /** Bytes one handoff entry takes in a batch. */
 export const handoffEntrySize = (key: string, valueBytes: number, node: string): number =>
   2 + Buffer.byteLength(key) + 1 + 4 + valueBytes + 8 + 2 + Buffer.byteLength(node) + 4

@@ -24,6 +24,28 @@ describe('CacheMessage', () => {
     expect(hex(CacheMessage.encode({ _tag: 'SyncVersions', reply: true, ranges: [3], entries: [{ key: 'k', ts: 1, node: 'a' }] }))).toBe(
       '0c01' + '01' + '00000001' + '0003' + '00000001' + '00016b' + '3ff0000000000000' + '000161'
     )
+    expect(
+      hex(
+        CacheMessage.encode({
+          _tag: 'Atomic',
+          id: 8,
+          op: CacheMessage.AtomicOp.CompareAndSet,
+          key: 'k',
+          origin: 'a',
+          seq: 1,
+          hasExpected: true,
+          expected: new Uint8Array([1]),
+          value: new Uint8Array([2]),
+          delta: 0,
+          ttlMs: 0
+        })
+      )
+    ).toBe('0d01' + '00000008' + '01' + '00016b' + '000161' + '3ff0000000000000' + '01' + '0000000101' + '0000000102' + '0000000000000000' + '00000000')
+    expect(hex(CacheMessage.encode({ _tag: 'AtomicResponse', id: 9, status: CacheMessage.AtomicStatus.Applied, result: 2 }))).toBe('0e01' + '00000009' + '00' + '4000000000000000')
+    expect(hex(CacheMessage.encode({ _tag: 'AtomicOps', key: 'k', ops: [{ origin: 'a', seq: 1, result: 2 }] }))).toBe(
+      '0f01' + '00016b' + '00000001' + '000161' + '3ff0000000000000' + '4000000000000000'
+    )
+    expect(hex(CacheMessage.encode({ _tag: 'AtomicFetch', id: 10, key: 'k' }))).toBe('1001' + '0000000a' + '00016b')
     const versions: CacheMessage.SyncVersions = { _tag: 'SyncVersions', reply: false, ranges: [1, 2], entries: [{ key: 'k', ts: 1, node: 'a' }] }
     expect(CacheMessage.encode(versions).byteLength).toBe(CacheMessage.syncVersionsOverhead + 2 * 2 + CacheMessage.syncVersionSize('k', 'a'))
   })
@@ -47,7 +69,25 @@ describe('CacheMessage', () => {
       { _tag: 'HandoffDone', epoch: 9 },
       { _tag: 'BucketInfo', ttlMs: 60_000, maxSize: 1000, replicas: 2 },
       { _tag: 'HandoffBatch', id: 0xffffffff, entries: [{ key: 'c', tombstone: true, value: new Uint8Array(0), ts: 5, node: 'n4', ttlLeftMs: 9 }] },
-      { _tag: 'AckOlder', id: 7, ts: 1732000000000123, node: 'n5' }
+      { _tag: 'AckOlder', id: 7, ts: 1732000000000123, node: 'n5' },
+      {
+        _tag: 'Atomic',
+        id: 8,
+        op: 2,
+        key: 'counter:é',
+        origin: 'n1',
+        seq: 1732000000000123,
+        hasExpected: false,
+        expected: new Uint8Array(0),
+        value: new Uint8Array(0),
+        delta: -9007199254740991,
+        ttlMs: 60_000
+      },
+      { _tag: 'Atomic', id: 9, op: 1, key: 'k', origin: 'n2', seq: 5, hasExpected: true, expected: new Uint8Array([1, 2]), value: new Uint8Array([3]), delta: 0, ttlMs: 0 },
+      { _tag: 'AtomicResponse', id: 10, status: 3, result: 0 },
+      { _tag: 'AtomicResponse', id: 11, status: 0, result: 9007199254740991 },
+      { _tag: 'AtomicOps', key: 'c', ops: [{ origin: 'n1', seq: 2, result: 42 }, { origin: 'n2', seq: 3, result: 1 }] },
+      { _tag: 'AtomicFetch', id: 12, key: 'c' }
     ]
     for (const m of all) {
       const buf = Buffer.from(CacheMessage.encode(m))
@@ -60,6 +100,9 @@ describe('CacheMessage', () => {
   it('refuses unknown statuses and short handoffs with WireError', () => {
     expect(() => CacheMessage.decode(Buffer.from('030100000001' + '09', 'hex'))).toThrow(WireError)
     expect(() => CacheMessage.decode(Buffer.from('0601' + 'ffffffff', 'hex'))).toThrow(expect.objectContaining({ reason: 'UnexpectedEof' }))
+    expect(() => CacheMessage.decode(Buffer.from('0e01' + '00000009' + '0b' + '4000000000000000', 'hex'))).toThrow(WireError)
+    expect(() => CacheMessage.decode(Buffer.from('0d01' + '00000008' + '03' + '00016b', 'hex'))).toThrow(WireError)
+    expect(() => CacheMessage.decode(Buffer.from('0f01' + '00016b' + 'ffffffff', 'hex'))).toThrow(expect.objectContaining({ reason: 'UnexpectedEof' }))
   })
 
   it('handoff batch sizes are exact', () => {
@@ -69,6 +112,13 @@ describe('CacheMessage', () => {
     ]
     const bytes = CacheMessage.encode({ _tag: 'HandoffBatch', id: 1, entries })
     expect(bytes.length).toBe(CacheMessage.handoffBatchOverhead + entries.reduce((n, e) => n + CacheMessage.handoffEntrySize(e.key, e.value.length, e.node), 0))
+  })
+
+  it('atomic sizes are exact', () => {
+    const m: CacheMessage.Atomic = { _tag: 'Atomic', id: 1, op: 0, key: 'kéy', origin: 'nöde', seq: 1, hasExpected: true, expected: new Uint8Array(3), value: new Uint8Array(10), delta: 0, ttlMs: 0 }
+    expect(CacheMessage.encode(m).length).toBe(CacheMessage.atomicOverhead('kéy', 'nöde') + 13)
+    const ops = CacheMessage.encode({ _tag: 'AtomicOps', key: '', ops: [{ origin: 'nöde', seq: 1, result: 1 }] })
+    expect(ops.length).toBe(2 + 2 + 4 + CacheMessage.atomicRecordSize('nöde'))
   })
 
   it('putOverhead is exact', () => {

@@ -152,7 +152,11 @@ describe('fuzz: cache messages', () => {
       CacheMessage.encode({ _tag: 'GetResponse', id: 5, status: 0, value: new Uint8Array(20), ts: 1, node: 'n2' }),
       CacheMessage.encode({ _tag: 'Handoff', entries: [{ key: 'a', tombstone: false, value: new Uint8Array(5), ts: 1, node: 'x', ttlLeftMs: 9 }] }),
       CacheMessage.encode({ _tag: 'HandoffDone', epoch: 1 }),
-      CacheMessage.encode({ _tag: 'BucketInfo', ttlMs: 5, maxSize: 6, replicas: 2 })
+      CacheMessage.encode({ _tag: 'BucketInfo', ttlMs: 5, maxSize: 6, replicas: 2 }),
+      CacheMessage.encode({ _tag: 'Atomic', id: 6, op: 1, key: 'c', origin: 'n1', seq: 7, hasExpected: true, expected: new Uint8Array(3), value: new Uint8Array(4), delta: 0, ttlMs: 9 }),
+      CacheMessage.encode({ _tag: 'AtomicResponse', id: 6, status: 0, result: 12 }),
+      CacheMessage.encode({ _tag: 'AtomicOps', key: 'c', ops: [{ origin: 'n1', seq: 7, result: 12 }] }),
+      CacheMessage.encode({ _tag: 'AtomicFetch', id: 8, key: 'c' })
     ]
     fuzzMessages(0xcace, valid, CacheMessage.decode)
   }, 120_000)

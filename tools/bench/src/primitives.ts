@@ -1,11 +1,17 @@
 /**
- * Coordination primitives against Redis: publish latency of a topic. Two node processes on
+ * Coordination primitives against Redis: publish latency of a topic, and increment throughput. Two node processes on
  * loopback (one publishes, one subscribes; a publish resolves once the subscriber node took the
  * message), against the same two processes on one redis-server (PUBLISH from one ioredis
  * connection, SUBSCRIBE on another in the other process). 100-byte messages, one publish in
  * flight, after a warm-up.
- * Last line: {"publish_p50_us","publish_p99_us","redis_publish_p50_us","redis_publish_p99_us","publish_p99_ratio"}
- * (publish_p99_ratio = publish_p99_us / redis_publish_p99_us; the target is ≤ 2).
+ * Increments: the same two node processes (a bucket with R = 2, so both own every key); one
+ * drives BENCH_INCRS `increment`s of 16 counter keys, INCR_IN_FLIGHT at a time (each at its
+ * key's primary, replicated to the other node before it answers), against INCR of the same keys
+ * from one ioredis connection with the same number in flight. The counts are checked after.
+ * Last line: {"publish_p50_us","publish_p99_us","redis_publish_p50_us","redis_publish_p99_us","publish_p99_ratio",
+ * "incr_ops_s","redis_incr_ops_s","incr_ratio"}
+ * (publish_p99_ratio = publish_p99_us / redis_publish_p99_us, the target is ≤ 2;
+ * incr_ratio = incr_ops_s / redis_incr_ops_s, the target is ≥ 1).
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process'
 import { createServer } from 'node:net'
@@ -14,9 +20,14 @@ import { percentile, printResult } from './report.js'
 const MESSAGES = Number(process.env['BENCH_MESSAGES'] ?? 5_000)
 const WARMUP = 500
 const PAYLOAD = new Uint8Array(100).fill(42)
+const INCRS = Number(process.env['BENCH_INCRS'] ?? 20_000)
+const INCR_WARMUP = 1_000
+const INCR_IN_FLIGHT = 64
+const COUNTERS = 16
 
-type Role = { readonly kind: 'mycel' | 'redis'; readonly publisher: boolean; readonly seed: string | undefined; readonly port: number }
-type FromChild = { type: 'ready'; port?: number } | { type: 'subscribed' } | { type: 'done'; samples: Array<number>; received: number }
+type Work = 'publish' | 'incr'
+type Role = { readonly kind: 'mycel' | 'redis'; readonly publisher: boolean; readonly seed: string | undefined; readonly port: number; readonly work: Work }
+type FromChild = { type: 'ready'; port?: number } | { type: 'subscribed' } | { type: 'done'; samples: Array<number>; received: number; opsPerSec?: number }
 
 const freePort = () =>
   new Promise<number>((resolve) => {
@@ -40,6 +51,28 @@ const drive = async (publish: () => Promise<unknown>) => {
   return samples
 }
 
+/** `count` increments of the counter keys, INCR_IN_FLIGHT at a time; ops per second. */
+const incrLoad = async (count: number, increment: (key: string) => Promise<unknown>) => {
+  let next = 0
+  const started = performance.now()
+  await Promise.all(
+    Array.from({ length: INCR_IN_FLIGHT }, async () => {
+      while (next < count) await increment(`counter:${next++ % COUNTERS}`)
+    })
+  )
+  return count / ((performance.now() - started) / 1000)
+}
+
+/** Warm-up, then the measured run; checks that the counts sum to every increment made. */
+const incrBench = async (increment: (key: string) => Promise<unknown>, read: (key: string) => Promise<number>) => {
+  await incrLoad(INCR_WARMUP, increment)
+  const opsPerSec = await incrLoad(INCRS, increment)
+  let total = 0
+  for (let i = 0; i < COUNTERS; i++) total += await read(`counter:${i}`)
+  if (total !== INCR_WARMUP + INCRS) throw new Error(`the counters sum to ${total}, not ${INCR_WARMUP + INCRS}`)
+  return opsPerSec
+}
+
 const child = async (role: Role) => {
   let received = 0
   if (role.kind === 'mycel') {
@@ -55,6 +88,25 @@ const child = async (role: Role) => {
     send({ type: 'ready', port: node.address.port })
     const until = Date.now() + 20_000
     while (node.nodes().length < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 20))
+    if (role.work === 'incr') {
+      await node.mycel.createBucket('counters', 600_000, 10_000)
+      if (!role.publisher) {
+        send({ type: 'subscribed' })
+        await waitFor('stop')
+        send({ type: 'done', samples: [], received })
+      } else {
+        await waitFor('go')
+        const text = new TextDecoder()
+        const opsPerSec = await incrBench(
+          (key) => node.mycel.increment('counters', key),
+          async (key) => Number(text.decode((await node.mycel.get('counters', key)) ?? new Uint8Array(0)))
+        )
+        send({ type: 'done', samples: [], received, opsPerSec })
+        await waitFor('stop')
+      }
+      await node.shutdown()
+      process.exit(0)
+    }
     if (!role.publisher) {
       await node.topics.subscribe('bench', () => void received++)
       send({ type: 'subscribed' })
@@ -72,6 +124,24 @@ const child = async (role: Role) => {
   const { Redis } = await import('ioredis')
   const redis = new Redis({ host: '127.0.0.1', port: role.port })
   send({ type: 'ready' })
+  if (role.work === 'incr') {
+    if (!role.publisher) {
+      send({ type: 'subscribed' })
+      await waitFor('stop')
+      send({ type: 'done', samples: [], received })
+    } else {
+      await waitFor('go')
+      await redis.del(...Array.from({ length: COUNTERS }, (_, i) => `counter:${i}`))
+      const opsPerSec = await incrBench(
+        (key) => redis.incr(key),
+        async (key) => Number(await redis.get(key))
+      )
+      send({ type: 'done', samples: [], received, opsPerSec })
+      await waitFor('stop')
+    }
+    redis.disconnect()
+    process.exit(0)
+  }
   if (!role.publisher) {
     redis.on('messageBuffer', () => void received++)
     await redis.subscribe('bench')
@@ -88,7 +158,7 @@ const child = async (role: Role) => {
   process.exit(0)
 }
 
-const phase = async (kind: Role['kind'], port: number) => {
+const phase = async (kind: Role['kind'], port: number, work: Work = 'publish') => {
   const children: Array<ChildProcess> = []
   const inbox: Array<Array<FromChild>> = [[], []]
   const next = (i: number, type: FromChild['type']) =>
@@ -104,7 +174,7 @@ const phase = async (kind: Role['kind'], port: number) => {
     })
   let seed: string | undefined
   for (const [i, publisher] of [false, true].entries()) {
-    const c = fork(new URL(import.meta.url).pathname, ['child', JSON.stringify({ kind, publisher, seed, port } satisfies Role)], { execArgv: process.execArgv })
+    const c = fork(new URL(import.meta.url).pathname, ['child', JSON.stringify({ kind, publisher, seed, port, work } satisfies Role)], { execArgv: process.execArgv })
     children.push(c)
     c.on('message', (m: FromChild) => inbox[i]!.push(m))
     const ready = await next(i, 'ready')
@@ -116,7 +186,7 @@ const phase = async (kind: Role['kind'], port: number) => {
   for (const c of children) c.send({ type: 'stop' })
   const subscriber = (await next(0, 'done')) as Extract<FromChild, { type: 'done' }>
   await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))))
-  return { p50: percentile(published.samples, 0.5), p99: percentile(published.samples, 0.99), received: subscriber.received }
+  return { p50: percentile(published.samples, 0.5), p99: percentile(published.samples, 0.99), received: subscriber.received, opsPerSec: published.opsPerSec ?? 0 }
 }
 
 const main = async () => {
@@ -141,12 +211,19 @@ const main = async () => {
     const baseline = await phase('redis', port)
     console.log(`redis:  publish p50 ${baseline.p50.toFixed(0)} us, p99 ${baseline.p99.toFixed(0)} us; the subscriber got ${baseline.received} of ${WARMUP + MESSAGES}`)
     if (topics.received !== WARMUP + MESSAGES) throw new Error(`the topic subscriber got ${topics.received} messages, not ${WARMUP + MESSAGES}`)
+    const incr = await phase('mycel', port, 'incr')
+    console.log(`mycel:  ${Math.round(incr.opsPerSec)} increments/s (${INCRS} of ${COUNTERS} keys, ${INCR_IN_FLIGHT} in flight, replicated to R = 2)`)
+    const redisIncr = await phase('redis', port, 'incr')
+    console.log(`redis:  ${Math.round(redisIncr.opsPerSec)} INCR/s (the same keys, ${INCR_IN_FLIGHT} in flight on one connection)`)
     printResult({
       publish_p50_us: Math.round(topics.p50),
       publish_p99_us: Math.round(topics.p99),
       redis_publish_p50_us: Math.round(baseline.p50),
       redis_publish_p99_us: Math.round(baseline.p99),
-      publish_p99_ratio: Number((topics.p99 / baseline.p99).toFixed(2))
+      publish_p99_ratio: Number((topics.p99 / baseline.p99).toFixed(2)),
+      incr_ops_s: Math.round(incr.opsPerSec),
+      redis_incr_ops_s: Math.round(redisIncr.opsPerSec),
+      incr_ratio: Number((incr.opsPerSec / redisIncr.opsPerSec).toFixed(3))
     })
   } finally {
     redis.kill('SIGTERM')

@@ -18,6 +18,14 @@
  * - P5 a deleted key does not come back: a checked read does not return a value an acknowledged
  *   delete superseded.
  * - P6 memory is bounded: sampled keys and bytes per node stay within the bucket's limits.
+ * - P7 counters (buckets of increments only): every final read of a counter is at least the sum
+ *   of its acknowledged increments and at most that plus the sum of the failed or unfinished
+ *   ones (none applied twice, none acknowledged and lost); an increment acknowledged before
+ *   another began answered a smaller count, and no two acknowledged increments answered the
+ *   same count. A cut (partition or pause, and `settleMs` after it, until the sides see each
+ *   other again) gives each side a primary whose chain the heal may overwrite: the lower bound
+ *   and the order are not held for increments acknowledged then; kills of R nodes within
+ *   `killWindowMs` excuse them too. The upper bound is always held.
  *
  * Writes on two sides of a partition or pause, once any clock was skewed, cannot be ordered by
  * real time by any available cache: violations of 1, 2 and 5 whose writes span such a cut are
@@ -32,7 +40,7 @@
  */
 import type { Fault, History, Op } from './History.js'
 
-export type Promise = 'P1' | 'P2' | 'P3' | 'P4' | 'P5' | 'P6'
+export type Promise = 'P1' | 'P2' | 'P3' | 'P4' | 'P5' | 'P6' | 'P7'
 
 export interface Violation {
   readonly promise: Promise
@@ -59,7 +67,8 @@ export const promiseNames: Readonly<Record<Promise, string>> = {
   P3: 'a get returns a value some put wrote, or a miss; never a torn or invented one',
   P4: 'once faults heal and writes stop, every owner holds the same version',
   P5: 'a deleted key does not come back',
-  P6: 'memory stays bounded (keys and bytes within the bucket limits)'
+  P6: 'memory stays bounded (keys and bytes within the bucket limits)',
+  P7: 'an acknowledged increment is counted once: never lost, never applied twice'
 }
 
 /** True when kills of `r` distinct nodes fall within `window` ms of each other inside [from, to]. */
@@ -121,6 +130,10 @@ export const check = (history: History): Array<Violation> => {
   }
 
   for (const bucket of config.buckets) {
+    if (bucket.counters === true) {
+      checkCounters(history, bucket.name, byKey, cut, violations)
+      continue
+    }
     for (const [id, list] of byKey) {
       if (!id.startsWith(`${bucket.name}\u0000`)) continue
       const key = id.slice(bucket.name.length + 1)
@@ -212,4 +225,69 @@ export const check = (history: History): Array<Violation> => {
     violations.push({ promise: 'P6', bucket: s.bucket, key: '', node: s.node, at: s.at, ops: [], message: `${s.node} holds ${over} in '${s.bucket}'` })
   }
   return violations
+}
+
+/** P7 over the keys of a counter bucket. */
+const checkCounters = (
+  history: History,
+  bucket: string,
+  byKey: ReadonlyMap<string, ReadonlyArray<Op>>,
+  cut: ReadonlyArray<readonly [number, number]>,
+  violations: Array<Violation>
+): void => {
+  const { config, faults } = history
+  const disturbed = (from: number, to: number) =>
+    cut.some(([a, b]) => a <= to && b + config.settleMs >= from) || killsExcuse(faults, config.replicas, config.killWindowMs, from, to)
+  for (const [id, list] of byKey) {
+    if (!id.startsWith(`${bucket}\u0000`)) continue
+    const key = id.slice(bucket.length + 1)
+    const incrs = list.filter((op) => op.kind === 'incr')
+    const ok = incrs.filter((op) => acked(op) && op.count !== undefined)
+    const ackedSum = ok.reduce((n, op) => n + (op.delta ?? 0), 0)
+    const openSum = incrs.filter((op) => !acked(op)).reduce((n, op) => n + (op.delta ?? 0), 0)
+    const lossExcused = ok.some((op) => disturbed(op.inv, op.comp!))
+    for (const read of list.filter((op) => op.kind === 'get' && op.final === true && op.count !== undefined)) {
+      const n = read.count!
+      const low = n < ackedSum && !lossExcused && !disturbed(Math.min(...ok.map((op) => op.inv)), read.inv)
+      if (n <= ackedSum + openSum && !low && Number.isSafeInteger(n)) continue
+      violations.push({
+        promise: 'P7',
+        bucket,
+        key,
+        node: read.node,
+        at: read.inv,
+        ops: [read.id],
+        message: `final read #${read.id} on ${read.node} counts ${n}: acknowledged increments sum to ${ackedSum}, failed or unfinished ones to ${openSum} (${n < ackedSum ? 'an acknowledged increment was lost' : 'an increment was applied twice'})`
+      })
+    }
+    // order: an increment acknowledged before another began answered a smaller count; no count answered twice
+    const byCount = new Map<number, Op>()
+    for (const b of ok) {
+      const twin = byCount.get(b.count!)
+      if (twin !== undefined && !disturbed(Math.min(twin.inv, b.inv), Math.max(twin.comp!, b.comp!))) {
+        violations.push({
+          promise: 'P7',
+          bucket,
+          key,
+          node: b.node,
+          at: b.inv,
+          ops: [twin.id, b.id],
+          message: `increments #${twin.id} and #${b.id} both answered ${b.count}`
+        })
+      }
+      byCount.set(b.count!, b)
+      for (const a of ok) {
+        if (a.comp! >= b.inv || b.count! > a.count! || disturbed(a.inv, b.comp!)) continue
+        violations.push({
+          promise: 'P7',
+          bucket,
+          key,
+          node: b.node,
+          at: b.inv,
+          ops: [a.id, b.id],
+          message: `increment #${b.id} began after #${a.id} answered ${a.count}, yet answered ${b.count}`
+        })
+      }
+    }
+  }
 }

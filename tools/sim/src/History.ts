@@ -12,6 +12,8 @@ export interface BucketConfig {
   readonly maxSize: number
   readonly maxBytes: number
   readonly strict: boolean
+  /** A bucket of counters: clients only increment its keys; the checker holds it to P7 instead of P1-P5. */
+  readonly counters?: boolean
 }
 
 export interface RunConfig {
@@ -28,7 +30,7 @@ export interface RunConfig {
   readonly killWindowMs: number
 }
 
-export type OpKind = 'put' | 'get' | 'delete'
+export type OpKind = 'put' | 'get' | 'delete' | 'incr'
 
 /** ok: acknowledged write; hit/miss: a read's answer; error: a typed failure; lost: never completed (the node died or the run ended). */
 export type OpResult = 'ok' | 'hit' | 'miss' | 'error' | 'lost'
@@ -48,6 +50,10 @@ export interface Op {
   res?: OpResult
   /** hit: the hash of the value read. */
   got?: string
+  /** incr: the delta. */
+  readonly delta?: number
+  /** incr: the count it answered; a read of a counter: the count read (0 on a miss). */
+  count?: number
   /** error: the failure's reason (MycelError reason or defect). */
   err?: string
   /** A read of the final check (after heal and the quiet period). */

@@ -11,9 +11,18 @@ const secs = (ms: number) => `${(ms / 1000).toFixed(3)}s`
 const size = (n: number) => (n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(2)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`)
 
 export const formatOp = (op: Op): string => {
-  const what = op.kind === 'put' ? `put ${op.key} #${op.id} (${size(op.size ?? 0)} ${op.hash})` : `${op.kind} ${op.key} #${op.id}`
+  const what =
+    op.kind === 'put' ? `put ${op.key} #${op.id} (${size(op.size ?? 0)} ${op.hash})` : op.kind === 'incr' ? `incr ${op.key} #${op.id} by ${op.delta}` : `${op.kind} ${op.key} #${op.id}`
   const result =
-    op.res === 'hit' ? `hit ${op.got}` : op.res === 'error' ? `error ${op.err}` : op.res === 'lost' ? 'never completed' : String(op.res)
+    op.count !== undefined && (op.res === 'ok' || op.res === 'hit' || op.res === 'miss')
+      ? `${op.res} ${op.count}`
+      : op.res === 'hit'
+        ? `hit ${op.got}`
+        : op.res === 'error'
+          ? `error ${op.err}`
+          : op.res === 'lost'
+            ? 'never completed'
+            : String(op.res)
   const end = op.comp === undefined ? '' : ` at ${secs(op.comp)}`
   return `${secs(op.inv)}  ${op.node.padEnd(4)} ${op.final === true ? 'final ' : ''}${what} -> ${result}${end}`
 }

@@ -97,6 +97,7 @@ interface PlannedOp {
   readonly key: string
   /** Which up node serves it: index into the up nodes, modulo their number. */
   readonly nodeHint: number
+  /** put: the value's size; incr: the delta. */
   readonly size: number
 }
 
@@ -118,12 +119,15 @@ const plan = (options: SimOptions) => {
     // a bucket that evicts: promises 3 and 6
     { name: 'tight', ttlMs: 3_600_000, maxSize: 3, maxBytes: 1_536 * 1024, strict: false },
     // large values only (64 KiB - 1 MiB): rebalancing moves megabytes per batch
-    { name: 'blobs', ttlMs: 3_600_000, maxSize: 10_000, maxBytes: 0, strict: true }
+    { name: 'blobs', ttlMs: 3_600_000, maxSize: 10_000, maxBytes: 0, strict: true },
+    // counters: increments only (P7)
+    { name: 'counters', ttlMs: 3_600_000, maxSize: 1_000, maxBytes: 0, strict: false, counters: true }
   ]
   const keys: Record<string, ReadonlyArray<string>> = {
     main: ['k0', 'k1', 'k2', 'k3', 'k4', 'k5'],
     tight: ['t0', 't1', 't2', 't3', 't4'],
-    blobs: ['b0', 'b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'b7']
+    blobs: ['b0', 'b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'b7'],
+    counters: ['c0', 'c1', 'c2']
   }
   const ops: Array<PlannedOp> = []
   let at = WARMUP_MS
@@ -160,7 +164,17 @@ const plan = (options: SimOptions) => {
     settleMs: 3_000,
     killWindowMs: 6_000
   }
-  return { config, ops, activeEnd, faultTimes, runtimePrng: prng.fork(), keys }
+  const runtimePrng = prng.fork()
+  // increments on the counter keys, drawn last so the other draws of a seed stay as they were
+  const counterPrng = prng.fork()
+  let incrAt = WARMUP_MS
+  for (let i = 0; i < Math.round(opCount / 4); i++) {
+    incrAt += Math.max(1, Math.round(-Math.log(1 - counterPrng.float()) * MEAN_GAP_MS * 4))
+    if (incrAt > opsEnd) break
+    ops.push({ at: incrAt, kind: 'incr', bucket: 'counters', key: counterPrng.pick(keys.counters!), nodeHint: counterPrng.int(0, 1_000), size: counterPrng.int(1, 3) })
+  }
+  ops.sort((a, b) => a.at - b.at)
+  return { config, ops, activeEnd, faultTimes, runtimePrng, keys }
 }
 
 // ---- nodes ------------------------------------------------------------------------------
@@ -446,12 +460,20 @@ export const runSeed = (options: SimOptions): Promise<RunResult> => {
         key,
         inv: now(),
         ...(value === undefined ? {} : { size, hash: hash! }),
+        ...(kind === 'incr' ? { delta: size } : {}),
         ...(final ? { final: true } : {})
       }
       history.ops.push(op)
       const mycel = node.mycel!
-      const effect: Effect.Effect<Uint8Array | undefined | void, unknown> =
-        kind === 'put' ? mycel.put(bucket, key, value!) : kind === 'delete' ? mycel.delete(bucket, key) : mycel.get(bucket, key)
+      const counter = config.buckets.some((b) => b.name === bucket && b.counters === true)
+      const effect: Effect.Effect<Uint8Array | undefined | void | number, unknown> =
+        kind === 'put'
+          ? mycel.put(bucket, key, value!)
+          : kind === 'delete'
+            ? mycel.delete(bucket, key)
+            : kind === 'incr'
+              ? mycel.increment(bucket, key, size)
+              : mycel.get(bucket, key)
       node.run!(
         effect.pipe(
           Effect.onExit((exit) =>
@@ -462,7 +484,9 @@ export const runSeed = (options: SimOptions): Promise<RunResult> => {
                   const v = exit.value as Uint8Array | undefined
                   op.res = v === undefined ? 'miss' : 'hit'
                   if (v !== undefined) op.got = hashBytes(v)
+                  if (counter) op.count = v === undefined ? 0 : Number(new TextDecoder().decode(v))
                 } else op.res = 'ok'
+                if (kind === 'incr') op.count = exit.value as number
                 return
               }
               if (Cause.isInterruptedOnly(exit.cause)) {
@@ -539,7 +563,7 @@ export const runSeed = (options: SimOptions): Promise<RunResult> => {
     history.views = Object.fromEntries(upNodes().map((n) => [n.id, [...n.nodosum!.nodes()].sort()]))
     const finalFrom = history.ops.length
     for (const b of config.buckets) {
-      if (b.strict) for (const key of keys[b.name]!) for (const node of upNodes()) issue(node, 'get', b.name, key, 0, true)
+      if (b.strict || b.counters === true) for (const key of keys[b.name]!) for (const node of upNodes()) issue(node, 'get', b.name, key, 0, true)
     }
     const finals = history.ops.slice(finalFrom)
     yield* advanceTo(now() + FINAL_MAX_MS, () => finals.every((op) => op.res !== undefined))

@@ -151,4 +151,53 @@ describe('checker', () => {
     expect(promises(history([], [], [{ at: 1_000, node: 'n1', bucket: 'tight', keys: 3, bytes: 10 }]))).toEqual(['P6'])
     expect(promises(history([], [], [{ at: 1_000, node: 'n1', bucket: 'tight', keys: 1, bytes: 1_001 }]))).toEqual(['P6'])
   })
+
+  describe('P7: counters', () => {
+    const counters: RunConfig = { ...config, buckets: [...config.buckets, { name: 'counters', ttlMs: 3_600_000, maxSize: 100, maxBytes: 0, strict: false, counters: true }] }
+    const incr = (key: string, delta: number, inv: number, comp: number | undefined, count?: number, node = 'n1'): Op =>
+      op({
+        bucket: 'counters',
+        node,
+        kind: 'incr',
+        key,
+        delta,
+        inv,
+        ...(comp === undefined ? { res: 'lost' as const } : count === undefined ? { comp, res: 'error' as const, err: 'Timeout' } : { comp, res: 'ok' as const, count })
+      })
+    const final = (key: string, count: number, inv: number, node = 'n2'): Op =>
+      op({ bucket: 'counters', node, kind: 'get', key, inv, comp: inv + 1, res: count === 0 ? 'miss' : 'hit', got: 'x', count, final: true })
+    const counterHistory = (ops: Array<Op>, faults: Array<Fault> = []): History => ({ config: counters, ops, faults, samples: [] })
+    const p7 = (h: History) => check(h).map((v) => `${v.promise}: ${v.message}`)
+
+    it('a clean history passes: acknowledged increments all counted, a failed one counted or not, counts rising in real-time order', () => {
+      const ops = [incr('c', 1, 10, 20, 1), incr('c', 2, 30, 40, 3), incr('c', 3, 50, 60), incr('c', 1, 70, 80, 4, 'n2'), incr('c', 1, 75, 85, 5, 'n3')]
+      expect(p7(counterHistory([...ops, final('c', 5, 1_000)]))).toEqual([])
+      // the failed increment (delta 3) took effect after all
+      expect(p7(counterHistory([...ops.slice(0, 3), incr('c', 1, 70, 80, 7, 'n2'), incr('c', 1, 75, 85, 8, 'n3'), final('c', 8, 1_000)]))).toEqual([])
+    })
+
+    it('an acknowledged increment lost, or one applied twice, is a violation', () => {
+      const ops = [incr('c', 1, 10, 20, 1), incr('c', 2, 30, 40, 3)]
+      expect(p7(counterHistory([...ops, final('c', 1, 1_000)]))).toHaveLength(1)
+      expect(p7(counterHistory([...ops, final('c', 4, 1_000)]))).toHaveLength(1)
+      // a kill of R nodes at once excuses a loss, never a double
+      const kills: Array<Fault> = [
+        { at: 500, kind: 'kill', nodes: ['n1'] },
+        { at: 600, kind: 'kill', nodes: ['n2'] }
+      ]
+      expect(p7(counterHistory([...ops, final('c', 1, 1_000)], kills))).toEqual([])
+      expect(p7(counterHistory([...ops, final('c', 4, 1_000)], kills))).toHaveLength(1)
+    })
+
+    it('an increment that began after another was acknowledged answering a count not above it, or two answering the same count, is a violation', () => {
+      expect(p7(counterHistory([incr('c', 1, 10, 20, 2), incr('c', 1, 30, 40, 1, 'n2'), final('c', 2, 1_000)])).some((m) => m.includes('began after'))).toBe(true)
+      expect(p7(counterHistory([incr('c', 1, 10, 20, 1), incr('c', 1, 12, 22, 1, 'n2'), final('c', 2, 1_000)])).some((m) => m.includes('both answered'))).toBe(true)
+      // across a partition each side has a primary: not held there
+      const cut: Array<Fault> = [
+        { at: 5, kind: 'partition', nodes: ['n1'], detail: '| n2' },
+        { at: 100, kind: 'heal', nodes: [] }
+      ]
+      expect(p7(counterHistory([incr('c', 1, 10, 20, 1), incr('c', 1, 12, 22, 1, 'n2'), final('c', 1, 10_000)], cut))).toEqual([])
+    })
+  })
 })

@@ -3,6 +3,7 @@
  * and changed by the engine's modules.
  */
 import { LatencyHistogram } from './latency.js'
+import { OpLog } from './oplog.js'
 import { BucketStore } from './store.js'
 import type { BucketStats } from './types.js'
 import type { MycelError } from '../MycelError.js'
@@ -32,12 +33,22 @@ export class BucketState {
   readonly handoffFrom = new Set<string>()
   /** Remote gets in flight by key: concurrent gets of one key share one request. */
   readonly gets = new Map<string, ReadOp>()
+  /** Atomic operations applied to keys (ids and results), so a retry is answered, not applied again. */
+  readonly records: OpLog
+  /** Keys this node, as their primary, fetched from the other owners since the last membership change. */
+  readonly fetched = new Set<string>()
+  /** Atomic operations applied here as the primary, and retries answered from their records. */
+  atomics = 0
+  atomicReplays = 0
 
   constructor(
     readonly name: string,
     readonly config: BucketConfig,
-    now: () => number
+    now: () => number,
+    /** How long the records of atomic operations are kept (ms): longer than a caller retries. */
+    recordRetainMs = 60_000
   ) {
+    this.records = new OpLog(recordRetainMs, now)
     this.store = new BucketStore({ maxEntries: config.maxSize, maxBytes: config.maxBytes > 0 ? config.maxBytes : undefined, defaultTtlMs: config.ttlMs, now })
   }
 
@@ -55,6 +66,8 @@ export class BucketState {
       refused: this.refused,
       overloaded: this.overloaded,
       rewrites: this.rewrites,
+      atomics: this.atomics,
+      atomicReplays: this.atomicReplays,
       tombstones: this.store.tombstoneCount,
       replicas: this.config.replicas,
       ttlMs: this.config.ttlMs,

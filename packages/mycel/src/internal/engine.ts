@@ -12,6 +12,7 @@
 import { CacheMessage } from '@mycorrizal/wire'
 import { MycelError } from '../MycelError.js'
 import { AntiEntropy } from './antientropy.js'
+import { Atomics, atomicError, recordRetainMs, sendRecords } from './atomic.js'
 import { BucketState, type BucketConfig } from './bucket.js'
 import { Placement } from './placement.js'
 import { onGetAnswer, startGet } from './reads.js'
@@ -19,7 +20,7 @@ import { Rebalance } from './rebalance.js'
 import { RequestTable } from './requests.js'
 import type { BucketStats } from './types.js'
 import { onWriteAnswer, startWrite } from './writes.js'
-import { closedError, type EngineOptions, type Host, LEAVING_EPOCH, type LogLevel, type NoAnswer, type Output, type Pending, type Request, TS_PER_MS, type WriteOp } from './host.js'
+import { closedError, type EngineOptions, type Host, LEAVING_EPOCH, type LogLevel, type NoAnswer, type Output, PENDING, type Pending, type Request, TS_PER_MS, type WriteOp } from './host.js'
 
 export { closedError, type EngineOptions, LEAVING_EPOCH, type LogLevel, type NoAnswer, type Output, PENDING, type Pending, type Request, TS_PER_MS } from './host.js'
 
@@ -44,6 +45,7 @@ export class Engine implements Host {
   members: ReadonlyArray<string>
   readonly rebalance: Rebalance = new Rebalance(this)
   readonly antiEntropy: AntiEntropy = new AntiEntropy(this)
+  readonly atomics: Atomics = new Atomics(this)
   /** Writes not yet completed (waiting for answers or for a retry). */
   readonly activeWrites = new Set<WriteOp>()
   /** Bytes handed to the transport for a peer and not yet taken by its stream buffer. */
@@ -99,6 +101,10 @@ export class Engine implements Host {
     this.out.push({ _tag: 'Done', op, value })
   }
 
+  result(op: number, result: number | boolean): void {
+    this.out.push({ _tag: 'Result', op, result })
+  }
+
   fail(op: number, error: MycelError): void {
     this.out.push({ _tag: 'Fail', op, error })
   }
@@ -120,6 +126,8 @@ export class Engine implements Host {
     if (!this.readyFlag) at = Math.min(at, this.joinedAt + this.options.readyTimeoutMs, this.members.length <= 1 ? this.joinedAt + this.options.settleMs : Infinity)
     const retry = this.rebalance.nextRetry()
     if (retry !== undefined && retry < at) at = retry
+    const call = this.atomics.nextDeadline()
+    if (call !== undefined && call < at) at = call
     return at === Infinity ? undefined : at
   }
 
@@ -190,7 +198,7 @@ export class Engine implements Host {
   addBucket(name: string, config: BucketConfig, now: number): BucketState | MycelError {
     this.advance(now)
     if (this.buckets.has(name)) return new MycelError({ reason: 'BucketExists', message: `bucket '${name}' exists` })
-    const bucket = new BucketState(name, config, () => this.now)
+    const bucket = new BucketState(name, config, () => this.now, recordRetainMs(this.options.requestTimeoutMs))
     this.buckets.set(name, bucket)
     this.log('Info', 'bucket created', { bucket: name, ttlMs: config.ttlMs, maxSize: config.maxSize, replicas: config.replicas })
     // tell the others how this node configured it (a mismatch is logged there)
@@ -231,6 +239,34 @@ export class Engine implements Host {
     return startGet(this, op, bucket, key)
   }
 
+  /**
+   * An atomic operation (`atomic.ts`), run at the key's primary: PENDING, or an error found
+   * before anything was sent. It completes with a `Result` output (or `Fail`).
+   */
+  atomic(
+    op: number,
+    bucket: string,
+    args: { readonly op: CacheMessage.AtomicOp; readonly key: string; readonly expected: Uint8Array | undefined; readonly value: Uint8Array; readonly delta: number; readonly ttlMs: number | undefined },
+    now: number
+  ): MycelError | Pending {
+    this.advance(now)
+    if (this.closed) return closedError()
+    const state = this.bucket(bucket)
+    if (state instanceof MycelError) return state
+    if (args.op === CacheMessage.AtomicOp.Increment) {
+      if (!Number.isInteger(args.delta)) return new MycelError({ reason: 'NotInteger', message: `an increment is an integer, got ${args.delta}` })
+      if (!Number.isSafeInteger(args.delta)) return atomicError(CacheMessage.AtomicStatus.Overflow, bucket, args.key)
+    } else {
+      const bytes = args.value.byteLength + (args.expected?.byteLength ?? 0)
+      const size = Math.max(bytes + CacheMessage.atomicOverhead(args.key, this.self), args.value.byteLength + CacheMessage.putOverhead(args.key, this.self), CacheMessage.handoffBatchOverhead + CacheMessage.handoffEntrySize(args.key, args.value.byteLength, this.self))
+      if (size > this.options.maxMessageSize) {
+        return new MycelError({ reason: 'ValueTooLarge', message: `a value of ${args.value.byteLength} bytes does not fit in one message (${this.options.maxMessageSize} bytes)` })
+      }
+    }
+    this.atomics.start(op, state, { ...args, value: new Uint8Array(args.value), expected: args.expected === undefined ? undefined : new Uint8Array(args.expected) })
+    return PENDING
+  }
+
   // ---- requests -----------------------------------------------------------------------
 
   private answer(request: Request, answer: CacheMessage.Ack | CacheMessage.AckOlder | CacheMessage.GetResponse | NoAnswer): void {
@@ -244,6 +280,12 @@ export class Engine implements Host {
       case 'handoff':
         if (typeof answer === 'string' || answer._tag === 'Ack') this.rebalance.onAnswer(request, answer)
         return
+      case 'atomic':
+        if (typeof answer === 'string' || answer._tag !== 'GetResponse') this.atomics.onReplicaAnswer(request, answer)
+        return
+      case 'atomic-fetch':
+        if (typeof answer === 'string' || answer._tag === 'GetResponse') this.atomics.onFetchAnswer(request, answer)
+        return
     }
   }
 
@@ -251,7 +293,8 @@ export class Engine implements Host {
   sendFailed(bucket: string, to: string, message: CacheMessage.CacheMessage, reason: string, now: number): void {
     this.advance(now)
     const id = 'id' in message ? message.id : 0
-    const waiting = message._tag === 'Put' || message._tag === 'Delete' || message._tag === 'Get' || message._tag === 'HandoffBatch'
+    if (message._tag === 'Atomic') this.atomics.callGone(message.id, to)
+    const waiting = message._tag === 'Put' || message._tag === 'Delete' || message._tag === 'Get' || message._tag === 'HandoffBatch' || message._tag === 'AtomicFetch'
     if (waiting && id !== 0) {
       const request = this.requests.get(id)
       if (request !== undefined && request.peer === to) {
@@ -266,6 +309,7 @@ export class Engine implements Host {
   refused(bucket: string, node: string, now: number): void {
     this.advance(now)
     for (const request of this.requests.takeWhere((r) => r.peer === node && requestBucket(r) === bucket)) this.answer(request, 'notFound')
+    this.atomics.refused(bucket, node)
     this.rebalance.forgetPeerBucket(node, bucket)
     this.log('Warning', 'a node has no such bucket', { bucket, peer: node })
   }
@@ -285,6 +329,9 @@ export class Engine implements Host {
         this.answer(request, message)
         return
       }
+      case 'AtomicResponse':
+        this.atomics.onResponse(from, message)
+        return
       default:
         break
     }
@@ -317,7 +364,18 @@ export class Engine implements Host {
         }
         return
       }
+      case 'Atomic':
+        this.atomics.onRequest(bucket, from, message)
+        return
+      case 'AtomicOps':
+        bucket.records.merge(message.key, message.ops)
+        return
+      case 'AtomicFetch':
       case 'Get': {
+        if (message._tag === 'AtomicFetch') {
+          // the records first, on the same stream, so they are there when the answer is
+          sendRecords(this, bucket, from, message.key)
+        }
         const entry = store.get(message.key)
         const hit = entry !== undefined && entry.value !== undefined
         // a peer that does not take what it is sent gets no more answers past its budget
@@ -414,6 +472,7 @@ export class Engine implements Host {
     this.membershipChangedAt = this.now
     const alive = new Set(after)
     for (const request of this.requests.takeWhere((r) => !alive.has(r.peer))) this.answer(request, 'gone')
+    this.atomics.membershipChanged()
     this.rebalance.membershipChanged(old)
     this.antiEntropy.membershipChanged()
   }
@@ -470,6 +529,7 @@ export class Engine implements Host {
     this.advance(now)
     if (this.closed) return
     for (const request of this.requests.expire(this.now)) this.answer(request, 'timeout')
+    this.atomics.expire(this.now)
     if (this.timers.length > 0) {
       const due = this.timers.filter((t) => t.at <= this.now)
       if (due.length > 0) {
@@ -510,6 +570,7 @@ export class Engine implements Host {
     this.timers = []
     this.antiEntropy.close()
     this.requests.takeWhere(() => true)
+    this.atomics.close()
     for (const write of this.activeWrites) {
       if (write.done) continue
       write.done = true
@@ -520,11 +581,24 @@ export class Engine implements Host {
       for (const read of bucket.gets.values()) for (const op of read.ops) this.fail(op, closedError())
       bucket.gets.clear()
     }
-    this.out.splice(0, this.out.length, ...this.out.filter((o) => o._tag === 'Done' || o._tag === 'Fail'))
+    this.out.splice(0, this.out.length, ...this.out.filter((o) => o._tag === 'Done' || o._tag === 'Result' || o._tag === 'Fail'))
   }
 }
 
 const EMPTY = new Uint8Array(0)
 
 
-const requestBucket = (r: Request): string => (r.kind === 'write' ? r.write.bucket.name : r.kind === 'get' ? r.read.bucket.name : r.batch.bucket)
+const requestBucket = (r: Request): string => {
+  switch (r.kind) {
+    case 'write':
+      return r.write.bucket.name
+    case 'get':
+      return r.read.bucket.name
+    case 'handoff':
+      return r.batch.bucket
+    case 'atomic':
+      return r.exec.bucket.name
+    case 'atomic-fetch':
+      return r.bucket.name
+  }
+}

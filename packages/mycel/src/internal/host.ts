@@ -6,6 +6,7 @@
  */
 import type { CacheMessage } from '@mycorrizal/wire'
 import { MycelError } from '../MycelError.js'
+import type { AtomicExec } from './atomic.js'
 import type { BucketState, ReadOp } from './bucket.js'
 import type { Placement } from './placement.js'
 import type { RequestBase, RequestTable } from './requests.js'
@@ -17,6 +18,8 @@ export type LogLevel = 'Debug' | 'Info' | 'Warning' | 'Error'
 export type Output =
   | { readonly _tag: 'Send'; readonly bucket: string; readonly to: string; readonly message: CacheMessage.CacheMessage }
   | { readonly _tag: 'Done'; readonly op: number; readonly value: Uint8Array | undefined }
+  /** An atomic operation's answer: increment's count, or whether putIfAbsent / compareAndSet stored. */
+  | { readonly _tag: 'Result'; readonly op: number; readonly result: number | boolean }
   | { readonly _tag: 'Fail'; readonly op: number; readonly error: MycelError }
   | { readonly _tag: 'Log'; readonly level: LogLevel; readonly message: string; readonly annotations: Record<string, unknown> }
 
@@ -52,6 +55,8 @@ export type Request = RequestBase &
     | { readonly kind: 'write'; readonly write: WriteOp; readonly generation: number; readonly needed: boolean }
     | { readonly kind: 'get'; readonly read: ReadOp; readonly generation: number }
     | { readonly kind: 'handoff'; readonly batch: HandoffBatchState }
+    | { readonly kind: 'atomic'; readonly exec: AtomicExec; readonly generation: number; readonly needed: boolean }
+    | { readonly kind: 'atomic-fetch'; readonly bucket: BucketState; readonly key: string }
   )
 
 /** How a request ended without a regular answer. */
@@ -120,6 +125,7 @@ export interface Host {
   readonly rebalance: RebalanceHost
   send(bucket: string, to: string, message: CacheMessage.CacheMessage): void
   done(op: number, value: Uint8Array | undefined): void
+  result(op: number, result: number | boolean): void
   fail(op: number, error: MycelError): void
   log(level: LogLevel, message: string, annotations?: Record<string, unknown>): void
   /** Runs `run` at the first tick at or after `at`. */

@@ -14,6 +14,7 @@
  * Once a peer's queue of a bucket is empty and acknowledged, the peer gets HandoffDone for it.
  */
 import { CacheMessage } from '@mycorrizal/wire'
+import { sendRecords } from './atomic.js'
 import type { BucketState } from './bucket.js'
 import type { Host as Engine, NoAnswer, Request } from './host.js'
 
@@ -178,6 +179,8 @@ export class Rebalance {
     const id = e.requests.allocate()
     e.requests.add({ id, peer, deadline: e.now + e.options.requestTimeoutMs, bytes, kind: 'handoff', batch: { bucket: bucket.name, entries: sent } })
     this.inflight.set(peer, id)
+    // the records of atomic operations ahead of the values, so the new owner answers their retries
+    for (const { key } of sent) sendRecords(e, bucket, peer, key)
     e.send(bucket.name, peer, { _tag: 'HandoffBatch', id, entries })
     return true
   }

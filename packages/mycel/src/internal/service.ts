@@ -18,6 +18,8 @@ import { MycelError } from '../MycelError.js'
 import { Engine, PENDING, type Output } from './engine.js'
 import type { BucketOptions, BucketStats, MycelOptions } from './types.js'
 
+const EMPTY = new Uint8Array(0)
+
 /** Application id of the cache. */
 export const APP_ID = 'SYSTEM-MYCEL'
 
@@ -42,14 +44,34 @@ export interface MycelService {
   readonly unsafeGet: (bucket: string, key: string) => Promise<Uint8Array | undefined>
   readonly unsafePut: (bucket: string, key: string, value: Uint8Array, ttl?: Duration.DurationInput) => Promise<void>
   readonly unsafeDelete: (bucket: string, key: string) => Promise<void>
+  /**
+   * Stores `value` only when the key holds no value (absent, deleted or expired); true when it
+   * stored. Runs at the key's primary and is replicated like a put before it answers.
+   */
+  readonly putIfAbsent: (bucket: string, key: string, value: Uint8Array, ttl?: Duration.DurationInput) => Effect.Effect<boolean, MycelError>
+  /**
+   * Stores `value` only when the key holds `expected` (undefined: holds no value); true when it
+   * stored. Linearizable per key while the key's primary lives.
+   */
+  readonly compareAndSet: (bucket: string, key: string, expected: Uint8Array | undefined, value: Uint8Array, ttl?: Duration.DurationInput) => Effect.Effect<boolean, MycelError>
+  /**
+   * Adds `delta` (default 1) to the count the key holds (absent: 0) and returns the new count.
+   * The count is stored as decimal text like Redis, so `get` reads it; a value that is not an
+   * integer fails with `NotInteger`, a result beyond the safe integers with `Overflow`. Without
+   * `ttl` an existing count keeps its lifetime (a new one gets the bucket's). An acknowledged
+   * increment is applied once, and survives the loss of any one owner (R ≥ 2).
+   */
+  readonly increment: (bucket: string, key: string, delta?: number, ttl?: Duration.DurationInput) => Effect.Effect<number, MycelError>
   readonly stats: (bucket: string) => BucketStats | undefined
   readonly buckets: () => ReadonlyArray<string>
   /** True once a joining node has received its keys from the others (or waited long enough). */
   readonly ready: () => boolean
 }
 
+/** A completed operation's answer. */
+type Answer = Uint8Array | undefined | number | boolean
 /** Takes the completion of an operation that waited. */
-type Waiter = (error: MycelError | undefined, value: Uint8Array | undefined) => void
+type Waiter = (error: MycelError | undefined, value: Answer) => void
 
 const ignore = (): void => {}
 
@@ -91,13 +113,13 @@ export const makeService = (options: MycelOptions = {}) =>
     const bucketStreams = new Map<string, BucketStream>()
     const waiters = new Map<number, Waiter>()
     /** Completions that came before their operation started waiting (during its own flush). */
-    const early = new Map<number, { readonly error: MycelError | undefined; readonly value: Uint8Array | undefined }>()
+    const early = new Map<number, { readonly error: MycelError | undefined; readonly value: Answer }>()
     let nextOp = 1
     let closed = false
     let flushing = false
     let timerAt = Infinity
 
-    const settle = (op: number, error: MycelError | undefined, value: Uint8Array | undefined) => {
+    const settle = (op: number, error: MycelError | undefined, value: Answer) => {
       const waiter = waiters.get(op)
       if (waiter === undefined) early.set(op, { error, value })
       else {
@@ -148,6 +170,9 @@ export const makeService = (options: MycelOptions = {}) =>
             case 'Done':
               settle(o.op, undefined, o.value)
               break
+            case 'Result':
+              settle(o.op, undefined, o.result)
+              break
             case 'Fail':
               settle(o.op, o.error, undefined)
               break
@@ -185,7 +210,7 @@ export const makeService = (options: MycelOptions = {}) =>
     }
 
     /** Runs a client operation: its result at once, or a wait for its completion. */
-    const operation = <A extends Uint8Array | undefined>(start: (op: number) => A | MycelError | typeof PENDING): Effect.Effect<A, MycelError> =>
+    const operation = <A extends Answer>(start: (op: number) => A | MycelError | typeof PENDING): Effect.Effect<A, MycelError> =>
       Effect.suspend(() => {
         const op = nextOp++
         const result = start(op)
@@ -338,6 +363,22 @@ export const makeService = (options: MycelOptions = {}) =>
         return operationPromise((op) => engine.put(op, bucket, key, value, ttlMs, now())).then(ignore)
       },
       unsafeDelete: (bucket, key) => operationPromise((op) => engine.delete(op, bucket, key, now())).then(ignore),
+      putIfAbsent: (bucket, key, value, ttl) =>
+        ttlOf(ttl, 'ttl').pipe(
+          Effect.flatMap((ttlMs) =>
+            operation<boolean>((op) => engine.atomic(op, bucket, { op: CacheMessage.AtomicOp.PutIfAbsent, key, expected: undefined, value, delta: 0, ttlMs }, now()))
+          )
+        ),
+      compareAndSet: (bucket, key, expected, value, ttl) =>
+        ttlOf(ttl, 'ttl').pipe(
+          Effect.flatMap((ttlMs) => operation<boolean>((op) => engine.atomic(op, bucket, { op: CacheMessage.AtomicOp.CompareAndSet, key, expected, value, delta: 0, ttlMs }, now())))
+        ),
+      increment: (bucket, key, delta = 1, ttl) =>
+        ttlOf(ttl, 'ttl').pipe(
+          Effect.flatMap((ttlMs) =>
+            operation<number>((op) => engine.atomic(op, bucket, { op: CacheMessage.AtomicOp.Increment, key, expected: undefined, value: EMPTY, delta, ttlMs }, now()))
+          )
+        ),
       stats: (bucket) => engine.stats(bucket),
       buckets: () => [...engine.buckets.keys()],
       ready: () => engine.ready(now())

@@ -51,6 +51,10 @@ export interface BucketStats {
   readonly overloaded: number
   /** Writes that lost to a newer version on an owner and were written again above it. */
   readonly rewrites: number
+  /** Atomic operations (putIfAbsent, compareAndSet, increment) applied on this node as their key's primary. */
+  readonly atomics: number
+  /** Retried atomic operations answered with the recorded result instead of being applied again. */
+  readonly atomicReplays: number
   /** Tombstones held (deleted keys remembered until every copy of what they deleted expired). */
   readonly tombstones: number
   readonly replicas: number

@@ -1,0 +1,211 @@
+import { describe, expect, it } from '@effect/vitest'
+import { OpLog } from '../src/internal/oplog.js'
+import { Placement } from '../src/internal/placement.js'
+import { bytes, Net, text } from './harness.js'
+
+const owners = (nodes: ReadonlyArray<string>, bucket: string, key: string, replicas = 2) => {
+  const p = new Placement()
+  p.setNodes(nodes)
+  return p.owners(bucket, key, replicas)
+}
+
+const cluster = (ids: ReadonlyArray<string>, defaults = {}) => {
+  const net = new Net(defaults)
+  for (const id of ids) net.add(id)
+  net.members(ids)
+  net.createBucket('c')
+  net.advance(11_000) // ready, past the rebalance window
+  return net
+}
+
+describe('atomic operations (engine)', () => {
+  it('increment counts from every node at the primary, stored as decimal text that get reads', () => {
+    const net = cluster(['a', 'b', 'c'])
+    const ops: Array<number> = []
+    for (let i = 0; i < 30; i++) ops.push(net.increment(['a', 'b', 'c'][i % 3]!, 'c', 'hits'))
+    const results = ops.map((op) => net.atomic(op) as number)
+    expect([...results].sort((x, y) => x - y)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1))
+    for (const n of ['a', 'b', 'c']) expect(text(net.must(net.get(n, 'c', 'hits')))).toBe('30')
+    expect(net.atomic(net.increment('b', 'c', 'hits', -40))).toBe(-10)
+    // on both owners, with the same version
+    const [p, r] = owners(['a', 'b', 'c'], 'c', 'hits')
+    expect(net.held(p!, 'c', 'hits')!.version).toEqual(net.held(r!, 'c', 'hits')!.version)
+    expect(net.node(p!).stats('c')!.atomics).toBe(31)
+  })
+
+  it('typed errors: a value that is not an integer, a result beyond the safe integers, a delta that is not an integer', () => {
+    const net = cluster(['a', 'b', 'c'])
+    net.must(net.put('a', 'c', 'name', bytes('alice')))
+    const notInt = net.await(net.increment('b', 'c', 'name'))
+    expect(!notInt.ok && notInt.error.reason).toBe('NotInteger')
+    net.must(net.put('a', 'c', 'big', bytes(String(Number.MAX_SAFE_INTEGER))))
+    const over = net.await(net.increment('c', 'c', 'big'))
+    expect(!over.ok && over.error.reason).toBe('Overflow')
+    const frac = net.await(net.increment('c', 'c', 'x', 1.5))
+    expect(!frac.ok && frac.error.reason).toBe('NotInteger')
+    for (const bad of ['01', '+1', ' 1', '1e3', '']) {
+      net.must(net.put('a', 'c', 'odd', bytes(bad)))
+      const r = net.await(net.increment('b', 'c', 'odd'))
+      expect(!r.ok && r.error.reason).toBe('NotInteger')
+    }
+    net.must(net.put('a', 'c', 'neg', bytes('-7')))
+    expect(net.atomic(net.increment('b', 'c', 'neg', 2))).toBe(-5)
+  })
+
+  it('putIfAbsent and compareAndSet', () => {
+    const net = cluster(['a', 'b', 'c'])
+    expect(net.atomic(net.putIfAbsent('a', 'c', 'k', bytes('1')))).toBe(true)
+    expect(net.atomic(net.putIfAbsent('b', 'c', 'k', bytes('2')))).toBe(false)
+    expect(text(net.must(net.get('c', 'c', 'k')))).toBe('1')
+    expect(net.atomic(net.compareAndSet('c', 'c', 'k', bytes('2'), bytes('3')))).toBe(false)
+    expect(net.atomic(net.compareAndSet('c', 'c', 'k', bytes('1'), bytes('3')))).toBe(true)
+    expect(net.atomic(net.compareAndSet('a', 'c', 'k', undefined, bytes('4')))).toBe(false)
+    net.must(net.del('b', 'c', 'k'))
+    expect(net.atomic(net.compareAndSet('a', 'c', 'k', undefined, bytes('5')))).toBe(true)
+    expect(text(net.must(net.get('b', 'c', 'k')))).toBe('5')
+    net.must(net.del('b', 'c', 'k'))
+    expect(net.atomic(net.putIfAbsent('c', 'c', 'k', bytes('6')))).toBe(true)
+  })
+
+  it('the primary fails after it replicated increments whose answers were lost: the retries get the recorded results, none is applied twice', () => {
+    for (const withRecords of [true, false]) {
+      const net = cluster(['a', 'b', 'c'])
+      const [p, r] = owners(['a', 'b', 'c'], 'c', 'n')
+      const caller = ['a', 'b', 'c'].find((n) => n !== p && n !== r)!
+      expect(net.atomic(net.increment(caller, 'c', 'n'))).toBe(1)
+      // the primary applies and replicates, but its answers never reach the caller
+      net.drop = ({ from, message }) => (from === p && message._tag === 'AtomicResponse') || (!withRecords && message._tag === 'AtomicOps')
+      const ops = [net.increment(caller, 'c', 'n'), net.increment(caller, 'c', 'n'), net.increment(caller, 'c', 'n')]
+      net.run()
+      expect(text(net.held(r!, 'c', 'n')?.value)).toBe('4')
+      // the primary fails: the caller asks the next owner with the same operation ids
+      net.drop = () => false
+      net.members(['a', 'b', 'c'].filter((n) => n !== p))
+      const results = ops.map((op) => net.atomic(op))
+      if (withRecords) {
+        expect(results).toEqual([2, 3, 4])
+        expect(text(net.must(net.get(caller, 'c', 'n')))).toBe('4')
+        expect(net.node(r!).stats('c')!.atomicReplays).toBe(3)
+        expect(net.atomic(net.increment(caller, 'c', 'n'))).toBe(5)
+      } else {
+        // what the records prevent: each retry applied again
+        expect(results).toEqual([5, 6, 7])
+      }
+    }
+  })
+
+  it('a failed-over key continues from the last acknowledged value; the answer waits for the next owner', () => {
+    const net = cluster(['a', 'b', 'c'])
+    const [p, r] = owners(['a', 'b', 'c'], 'c', 'm')
+    const caller = ['a', 'b', 'c'].find((n) => n !== p && n !== r)!
+    for (let i = 1; i <= 10; i++) expect(net.atomic(net.increment(caller, 'c', 'm'))).toBe(i)
+    // while the replica does not acknowledge, the caller gets no answer
+    net.hold = ({ from, message }) => from === r && message._tag === 'Ack'
+    const op = net.increment(caller, 'c', 'm')
+    net.run()
+    expect(net.results.has(op)).toBe(false)
+    net.hold = undefined
+    net.run()
+    expect(net.atomic(op)).toBe(11)
+    net.members(['a', 'b', 'c'].filter((n) => n !== p))
+    expect(net.atomic(net.increment(caller, 'c', 'm'))).toBe(12)
+    expect(net.atomic(net.increment(r!, 'c', 'm'))).toBe(13)
+  })
+
+  it('a node that just became the primary fetches the key from the other owners before applying', () => {
+    const net = cluster(['a', 'b', 'c'])
+    // a key that d, joining, will be the primary of, with the old primary still an owner
+    const key = Array.from({ length: 10_000 }, (_, i) => `q${i}`).find((k) => {
+      const before = owners(['a', 'b', 'c'], 'c', k)
+      const after = owners(['a', 'b', 'c', 'd'], 'c', k)
+      return after[0] === 'd' && after.includes(before[0]!)
+    })!
+    for (let i = 1; i <= 5; i++) net.atomic(net.increment('a', 'c', key))
+    // d joins; no handoff reaches it before the next increment
+    net.add('d')
+    net.createBucket('c', {}, ['d'])
+    net.drop = ({ message }) => message._tag === 'HandoffBatch'
+    net.members(['a', 'b', 'c', 'd'])
+    expect(net.atomic(net.increment('b', 'c', key))).toBe(6)
+    net.drop = () => false
+    expect(net.atomic(net.increment('d', 'c', key))).toBe(7)
+  })
+
+  it('putIfAbsent from two nodes at once: exactly one stores', () => {
+    const net = cluster(['a', 'b', 'c'])
+    for (let i = 0; i < 20; i++) {
+      const x = net.putIfAbsent('a', 'c', `once${i}`, bytes('a'))
+      const y = net.putIfAbsent('b', 'c', `once${i}`, bytes('b'))
+      const answers = [net.atomic(x), net.atomic(y)]
+      expect(answers.filter((v) => v === true)).toHaveLength(1)
+      expect(text(net.must(net.get('c', 'c', `once${i}`)))).toBe(answers[0] === true ? 'a' : 'b')
+    }
+  })
+
+  it('an answer that changes nothing waits until the operations applied before it are acknowledged', () => {
+    const net = cluster(['a', 'b', 'c'])
+    const [p, r] = owners(['a', 'b', 'c'], 'c', 'lock')
+    net.hold = ({ from, message }) => from === r && message._tag === 'Ack'
+    const first = net.putIfAbsent(p!, 'c', 'lock', bytes('1'))
+    const second = net.putIfAbsent(p!, 'c', 'lock', bytes('2'))
+    net.run()
+    expect(net.results.has(first) || net.results.has(second)).toBe(false)
+    net.hold = undefined
+    net.run()
+    expect([net.atomic(first), net.atomic(second)]).toEqual([true, false])
+  })
+
+  it('the wire: an Atomic asks the primary, an AtomicOps goes ahead of every replica Put', () => {
+    const net = cluster(['a', 'b', 'c'])
+    const [p] = owners(['a', 'b', 'c'], 'c', 'w')
+    const caller = ['a', 'b', 'c'].find((n) => n !== p)!
+    const seen: Array<string> = []
+    net.drop = ({ from, to, message }) => {
+      seen.push(`${from}>${to}:${message._tag}`)
+      return false
+    }
+    net.atomic(net.increment(caller, 'c', 'w'))
+    expect(seen[0]).toBe(`${caller}>${p}:Atomic`)
+    const puts = seen.filter((s) => s.endsWith(':Put'))
+    expect(puts.length).toBeGreaterThan(0)
+    for (const put of puts) expect(seen[seen.indexOf(put) - 1]).toBe(put.replace(':Put', ':AtomicOps'))
+    expect(seen.at(-1)).toBe(`${p}>${caller}:AtomicResponse`)
+  })
+
+  it('a retry is recognised after thousands of later operations on the key (a burst), while its caller may still retry', () => {
+    const net = cluster(['a', 'b', 'c'])
+    const [p, r] = owners(['a', 'b', 'c'], 'c', 'burst')
+    const caller = ['a', 'b', 'c'].find((n) => n !== p && n !== r)!
+    net.drop = ({ from, to, message }) => from === p && to === caller && message._tag === 'AtomicResponse'
+    const first = net.increment(caller, 'c', 'burst')
+    net.drop = () => false
+    for (let i = 0; i < 40; i++) {
+      const ops = Array.from({ length: 100 }, () => net.increment(r!, 'c', 'burst'))
+      for (const op of ops) net.atomic(op)
+    }
+    net.members(['a', 'b', 'c'].filter((n) => n !== p))
+    expect(net.atomic(first)).toBe(1)
+    expect(text(net.must(net.get(caller, 'c', 'burst')))).toBe('4001')
+  })
+
+  it('records are bounded: kept for their retention, and past the bucket limit the least recently used key goes first', () => {
+    let now = 0
+    const log = new OpLog(1_000, () => now, 5)
+    log.add('k', { origin: 'a', seq: 1, result: 1 })
+    now = 500
+    log.add('k', { origin: 'a', seq: 2, result: 2 })
+    now = 1_200
+    log.add('k', { origin: 'a', seq: 3, result: 3 })
+    expect(log.find('k', 'a', 1)).toBeUndefined()
+    expect(log.find('k', 'a', 2)?.result).toBe(2)
+    expect(log.list('k')?.map((x) => x.seq)).toEqual([2, 3])
+    for (let i = 0; i < 3; i++) log.add(`other${i}`, { origin: 'b', seq: i, result: 0 })
+    log.add('k', { origin: 'a', seq: 4, result: 4 })
+    expect(log.size).toBe(5)
+    expect(log.find('other0', 'b', 0)).toBeUndefined()
+    expect(log.find('k', 'a', 4)?.result).toBe(4)
+    for (let i = 5; i < 12; i++) log.add('k', { origin: 'a', seq: i, result: i })
+    expect(log.size).toBe(5)
+    expect(log.list('k')?.map((x) => x.seq)).toEqual([7, 8, 9, 10, 11])
+  })
+})

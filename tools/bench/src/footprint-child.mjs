@@ -13,8 +13,8 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 /**
  * After a full collection, and again after `idleMs` without work (the buffer pool's idle trim);
  * then after three more full collections (`released`): V8 keeps the pages a collection frees
- * in a pool and gives them back to the system at later collections, as its memory reducer
- * runs them in a process that stays idle.
+ * in a pool and gives them back to the system at later full collections (which a service's
+ * own allocations bring; idle time alone did not).
  */
 const settle = async (idleMs) => {
   globalThis.gc?.()

@@ -12,6 +12,7 @@
 import { NodosumConfig } from 'mycorrizal'
 import * as Data from 'effect/Data'
 import * as Duration from 'effect/Duration'
+import * as Effect from 'effect/Effect'
 import * as Either from 'effect/Either'
 import * as Option from 'effect/Option'
 import * as ParseResult from 'effect/ParseResult'
@@ -19,6 +20,10 @@ import * as Redacted from 'effect/Redacted'
 import * as Schema from 'effect/Schema'
 import { readFileSync } from 'node:fs'
 import { redactUrlCredentials } from './Redact.js'
+
+// the executable validates its input with the library's schemas, which the library builds on
+// first use (importing it does not load effect/Schema): build them before the flags' schemas
+await Effect.runPromise(NodosumConfig.load)
 
 /** A setting could not be used. */
 export class NodeConfigError extends Data.TaggedError('NodeConfigError')<{

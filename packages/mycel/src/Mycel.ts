@@ -42,7 +42,7 @@ export const make = (options: MycelOptions = {}) => Effect.map(makeService(optio
 
 /** The cache as a layer over `Nodosum` and `Streams`; options out of bounds fail it with `MycelError` (InvalidConfig). */
 export const layer = (options: MycelOptions = {}): Layer.Layer<Mycel, MycelError, Nodosum.Nodosum | Streams.Streams> =>
-  Layer.scoped(Mycel, Effect.zipRight(MycelConfig.validate(options), make(options).pipe(Effect.orDie)))
+  Layer.scoped(Mycel, Effect.zipRight(MycelConfig.check(options), make(options).pipe(Effect.orDie)))
 
 /**
  * The cache with options from Effect `Config` (`MycelConfig.config` under `MYCORRIZAL_`:

@@ -1,73 +1,83 @@
 /**
- * Options of the cache (`MycelOptions`), declared once: one `effect/Schema` per option with
- * its bounds and description. `Mycel.layer(options)` and `Mycel.layerConfig` (Effect `Config`,
+ * Options of the cache (`MycelOptions`), declared once: the bounds and description of each
+ * (`rules`), checked by one `effect/Schema` per option, built on first use (`load`) so that
+ * importing the package does not load Schema. `Mycel.layer(options)` and `Mycel.layerConfig` (Effect `Config`,
  * the environment by default) check values with these schemas before the cache starts; a bad
  * value fails the layer with a `MycelError` (InvalidConfig) naming the option.
  *
  * @since 0.1.0
  */
 import * as Config from 'effect/Config'
-import * as Duration from 'effect/Duration'
+import * as Effect from 'effect/Effect'
 import * as Either from 'effect/Either'
 import * as Option from 'effect/Option'
-import * as ParseResult from 'effect/ParseResult'
-import * as Schema from 'effect/Schema'
+import type * as Schemas from './internal/mycelSchemas.js'
 import type { MycelOptions } from './internal/types.js'
-import { MycelError } from './MycelError.js'
+import type { MycelError } from './MycelError.js'
 
 const MiB = 1024 * 1024
 
-const integer = (min: number, max: number, description: string) =>
-  Schema.Number.pipe(
-    Schema.filter((n) => Number.isInteger(n) && n >= min && n <= max, { message: () => `must be an integer from ${min} to ${max}` })
-  ).annotations({ description })
-
-const duration = (minMs: number, maxMs: number, description: string) =>
-  Schema.Union(Schema.DurationFromSelf, Schema.Number, Schema.String)
-    .pipe(
-      Schema.filter(
-        (u) => {
-          // Duration clamps a negative number to zero: a negative value is a mistake, not zero
-          const d = typeof u === 'number' && !(u >= 0) ? undefined : Option.getOrUndefined(Duration.decodeUnknown(u))
-          return d !== undefined && Duration.toMillis(d) >= minMs && Duration.toMillis(d) <= maxMs
-        },
-        { message: () => `must be a duration from ${minMs} ms to ${maxMs} ms, e.g. 2000 (ms) or "2 seconds"` }
-      )
-    )
-    .annotations({ description })
-
-/** The rule of every option, with its description. */
-export const fields = {
-  requestTimeout: duration(1, 600_000, 'how long a remote read, acknowledged write or handoff batch waits for one owner (default 2 s)'),
-  readyTimeout: duration(0, 3_600_000, "after joining, how long to wait for peers' handoffs before calling the node ready anyway (default 10 s)"),
-  handoffBatch: integer(1, 1_000_000, 'entries per handoff batch at most (default 256)'),
-  handoffBatchBytes: integer(1024, 1024 * MiB, 'bytes per handoff batch at most (default 1 MiB)'),
-  maxPeerBytes: integer(64 * 1024, 64 * 1024 * MiB, 'bytes in flight to one peer at most (default 32 MiB)'),
-  maxClockAhead: duration(0, 7 * 86_400_000, "versions from peers further ahead of this node's clock are refused (default 1 hour)"),
-  leaveTimeout: duration(0, 600_000, 'at a graceful leave, how long to wait for the next owners to acknowledge every key (default 10 s; 0 = do not wait)'),
-  antiEntropyInterval: duration(100, 86_400_000, 'how often co-owners compare what they hold, besides 1 s after every membership change (default 5 s)'),
-  firstRequestId: integer(1, 2 ** 32 - 1, 'the first request id (default 1); for tests')
+/** The bounds and description of every option (durations in ms); `fields` are the same rules as schemas. */
+export const rules = {
+  requestTimeout: { kind: 'duration', min: 1, max: 600_000, description: 'how long a remote read, acknowledged write or handoff batch waits for one owner (default 2 s)' },
+  readyTimeout: { kind: 'duration', min: 0, max: 3_600_000, description: "after joining, how long to wait for peers' handoffs before calling the node ready anyway (default 10 s)" },
+  handoffBatch: { kind: 'integer', min: 1, max: 1_000_000, description: 'entries per handoff batch at most (default 256)' },
+  handoffBatchBytes: { kind: 'integer', min: 1024, max: 1024 * MiB, description: 'bytes per handoff batch at most (default 1 MiB)' },
+  maxPeerBytes: { kind: 'integer', min: 64 * 1024, max: 64 * 1024 * MiB, description: 'bytes in flight to one peer at most (default 32 MiB)' },
+  maxClockAhead: { kind: 'duration', min: 0, max: 7 * 86_400_000, description: "versions from peers further ahead of this node's clock are refused (default 1 hour)" },
+  leaveTimeout: { kind: 'duration', min: 0, max: 600_000, description: 'at a graceful leave, how long to wait for the next owners to acknowledge every key (default 10 s; 0 = do not wait)' },
+  antiEntropyInterval: { kind: 'duration', min: 100, max: 86_400_000, description: 'how often co-owners compare what they hold, besides 1 s after every membership change (default 5 s)' },
+  firstRequestId: { kind: 'integer', min: 1, max: 2 ** 32 - 1, description: 'the first request id (default 1); for tests' },
 } as const
 
-/** The options: every one optional, each checked by its rule in `fields`. */
-export const Options = Schema.Struct(
-  Object.fromEntries(Object.entries(fields).map(([k, s]) => [k, Schema.optional(s as Schema.Schema<unknown>)])) as {
-    readonly [K in keyof typeof fields]: Schema.optional<(typeof fields)[K]>
-  }
+let schemas: typeof Schemas | undefined
+
+/*
+ * The schemas are live bindings, set by `load`: importing the package does not load
+ * `effect/Schema`; the layers build them where the options are validated. Undefined before.
+ */
+
+/** The rule of every option, with its description. Built by `load`. */
+export let fields: typeof Schemas.fields
+
+/** The options: every one optional, each checked by its rule in `fields`. Built by `load`. */
+export let Options: typeof Schemas.Options
+
+/**
+ * Loads `effect/Schema` and builds the schemas, once. `check` and the layers run it; after it,
+ * `validate` and the schemas above can be used synchronously.
+ */
+export const load: Effect.Effect<void> = Effect.suspend(() =>
+  schemas !== undefined
+    ? Effect.void
+    : Effect.map(
+        Effect.promise(() => import('./internal/mycelSchemas.js')),
+        (m) => {
+          schemas = m
+          fields = m.fields
+          Options = m.Options
+        }
+      )
 )
 
-const decode = Schema.decodeUnknownEither(Options, { errors: 'first', onExcessProperty: 'ignore' })
+/** True once `load` has built the schemas. */
+export const isLoaded = (): boolean => schemas !== undefined
 
-/** Checks the options; the error names the first bad one. */
-export const validate = (options: MycelOptions): Either.Either<MycelOptions, MycelError> =>
-  Either.match(decode(options), {
-    onLeft: (error) => {
-      const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
-      const field = issue === undefined || issue.path.length === 0 ? 'options' : issue.path.join('.')
-      return Either.left(new MycelError({ reason: 'InvalidConfig', message: `${field} ${issue?.message ?? 'is not valid'}` }))
-    },
-    onRight: () => Either.right(options)
-  })
+/**
+ * Checks the options; the error names the first bad one. Synchronous, so the schemas must be
+ * loaded (`load`; `check` does it): before, it throws.
+ */
+export const validate = (options: MycelOptions): Either.Either<MycelOptions, MycelError> => {
+  if (schemas === undefined) throw new Error('MycelConfig.validate needs the schemas: run MycelConfig.load first (MycelConfig.check and the layers do)')
+  return Either.map(schemas.check(options), () => options)
+}
+
+/** `validate` as an Effect that loads the schemas first. */
+export const check = (options: MycelOptions): Effect.Effect<MycelOptions, MycelError> =>
+  Effect.zipRight(
+    load,
+    Effect.suspend(() => validate(options))
+  )
 
 /**
  * The options from Effect `Config` (the environment by default): `CACHE_REQUEST_TIMEOUT`,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@effect/vitest'
 import { Duration, Effect, TestClock } from 'effect'
-import { BucketStore, ENTRY_OVERHEAD } from '../src/internal/store.js'
+import { BucketStore, ENTRY_OVERHEAD, SLAB_VALUE_MAX } from '../src/internal/store.js'
 
 const v = (s: string) => new TextEncoder().encode(s)
 const t = (b: Uint8Array | undefined) => (b === undefined ? undefined : new TextDecoder().decode(b))
@@ -98,4 +98,51 @@ describe('BucketStore', () => {
       expect(store.size).toBe(0)
     })
   )
+
+  it('keeps its own copy of a small value and the given array of a large one', () => {
+    const store = new BucketStore({ maxEntries: 10, defaultTtlMs: 60_000, now: () => 0 })
+    const small = v('small')
+    const large = new Uint8Array(SLAB_VALUE_MAX + 1).fill(1)
+    store.put('s', small, { ts: 1, node: 'n' })
+    store.put('l', large, { ts: 1, node: 'n' })
+    small[0] = 0
+    expect(t(store.getValue('s'))).toBe('small')
+    expect(store.getValue('l')).toBe(large)
+    expect(store.get('s')).toEqual({ value: v('small'), version: { ts: 1, node: 'n' }, expiresAt: 60_000 })
+  })
+
+  it('under churn every value stays readable, a value read earlier never changes, and the slabs are compacted', () => {
+    const store = new BucketStore({ maxEntries: 1_000, defaultTtlMs: 60_000, now: () => 0 })
+    const value = (key: number, round: number) => v(`${key}:${round}:`.padEnd(50 + (key % 50), 'x'))
+    const first = (() => {
+      store.put('k0', value(0, 0), { ts: 1, node: 'n' })
+      return store.getValue('k0')!
+    })()
+    let maxAllocated = 0
+    for (let round = 1; round <= 40; round++) {
+      for (let key = 0; key < 1_000; key++) store.put(`k${key}`, value(key, round), { ts: round + 1, node: 'n' })
+      maxAllocated = Math.max(maxAllocated, store.slabMemory().allocated)
+    }
+    for (let key = 0; key < 1_000; key++) expect(t(store.getValue(`k${key}`))).toBe(t(value(key, 40)))
+    expect(t(first)).toBe(t(value(0, 0)))
+    const { allocated, live } = store.slabMemory()
+    expect(live).toBe(store.stats().bytes - [...Array(1_000).keys()].reduce((n, key) => n + `k${key}`.length, 0))
+    // 40 rounds wrote ~3 MB; what is held stays within live data, garbage up to as much again, and one slab being filled
+    expect(maxAllocated).toBeLessThan(2 * live + 2 * 256 * 1024)
+    expect(allocated).toBeLessThan(2 * live + 2 * 256 * 1024)
+  })
+
+  it('a value larger than the byte limit is not stored and removes the older copy; the LRU order survives updates', () => {
+    const store = new BucketStore({ maxEntries: 3, maxBytes: ENTRY_OVERHEAD + 1 + 200, defaultTtlMs: 60_000, now: () => 0 })
+    store.put('a', v('x'), { ts: 1, node: 'n' })
+    expect(store.put('a', new Uint8Array(300), { ts: 2, node: 'n' })).toBe(true)
+    expect(store.getValue('a')).toBeUndefined()
+    expect(store.stats().evictions).toEqual({ lru: 0, bytes: 0, expired: 0, tombstones: 0 })
+    const lru = new BucketStore({ maxEntries: 3, defaultTtlMs: 60_000, now: () => 0 })
+    for (const k of ['a', 'b', 'c']) lru.put(k, v(k), { ts: 1, node: 'n' })
+    lru.put('a', v('a2'), { ts: 2, node: 'n' }) // an update makes it the most recently used
+    lru.put('d', v('d'), { ts: 1, node: 'n' })
+    expect(lru.keys()).toEqual(['d', 'a', 'c'])
+    expect(lru.stats().evictions.lru).toBe(1)
+  })
 })

@@ -10,7 +10,7 @@ import { Mycel, MycelConfig, type MycelError } from '@mycorrizal/mycel'
 import { ConfigError, Nodosum, NodosumConfig, type TransportError } from '@mycorrizal/nodosum'
 import type { Application, ApplicationConfig, ApplicationStats, ReceiveFunc, Stream, StreamOptions, StreamStats, StreamsError } from '@mycorrizal/streams'
 import { Streams, StreamsConfig } from '@mycorrizal/streams'
-import * as Schema from 'effect/Schema'
+import type * as Schema from 'effect/Schema'
 import * as Cause from 'effect/Cause'
 import * as Config from 'effect/Config'
 import type * as EffectConfigError from 'effect/ConfigError'
@@ -47,23 +47,42 @@ export type MycorrizalError = ConfigError | TransportError | StreamsError | Myce
 /** The log levels of `MycorrizalConfig.logLevel`. */
 export const LogLevels = ['debug', 'info', 'warning', 'error', 'none'] as const
 
-/**
- * The rule of every field of `MycorrizalConfig`: the packages' schemas (`NodosumConfig.fields`,
- * `StreamsConfig.fields.grace`, `MycelConfig.Options`) and the log level.
- */
-export const fields: typeof NodosumConfig.fields & {
+/** What `fields` holds: the packages' schemas and the log level's. */
+export type Fields = typeof NodosumConfig.fields & {
   readonly streamGrace: typeof StreamsConfig.fields.grace
   readonly logLevel: Schema.Schema<(typeof LogLevels)[number]>
   readonly cache: typeof MycelConfig.Options
-} = {
-  ...NodosumConfig.fields,
-  streamGrace: StreamsConfig.fields.grace,
-  logLevel: Schema.Literal(...LogLevels).annotations({
-    description: "least severe log level printed (default 'info'); 'none' silences the library",
-    message: () => `must be one of ${LogLevels.join(', ')}`
-  }),
-  cache: MycelConfig.Options
 }
+
+/**
+ * The rule of every field of `MycorrizalConfig`: the packages' schemas (`NodosumConfig.fields`,
+ * `StreamsConfig.fields.grace`, `MycelConfig.Options`) and the log level. A live binding, set
+ * by `load` (importing the package does not load `effect/Schema`); undefined before.
+ */
+export let fields: Fields
+
+/**
+ * Loads `effect/Schema` and builds the schemas of every package (`NodosumConfig.load`,
+ * `StreamsConfig.load`, `MycelConfig.load`) and `fields`, once. The layers load what they
+ * validate; this is for callers of the schemas themselves.
+ */
+export const load: Effect.Effect<void> = Effect.suspend(() =>
+  fields !== undefined
+    ? Effect.void
+    : Effect.all([NodosumConfig.load, StreamsConfig.load, MycelConfig.load, Effect.promise(() => import('effect/Schema'))]).pipe(
+        Effect.map(([, , , S]) => {
+          fields = {
+            ...NodosumConfig.fields,
+            streamGrace: StreamsConfig.fields.grace,
+            logLevel: S.Literal(...LogLevels).annotations({
+              description: "least severe log level printed (default 'info'); 'none' silences the library",
+              message: () => `must be one of ${LogLevels.join(', ')}`
+            }),
+            cache: MycelConfig.Options
+          }
+        })
+      )
+)
 
 /** The services of one node. */
 export type Services = Nodosum.Nodosum | Streams.Streams | Mycel.Mycel | Topics.Topics
@@ -224,7 +243,7 @@ const levels = {
 
 /** Starts a node: validates the config, binds, joins the cluster through its seeds. */
 export const createMycorrizal = async (config: MycorrizalConfig): Promise<MycorrizalNode> => {
-  if (config.logLevel !== undefined && !Schema.is(fields.logLevel)(config.logLevel)) {
+  if (config.logLevel !== undefined && !(LogLevels as ReadonlyArray<unknown>).includes(config.logLevel)) {
     throw new ConfigError({ field: 'logLevel', message: `logLevel must be one of ${LogLevels.join(', ')}` })
   }
   // one reader of the membership events for every onMembership listener, owned by the node's scope

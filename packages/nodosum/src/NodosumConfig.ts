@@ -12,12 +12,10 @@ import * as Duration from 'effect/Duration'
 import * as Effect from 'effect/Effect'
 import * as Either from 'effect/Either'
 import * as Option from 'effect/Option'
-import * as ParseResult from 'effect/ParseResult'
-import * as Redacted from 'effect/Redacted'
-import * as Schema from 'effect/Schema'
-import * as SchemaAST from 'effect/SchemaAST'
+import type * as ParseResult from 'effect/ParseResult'
+import type * as Redacted from 'effect/Redacted'
 import { randomBytes } from 'node:crypto'
-import { NODE_ID_PATTERN } from './internal/protocol.js'
+import type * as Schemas from './internal/nodosumSchemas.js'
 import { ConfigError } from './NodosumError.js'
 import type { Address } from './Transport.js'
 import * as TransportConfig from './TransportConfig.js'
@@ -101,141 +99,95 @@ export const parseAddress = (text: string): Address | undefined => {
   return port >= 1 && port <= 65535 ? { host: match[1]!, port } : undefined
 }
 
-const ID_RULE = '1-128 characters of letters, digits, ".", "_", ":" or "-", starting with a letter or digit'
+/** Shortest cluster secret accepted: it is a key, not a password (`mycorrizal secret` prints 43 characters). */
+export const MIN_SECRET_LENGTH = 32
+
+/**
+ * What every field of `NodosumSettingsInput` is, in a few words: the descriptions of the schemas
+ * in `fields`, of the `config` variables and of the executable's flags.
+ */
+export const descriptions = {
+  nodeId: 'stable id of this node (default: MYCORRIZAL_ID, else generated)',
+  clusterId: 'nodes of different clusters refuse each other (default "mycorrizal")',
+  host: 'address to bind for QUIC (default 0.0.0.0)',
+  port: 'UDP port for QUIC (0 picks a free one)',
+  advertiseHost: 'address peers dial (default: the bound one)',
+  advertisePort: 'port peers dial (default: the bound one)',
+  clusterSecret: 'shared secret that authenticates nodes (HMAC challenge-response)',
+  tls: "mTLS: PEM strings of the cluster CA, this node's certificate (CN = node id) and key",
+  seeds: 'static seeds, host:port',
+  dns: 'DNS name whose A/AAAA records (with dnsPort) or SRV records (a name starting with "_") are the seeds',
+  dnsPort: 'QUIC port of the addresses dns resolves to',
+  dnsServer: "a DNS server to ask instead of the system's",
+  consul: 'Consul agent URL; the seeds are the healthy instances of consulService',
+  consulService: 'Consul service name (default "mycorrizal")',
+  consulToken: 'Consul ACL token, sent as X-Consul-Token (credentials in the consul URL go as Authorization: Basic)',
+  single: 'run alone: no cluster, no authentication needed',
+  heartbeatInterval: 'how often peers are pinged (default 500 ms)',
+  failureTimeout: 'silence after which a peer counts as failed (default 2 s; longer than heartbeatInterval)',
+  reconnectInitial: 'first wait before a failed peer is dialed again (default 200 ms)',
+  reconnectMax: 'longest wait between redials (default 5 s)',
+  reconnectGiveUp: 'how long a failed peer is redialed (default 5 minutes)',
+  discoveryInterval: 'how often the seeds are resolved again (default 10 s)',
+  maxMessageSize: 'largest application message in bytes',
+  transport: 'QUIC transport settings (TransportConfig)',
+} as const satisfies Record<string, string>
+
+let schemas: typeof Schemas | undefined
+
+/*
+ * The schemas are live bindings, set by `load`: importing the package does not load
+ * `effect/Schema` (about as much again as `effect/Effect` itself); they are built where input
+ * is validated (`make`, the layers, `layerConfig`, the executable). Undefined before `load`.
+ */
 
 /**
  * A node id (and the shape of a cluster id): 1 to 128 of `A-Z a-z 0-9 . _ : -`, starting with
  * a letter or digit. The one definition used by the handshake, the umbrella and the CLI.
+ * Built by `load`.
  */
-export const NodeId = Schema.String.pipe(Schema.pattern(NODE_ID_PATTERN)).annotations({
-  identifier: 'NodeId',
-  description: `a node id: ${ID_RULE}`,
-  message: () => `must be ${ID_RULE}`
-})
-
-/** A schema of `unknown` that a parse function turns into `A`, or fails with `message`. */
-const parsed = <A>(identifier: string, parse: (u: unknown) => A | undefined, message: string): Schema.Schema<A, unknown> =>
-  Schema.transformOrFail(Schema.Unknown, Schema.Any as Schema.Schema<A>, {
-    strict: true,
-    decode: (u, _, ast) => {
-      const a = parse(u)
-      return a === undefined ? ParseResult.fail(new ParseResult.Type(ast, u, message)) : ParseResult.succeed(a)
-    },
-    encode: ParseResult.succeed
-  }).annotations({ identifier, message: () => message })
-
-const integer = (min: number, max: number, what: string) =>
-  parsed('Integer', (u) => (typeof u === 'number' && Number.isInteger(u) && u >= min && u <= max ? u : undefined), `must be an integer ${what}`)
-
-const nonEmpty = (what: string) => parsed('NonEmptyString', (u) => (typeof u === 'string' && u.length > 0 ? u : undefined), `must be ${what}`)
-
-const duration = (minMs: number, maxMs: number) =>
-  parsed(
-    'Duration',
-    // Duration clamps a negative number to zero: a negative value is a mistake, not zero
-    (u) => (typeof u === 'number' && !(u >= 0) ? undefined : Option.getOrUndefined(Duration.decodeUnknown(u))),
-    'must be a duration: a Duration, a number of milliseconds or a string like "2 seconds"'
-  ).pipe(
-    Schema.filter(
-      (d) => {
-        const ms = Duration.toMillis(d)
-        return ms >= minMs && ms <= maxMs
-      },
-      { message: () => `must be a duration from ${minMs} ms to ${maxMs} ms` }
-    )
-  )
-
-const redacted = (what: string, ok: (value: string) => boolean) =>
-  parsed(
-    'Redacted',
-    (u) => {
-      const r = Redacted.isRedacted(u) ? (u as Redacted.Redacted<unknown>) : typeof u === 'string' ? Redacted.make(u) : undefined
-      return r !== undefined && typeof Redacted.value(r) === 'string' && ok(Redacted.value(r) as string) ? (r as Redacted.Redacted<string>) : undefined
-    },
-    `must be ${what}`
-  )
-
-const certificate = parsed('Certificate', (u) => (typeof u === 'string' && u.includes('-----BEGIN CERTIFICATE-----') ? u : undefined), 'must be a PEM certificate (-----BEGIN CERTIFICATE-----)')
-
-const seed = parsed<Address>(
-  'Seed',
-  (u) =>
-    typeof u === 'string'
-      ? parseAddress(u)
-      : typeof u === 'object' && u !== null && typeof (u as Address).host === 'string' && (u as Address).host.length > 0 && Number.isInteger((u as Address).port) && (u as Address).port >= 1 && (u as Address).port <= 65535
-        ? { host: (u as Address).host, port: (u as Address).port }
-        : undefined,
-  'must be host:port with a port from 1 to 65535'
-)
-
-const consulUrl = parsed(
-  'ConsulUrl',
-  (u) => {
-    if (typeof u !== 'string') return undefined
-    try {
-      const url = new URL(u)
-      return url.protocol === 'http:' || url.protocol === 'https:' ? url.toString().replace(/\/$/, '') : undefined
-    } catch {
-      return undefined
-    }
-  },
-  'must be the http:// or https:// URL of the Consul agent, e.g. http://127.0.0.1:8500'
-)
-
-/** Shortest cluster secret accepted: it is a key, not a password (`mycorrizal secret` prints 43 characters). */
-export const MIN_SECRET_LENGTH = 32
-
-const GiB = 1024 * 1024 * 1024
+export let NodeId: typeof Schemas.NodeId
 
 /**
  * The rule of every field of `NodosumSettingsInput`, as a schema of what callers pass
- * (`unknown` in, the decoded value out) annotated with a description. Messages carry no field
- * name ("must be ..."): the caller names the field its own way (`nodeId`, `--node-id`).
+ * (`unknown` in, the decoded value out) annotated with its description (`descriptions`).
+ * Messages carry no field name ("must be ..."): the caller names the field its own way
+ * (`nodeId`, `--node-id`). Built by `load`.
  */
-export const fields = {
-  nodeId: NodeId.annotations({ description: 'stable id of this node (default: MYCORRIZAL_ID, else generated)' }),
-  clusterId: NodeId.annotations({ identifier: 'ClusterId', description: 'nodes of different clusters refuse each other (default "mycorrizal")' }),
-  host: nonEmpty('a non-empty address to bind, e.g. 0.0.0.0 or 127.0.0.1').annotations({ description: 'address to bind for QUIC (default 0.0.0.0)' }),
-  port: integer(0, 65535, 'from 0 to 65535').annotations({ description: 'UDP port for QUIC (0 picks a free one)' }),
-  advertiseHost: nonEmpty('a host name or IP address peers can reach').annotations({ description: 'address peers dial (default: the bound one)' }),
-  advertisePort: integer(1, 65535, 'from 1 to 65535').annotations({ description: 'port peers dial (default: the bound one)' }),
-  clusterSecret: redacted(
-    `at least ${MIN_SECRET_LENGTH} characters: it is a key, not a password; use 32 random bytes, e.g. from \`mycorrizal secret\` or \`openssl rand -base64 32\``,
-    (s) => s.length >= MIN_SECRET_LENGTH
-  ).annotations({ description: 'shared secret that authenticates nodes (HMAC challenge-response)' }),
-  tls: Schema.Struct({
-    ca: certificate,
-    cert: certificate,
-    key: redacted('a PEM private key (-----BEGIN PRIVATE KEY-----)', (s) => /-----BEGIN (EC |RSA )?PRIVATE KEY-----/.test(s))
-  }).annotations({ description: "mTLS: PEM strings of the cluster CA, this node's certificate (CN = node id) and key" }),
-  seeds: Schema.Array(seed).annotations({ description: 'static seeds, host:port' }),
-  dns: parsed('DnsName', (u) => (typeof u === 'string' && /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(u) ? u : undefined), 'must be a DNS name, e.g. mycorrizal.default.svc.cluster.local or _mycorrizal._udp.example.org').annotations({
-    description: 'DNS name whose A/AAAA records (with dnsPort) or SRV records (a name starting with "_") are the seeds'
-  }),
-  dnsPort: integer(1, 65535, 'from 1 to 65535').annotations({ description: 'QUIC port of the addresses dns resolves to' }),
-  dnsServer: parsed('Address', (u) => (typeof u === 'string' ? parseAddress(u) : undefined), 'must be host:port').annotations({ description: "a DNS server to ask instead of the system's" }),
-  consul: consulUrl.annotations({ description: 'Consul agent URL; the seeds are the healthy instances of consulService' }),
-  consulService: nonEmpty('a Consul service name').annotations({ description: 'Consul service name (default "mycorrizal")' }),
-  consulToken: redacted('a non-empty Consul ACL token', (s) => s.length > 0).annotations({ description: 'Consul ACL token, sent as X-Consul-Token (credentials in the consul URL go as Authorization: Basic)' }),
-  single: parsed('Boolean', (u) => (typeof u === 'boolean' ? u : undefined), 'must be true or false').annotations({ description: 'run alone: no cluster, no authentication needed' }),
-  heartbeatInterval: duration(10, 60_000).annotations({ description: 'how often peers are pinged (default 500 ms)' }),
-  failureTimeout: duration(50, 600_000).annotations({ description: 'silence after which a peer counts as failed (default 2 s; longer than heartbeatInterval)' }),
-  reconnectInitial: duration(1, 60_000).annotations({ description: 'first wait before a failed peer is dialed again (default 200 ms)' }),
-  reconnectMax: duration(1, 600_000).annotations({ description: 'longest wait between redials (default 5 s)' }),
-  reconnectGiveUp: duration(0, 86_400_000).annotations({ description: 'how long a failed peer is redialed (default 5 minutes)' }),
-  discoveryInterval: duration(100, 86_400_000).annotations({ description: 'how often the seeds are resolved again (default 10 s)' }),
-  maxMessageSize: integer(1024, GiB, 'number of bytes from 1024 to 1 GiB (default 16 MiB)').annotations({ description: 'largest application message in bytes' }),
-  transport: parsed('Object', (u) => (typeof u === 'object' && u !== null ? (u as TransportConfig.TransportSettingsInput) : undefined), 'must be an object of transport settings').annotations({
-    description: 'QUIC transport settings (TransportConfig)'
-  })
-} as const
+export let fields: typeof Schemas.fields
 
-/** The schema of what callers pass: every field optional, each checked by its rule in `fields`. */
-export const Input = Schema.Struct(
-  Object.fromEntries(Object.entries(fields).map(([k, s]) => [k, Schema.optional(s as Schema.Schema<unknown, unknown>)])) as {
-    readonly [K in keyof typeof fields]: Schema.optional<(typeof fields)[K]>
-  }
+/** The schema of what callers pass: every field optional, each checked by its rule in `fields`. Built by `load`. */
+export let Input: typeof Schemas.Input
+
+/**
+ * Loads `effect/Schema` and builds the schemas of the cluster and transport settings, once.
+ * `make` and the layers run it before validating; after it, `validate` and the schemas above
+ * can be used synchronously.
+ */
+export const load: Effect.Effect<void> = Effect.zipRight(
+  TransportConfig.load,
+  Effect.suspend(() =>
+    schemas !== undefined
+      ? Effect.void
+      : Effect.map(
+          Effect.promise(() => import('./internal/nodosumSchemas.js')),
+          (m) => {
+            schemas = m
+            NodeId = m.NodeId
+            fields = m.fields
+            Input = m.Input
+          }
+        )
+  )
 )
+
+/** True once `load` has built the schemas. */
+export const isLoaded = (): boolean => schemas !== undefined && TransportConfig.isLoaded()
+
+const loaded = (what: string): typeof Schemas => {
+  if (schemas === undefined) throw new Error(`NodosumConfig.${what} needs the schemas: run NodosumConfig.load first (NodosumConfig.make and the layers do)`)
+  return schemas
+}
 
 /** The defaults of the fields that have one. */
 export const defaults = {
@@ -255,21 +207,20 @@ export const defaults = {
 export const fieldName = (path: ReadonlyArray<PropertyKey>): string =>
   path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`)).join('')
 
-/** The first issue of a decoding error as a `ConfigError`, its message prefixed by the field. */
-export const toConfigError = (error: ParseResult.ParseError, prefix: ReadonlyArray<PropertyKey> = []): ConfigError => {
-  const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
-  const field = fieldName([...prefix, ...(issue?.path ?? [])]) || 'settings'
-  return new ConfigError({ field, message: `${field} ${issue?.message ?? 'is not valid'}` })
-}
+/** The first issue of a decoding error as a `ConfigError`, its message prefixed by the field (after `load`). */
+export const toConfigError = (error: ParseResult.ParseError, prefix: ReadonlyArray<PropertyKey> = []): ConfigError =>
+  loaded('toConfigError').toConfigError(error, prefix)
 
-const decodeInput = Schema.decodeUnknownEither(Input, { errors: 'first', onExcessProperty: 'ignore' })
-
-/** Validates settings; the environment supplies `MYCORRIZAL_ID` when `nodeId` is absent. */
+/**
+ * Validates settings; the environment supplies `MYCORRIZAL_ID` when `nodeId` is absent.
+ * Synchronous, so the schemas must be loaded (`load`; `make` does it): before, it throws.
+ */
 export const validate = (
   input: NodosumSettingsInput,
   env: Record<string, string | undefined> = process.env
-): Either.Either<NodosumSettings, ConfigError> =>
-  Either.gen(function* () {
+): Either.Either<NodosumSettings, ConfigError> => {
+  const { decodeInput, toConfigError } = loaded('validate')
+  return Either.gen(function* () {
     // the choices between fields first: a node authenticates one way and discovers one way
     if (input.clusterSecret !== undefined && input.tls !== undefined) return yield* fail('clusterSecret', 'give either clusterSecret or tls, not both')
     if ([input.seeds, input.dns, input.consul].filter((x) => x !== undefined).length > 1) return yield* fail('seeds', 'choose one discovery mode: seeds, dns or consul')
@@ -319,11 +270,9 @@ export const validate = (
       transport
     }
   })
-
-const described = <A>(config: Config.Config<A>, field: keyof typeof fields) => {
-  const description = Option.getOrUndefined(SchemaAST.getDescriptionAnnotation(fields[field].ast))
-  return (description === undefined ? config : Config.withDescription(config, description)).pipe(Config.option)
 }
+
+const described = <A>(config: Config.Config<A>, field: keyof typeof descriptions) => Config.withDescription(config, descriptions[field]).pipe(Config.option)
 
 /**
  * The settings from Effect `Config` (the environment by default): `NODE_ID`, `CLUSTER_ID`,
@@ -369,4 +318,7 @@ export const config: Config.Config<NodosumSettingsInput> = Config.all({
 
 /** `validate` as an Effect. */
 export const make = (input: NodosumSettingsInput): Effect.Effect<NodosumSettings, ConfigError> =>
-  Either.match(validate(input), { onLeft: Effect.fail, onRight: Effect.succeed })
+  Effect.zipRight(
+    load,
+    Effect.suspend(() => validate(input))
+  )

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@effect/vitest'
-import { Effect, Either, Redacted } from 'effect'
+import { Effect, Redacted } from 'effect'
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { createSocket } from 'node:dgram'
 import { createServer, type Server } from 'node:http'
@@ -175,13 +175,15 @@ describe('Consul discovery against an HTTP server with the documented response',
     })
   )
 
-  it('the settings carry the token from consulToken; the URL keeps its credentials for the request only', () => {
-    const settings = Either.getOrThrow(NodosumConfig.validate({ nodeId: 'n', single: true, consul: 'http://ops:secret@127.0.0.1:8500', consulToken: 'tok' }))
-    expect(settings.discovery._tag === 'Consul' && Redacted.value(settings.discovery.token!)).toBe('tok')
-    expect(Discovery.consulEndpoint('http://ops:secret@127.0.0.1:8500/')).toEqual({
-      url: 'http://127.0.0.1:8500',
-      display: 'http://127.0.0.1:8500',
-      authorization: `Basic ${Buffer.from('ops:secret').toString('base64')}`
+  it.effect('the settings carry the token from consulToken; the URL keeps its credentials for the request only', () =>
+    Effect.gen(function* () {
+      const settings = yield* NodosumConfig.make({ nodeId: 'n', single: true, consul: 'http://ops:secret@127.0.0.1:8500', consulToken: 'tok' })
+      expect(settings.discovery._tag === 'Consul' && Redacted.value(settings.discovery.token!)).toBe('tok')
+      expect(Discovery.consulEndpoint('http://ops:secret@127.0.0.1:8500/')).toEqual({
+        url: 'http://127.0.0.1:8500',
+        display: 'http://127.0.0.1:8500',
+        authorization: `Basic ${Buffer.from('ops:secret').toString('base64')}`
+      })
     })
-  })
+  )
 })

@@ -328,8 +328,10 @@ describe('Nodosum over MemoryTransport', () => {
     )
   )
 
-  it('settings are validated before anything starts', () => {
-    const result = NodosumConfig.validate({ clusterSecret: 'x' }, {})
-    expect(result._tag).toBe('Left')
-  })
+  it.effect('settings are validated before anything starts', () =>
+    Effect.gen(function* () {
+      const result = yield* Effect.either(NodosumConfig.make({ clusterSecret: 'x' }))
+      expect(result._tag).toBe('Left')
+    })
+  )
 })

@@ -1,4 +1,4 @@
-import { describe, expect, it } from '@effect/vitest'
+import { beforeAll, describe, expect, it } from '@effect/vitest'
 import { Config, ConfigProvider, Duration, Effect, Either, Option, Redacted, Schema, SchemaAST } from 'effect'
 import * as NodosumConfig from '../src/NodosumConfig.js'
 import { NODE_ID_PATTERN } from '../src/internal/handshake.js'
@@ -11,6 +11,9 @@ const bad = (input: NodosumConfig.NodosumSettingsInput) => {
 }
 
 describe('NodosumConfig', () => {
+  // the schemas are built on first use (not at import); the synchronous validate needs them
+  beforeAll(() => Effect.runPromise(NodosumConfig.load))
+
   it('node id from config, else MYCORRIZAL_ID, else generated', () => {
     expect(ok({ nodeId: 'a', clusterSecret: 'dev-secret-of-at-least-32-characters' }, { MYCORRIZAL_ID: 'env' }).nodeId).toBe('a')
     expect(ok({ clusterSecret: 'dev-secret-of-at-least-32-characters' }, { MYCORRIZAL_ID: 'from-env' }).nodeId).toBe('from-env')

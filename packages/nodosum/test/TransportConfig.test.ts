@@ -1,5 +1,5 @@
-import { describe, expect, it } from '@effect/vitest'
-import { Duration, Either } from 'effect'
+import { beforeAll, describe, expect, it } from '@effect/vitest'
+import { Duration, Effect, Either } from 'effect'
 import * as TransportConfig from '../src/TransportConfig.js'
 
 const errorOf = (input: TransportConfig.TransportSettingsInput) => {
@@ -9,6 +9,9 @@ const errorOf = (input: TransportConfig.TransportSettingsInput) => {
 }
 
 describe('TransportConfig', () => {
+  // the schemas are built on first use (not at import); the synchronous validate needs them
+  beforeAll(() => Effect.runPromise(TransportConfig.load))
+
   it('defaults are the spec LAN profile', () => {
     const settings = Either.getOrThrow(TransportConfig.validate())
     expect(settings.maxStreams).toBe(100)

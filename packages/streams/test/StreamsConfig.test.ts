@@ -1,4 +1,4 @@
-import { describe, expect, it } from '@effect/vitest'
+import { beforeAll, describe, expect, it } from '@effect/vitest'
 import { MemoryTransport, Nodosum } from '@mycorrizal/nodosum'
 import { ConfigProvider, Context, Effect, Either, Layer, Option, SchemaAST } from 'effect'
 import { Streams, StreamsConfig } from '../src/index.js'
@@ -14,6 +14,9 @@ const build = (layer: Layer.Layer<Streams.Streams, unknown, Nodosum.Nodosum>) =>
   )
 
 describe('StreamsConfig', () => {
+  // the schemas are built on first use (not at import); the synchronous validate needs them
+  beforeAll(() => Effect.runPromise(StreamsConfig.load))
+
   it('every application setting is checked by its schema, and the error names the field', () => {
     for (const [field, value] of [
       ['maxStreams', -1],

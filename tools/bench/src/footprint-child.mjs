@@ -10,13 +10,20 @@ const mem = () => {
   return { rss: m.rss / MiB, heap: m.heapUsed / MiB, arrayBuffers: m.arrayBuffers / MiB, external: m.external / MiB }
 }
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-/** After a full collection, and again after `idleMs` without work (the buffer pool's idle trim). */
+/**
+ * After a full collection, and again after `idleMs` without work (the buffer pool's idle trim);
+ * then after three more full collections (`released`): V8 keeps the pages a collection frees
+ * in a pool and gives them back to the system at later full collections (which a service's
+ * own allocations bring; idle time alone did not).
+ */
 const settle = async (idleMs) => {
   globalThis.gc?.()
   const collected = mem()
   await sleep(idleMs)
   globalThis.gc?.()
-  return { collected, trimmed: mem() }
+  const trimmed = mem()
+  for (let i = 0; i < 3; i++) globalThis.gc?.()
+  return { collected, trimmed, released: mem() }
 }
 const out = (result) => process.stdout.write(`${JSON.stringify(result)}\n`)
 const secret = 'footprint-bench-cluster-secret-0123456789abcdef'

@@ -11,7 +11,10 @@
  * pool drops its free buffers after 10 s without use).
  *
  * Last line: {"import_ms","effect_core_ms","import_ratio","import_rss_mb","idle_node_rss_mb",
- * "rss_after_puts_mb","rss_after_bulk_mb","settled_rss_mb","baseline_rss_mb"} (MiB).
+ * "rss_after_puts_mb","rss_after_bulk_mb","settled_rss_mb","baseline_rss_mb",
+ * "idle_node_released_mb","after_puts_released_mb","after_bulk_released_mb"} (MiB; the
+ * `released` figures after three more full collections, when V8 has given back the pages it
+ * pools).
  * Targets (issue "Footprint"): import_ratio <= 2; RSS over bare node <= 60 MiB idle and
  * <= 100 MiB after each traffic phase once settled.
  */
@@ -82,7 +85,7 @@ const main = async () => {
     const steps = lastJson(nodeOut)
     const line = (label: string, s: Json) =>
       console.log(
-        `${label}: ${['raw', 'collected', 'trimmed']
+        `${label}: ${['raw', 'collected', 'trimmed', 'released']
           .filter((k) => s[k] !== undefined)
           .map((k) => `${k} rss ${round(s[k].rss)} (heap ${round(s[k].heap)}, buffers ${round(s[k].arrayBuffers)})`)
           .join('; ')} MiB`
@@ -94,6 +97,7 @@ const main = async () => {
     line('bucket deleted', steps['bucket_deleted'])
     line(`after ${steps['bulk'].received} of ${peer['sent']} messages of 1 MiB (${peer['resent']} sent again after a dropped connection)`, steps['bulk'])
     console.log(`settled: rss ${round(steps['settled'].rss)} MiB; baseline (bare node) ${round(baselineRss)} MiB`)
+    const released = (s: Json) => round(s.released.rss)
     printResult({
       import_ms: round(importMs),
       effect_core_ms: round(effectMs),
@@ -103,7 +107,10 @@ const main = async () => {
       rss_after_puts_mb: round(Math.max(steps['puts_10k'].trimmed.rss, steps['puts_100k'].trimmed.rss)),
       rss_after_bulk_mb: round(steps['bulk'].trimmed.rss),
       settled_rss_mb: round(steps['settled'].rss),
-      baseline_rss_mb: round(baselineRss)
+      baseline_rss_mb: round(baselineRss),
+      idle_node_released_mb: released(steps['idle']),
+      after_puts_released_mb: Math.max(released(steps['puts_10k']), released(steps['puts_100k'])),
+      after_bulk_released_mb: released(steps['bulk'])
     })
   } finally {
     project.dispose()

@@ -111,14 +111,19 @@ describe('npm pack of every publishable package', () => {
     // x509 comes when a certificate is made
     expect(of('@peculiar/x509')).toEqual([])
     expect(of('reflect-metadata')).toEqual([])
+    // Schema (with fast-check) comes when settings are validated: the config modules build their schemas on first use
+    expect(of('effect').filter((url) => /\/(Schema|SchemaAST|ParseResult|Arbitrary|FastCheck)\.js$/.test(url))).toEqual([])
+    expect(of('fast-check')).toEqual([])
   }, 60_000)
 
-  it('importing mycorrizal costs at most 6 times importing effect/Effect alone (CPU time, medians of 5 fresh processes)', async () => {
+  it('importing mycorrizal costs at most 4 times importing effect/Effect alone (CPU time, medians of 5 fresh processes)', async () => {
     // Loose on purpose (no absolute times, CPU rather than wall time, alternating runs): it
     // catches the import path growing back to what it was (the whole of Effect, the certificate
-    // library, the high-level QUIC API: 5-8x), not small drifts. With every package's config
-    // schema on the import path it measured 2.7 on a quiet machine and 4.1 during a CI run; the
-    // barrel itself is kept out by the ESLint rule, x509 and the QUIC API by the test above.
+    // library, the high-level QUIC API: 5-8x), not small drifts. Measured on a machine at load
+    // 16-28 (medians of 5): 2.3 with the schemas built on first use (324 modules), 3.7 with
+    // every package's schema on the import path (581 modules; 2.7 on a quiet machine, 4.1 in
+    // a CI run). Schema, x509 and the QUIC API are kept out by the test above, the barrel by
+    // the ESLint rule.
     const effect: Array<number> = []
     const mycorrizal: Array<number> = []
     for (let i = 0; i < 5; i++) {
@@ -127,7 +132,7 @@ describe('npm pack of every publishable package', () => {
       // the runs are synchronous: let the test runner's messages through between them
       await new Promise((resolve) => setTimeout(resolve, 10))
     }
-    expect(median(mycorrizal) / median(effect)).toBeLessThanOrEqual(6)
+    expect(median(mycorrizal) / median(effect)).toBeLessThanOrEqual(4)
   }, 180_000)
 
   it('internal modules are not reachable', () => {

@@ -1,5 +1,3 @@
-import { LRUCache } from 'lru-cache'
-
 /** A write's version: last write wins, by timestamp, then by node id. */
 export interface Version {
   readonly ts: number
@@ -47,25 +45,77 @@ export interface StoreOptions {
   readonly now: () => number
 }
 
-/** Bytes counted per entry besides its key and value (the entry object, its version, the LRU node). */
+/** Bytes counted per entry besides its key and value (its record and its place in the index), for `maxBytes`. */
 export const ENTRY_OVERHEAD = 64
 
 /** True when `a` is newer than `b`. */
 export const newer = (a: Version, b: Version): boolean => a.ts > b.ts || (a.ts === b.ts && a.node > b.node)
 
+/** Values up to this size are copied into the store's slabs; larger ones are kept as given. */
+export const SLAB_VALUE_MAX = 4096
+const FIRST_SLAB = 4096
+const LAST_SLAB = 256 * 1024
+/** Compaction waits until the slabs hold at least this much garbage (and as much as live data). */
+const COMPACT_MIN_GARBAGE = 256 * 1024
+
+/** A block that holds many small values back to back; `live` counts the bytes still in use. */
+class Slab {
+  used = 0
+  live = 0
+  constructor(readonly bytes: Uint8Array) {}
+}
+
 /**
- * The local store of one bucket: LRU order and limits from `lru-cache` for values; expiry on our
- * own clock (checked on access, and by `purgeExpired`); last-write-wins versions.
+ * One key's value in the LRU list: a single object per entry, with the version's fields and
+ * the list links inline. The value is `len` bytes at `off` of a slab, or (a large value) the
+ * `Uint8Array` it was given, whole.
+ */
+class Slot {
+  prev: Slot | undefined = undefined
+  next: Slot | undefined = undefined
+  constructor(
+    readonly key: string,
+    public ts: number,
+    public node: string,
+    public expiresAt: number,
+    public data: Slab | Uint8Array,
+    public off: number,
+    public len: number
+  ) {}
+}
+
+const valueOf = (slot: Slot): Uint8Array => (slot.data instanceof Slab ? slot.data.bytes.subarray(slot.off, slot.off + slot.len) : slot.data)
+const entryOf = (slot: Slot): Entry => ({ value: valueOf(slot), version: { ts: slot.ts, node: slot.node }, expiresAt: slot.expiresAt })
+
+/**
+ * The local store of one bucket: LRU order and the entry and byte limits; expiry on our own
+ * clock (checked on access, and by `purgeExpired`); last-write-wins versions.
+ *
+ * Memory per entry: one record (`Slot`: key, version, expiry, the LRU links) and one slot of
+ * the key index; a value up to `SLAB_VALUE_MAX` bytes is copied into a slab shared with
+ * other values (no `Uint8Array` or `ArrayBuffer` of its own), and read back as a view of it.
+ * The slabs are compacted (live values copied to fresh ones) once they hold as much garbage
+ * as live data; a view handed out earlier keeps its old slab alive, never sees it change.
  *
  * Tombstones live apart from the values, in their own map bounded by `maxTombstones`, so the
  * LRU never evicts one: a tombstone keeps older writes of its key out until it expires, and it
  * expires no sooner than the value it deleted would have (the later of the delete's lifetime
  * and the deleted copy's expiry). When the tombstone map is full, the one expiring first goes
  * (counted as `evictions.tombstones`).
- * Values are kept as given: callers pass copies.
+ * Small values are copied; large ones are kept as given: callers pass copies.
  */
 export class BucketStore {
-  private readonly cache: LRUCache<string, Entry>
+  private readonly index = new Map<string, Slot>()
+  /** Least recently used end of the list. */
+  private head: Slot | undefined = undefined
+  /** Most recently used end of the list. */
+  private tail: Slot | undefined = undefined
+  /** Sum of the sizes counted against `maxBytes`. */
+  private sizeBytes = 0
+  private slab: Slab | undefined = undefined
+  /** Bytes of the slabs still referenced by a slot (or current), and of the values in them. */
+  private slabBytes = 0
+  private slabLive = 0
   /** Tombstones by key, in insertion order. */
   private readonly tombstones = new Map<string, Entry>()
   private readonly evictions: Evictions = { lru: 0, bytes: 0, expired: 0, tombstones: 0 }
@@ -75,42 +125,130 @@ export class BucketStore {
   /** Entries written (values, tombstones, merges): anti-entropy waits while it moves. */
   writes = 0
   private deletes = 0
-  /** Set while we remove an entry ourselves, so dispose does not count it as an eviction. */
-  private removing = false
   private readonly maxTombstones: number
 
   constructor(readonly options: StoreOptions) {
     this.maxTombstones = options.maxTombstones ?? options.maxEntries
-    this.cache = new LRUCache<string, Entry>({
-      max: options.maxEntries,
-      ...(options.maxBytes === undefined
-        ? {}
-        : {
-            maxSize: options.maxBytes,
-            sizeCalculation: (entry: Entry, key: string) => ENTRY_OVERHEAD + Buffer.byteLength(key) + (entry.value?.byteLength ?? 0)
-          }),
-      dispose: (_entry, _key, reason) => {
-        if (this.removing || reason !== 'evict') return
-        if (this.cache.size >= options.maxEntries) this.evictions.lru++
-        else this.evictions.bytes++
-      }
-    })
+  }
+
+  private sizeOf(key: string, len: number): number {
+    return ENTRY_OVERHEAD + Buffer.byteLength(key) + len
+  }
+
+  private unlink(slot: Slot): void {
+    if (slot.prev === undefined) this.head = slot.next
+    else slot.prev.next = slot.next
+    if (slot.next === undefined) this.tail = slot.prev
+    else slot.next.prev = slot.prev
+    slot.prev = slot.next = undefined
+  }
+
+  private append(slot: Slot): void {
+    slot.prev = this.tail
+    if (this.tail === undefined) this.head = slot
+    else this.tail.next = slot
+    this.tail = slot
+  }
+
+  /** Marks the most recently used. */
+  private touch(slot: Slot): void {
+    if (this.tail === slot) return
+    this.unlink(slot)
+    this.append(slot)
+  }
+
+  /** Gives up a slot's value bytes. */
+  private release(slot: Slot): void {
+    if (this.options.maxBytes !== undefined) this.sizeBytes -= this.sizeOf(slot.key, slot.len)
+    const data = slot.data
+    if (data instanceof Slab) {
+      data.live -= slot.len
+      this.slabLive -= slot.len
+      if (data.live === 0 && data !== this.slab) this.slabBytes -= data.bytes.length
+    }
+  }
+
+  /** Places a value: a copy in the current slab, or a large value as given. */
+  private place(slot: Slot, value: Uint8Array): void {
+    slot.len = value.byteLength
+    if (value.byteLength > SLAB_VALUE_MAX) {
+      slot.data = value
+      slot.off = 0
+      return
+    }
+    let slab = this.slab
+    if (slab === undefined || slab.bytes.length - slab.used < value.byteLength) {
+      if (slab !== undefined && slab.live === 0) this.slabBytes -= slab.bytes.length
+      const size = slab === undefined ? FIRST_SLAB : Math.min(LAST_SLAB, slab.bytes.length * 2)
+      slab = this.slab = new Slab(new Uint8Array(size))
+      this.slabBytes += size
+    }
+    slab.bytes.set(value, slab.used)
+    slot.data = slab
+    slot.off = slab.used
+    slab.used += value.byteLength
+    slab.live += value.byteLength
+    this.slabLive += value.byteLength
+  }
+
+  /** Copies every slab value into fresh slabs once the garbage in them outweighs the live data. */
+  private compactIfWasteful(): void {
+    const garbage = this.slabBytes - this.slabLive
+    if (garbage < COMPACT_MIN_GARBAGE || garbage < this.slabLive) return
+    this.slab = undefined
+    this.slabBytes = 0
+    this.slabLive = 0
+    for (let s = this.head; s !== undefined; s = s.next) if (s.data instanceof Slab) this.place(s, s.data.bytes.subarray(s.off, s.off + s.len))
+  }
+
+  /** Removes a slot from the index and the list; `reason` counts it as an eviction. */
+  private removeSlot(slot: Slot, reason?: 'lru' | 'bytes' | 'expired'): void {
+    this.index.delete(slot.key)
+    this.unlink(slot)
+    this.release(slot)
+    if (reason !== undefined) this.evictions[reason]++
   }
 
   private remove(key: string): void {
-    this.removing = true
-    try {
-      this.cache.delete(key)
-    } finally {
-      this.removing = false
+    const slot = this.index.get(key)
+    if (slot !== undefined) this.removeSlot(slot)
+  }
+
+  /** Stores a value (LRU: the most recently used), evicting the least recently used over a limit. */
+  private setValue(key: string, value: Uint8Array, version: Version, expiresAt: number): void {
+    const maxBytes = this.options.maxBytes
+    const size = maxBytes === undefined ? 0 : this.sizeOf(key, value.byteLength)
+    let slot = this.index.get(key)
+    if (maxBytes !== undefined && size > maxBytes) {
+      // larger than the whole limit: not stored, and the older copy goes too
+      if (slot !== undefined) this.removeSlot(slot)
+      return
     }
+    if (slot === undefined) {
+      if (this.index.size >= this.options.maxEntries && this.head !== undefined) this.removeSlot(this.head, 'lru')
+      slot = new Slot(key, version.ts, version.node, expiresAt, EMPTY, 0, 0)
+      this.index.set(key, slot)
+      this.append(slot)
+    } else {
+      this.release(slot)
+      slot.ts = version.ts
+      slot.node = version.node
+      slot.expiresAt = expiresAt
+      this.touch(slot)
+    }
+    if (maxBytes !== undefined) {
+      while (this.sizeBytes + size > maxBytes && this.head !== undefined && this.head !== slot) this.removeSlot(this.head, 'bytes')
+      this.sizeBytes += size
+    }
+    this.place(slot, value)
+    this.compactIfWasteful()
   }
 
   /** The entry (a tombstone too), never an expired one. */
   get(key: string): Entry | undefined {
-    const entry = this.cache.get(key)
+    const slot = this.index.get(key)
     const now = this.options.now()
-    if (entry === undefined) {
+    if (slot === undefined) {
       const tomb = this.tombstones.get(key)
       if (tomb === undefined) return undefined
       if (tomb.expiresAt <= now) {
@@ -119,12 +257,12 @@ export class BucketStore {
       }
       return tomb
     }
-    if (entry.expiresAt <= now) {
-      this.remove(key)
-      this.evictions.expired++
+    if (slot.expiresAt <= now) {
+      this.removeSlot(slot, 'expired')
       return undefined
     }
-    return entry
+    this.touch(slot)
+    return entryOf(slot)
   }
 
   /** The value, or undefined on a miss (absent, expired or deleted); counts hits and misses. */
@@ -137,13 +275,23 @@ export class BucketStore {
 
   /** The entry without touching LRU order or counters, if not expired. */
   peek(key: string): Entry | undefined {
-    const entry = this.cache.peek(key) ?? this.tombstones.get(key)
-    return entry === undefined || entry.expiresAt <= this.options.now() ? undefined : entry
+    const slot = this.index.get(key)
+    if (slot !== undefined) return slot.expiresAt <= this.options.now() ? undefined : entryOf(slot)
+    const tomb = this.tombstones.get(key)
+    return tomb === undefined || tomb.expiresAt <= this.options.now() ? undefined : tomb
+  }
+
+  /** The version and expiry of what is stored for `key` (value or tombstone), if not expired; no entry is built. */
+  private current(key: string): { readonly version: Version; readonly expiresAt: number; readonly tombstone: boolean } | undefined {
+    const slot = this.index.get(key)
+    if (slot !== undefined) return slot.expiresAt <= this.options.now() ? undefined : { version: slot, expiresAt: slot.expiresAt, tombstone: false }
+    const tomb = this.tombstones.get(key)
+    return tomb === undefined || tomb.expiresAt <= this.options.now() ? undefined : { version: tomb.version, expiresAt: tomb.expiresAt, tombstone: true }
   }
 
   /** Writes if `version` is newer than what is stored (value or tombstone). */
   put(key: string, value: Uint8Array, version: Version, ttlMs?: number): boolean {
-    const ok = this.write(key, { value, version, expiresAt: this.options.now() + (ttlMs ?? this.options.defaultTtlMs) })
+    const ok = this.write(key, value, version, this.options.now() + (ttlMs ?? this.options.defaultTtlMs))
     if (ok) this.puts++
     return ok
   }
@@ -153,7 +301,7 @@ export class BucketStore {
    * (or `ttlMs` when longer), and at least as long as the copy it deletes.
    */
   delete(key: string, version: Version, ttlMs?: number): boolean {
-    const ok = this.write(key, { value: undefined, version, expiresAt: this.options.now() + Math.max(ttlMs ?? 0, this.options.defaultTtlMs) })
+    const ok = this.write(key, undefined, version, this.options.now() + Math.max(ttlMs ?? 0, this.options.defaultTtlMs))
     if (ok) this.deletes++
     return ok
   }
@@ -161,23 +309,23 @@ export class BucketStore {
   /** Takes an entry from a peer (replication, handoff) under the same rule. */
   merge(key: string, entry: Entry): boolean {
     if (entry.expiresAt <= this.options.now()) return false
-    return this.write(key, entry)
+    return this.write(key, entry.value, entry.version, entry.expiresAt, entry)
   }
 
-  private write(key: string, entry: Entry): boolean {
-    const current = this.peek(key)
-    if (current !== undefined && !newer(entry.version, current.version)) return false
+  private write(key: string, value: Uint8Array | undefined, version: Version, expiresAt: number, given?: Entry): boolean {
+    const current = this.current(key)
+    if (current !== undefined && !newer(version, current.version)) return false
     this.writes++
-    if (entry.value === undefined) {
+    if (value === undefined) {
       // a tombstone outlives the copy it deletes
-      const expiresAt = current !== undefined && current.expiresAt > entry.expiresAt ? current.expiresAt : entry.expiresAt
+      const until = current !== undefined && current.expiresAt > expiresAt ? current.expiresAt : expiresAt
       this.remove(key)
       this.tombstones.delete(key)
-      this.tombstones.set(key, expiresAt === entry.expiresAt ? entry : { ...entry, expiresAt })
+      this.tombstones.set(key, given !== undefined && until === given.expiresAt ? given : { value: undefined, version: { ts: version.ts, node: version.node }, expiresAt: until })
       this.boundTombstones()
     } else {
-      if (current !== undefined && current.value === undefined) this.tombstones.delete(key)
-      this.cache.set(key, entry)
+      if (current !== undefined && current.tombstone) this.tombstones.delete(key)
+      this.setValue(key, value, version, expiresAt)
     }
     return true
   }
@@ -210,31 +358,53 @@ export class BucketStore {
     this.tombstones.delete(key)
   }
 
-  /** Live entries, tombstones included, for handoff. */
+  /** Live entries, tombstones included, for handoff: values most recently used first, then tombstones. */
   *entries(): IterableIterator<readonly [string, Entry]> {
     const now = this.options.now()
-    for (const [key, entry] of this.cache.entries()) if (entry.expiresAt > now) yield [key, entry] as const
+    for (const slot of this.slotsMostRecentFirst()) if (slot.expiresAt > now) yield [slot.key, entryOf(slot)] as const
     for (const [key, entry] of this.tombstones) if (entry.expiresAt > now) yield [key, entry] as const
+  }
+
+  /** The value slots, most recently used first, safe against removal of the current one while iterating. */
+  private *slotsMostRecentFirst(): IterableIterator<Slot> {
+    let slot = this.tail
+    while (slot !== undefined) {
+      const prev = slot.prev
+      yield slot
+      slot = prev
+    }
   }
 
   /** Keys of live entries and tombstones, a snapshot. */
   keys(): Array<string> {
-    return [...this.cache.keys(), ...this.tombstones.keys()]
+    const keys: Array<string> = []
+    for (const slot of this.slotsMostRecentFirst()) keys.push(slot.key)
+    for (const key of this.tombstones.keys()) keys.push(key)
+    return keys
   }
 
   /** Removes expired entries; returns how many. */
   purgeExpired(): number {
     const now = this.options.now()
-    const expired: Array<string> = []
-    for (const [key, entry] of this.cache.entries()) if (entry.expiresAt <= now) expired.push(key)
-    for (const key of expired) this.remove(key)
+    let expired = 0
+    for (const slot of this.slotsMostRecentFirst()) {
+      if (slot.expiresAt <= now) {
+        this.removeSlot(slot, 'expired')
+        expired++
+      }
+    }
     for (const [key, t] of [...this.tombstones]) if (t.expiresAt <= now) this.tombstones.delete(key)
-    this.evictions.expired += expired.length
-    return expired.length
+    if (expired > 0) this.compactIfWasteful()
+    return expired
   }
 
   get size(): number {
-    return this.cache.size + this.tombstones.size
+    return this.index.size + this.tombstones.size
+  }
+
+  /** Bytes of the slabs the store holds (live values and garbage not yet compacted) and of the live values in them. */
+  slabMemory(): { readonly allocated: number; readonly live: number } {
+    return { allocated: this.slabBytes, live: this.slabLive }
   }
 
   get tombstoneCount(): number {
@@ -242,24 +412,26 @@ export class BucketStore {
   }
 
   clear(): void {
-    this.removing = true
-    try {
-      this.cache.clear()
-      this.tombstones.clear()
-    } finally {
-      this.removing = false
-    }
+    this.index.clear()
+    this.head = this.tail = undefined
+    this.sizeBytes = 0
+    this.slab = undefined
+    this.slabBytes = 0
+    this.slabLive = 0
+    this.tombstones.clear()
   }
 
   stats(): StoreStats {
     let keys = 0
     let bytes = 0
     const now = this.options.now()
-    for (const [key, entry] of this.cache.entries()) {
-      if (entry.value === undefined || entry.expiresAt <= now) continue
+    for (const slot of this.index.values()) {
+      if (slot.expiresAt <= now) continue
       keys++
-      bytes += Buffer.byteLength(key) + entry.value.byteLength
+      bytes += Buffer.byteLength(slot.key) + slot.len
     }
     return { hits: this.hits, misses: this.misses, puts: this.puts, deletes: this.deletes, evictions: { ...this.evictions }, keys, bytes }
   }
 }
+
+const EMPTY = new Uint8Array(0)

@@ -45,7 +45,7 @@ const registryRuntime: Effect.Effect<RegistryRuntime, never, Scope.Scope> = Effe
 /** Builds the service over the node's `Nodosum`; closing the scope closes every stream. */
 export const make = (options: StreamsOptions = {}): Effect.Effect<Streams['Type'], StreamsError, Nodosum.Nodosum | Scope.Scope> =>
   Effect.gen(function* () {
-    yield* StreamsConfig.validate(options)
+    yield* StreamsConfig.check(options)
     const nodosum = yield* Nodosum.Nodosum
     const poolRetainedBytes = options.bufferPool?.maxRetainedBytes
     if (poolRetainedBytes !== undefined && !(Number.isSafeInteger(poolRetainedBytes) && poolRetainedBytes >= 0)) {

@@ -5,7 +5,9 @@
  *
  * - A message wholly inside a chunk is handed out as a view of that chunk: zero copy, valid
  *   only during the callback (transports reuse their read buffers). Copy what you keep.
- * - A message split across chunks is assembled with what arrived, not with what its length
+ * - A message split across chunks gets one buffer of its declared length at once while the
+ *   connection's `budget` of such reservations allows (the fast path: each byte copied once).
+ *   Past the budget, or without one, it is assembled with what arrived, not with what its length
  *   header claims. Its first half goes into blocks (the first of the bytes at hand, at least
  *   `INITIAL_BODY_BYTES`; each next one as large as what is held, up to `MAX_BLOCK_BYTES`),
  *   never copied again while they fill; once half the declared length is in, one buffer of
@@ -43,6 +45,38 @@ export interface DecoderOptions {
   readonly maxMessageSize?: number
   /** The stream starts with STREAM_INIT (default true). */
   readonly streamInit?: boolean
+  /**
+   * Memory a split message may take at its declared length before its bytes arrived, shared
+   * by the decoders of one connection (see `ReserveBudget`). While the budget allows, a split
+   * message gets one buffer of its declared length at once (one copy of each byte); past it,
+   * or without a budget, it is gathered as it arrives.
+   */
+  readonly budget?: ReserveBudget
+}
+
+/**
+ * A shared allowance of bytes reserved ahead of their arrival: `take` says whether `bytes`
+ * more may be reserved (and counts them if so), `give` returns them.
+ */
+export interface ReserveBudget {
+  readonly take: (bytes: number) => boolean
+  readonly give: (bytes: number) => void
+}
+
+/** A budget of `limit` bytes. */
+export const makeBudget = (limit: number): ReserveBudget & { readonly reserved: () => number } => {
+  let reserved = 0
+  return {
+    take: (bytes) => {
+      if (reserved + bytes > limit) return false
+      reserved += bytes
+      return true
+    },
+    give: (bytes) => {
+      reserved = Math.max(0, reserved - bytes)
+    },
+    reserved: () => reserved
+  }
 }
 
 /**
@@ -77,6 +111,9 @@ export class Decoder {
   private blocks: Array<Uint8Array> = []
   private blockLen = 0
   private reserved = 0
+  /** Bytes of the current message taken from the budget (0 when it is gathered as it arrives). */
+  private fromBudget = 0
+  private readonly budget: ReserveBudget | undefined
   private bodyLen = 0
   private bodyTotal = 0
   private error: WireError | undefined
@@ -89,6 +126,7 @@ export class Decoder {
       throw new RangeError('maxMessageSize must be an integer from 0 to 2^32 - 1')
     }
     this.state = (options.streamInit ?? true) ? State.Init : State.Header
+    this.budget = options.budget
   }
 
   /** Bytes held across chunks right now (at most maxMessageSize, or a STREAM_INIT). */
@@ -187,7 +225,8 @@ export class Decoder {
             this.bodyLen = 0
             this.bodyTotal = length
             this.state = State.Body
-            if (length <= INITIAL_BODY_BYTES) {
+            if (length <= INITIAL_BODY_BYTES || (this.budget !== undefined && this.budget.take(length))) {
+              if (length > INITIAL_BODY_BYTES) this.fromBudget = length
               this.body = new Uint8Array(length)
               this.reserved = length
             }
@@ -254,12 +293,23 @@ export class Decoder {
   }
 
   private clearBody(): void {
+    if (this.fromBudget > 0) {
+      this.budget!.give(this.fromBudget)
+      this.fromBudget = 0
+    }
     this.body = undefined
     this.blocks = []
     this.blockLen = 0
     this.reserved = 0
     this.bodyLen = 0
     this.bodyTotal = 0
+  }
+
+  /** The stream is gone (reset, closed): what a partial message holds is let go and its budget returned. */
+  dispose(): void {
+    this.clearBody()
+    this.scratchLen = 0
+    if (this.state !== State.Failed) this.state = State.Header
   }
 
   /** The stream ended: a partial frame is `UnexpectedEof`; a missing STREAM_INIT too. */

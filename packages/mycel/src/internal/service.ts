@@ -6,7 +6,7 @@
  * asks; after shutdown nothing runs, sends or logs.
  */
 import { Nodosum } from '@mycorrizal/nodosum'
-import { Streams, type Stream as BucketStream } from '@mycorrizal/streams'
+import { type Application, Streams, type Stream as BucketStream } from '@mycorrizal/streams'
 import { CacheMessage } from '@mycorrizal/wire'
 import * as Duration from 'effect/Duration'
 import * as Effect from 'effect/Effect'
@@ -15,7 +15,8 @@ import * as LogLevel from 'effect/LogLevel'
 import * as Runtime from 'effect/Runtime'
 import * as Stream from 'effect/Stream'
 import { MycelError } from '../MycelError.js'
-import { Engine, PENDING, type Output } from './engine.js'
+import { Completions, type Answer } from './completions.js'
+import { Engine, type EngineOptions, PENDING, type Output } from './engine.js'
 import type { BucketOptions, BucketStats, MycelOptions } from './types.js'
 
 const EMPTY = new Uint8Array(0)
@@ -68,14 +69,70 @@ export interface MycelService {
   readonly ready: () => boolean
 }
 
-/** A completed operation's answer. */
-type Answer = Uint8Array | undefined | number | boolean
-/** Takes the completion of an operation that waited. */
-type Waiter = (error: MycelError | undefined, value: Answer) => void
-
 const ignore = (): void => {}
 
 const durationMs = (input: Duration.DurationInput | undefined, fallback: Duration.DurationInput) => Duration.toMillis(Duration.decode(input ?? fallback))
+
+/** The engine's settings from the service's options and the node. */
+const engineOptions = (options: MycelOptions, self: string, maxMessageSize: number): EngineOptions => ({
+  self,
+  maxMessageSize,
+  requestTimeoutMs: durationMs(options.requestTimeout, '2 seconds'),
+  readyTimeoutMs: durationMs(options.readyTimeout, '10 seconds'),
+  settleMs: 1_000,
+  rebalanceWindowMs: 10_000,
+  handoffBatch: options.handoffBatch ?? 256,
+  handoffBatchBytes: options.handoffBatchBytes ?? 1024 * 1024,
+  maxPeerBytes: options.maxPeerBytes ?? 32 * 1024 * 1024,
+  maxClockAheadMs: durationMs(options.maxClockAhead, '1 hour'),
+  syncIntervalMs: durationMs(options.antiEntropyInterval, '5 seconds'),
+  syncDelayMs: 1_000,
+  ...(options.firstRequestId === undefined ? {} : { firstRequestId: options.firstRequestId })
+})
+
+/** A TTL in whole milliseconds (undefined: the bucket's), or the error naming the field. */
+const ttlMsOf = (ttl: Duration.DurationInput | undefined, field: string): number | undefined | MycelError => {
+  if (ttl === undefined) return undefined
+  if (typeof ttl === 'number' && Number.isFinite(ttl) && ttl >= 1 && ttl <= 0xffffffff) return Math.round(ttl)
+  const d = Duration.decodeUnknown(ttl)
+  if (d._tag === 'None' || Duration.toMillis(d.value) < 1 || Duration.toMillis(d.value) > 0xffffffff) {
+    return new MycelError({ reason: 'InvalidBucket', message: `${field} must be a duration from 1 ms to 49 days` })
+  }
+  return Math.round(Duration.toMillis(d.value))
+}
+
+const ttlOf = (ttl: Duration.DurationInput | undefined, field: string): Effect.Effect<number | undefined, MycelError> => {
+  const ms = ttlMsOf(ttl, field)
+  return ms instanceof MycelError ? Effect.fail(ms) : Effect.succeed(ms)
+}
+
+/** Why a bucket's name, size or replica count is not valid, if it is not. */
+const invalidBucket = (name: string, maxSize: number, replicas: number): MycelError | undefined => {
+  if (!NAME.test(name)) {
+    return new MycelError({ reason: 'InvalidBucket', message: 'a bucket name is 1-100 letters, digits, ".", "_", ":" or "-", starting with a letter or digit' })
+  }
+  if (!Number.isInteger(maxSize) || maxSize < 1 || maxSize > 100_000_000) {
+    return new MycelError({ reason: 'InvalidBucket', message: `maxSize must be an integer number of entries from 1 to 100,000,000, got ${maxSize}` })
+  }
+  if (!Number.isInteger(replicas) || replicas < 1 || replicas > 16) {
+    return new MycelError({ reason: 'InvalidBucket', message: `replicas must be an integer from 1 to 16, got ${replicas}` })
+  }
+  return undefined
+}
+
+/** What the service's operations need of the shell. */
+interface Shell {
+  readonly engine: Engine
+  readonly app: Application
+  readonly bucketStreams: Map<string, BucketStream>
+  readonly now: () => number
+  readonly log: (effect: Effect.Effect<void>) => void
+  /** Carries out the engine's outputs. */
+  readonly flush: () => void
+  readonly operation: <A extends Answer>(start: (op: number) => A | MycelError | typeof PENDING) => Effect.Effect<A, MycelError>
+  readonly operationPromise: <A extends Uint8Array | undefined>(start: (op: number) => A | MycelError | typeof PENDING) => Promise<A>
+  readonly isClosed: () => boolean
+}
 
 export const makeService = (options: MycelOptions = {}) =>
   Effect.gen(function* () {
@@ -88,45 +145,15 @@ export const makeService = (options: MycelOptions = {}) =>
     const clock = yield* Effect.clock
     // one clock: Effect's, with sub-millisecond resolution for the latency histograms
     const now = () => Number(clock.unsafeCurrentTimeNanos()) / 1_000_000
-    const engine = new Engine(
-      {
-        self: nodosum.nodeId,
-        maxMessageSize: nodosum.maxMessageSize,
-        requestTimeoutMs: durationMs(options.requestTimeout, '2 seconds'),
-        readyTimeoutMs: durationMs(options.readyTimeout, '10 seconds'),
-        settleMs: 1_000,
-        rebalanceWindowMs: 10_000,
-        handoffBatch: options.handoffBatch ?? 256,
-        handoffBatchBytes: options.handoffBatchBytes ?? 1024 * 1024,
-        maxPeerBytes: options.maxPeerBytes ?? 32 * 1024 * 1024,
-        maxClockAheadMs: durationMs(options.maxClockAhead, '1 hour'),
-        syncIntervalMs: durationMs(options.antiEntropyInterval, '5 seconds'),
-        syncDelayMs: 1_000,
-        ...(options.firstRequestId === undefined ? {} : { firstRequestId: options.firstRequestId })
-      },
-      nodosum.nodes(),
-      now()
-    )
+    const engine = new Engine(engineOptions(options, nodosum.nodeId, nodosum.maxMessageSize), nodosum.nodes(), now())
     const fibers = yield* FiberSet.make<void>()
     const runInScope = yield* FiberSet.runtime(fibers)<never>()
     const log = Runtime.runSync(runtime)
     const bucketStreams = new Map<string, BucketStream>()
-    const waiters = new Map<number, Waiter>()
-    /** Completions that came before their operation started waiting (during its own flush). */
-    const early = new Map<number, { readonly error: MycelError | undefined; readonly value: Answer }>()
-    let nextOp = 1
+    const completions = new Completions()
     let closed = false
     let flushing = false
     let timerAt = Infinity
-
-    const settle = (op: number, error: MycelError | undefined, value: Answer) => {
-      const waiter = waiters.get(op)
-      if (waiter === undefined) early.set(op, { error, value })
-      else {
-        waiters.delete(op)
-        waiter(error, value)
-      }
-    }
 
     const send = (o: Output & { readonly _tag: 'Send' }) => {
       const stream = bucketStreams.get(o.bucket)
@@ -168,13 +195,13 @@ export const makeService = (options: MycelOptions = {}) =>
               send(o)
               break
             case 'Done':
-              settle(o.op, undefined, o.value)
+              completions.settle(o.op, undefined, o.value)
               break
             case 'Result':
-              settle(o.op, undefined, o.result)
+              completions.settle(o.op, undefined, o.result)
               break
             case 'Fail':
-              settle(o.op, o.error, undefined)
+              completions.settle(o.op, o.error, undefined)
               break
             case 'Log':
               if (!closed) log(Effect.logWithLevel(levels[o.level], o.message).pipe(Effect.annotateLogs({ node: engine.self, ...o.annotations })))
@@ -212,41 +239,23 @@ export const makeService = (options: MycelOptions = {}) =>
     /** Runs a client operation: its result at once, or a wait for its completion. */
     const operation = <A extends Answer>(start: (op: number) => A | MycelError | typeof PENDING): Effect.Effect<A, MycelError> =>
       Effect.suspend(() => {
-        const op = nextOp++
+        const op = completions.start()
         const result = start(op)
         flush()
-        if (result === PENDING) {
-          return Effect.async<A, MycelError>((resume) => {
-            const done = early.get(op)
-            if (done !== undefined) {
-              early.delete(op)
-              resume(done.error === undefined ? Effect.succeed(done.value as A) : Effect.fail(done.error))
-              return
-            }
-            waiters.set(op, (error, value) => resume(error === undefined ? Effect.succeed(value as A) : Effect.fail(error)))
-            return Effect.sync(() => waiters.delete(op))
-          })
-        }
+        if (result === PENDING) return completions.effect<A>(op)
         return result instanceof MycelError ? Effect.fail(result) : Effect.succeed(result)
       })
 
     /** The same for a Promise caller: no fiber; a result at hand resolves at once. */
     const operationPromise = <A extends Uint8Array | undefined>(start: (op: number) => A | MycelError | typeof PENDING): Promise<A> => {
-      const op = nextOp++
+      const op = completions.start()
       let result: A | MycelError | typeof PENDING
       try {
         result = start(op)
       } finally {
         flush()
       }
-      if (result === PENDING) {
-        const done = early.get(op)
-        if (done !== undefined) {
-          early.delete(op)
-          return done.error === undefined ? Promise.resolve(done.value as A) : Promise.reject(done.error)
-        }
-        return new Promise<A>((resolve, reject) => waiters.set(op, (error, value) => (error === undefined ? resolve(value as A) : reject(error))))
-      }
+      if (result === PENDING) return completions.promise<A>(op)
       return result instanceof MycelError ? Promise.reject(result) : Promise.resolve(result)
     }
 
@@ -281,108 +290,89 @@ export const makeService = (options: MycelOptions = {}) =>
         engine.close()
         flush()
         closed = true
-        for (const waiter of waiters.values()) waiter(new MycelError({ reason: 'Closed', message: 'the cache is shutting down' }), undefined)
-        waiters.clear()
-        early.clear()
+        completions.failAll(new MycelError({ reason: 'Closed', message: 'the cache is shutting down' }))
       })
     )
     // joining, an alone node turns ready after settling, a joiner after its ready timeout at most
     flush()
 
-    /** A TTL in whole milliseconds (undefined: the bucket's), or the error naming the field. */
-    const ttlMsOf = (ttl: Duration.DurationInput | undefined, field: string): number | undefined | MycelError => {
-      if (ttl === undefined) return undefined
-      if (typeof ttl === 'number' && Number.isFinite(ttl) && ttl >= 1 && ttl <= 0xffffffff) return Math.round(ttl)
-      const d = Duration.decodeUnknown(ttl)
-      if (d._tag === 'None' || Duration.toMillis(d.value) < 1 || Duration.toMillis(d.value) > 0xffffffff) {
-        return new MycelError({ reason: 'InvalidBucket', message: `${field} must be a duration from 1 ms to 49 days` })
-      }
-      return Math.round(Duration.toMillis(d.value))
-    }
-    const ttlOf = (ttl: Duration.DurationInput | undefined, field: string): Effect.Effect<number | undefined, MycelError> => {
-      const ms = ttlMsOf(ttl, field)
-      return ms instanceof MycelError ? Effect.fail(ms) : Effect.succeed(ms)
-    }
-
-    const service: MycelService = {
-      createBucket: (name, ttl, maxSize, bucketOptions = {}) =>
-        Effect.gen(function* () {
-          if (!NAME.test(name)) {
-            return yield* new MycelError({ reason: 'InvalidBucket', message: 'a bucket name is 1-100 letters, digits, ".", "_", ":" or "-", starting with a letter or digit' })
-          }
-          if (!Number.isInteger(maxSize) || maxSize < 1 || maxSize > 100_000_000) {
-            return yield* new MycelError({ reason: 'InvalidBucket', message: `maxSize must be an integer number of entries from 1 to 100,000,000, got ${maxSize}` })
-          }
-          const replicas = bucketOptions.replicas ?? 2
-          if (!Number.isInteger(replicas) || replicas < 1 || replicas > 16) {
-            return yield* new MycelError({ reason: 'InvalidBucket', message: `replicas must be an integer from 1 to 16, got ${replicas}` })
-          }
-          const ttlMs = (yield* ttlOf(ttl, 'ttl'))!
-          if (engine.buckets.has(name)) return yield* new MycelError({ reason: 'BucketExists', message: `bucket '${name}' exists` })
-          const stream = yield* app.createStream(streamName(name)).pipe(
-            Effect.mapError((e) => new MycelError({ reason: 'InvalidBucket', message: `bucket '${name}': ${e.message}` }))
-          )
-          bucketStreams.set(name, stream)
-          const created = engine.addBucket(name, { ttlMs, maxSize, replicas, maxBytes: bucketOptions.maxBytes ?? 0, writeConcern: bucketOptions.writeConcern ?? 'primary' }, now())
-          stream.setReceiveFunc((payload, from) => {
-            if (closed) return
-            let message: CacheMessage.CacheMessage
-            try {
-              message = CacheMessage.decode(payload)
-            } catch (e) {
-              log(Effect.logWarning('malformed cache message').pipe(Effect.annotateLogs({ node: engine.self, bucket: name, from, error: (e as Error).message })))
-              return
-            }
-            engine.receive(name, from, message, now())
-            flush()
-          })
-          stream.setRefusedFunc((node) => {
-            if (closed) return
-            engine.refused(name, node, now())
-            flush()
-          })
-          flush()
-          if (created instanceof MycelError) return yield* created
-        }),
-      deleteBucket: (name) =>
-        Effect.gen(function* () {
-          const stream = bucketStreams.get(name)
-          if (stream === undefined || !engine.removeBucket(name)) return yield* new MycelError({ reason: 'BucketNotFound', message: `no bucket '${name}' on this node` })
-          bucketStreams.delete(name)
-          flush()
-          yield* stream.close
-        }),
-      put: (bucket, key, value, ttl) =>
-        ttlOf(ttl, 'ttl').pipe(Effect.flatMap((ttlMs) => Effect.asVoid(operation((op) => engine.put(op, bucket, key, value, ttlMs, now()))))),
-      get: (bucket, key) => operation((op) => engine.get(op, bucket, key, now())),
-      delete: (bucket, key) => Effect.asVoid(operation((op) => engine.delete(op, bucket, key, now()))),
-      unsafeGet: (bucket, key) => operationPromise((op) => engine.get(op, bucket, key, now())),
-      unsafePut: (bucket, key, value, ttl) => {
-        const ttlMs = ttlMsOf(ttl, 'ttl')
-        if (ttlMs instanceof MycelError) return Promise.reject(ttlMs)
-        return operationPromise((op) => engine.put(op, bucket, key, value, ttlMs, now())).then(ignore)
-      },
-      unsafeDelete: (bucket, key) => operationPromise((op) => engine.delete(op, bucket, key, now())).then(ignore),
-      putIfAbsent: (bucket, key, value, ttl) =>
-        ttlOf(ttl, 'ttl').pipe(
-          Effect.flatMap((ttlMs) =>
-            operation<boolean>((op) => engine.atomic(op, bucket, { op: CacheMessage.AtomicOp.PutIfAbsent, key, expected: undefined, value, delta: 0, ttlMs }, now()))
-          )
-        ),
-      compareAndSet: (bucket, key, expected, value, ttl) =>
-        ttlOf(ttl, 'ttl').pipe(
-          Effect.flatMap((ttlMs) => operation<boolean>((op) => engine.atomic(op, bucket, { op: CacheMessage.AtomicOp.CompareAndSet, key, expected, value, delta: 0, ttlMs }, now())))
-        ),
-      increment: (bucket, key, delta = 1, ttl) =>
-        ttlOf(ttl, 'ttl').pipe(
-          Effect.flatMap((ttlMs) =>
-            operation<number>((op) => engine.atomic(op, bucket, { op: CacheMessage.AtomicOp.Increment, key, expected: undefined, value: EMPTY, delta, ttlMs }, now()))
-          )
-        ),
-      stats: (bucket) => engine.stats(bucket),
-      buckets: () => [...engine.buckets.keys()],
-      ready: () => engine.ready(now())
-    }
-    return service
+    return serviceOver({ engine, app, bucketStreams, now, log, flush, operation, operationPromise, isClosed: () => closed })
   })
+
+/** The cache's operations over a running shell (the engine and what carries out its outputs). */
+const serviceOver = (shell: Shell): MycelService => {
+  const { engine, app, bucketStreams, now, log, flush, operation, operationPromise } = shell
+  return {
+    createBucket: (name, ttl, maxSize, bucketOptions = {}) =>
+      Effect.gen(function* () {
+        const replicas = bucketOptions.replicas ?? 2
+        const invalid = invalidBucket(name, maxSize, replicas)
+        if (invalid !== undefined) return yield* invalid
+        const ttlMs = (yield* ttlOf(ttl, 'ttl'))!
+        if (engine.buckets.has(name)) return yield* new MycelError({ reason: 'BucketExists', message: `bucket '${name}' exists` })
+        const stream = yield* app.createStream(streamName(name)).pipe(
+          Effect.mapError((e) => new MycelError({ reason: 'InvalidBucket', message: `bucket '${name}': ${e.message}` }))
+        )
+        bucketStreams.set(name, stream)
+        const created = engine.addBucket(name, { ttlMs, maxSize, replicas, maxBytes: bucketOptions.maxBytes ?? 0, writeConcern: bucketOptions.writeConcern ?? 'primary' }, now())
+        stream.setReceiveFunc((payload, from) => {
+          if (shell.isClosed()) return
+          let message: CacheMessage.CacheMessage
+          try {
+            message = CacheMessage.decode(payload)
+          } catch (e) {
+            log(Effect.logWarning('malformed cache message').pipe(Effect.annotateLogs({ node: engine.self, bucket: name, from, error: (e as Error).message })))
+            return
+          }
+          engine.receive(name, from, message, now())
+          flush()
+        })
+        stream.setRefusedFunc((node) => {
+          if (shell.isClosed()) return
+          engine.refused(name, node, now())
+          flush()
+        })
+        flush()
+        if (created instanceof MycelError) return yield* created
+      }),
+    deleteBucket: (name) =>
+      Effect.gen(function* () {
+        const stream = bucketStreams.get(name)
+        if (stream === undefined || !engine.removeBucket(name)) return yield* new MycelError({ reason: 'BucketNotFound', message: `no bucket '${name}' on this node` })
+        bucketStreams.delete(name)
+        flush()
+        yield* stream.close
+      }),
+    put: (bucket, key, value, ttl) =>
+      ttlOf(ttl, 'ttl').pipe(Effect.flatMap((ttlMs) => Effect.asVoid(operation((op) => engine.put(op, bucket, key, value, ttlMs, now()))))),
+    get: (bucket, key) => operation((op) => engine.get(op, bucket, key, now())),
+    delete: (bucket, key) => Effect.asVoid(operation((op) => engine.delete(op, bucket, key, now()))),
+    unsafeGet: (bucket, key) => operationPromise((op) => engine.get(op, bucket, key, now())),
+    unsafePut: (bucket, key, value, ttl) => {
+      const ttlMs = ttlMsOf(ttl, 'ttl')
+      if (ttlMs instanceof MycelError) return Promise.reject(ttlMs)
+      return operationPromise((op) => engine.put(op, bucket, key, value, ttlMs, now())).then(ignore)
+    },
+    unsafeDelete: (bucket, key) => operationPromise((op) => engine.delete(op, bucket, key, now())).then(ignore),
+    putIfAbsent: (bucket, key, value, ttl) =>
+      ttlOf(ttl, 'ttl').pipe(
+        Effect.flatMap((ttlMs) =>
+          operation<boolean>((op) => engine.atomic(op, bucket, { op: CacheMessage.AtomicOp.PutIfAbsent, key, expected: undefined, value, delta: 0, ttlMs }, now()))
+        )
+      ),
+    compareAndSet: (bucket, key, expected, value, ttl) =>
+      ttlOf(ttl, 'ttl').pipe(
+        Effect.flatMap((ttlMs) => operation<boolean>((op) => engine.atomic(op, bucket, { op: CacheMessage.AtomicOp.CompareAndSet, key, expected, value, delta: 0, ttlMs }, now())))
+      ),
+    increment: (bucket, key, delta = 1, ttl) =>
+      ttlOf(ttl, 'ttl').pipe(
+        Effect.flatMap((ttlMs) =>
+          operation<number>((op) => engine.atomic(op, bucket, { op: CacheMessage.AtomicOp.Increment, key, expected: undefined, value: EMPTY, delta, ttlMs }, now()))
+        )
+      ),
+    stats: (bucket) => engine.stats(bucket),
+    buckets: () => [...engine.buckets.keys()],
+    ready: () => engine.ready(now())
+  }
+}
 

@@ -8,9 +8,9 @@
  * Only Mycel's public API is used (`Mycel` and its layer, `Streams.layer`, `Nodosum.make` over
  * `MemoryTransport.make`), so the same simulator runs against any engine behind it.
  */
-import { Mycel } from '@mycorrizal/mycel'
-import { Certificates, Discovery, MemoryTransport, Nodosum, NodosumConfig, Transport } from '@mycorrizal/nodosum'
-import { Streams } from '@mycorrizal/streams'
+import { Mycel, MycelConfig } from '@mycorrizal/mycel'
+import { Certificates, Discovery, MemoryTransport, Nodosum, NodosumConfig, Transport, TransportConfig } from '@mycorrizal/nodosum'
+import { Streams, StreamsConfig } from '@mycorrizal/streams'
 import * as Cause from 'effect/Cause'
 import type * as Clock from 'effect/Clock'
 import * as Context from 'effect/Context'
@@ -578,7 +578,9 @@ export const runSeed = (options: SimOptions): Promise<RunResult> => {
 
   const logger = options.verbose === true ? Logger.minimumLogLevel(LogLevel.Debug) : Logger.minimumLogLevel(LogLevel.None)
   return Effect.runPromise(
-    prepareIdentities(MAX_NODES).pipe(
+    // the config schemas load with a real dynamic import: before virtual time, not inside it
+    Effect.all([NodosumConfig.load, TransportConfig.load, StreamsConfig.load, MycelConfig.load], { discard: true }).pipe(
+      Effect.andThen(prepareIdentities(MAX_NODES)),
       Effect.andThen(
         Effect.sync(() => vt.install()).pipe(
           Effect.andThen(program.pipe(Effect.provide(MemoryTransport.networkLayer), Effect.withClock(vt.clock()), Effect.scoped)),

@@ -10,7 +10,7 @@ import * as LogLevel from 'effect/LogLevel'
 /** BENCH_MAX_STREAM_WINDOW (bytes) replaces the transport's largest per-stream receive window. */
 export const maxStreamWindow = process.env['BENCH_MAX_STREAM_WINDOW'] === undefined ? undefined : Number(process.env['BENCH_MAX_STREAM_WINDOW'])
 
-const windows = maxStreamWindow === undefined ? {} : { maxStreamWindow, streamWindow: Math.min(512 * 1024, maxStreamWindow) }
+export const windows = maxStreamWindow === undefined ? {} : { maxStreamWindow, streamWindow: Math.min(512 * 1024, maxStreamWindow) }
 
 /** BENCH_SOCKET_BUFFER (bytes) replaces the UDP socket's send and receive buffer size. */
 export const sockets = process.env['BENCH_SOCKET_BUFFER'] === undefined ? {} : { socketBufferSize: Number(process.env['BENCH_SOCKET_BUFFER']) }

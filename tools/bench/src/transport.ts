@@ -5,13 +5,14 @@
  * The receiver measures throughput (bytes it got over a timed window after a warm-up).
  * Last line: {"lan":{...},"jumbo":{...},"loopback":{...},"rtt":{...}}
  * BENCH_SOCKET_BUFFER=<bytes> runs the QUIC side with another UDP socket buffer size.
+ * BENCH_MAX_STREAM_WINDOW=<bytes> runs it with another largest per-stream receive window.
  */
 import { Certificates, DatagramSize, QuicTransport, type TransportConnection } from '@mycorrizal/nodosum'
 import * as Effect from 'effect/Effect'
 import { type ChildProcess, fork } from 'node:child_process'
 import { once } from 'node:events'
 import { createServer, connect as tcpConnect } from 'node:net'
-import { sockets } from './node.js'
+import { sockets, windows } from './node.js'
 import { percentile, printResult } from './report.js'
 
 const seconds = Number(process.env['BENCH_SECONDS'] ?? 3)
@@ -64,7 +65,7 @@ const receiver = async (mode: Mode) => {
   }
   const tls = await identity()
   const program = Effect.gen(function* () {
-    const transport = yield* QuicTransport.make({ host: '127.0.0.1', port: 0, datagramSize: mode.datagram, tls: { ...tls, ca: undefined }, ...sockets })
+    const transport = yield* QuicTransport.make({ host: '127.0.0.1', port: 0, datagramSize: mode.datagram, tls: { ...tls, ca: undefined }, ...windows, ...sockets })
     reply({ port: transport.address.port })
     const connection = yield* transport.accept
     const count = meter()
@@ -92,7 +93,7 @@ const quicThroughput = async (datagram: number): Promise<number> => {
   const mbs = await Effect.runPromise(
     Effect.scoped(
       Effect.gen(function* () {
-        const transport = yield* QuicTransport.make({ host: '127.0.0.1', port: 0, datagramSize: datagram, tls: { ...tls, ca: undefined }, ...sockets })
+        const transport = yield* QuicTransport.make({ host: '127.0.0.1', port: 0, datagramSize: datagram, tls: { ...tls, ca: undefined }, ...windows, ...sockets })
         const connection: TransportConnection = yield* transport.connect({ host: '127.0.0.1', port })
         const payload = new Uint8Array(CHUNK).fill(7)
         let finished = false
@@ -161,7 +162,7 @@ const quicRtt = async (): Promise<Array<number>> => {
   const samples = await Effect.runPromise(
     Effect.scoped(
       Effect.gen(function* () {
-        const transport = yield* QuicTransport.make({ host: '127.0.0.1', port: 0, datagramSize: DatagramSize.lan, tls: { ...tls, ca: undefined }, ...sockets })
+        const transport = yield* QuicTransport.make({ host: '127.0.0.1', port: 0, datagramSize: DatagramSize.lan, tls: { ...tls, ca: undefined }, ...windows, ...sockets })
         const connection = yield* transport.connect({ host: '127.0.0.1', port })
         let handler: (n: number) => void = () => {}
         const stream = connection.openStream({ onData: (chunk) => handler(chunk.byteLength) })

@@ -8,7 +8,7 @@
 import { describe, expect, it } from '@effect/vitest'
 import { Context, Deferred, Duration, Effect, Layer, Stream } from 'effect'
 import { createHash } from 'node:crypto'
-import { Nodosum } from '../../src/index.js'
+import { Certificates, Nodosum } from '../../src/index.js'
 import type { NodosumSettingsInput } from '../../src/NodosumConfig.js'
 import { eventually } from '../../src/testing.js'
 import { CloseCode, clusterKey, IndependentPeer, proof } from './peer.js'
@@ -193,6 +193,82 @@ describe('an independent implementation of docs/protocol.md', () => {
         expect(text).not.toContain(clusterId)
         expect(text).not.toContain('node-a')
         expect(a.nodes()).toEqual(['node-a'])
+      }).pipe(Effect.scoped),
+    30_000
+  )
+})
+
+describe('an independent implementation of docs/protocol.md, auth mode tls (mTLS)', () => {
+  // the CA and certificates are inputs the peer gets as PEM; how they are made is not the protocol
+  const pki = Effect.gen(function* () {
+    const ca = yield* Certificates.createCa({ commonName: 'outsider test CA' })
+    const leaf = (nodeId: string, by = ca) =>
+      Certificates.createNodeCertificate(by, { nodeId }).pipe(Effect.map((c) => ({ cert: c.cert, key: c.key, der: Buffer.from(Certificates.toDer(c.cert)) })))
+    return { ca, nodeA: yield* leaf('node-a'), outsider: yield* leaf('outsider'), impostor: yield* leaf('someone-else'), stranger: yield* leaf('outsider', yield* Certificates.createCa()) }
+  })
+
+  const tlsNode = (ca: string, own: { cert: string; key: string }) =>
+    Layer.build(Nodosum.layer({ host: '127.0.0.1', port: 0, clusterId, nodeId: 'node-a', tls: { ca, cert: own.cert, key: own.key }, heartbeatInterval, failureTimeout: 4 * heartbeatInterval })).pipe(
+      Effect.map((ctx) => Context.get(ctx, Nodosum.Nodosum))
+    )
+
+  const dialTls = (target: Nodosum.Nodosum['Type'], ca: string, tls: { cert: string; key: string; der: Buffer }) =>
+    Effect.acquireRelease(
+      Effect.promise(() => IndependentPeer.dial(target.boundAddress, { nodeId: 'outsider', clusterId, ca, tls, heartbeatIntervalMs: heartbeatInterval })),
+      ({ peer }) => Effect.promise(() => peer.stop())
+    )
+
+  it.live(
+    'joins a node with a certificate of the cluster CA and empty proofs, stays alive, exchanges a message each way, and leaves',
+    () =>
+      Effect.gen(function* () {
+        const { ca, nodeA, outsider } = yield* pki
+        const a = yield* tlsNode(ca.cert, nodeA)
+        const { peer, outcome } = yield* dialTls(a, ca.cert, outsider)
+        expect(outcome).toEqual({ ok: true, acceptor: 'node-a' })
+        // §5 in tls mode: the node's Auth carried an empty proof, its Hello auth mode 1
+        const hello = peer.log.control.find((m) => m.type === 'Hello') as { authMode: number }
+        expect(hello.authMode).toBe(1)
+        expect(peer.log.control.filter((m) => m.type === 'Auth').map((m) => (m as { proof: Buffer }).proof.length)).toEqual([0])
+        yield* eventually(() => a.nodes().includes('outsider'), 5_000, 'the node lists the outsider')
+        yield* Effect.sleep(Duration.millis(10 * heartbeatInterval))
+        expect(a.nodes()).toEqual(['node-a', 'outsider'])
+        expect(peer.pongs.length).toBeGreaterThanOrEqual(5)
+
+        const got = yield* Deferred.make<string>()
+        a.setStreamAcceptor((s) => {
+          if (s.appId !== 'greetings' || s.peer !== 'outsider') return false
+          s.setHandler({ onMessage: (p) => Deferred.unsafeDone(got, Effect.succeed(Buffer.from(p).toString('utf8'))) })
+          return true
+        })
+        peer.openStream('greetings', 'room:1').send(Buffer.from('hello over mTLS'))
+        expect(yield* Deferred.await(got).pipe(Effect.timeout(Duration.seconds(5)))).toBe('hello over mTLS')
+        a.openStream('outsider', 'greetings', 'room:1', { onMessage: () => {} }).send(Buffer.from('hello back'))
+        yield* eventually(() => (peer.received.get('greetings/room:1')?.length ?? 0) > 0, 5_000, 'the peer got the message')
+
+        yield* Effect.promise(() => peer.leave())
+        yield* eventually(() => !a.nodes().includes('outsider'), 5_000, 'the node dropped the outsider')
+        expect(a.stats().handshakesSucceeded).toBe(1)
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
+    'a certificate of the cluster CA naming another node is refused with CertificateMismatch; one of another CA fails TLS',
+    () =>
+      Effect.gen(function* () {
+        const { ca, nodeA, impostor, stranger } = yield* pki
+        const a = yield* tlsNode(ca.cert, nodeA)
+        // claims "outsider" with a valid certificate for "someone-else"
+        const wrongName = yield* dialTls(a, ca.cert, impostor)
+        expect(wrongName.outcome).toMatchObject({ ok: false, reason: 'CertificateMismatch' })
+        expect(wrongName.peer.log.control.map((m) => m.type)).toEqual(['Refuse'])
+        // a chain the node does not trust: the TLS handshake fails, no control message at all
+        const foreign = yield* dialTls(a, ca.cert, stranger)
+        expect(foreign.outcome.ok).toBe(false)
+        expect(foreign.peer.log.control).toEqual([])
+        expect(a.nodes()).toEqual(['node-a'])
+        expect(a.stats().handshakeFailures['CertificateMismatch']).toBe(1)
       }).pipe(Effect.scoped),
     30_000
   )

@@ -3,10 +3,11 @@
  * alone: it imports no `@mycorrizal/*` module and nothing of nodosum's `src/` (checked by
  * `Imports.test.ts`). QUIC is quiche through `@matrixai/quic`'s `native` binding, driven here
  * over `node:dgram`; the cluster handshake (§5), membership and heartbeats (§7) and
- * application streams (§2, §3) are coded by hand. Cluster-secret mode, dialer role only.
+ * application streams (§2, §3) are coded by hand. Both auth modes (§1: cluster secret, or mTLS
+ * against a cluster CA), dialer role only.
  */
 import * as native from '@matrixai/quic/native/index.js'
-import { createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual, webcrypto } from 'node:crypto'
+import { createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual, webcrypto, X509Certificate } from 'node:crypto'
 import dgram from 'node:dgram'
 import { type Control, decodeControl, encodeControl, frame, StreamReader, streamInit, type WireMember } from './wire.js'
 
@@ -76,7 +77,13 @@ export const selfSigned = async (commonName: string): Promise<{ cert: string; ke
 export interface PeerOptions {
   readonly nodeId: string
   readonly clusterId: string
-  readonly secret: string
+  /** Auth mode `secret` (§1, §5): the cluster secret; exactly one of `secret` and `ca`. */
+  readonly secret?: string
+  /**
+   * Auth mode `tls` (§1): the cluster CA (PEM) the node's chain must verify against; `tls` is
+   * then this peer's certificate signed by that CA, its common name our node id. Proofs are empty.
+   */
+  readonly ca?: string
   readonly heartbeatIntervalMs?: number
   /** Send Ping (§7); false makes a peer that goes silent after the handshake. */
   readonly heartbeat?: boolean
@@ -160,8 +167,10 @@ export class IndependentPeer {
     // the verifier fingerprints the certificate it saw in TLS: the DER we present
     this.ownFingerprint = createHash('sha256').update(tls.der).digest()
     const pem = (s: string) => new Uint8Array(Buffer.from(s, 'utf8'))
-    // secret mode: present a certificate, do not verify the node's (the handshake binds to it)
-    const config = quiche.Config.withBoringSslCtx(false, false, null, [pem(tls.key)], [pem(tls.cert)], null)
+    // secret mode: present a certificate, do not verify the node's (the handshake binds to it);
+    // tls mode: verify the node's chain against the cluster CA
+    const ca = this.options.ca
+    const config = quiche.Config.withBoringSslCtx(ca !== undefined, false, ca === undefined ? null : pem(ca), [pem(tls.key)], [pem(tls.cert)], null)
     config.setApplicationProtos([ALPN])
     config.setMaxIdleTimeout(60_000)
     config.setMaxRecvUdpPayloadSize(1452)
@@ -239,7 +248,7 @@ export class IndependentPeer {
       instanceId: this.instanceId,
       host: this.local.host,
       port: this.local.port,
-      authMode: 0,
+      authMode: this.tlsMode ? 1 : 0,
       nonce: this.nd
     })
     if (hostile?.mode === 'stall') this.park()
@@ -328,9 +337,11 @@ export class IndependentPeer {
       case 'hello-sent': {
         if (m.type !== 'Challenge' || m.nonce.length !== 32) return this.refuse('Protocol', `expected Challenge, got ${m.type}`)
         this.na = m.nonce
-        const key = clusterKey(this.options.secret, this.options.clusterId)
-        // §5: the dialer proves before it knows the acceptor's id: acceptorId is empty
-        const p = proof(key, { role: 'dialer', clusterId: this.options.clusterId, dialerId: this.options.nodeId, acceptorId: '', nd: this.nd, na: m.nonce, fingerprint: this.ownFingerprint })
+        // §5: the dialer proves before it knows the acceptor's id: acceptorId is empty; in tls
+        // mode the proof is empty (the chain and its common name authenticate)
+        const p = this.tlsMode
+          ? Buffer.alloc(0)
+          : proof(clusterKey(this.secret(), this.options.clusterId), { role: 'dialer', clusterId: this.options.clusterId, dialerId: this.options.nodeId, acceptorId: '', nd: this.nd, na: m.nonce, fingerprint: this.ownFingerprint })
         this.stage = 'auth-sent'
         return this.sendControl({ type: 'Auth', proof: p })
       }
@@ -338,6 +349,7 @@ export class IndependentPeer {
         if (m.type !== 'Hello') return this.refuse('Protocol', `expected Hello, got ${m.type}`)
         if (m.protocolVersion !== PROTOCOL_VERSION) return this.refuse('ProtocolVersion', `peer speaks protocol version ${m.protocolVersion}, this node version ${PROTOCOL_VERSION}`)
         if (m.clusterId !== this.options.clusterId) return this.refuse('ClusterId', 'another cluster')
+        if (m.authMode !== (this.tlsMode ? 1 : 0)) return this.refuse('AuthMode', `peer uses auth mode ${m.authMode}`)
         if (!this.na!.equals(m.nonce)) return this.refuse('Protocol', 'the Hello nonce is not the Challenge nonce')
         this.acceptorHello = m
         this.stage = 'hello-received'
@@ -348,7 +360,14 @@ export class IndependentPeer {
         const der = this.qc.peerCertChain()?.[0]
         if (der === undefined) return this.refuse('CertificateMismatch', 'no peer certificate')
         const hello = this.acceptorHello!
-        const expected = proof(clusterKey(this.options.secret, this.options.clusterId), {
+        if (this.tlsMode) {
+          // §1: quiche verified the chain against the CA; the common name must be the claimed id
+          const subject = new X509Certificate(Buffer.from(der)).subject
+          if (!subject.split('\n').includes(`CN=${hello.nodeId}`)) return this.refuse('CertificateMismatch', 'the certificate names another node')
+          if (m.proof.length !== 0) return this.refuse('Protocol', 'a proof in tls mode')
+          return this.accepted(hello)
+        }
+        const expected = proof(clusterKey(this.secret(), this.options.clusterId), {
           role: 'acceptor',
           clusterId: this.options.clusterId,
           dialerId: this.options.nodeId,
@@ -358,18 +377,30 @@ export class IndependentPeer {
           fingerprint: createHash('sha256').update(der).digest()
         })
         if (m.proof.length !== expected.length || !timingSafeEqual(m.proof, expected)) return this.refuse('BadSecret', 'the proof does not verify')
-        this.stage = 'accepted'
-        this.acceptorId = hello.nodeId
-        this.afterHandshake()
-        this.settle?.({ ok: true, acceptor: hello.nodeId })
-        this.settle = undefined
-        return
+        return this.accepted(hello)
       }
       case 'accepted':
         return this.onMembership(m)
       case 'failed':
         return
     }
+  }
+
+  private get tlsMode(): boolean {
+    return this.options.ca !== undefined
+  }
+
+  private secret(): string {
+    if (this.options.secret === undefined) throw new Error('secret mode needs a secret')
+    return this.options.secret
+  }
+
+  private accepted(hello: Extract<Control, { type: 'Hello' }>): void {
+    this.stage = 'accepted'
+    this.acceptorId = hello.nodeId
+    this.afterHandshake()
+    this.settle?.({ ok: true, acceptor: hello.nodeId })
+    this.settle = undefined
   }
 
   /** A stalling dialer: data on streams of its own, never read by a node that waits for its proof. */

@@ -1,18 +1,22 @@
 /**
  * Certificates for the cluster's TLS: a cluster CA, node certificates signed by it (mTLS),
- * and throw-away self-signed certificates for cluster-secret mode. ECDSA P-256 with SHA-256,
- * built with `@peculiar/x509` over Node's WebCrypto.
+ * and throw-away self-signed certificates for cluster-secret mode. ECDSA P-256 with SHA-256.
+ * The CA and node certificates are built with `@peculiar/x509` over Node's WebCrypto; the
+ * self-signed one with `node:crypto` and a DER writer of our own (`internal/selfSigned.ts`), so
+ * that starting a node in the default mode never loads that library.
  *
  * `@peculiar/x509` (with `reflect-metadata`, which it needs) is loaded on first use, inside the
- * Effect that makes a certificate: importing this module, or reading a certificate's name or
- * fingerprint, does not load it (about a fifth of a second and 20 MB).
+ * Effect that makes a CA or node certificate: importing this module, making a self-signed
+ * certificate, or reading a certificate's name or fingerprint, does not load it (about a fifth of
+ * a second and 21 MiB).
  *
  * @since 0.1.0
  */
 import type * as X509Module from '@peculiar/x509'
 import * as Effect from 'effect/Effect'
-import { X509Certificate, createHash, webcrypto } from 'node:crypto'
+import { X509Certificate, createHash, generateKeyPair, webcrypto } from 'node:crypto'
 import { isIP } from 'node:net'
+import { selfSigned } from './internal/selfSigned.js'
 
 type X509 = typeof X509Module
 
@@ -39,8 +43,8 @@ type CryptoKey = webcrypto.CryptoKey
 type CryptoKeyPair = webcrypto.CryptoKeyPair
 
 /** PEM armour of DER bytes, 64 base64 characters a line. */
-const pem = (der: ArrayBuffer, label: string): string =>
-  `-----BEGIN ${label}-----\n${(Buffer.from(der).toString('base64').match(/.{1,64}/g) ?? []).join('\n')}\n-----END ${label}-----`
+const pem = (der: ArrayBuffer | Uint8Array, label: string): string =>
+  `-----BEGIN ${label}-----\n${(Buffer.from(der instanceof Uint8Array ? der : new Uint8Array(der)).toString('base64').match(/.{1,64}/g) ?? []).join('\n')}\n-----END ${label}-----`
 
 /** The DER bytes of the first PEM block. */
 const firstPemBlock = (text: string): Uint8Array => {
@@ -141,21 +145,21 @@ export const createNodeCertificate = (ca: CertificateAndKey, options: NodeCertif
     return { cert: cert.toString('pem'), key: await pemKey(keys.privateKey) }
   })
 
-/** A throw-away self-signed certificate: TLS encryption for cluster-secret mode, where the secret authenticates. */
+/**
+ * A throw-away self-signed certificate: TLS encryption for cluster-secret mode, where the secret
+ * authenticates. `CN=<nodeId>`, valid from a minute ago for 30 days, ECDSA P-256; made with
+ * `node:crypto` alone (no certificate library is loaded).
+ */
 export const createSelfSigned = (nodeId: string): Effect.Effect<CertificateAndKey> =>
-  Effect.promise(async () => {
-    const x509 = await loadX509()
-    const keys = (await webcrypto.subtle.generateKey(algorithm, true, ['sign', 'verify'])) as CryptoKeyPair
-    const cert = await x509.X509CertificateGenerator.createSelfSigned({
-      serialNumber: serial(),
-      name: cn(nodeId),
-      ...validity(30),
-      keys,
-      signingAlgorithm: algorithm,
-      extensions: await leafExtensions(x509, keys.publicKey, nodeId, [])
+  // the key pair is made off the event loop (libuv's thread pool), as WebCrypto's was
+  Effect.async<CertificateAndKey>((resume) =>
+    generateKeyPair('ec', { namedCurve: 'P-256' }, (error, publicKey, privateKey) => {
+      if (error !== null) return resume(Effect.die(error))
+      const { notBefore, notAfter } = validity(30)
+      const made = selfSigned({ commonName: nodeId, notBefore, notAfter }, { publicKey, privateKey })
+      resume(Effect.succeed({ cert: pem(made.cert, 'CERTIFICATE'), key: pem(made.key, 'PRIVATE KEY') }))
     })
-    return { cert: cert.toString('pem'), key: await pemKey(keys.privateKey) }
-  })
+  )
 
 /** The subject common name of a DER or PEM certificate, if it has one. */
 export const commonName = (cert: Uint8Array | string): string | undefined => {

@@ -7,7 +7,7 @@ const MiB = 1024 * 1024
 const phase = process.argv[2]
 const mem = () => {
   const m = process.memoryUsage()
-  return { rss: m.rss / MiB, heap: m.heapUsed / MiB, arrayBuffers: m.arrayBuffers / MiB, external: m.external / MiB }
+  return { rss: m.rss / MiB, heap: m.heapUsed / MiB, heapTotal: m.heapTotal / MiB, arrayBuffers: m.arrayBuffers / MiB, external: m.external / MiB }
 }
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 /**
@@ -49,6 +49,16 @@ if (phase === 'bare') {
   const node = await createMycorrizal({ nodeId: 'footprint-a', host: '127.0.0.1', port: 0, clusterSecret: secret, logLevel: 'none' })
   steps.ready_ms = performance.now() - start
   steps.ready = mem()
+  const longIdleMs = Number(process.argv[6] ?? 0)
+  if (longIdleMs > 0) {
+    // before any forced collection: only what the node's own timers allocate, and what V8 does about it
+    steps.idle_long = []
+    const from = performance.now()
+    for (let at = 10_000; at <= longIdleMs; at += 10_000) {
+      await sleep(from + at - performance.now())
+      steps.idle_long.push({ at, ...mem() })
+    }
+  }
   steps.idle = await settle(idleMs)
 
   await node.mycel.createBucket('footprint', 600_000, 200_000)

@@ -14,7 +14,10 @@
  * "rss_after_puts_mb","rss_after_bulk_mb","settled_rss_mb","baseline_rss_mb",
  * "idle_node_released_mb","after_puts_released_mb","after_bulk_released_mb"} (MiB; the
  * `released` figures after three more full collections, when V8 has given back the pages it
- * pools).
+ * pools), then the judged figures: {"idle_overhead_mb","puts_overhead_mb","bulk_overhead_mb"}
+ * (the settled figures above — after a full collection and the idle trim — less
+ * `baseline_rss_mb`; puts: the larger of the two put phases) and "targets_met" (all three and
+ * `import_ratio` within the targets below; the line before it says which were missed).
  * Targets (issue "Footprint"): import_ratio <= 2; RSS over bare node <= 60 MiB idle and
  * <= 100 MiB after each traffic phase once settled.
  */
@@ -28,6 +31,13 @@ import { printResult } from './report.js'
 const RUNS = Number(process.env['FOOTPRINT_RUNS'] ?? 5)
 const IDLE_MS = Number(process.env['FOOTPRINT_IDLE_MS'] ?? 11_000)
 const BULK_MESSAGES = Number(process.env['FOOTPRINT_BULK_MESSAGES'] ?? 1_000)
+/** How long the idle node then waits with no forced collection, to see what V8 returns by itself (0: skipped). */
+const LONG_IDLE_MS = Number(process.env['FOOTPRINT_LONG_IDLE_MS'] ?? 0)
+/** Extra `node` flags of the node phase, e.g. `--max-semi-space-size=2` (space-separated). */
+const NODE_FLAGS = (process.env['FOOTPRINT_NODE_FLAGS'] ?? '').split(' ').filter((f) => f.length > 0)
+
+/** Issue #20's targets: import time over `effect/Effect`'s, RSS over bare node's once settled. */
+const TARGETS = { importRatio: 2.0, idleOverheadMb: 60, trafficOverheadMb: 100 } as const
 
 const median = (xs: ReadonlyArray<number>): number => {
   const s = [...xs].sort((a, b) => a - b)
@@ -65,7 +75,7 @@ const main = async () => {
     console.log(`import mycorrizal: ${mycorrizal.map((r) => round(r['ms'])).join(', ')} ms; rss ${mycorrizal.map((r) => round(r['rss'])).join(', ')} MiB`)
 
     const seedFile = join(scratch, 'seed')
-    const nodeProc = spawn(process.execPath, ['--expose-gc', child, 'node', String(IDLE_MS), seedFile, String(BULK_MESSAGES)], { cwd: project.dir, stdio: ['ignore', 'pipe', 'inherit'] })
+    const nodeProc = spawn(process.execPath, ['--expose-gc', ...NODE_FLAGS, child, 'node', String(IDLE_MS), seedFile, String(BULK_MESSAGES), String(LONG_IDLE_MS)], { cwd: project.dir, stdio: ['ignore', 'pipe', 'inherit'] })
     let nodeOut = ''
     nodeProc.stdout.on('data', (chunk) => (nodeOut += chunk))
     const nodeExit = new Promise<number | null>((resolve) => nodeProc.once('exit', resolve))
@@ -92,12 +102,31 @@ const main = async () => {
       )
     console.log(`node: import ${round(steps['import_ms'])} ms, ready ${round(steps['ready_ms'])} ms`)
     line('idle node', steps['idle'])
+    if (steps['idle_long'] !== undefined)
+      console.log(
+        `idle node before any forced collection, over ${LONG_IDLE_MS / 1000} s: ${steps['idle_long']
+          .map((s: Json) => `${round(s.at / 1000)} s rss ${round(s.rss)} (heap ${round(s.heap)}, total ${round(s.heapTotal)})`)
+          .join('; ')} MiB`
+      )
     line('after 10,000 puts', steps['puts_10k'])
     line('after 100,000 puts', steps['puts_100k'])
     line('bucket deleted', steps['bucket_deleted'])
     line(`after ${steps['bulk'].received} of ${peer['sent']} messages of 1 MiB (${peer['resent']} sent again after a dropped connection)`, steps['bulk'])
     console.log(`settled: rss ${round(steps['settled'].rss)} MiB; baseline (bare node) ${round(baselineRss)} MiB`)
     const released = (s: Json) => round(s.released.rss)
+    // The judged figures: each phase's settled RSS (after a full collection and the idle trim)
+    // less bare node's, against the targets.
+    const idleOverhead = round(steps['idle'].trimmed.rss - baselineRss)
+    const putsOverhead = round(Math.max(steps['puts_10k'].trimmed.rss, steps['puts_100k'].trimmed.rss) - baselineRss)
+    const bulkOverhead = round(steps['bulk'].trimmed.rss - baselineRss)
+    const importRatio = round(importMs / effectMs, 2)
+    const misses = [
+      ...(importRatio > TARGETS.importRatio ? [`import_ratio ${importRatio} > ${TARGETS.importRatio}`] : []),
+      ...(idleOverhead > TARGETS.idleOverheadMb ? [`idle +${idleOverhead} MiB > +${TARGETS.idleOverheadMb}`] : []),
+      ...(putsOverhead > TARGETS.trafficOverheadMb ? [`after puts +${putsOverhead} MiB > +${TARGETS.trafficOverheadMb}`] : []),
+      ...(bulkOverhead > TARGETS.trafficOverheadMb ? [`after bulk +${bulkOverhead} MiB > +${TARGETS.trafficOverheadMb}`] : [])
+    ]
+    console.log(misses.length === 0 ? 'targets met' : `targets missed: ${misses.join('; ')}`)
     printResult({
       import_ms: round(importMs),
       effect_core_ms: round(effectMs),
@@ -110,7 +139,11 @@ const main = async () => {
       baseline_rss_mb: round(baselineRss),
       idle_node_released_mb: released(steps['idle']),
       after_puts_released_mb: Math.max(released(steps['puts_10k']), released(steps['puts_100k'])),
-      after_bulk_released_mb: released(steps['bulk'])
+      after_bulk_released_mb: released(steps['bulk']),
+      idle_overhead_mb: idleOverhead,
+      puts_overhead_mb: putsOverhead,
+      bulk_overhead_mb: bulkOverhead,
+      targets_met: misses.length === 0
     })
   } finally {
     project.dispose()

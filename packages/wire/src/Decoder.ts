@@ -5,10 +5,9 @@
  *
  * - A message wholly inside a chunk is handed out as a view of that chunk: zero copy, valid
  *   only during the callback (transports reuse their read buffers). Copy what you keep.
- * - A message split across chunks gets one buffer of its declared length at once while the
- *   connection's `budget` of such reservations allows (the fast path: each byte copied once).
- *   Past the budget, or without one, it is assembled with what arrived, not with what its length
- *   header claims. Its first half goes into blocks (the first of the bytes at hand, at least
+ * - A message split across chunks is assembled with what arrived, not with what its length
+ *   header claims: no peer, authenticated or not, makes a node allocate ahead of its bytes. Its
+ *   first half goes into blocks (the first of the bytes at hand, at least
  *   `INITIAL_BODY_BYTES`; each next one as large as what is held, up to `MAX_BLOCK_BYTES`),
  *   never copied again while they fill; once half the declared length is in, one buffer of
  *   exactly that length takes the blocks and every later byte. A peer that sends a 16 MiB
@@ -45,38 +44,6 @@ export interface DecoderOptions {
   readonly maxMessageSize?: number
   /** The stream starts with STREAM_INIT (default true). */
   readonly streamInit?: boolean
-  /**
-   * Memory a split message may take at its declared length before its bytes arrived, shared
-   * by the decoders of one connection (see `ReserveBudget`). While the budget allows, a split
-   * message gets one buffer of its declared length at once (one copy of each byte); past it,
-   * or without a budget, it is gathered as it arrives.
-   */
-  readonly budget?: ReserveBudget
-}
-
-/**
- * A shared allowance of bytes reserved ahead of their arrival: `take` says whether `bytes`
- * more may be reserved (and counts them if so), `give` returns them.
- */
-export interface ReserveBudget {
-  readonly take: (bytes: number) => boolean
-  readonly give: (bytes: number) => void
-}
-
-/** A budget of `limit` bytes. */
-export const makeBudget = (limit: number): ReserveBudget & { readonly reserved: () => number } => {
-  let reserved = 0
-  return {
-    take: (bytes) => {
-      if (reserved + bytes > limit) return false
-      reserved += bytes
-      return true
-    },
-    give: (bytes) => {
-      reserved = Math.max(0, reserved - bytes)
-    },
-    reserved: () => reserved
-  }
 }
 
 /**
@@ -111,9 +78,6 @@ export class Decoder {
   private blocks: Array<Uint8Array> = []
   private blockLen = 0
   private reserved = 0
-  /** Bytes of the current message taken from the budget (0 when it is gathered as it arrives). */
-  private fromBudget = 0
-  private readonly budget: ReserveBudget | undefined
   private bodyLen = 0
   private bodyTotal = 0
   private error: WireError | undefined
@@ -126,7 +90,6 @@ export class Decoder {
       throw new RangeError('maxMessageSize must be an integer from 0 to 2^32 - 1')
     }
     this.state = (options.streamInit ?? true) ? State.Init : State.Header
-    this.budget = options.budget
   }
 
   /** Bytes held across chunks right now (at most maxMessageSize, or a STREAM_INIT). */
@@ -225,8 +188,7 @@ export class Decoder {
             this.bodyLen = 0
             this.bodyTotal = length
             this.state = State.Body
-            if (length <= INITIAL_BODY_BYTES || (this.budget !== undefined && this.budget.take(length))) {
-              if (length > INITIAL_BODY_BYTES) this.fromBudget = length
+            if (length <= INITIAL_BODY_BYTES) {
               this.body = new Uint8Array(length)
               this.reserved = length
             }
@@ -293,10 +255,6 @@ export class Decoder {
   }
 
   private clearBody(): void {
-    if (this.fromBudget > 0) {
-      this.budget!.give(this.fromBudget)
-      this.fromBudget = 0
-    }
     this.body = undefined
     this.blocks = []
     this.blockLen = 0
@@ -305,7 +263,7 @@ export class Decoder {
     this.bodyTotal = 0
   }
 
-  /** The stream is gone (reset, closed): what a partial message holds is let go and its budget returned. */
+  /** The stream is gone (reset, closed): what a partial message holds is let go. */
   dispose(): void {
     this.clearBody()
     this.scratchLen = 0

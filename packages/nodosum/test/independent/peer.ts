@@ -457,16 +457,16 @@ export class IndependentPeer {
   }
 
   /** §9: application messages go on a stream we open, with our STREAM_INIT. */
-  openStream(appId: string, name: string): { send: (payload: Uint8Array) => void } {
+  /** Opens an application stream (§2); `send` frames a message (§3), `sendRaw` writes bytes as they are. */
+  openStream(appId: string, name: string): { send: (payload: Uint8Array) => void; sendRaw: (bytes: Uint8Array) => void } {
     const id = this.openStreamId()
     this.readers.set(id, new StreamReader(false, 16 * 1024 * 1024, () => {}))
     this.write(id, streamInit(appId, name))
-    return {
-      send: (payload) => {
-        this.write(id, frame(payload))
-        this.schedulePump()
-      }
+    const raw = (bytes: Buffer) => {
+      this.write(id, bytes)
+      this.schedulePump()
     }
+    return { send: (payload) => raw(frame(payload)), sendRaw: (bytes) => raw(Buffer.from(bytes)) }
   }
 
   private refuse(reason: string, message: string): void {

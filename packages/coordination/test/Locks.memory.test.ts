@@ -233,6 +233,33 @@ describe('locks over MemoryTransport (TestClock)', () => {
     )
   )
 
+  it.effect('a node taking a lock again after its own release skips the read; a stale guess falls back to reading', () =>
+    run(
+      Effect.gen(function* () {
+        const [a, b] = yield* cluster(['a', 'b', 'c'])
+        const gets = () => {
+          const s = a!.mycel.stats(Locks.BUCKET)!
+          return s.hits + s.misses + s.remoteGets
+        }
+        const first = yield* drive(a!.locks.acquire('batch', { ttlMs: 5_000 }), 'acquire')
+        yield* drive(first.release, 'release')
+        const before = gets()
+        for (let i = 0; i < 5; i++) {
+          const lock = yield* drive(a!.locks.acquire('batch', { ttlMs: 5_000 }), 'acquire again')
+          expect(lock.token).toBe(BigInt(i + 2))
+          yield* drive(lock.release, 'release again')
+        }
+        expect(gets()).toBe(before)
+        // another node took it meanwhile: the guess fails, a reads the record and waits for it
+        const other = yield* drive(b!.locks.acquire('batch', { ttlMs: 5_000 }), 'b acquires')
+        expect(yield* drive(a!.locks.tryAcquire('batch', { ttlMs: 5_000 }), 'a tries')).toBeUndefined()
+        expect(gets()).toBeGreaterThan(before)
+        yield* drive(other.release, 'b releases')
+        expect((yield* drive(a!.locks.acquire('batch', { ttlMs: 5_000 }), 'a acquires'))?.token).toBe(8n)
+      })
+    )
+  )
+
   it.effect('invalid names and leases fail with InvalidLock', () =>
     run(
       Effect.gen(function* () {

@@ -33,7 +33,8 @@
  *   earlier of its release and the end of its lease on its own clock). A cut (and `settleMs`
  *   after it) gives each side a primary for the lock's record, and R kills within `killWindowMs`
  *   may take the record: grants then are not held to it (what the locks README says a partition
- *   can do). An overlap is also excused when a node whose clock ran ahead of the earlier
+ *   can do); so does a node's clock stepping by more than the failure timeout (its failure
+ *   detector declares every peer failed, and it acts alone for a moment). An overlap is also excused when a node whose clock ran ahead of the earlier
  *   holder's by more than the locks' clock-skew allowance took the lock in between (or is the
  *   later holder): its release freed the lock for the next one (the model's stated assumption).
  *
@@ -250,8 +251,20 @@ const offsetAt = (faults: ReadonlyArray<Fault>, node: string, t: number): number
 const checkLocks = (history: History, cut: ReadonlyArray<readonly [number, number]>, violations: Array<Violation>): void => {
   const { config, faults, ops } = history
   const allowance = config.lockSkewMs ?? 0
+  // a clock stepping by more than the failure timeout makes that node's failure detector declare
+  // every peer failed: it acts alone for a moment, as one side of a partition
+  const steps: Array<readonly [number, number]> = []
+  const last = new Map<string, number>()
+  for (const f of faults) {
+    if (f.kind !== 'skew') continue
+    for (const n of f.nodes) {
+      if (config.failureTimeoutMs !== undefined && Math.abs((f.offsetMs ?? 0) - (last.get(n) ?? 0)) > config.failureTimeoutMs) steps.push([f.at, f.at])
+      last.set(n, f.offsetMs ?? 0)
+    }
+  }
+  const cuts = [...cut, ...steps]
   const disturbed = (from: number, to: number) =>
-    cut.some(([a, b]) => a <= to && b + config.settleMs >= from) || killsExcuse(faults, config.replicas, config.killWindowMs, from, to)
+    cuts.some(([a, b]) => a <= to && b + config.settleMs >= from) || killsExcuse(faults, config.replicas, config.killWindowMs, from, to)
   const byName = new Map<string, Array<Op>>()
   for (const op of ops) {
     if (op.kind !== 'lock' || op.res !== 'ok' || op.token === undefined || op.comp === undefined) continue
@@ -260,6 +273,7 @@ const checkLocks = (history: History, cut: ReadonlyArray<readonly [number, numbe
     else list.push(op)
   }
   const holdEnd = (op: Op) => Math.min(op.leaseEnd ?? op.comp!, op.releasedAt ?? Infinity)
+  const ahead = (c: Op, base: number) => Math.max(offsetAt(faults, c.node, c.inv), offsetAt(faults, c.node, c.comp!)) - base
   for (const [name, grants] of byName) {
     grants.sort((a, b) => a.comp! - b.comp!)
     const byToken = new Map<string, Op>()
@@ -282,25 +296,22 @@ const checkLocks = (history: History, cut: ReadonlyArray<readonly [number, numbe
             message: `grant #${b.id} of '${name}' began after #${a.id} was granted token ${a.token}, yet got token ${b.token}`
           })
         }
-        // overlap: b granted while a still held by its own lease
-        if (a.comp! <= b.comp! && b.comp! < holdEnd(a) && !disturbed(a.inv, holdEnd(a))) {
-          // a node whose clock ran ahead of a's took the lock from it, at b or at a grant between
-          // them (whose release then freed it for b): excused by the model's clock assumption
-          const base = offsetAt(faults, a.node, a.inv)
-          const stolen = grants.some(
-            (c) => c.comp! > a.comp! && c.comp! <= b.comp! && Math.max(offsetAt(faults, c.node, c.inv), offsetAt(faults, c.node, c.comp!)) - base > allowance
-          )
-          if (stolen) continue
-          violations.push({
-            promise: 'P8',
-            bucket: b.bucket,
-            key: name,
-            node: b.node,
-            at: b.comp!,
-            ops: [a.id, b.id],
-            message: `'${name}' granted to #${b.id} on ${b.node} (token ${b.token}) at ${b.comp} while #${a.id} on ${a.node} (token ${a.token}) held it until ${holdEnd(a)}`
-          })
-        }
+        // overlap: a (the lower token) still held by its own lease when b (a higher one) was granted
+        if (BigInt(a.token!) >= BigInt(b.token!) || !(b.comp! < holdEnd(a) && a.comp! < holdEnd(b))) continue
+        if (disturbed(Math.min(a.inv, b.inv), Math.max(holdEnd(a), b.comp!))) continue
+        // a node whose clock ran ahead of a's took the lock from it, at b or at a grant between
+        // them (whose release then freed it for b): excused by the model's clock assumption
+        const base = offsetAt(faults, a.node, a.inv)
+        if (grants.some((c) => BigInt(c.token!) > BigInt(a.token!) && BigInt(c.token!) <= BigInt(b.token!) && ahead(c, base) > allowance)) continue
+        violations.push({
+          promise: 'P8',
+          bucket: b.bucket,
+          key: name,
+          node: b.node,
+          at: b.comp!,
+          ops: [a.id, b.id],
+          message: `'${name}' granted to #${b.id} on ${b.node} (token ${b.token}) at ${b.comp} while #${a.id} on ${a.node} (token ${a.token}) held it until ${holdEnd(a)}`
+        })
       }
     }
   }

@@ -30,6 +30,8 @@ export interface RunConfig {
   readonly killWindowMs: number
   /** The locks' clock-skew allowance (`maxClockSkewMs`); absent in histories without locks. */
   readonly lockSkewMs?: number
+  /** The nodes' failure timeout: a clock step larger than it cuts the node off for a moment (P8). */
+  readonly failureTimeoutMs?: number
 }
 
 export type OpKind = 'put' | 'get' | 'delete' | 'incr' | 'lock'

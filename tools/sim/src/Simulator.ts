@@ -169,7 +169,8 @@ const plan = (options: SimOptions) => {
     staleMs: 2_000,
     settleMs: 3_000,
     killWindowMs: 6_000,
-    lockSkewMs: LOCK_SKEW_MS
+    lockSkewMs: LOCK_SKEW_MS,
+    failureTimeoutMs: nodeSettings.failureTimeout
   }
   const runtimePrng = prng.fork()
   // increments on the counter keys, drawn last so the other draws of a seed stay as they were

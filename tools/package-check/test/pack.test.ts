@@ -84,8 +84,8 @@ describe('npm pack of every publishable package', () => {
     expect(JSON.parse(out.trim().split('\n').at(-1)!)).toEqual({ id: 'a', nodes: ['a', 'b'], got: 'a:hi', order: 'order 1', streams: 1, cached: 'ada', joined: ['joined:b'], published: ['a:o-1'] })
   }, 60_000)
 
-  it('locks and elections work from a plain .mjs file: bigint fencing tokens, LockTimeout, extend, release, one leader, resign hands over', () => {
-    const out = project.runModule(`
+  it('locks and elections work from a plain .mjs file: bigint fencing tokens, LockTimeout, extend, release, one leader, resign hands over', async () => {
+    const out = await project.runModuleAsync(`
       import { createMycorrizal } from 'mycorrizal'
       const wait = async (f) => { for (let i = 0; i < 1000 && !f(); i++) await new Promise((r) => setTimeout(r, 10)) }
       const secret = 'dev-secret-of-at-least-32-characters'

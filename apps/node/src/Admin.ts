@@ -9,6 +9,8 @@
  *   GET    /debug/streams                every application and stream with its stats
  *   GET    /debug/streams/:app/:stream   one stream ("default" is the default stream)
  *   GET    /debug/topics                 every topic with its subscribers and message counts
+ *   GET    /debug/locks                  lock counts and the locks this node holds (tokens as decimal strings)
+ *   GET    /debug/elections              the elections this node stands in: leader, token, terms
  *   PUT    /v1/cache/:bucket/:key        raw bytes body; 204
  *   GET    /v1/cache/:bucket/:key        the bytes, or 404
  *   DELETE /v1/cache/:bucket/:key        204
@@ -30,14 +32,14 @@
 import { HttpRouter, type HttpServerError, HttpServerRequest, HttpServerResponse } from '@effect/platform'
 import { NodeHttpServer, NodeHttpServerRequest } from '@effect/platform-node'
 import type { MycelError } from 'mycorrizal'
-import { Mycel, Nodosum, Streams, type StreamStats, Topics } from 'mycorrizal'
+import { Elections, Locks, Mycel, Nodosum, Streams, type StreamStats, Topics } from 'mycorrizal'
 import * as Data from 'effect/Data'
 import * as Effect from 'effect/Effect'
 import * as Option from 'effect/Option'
 import * as Redacted from 'effect/Redacted'
 import type * as Scope from 'effect/Scope'
 import { createHash, timingSafeEqual } from 'node:crypto'
-import type { StreamView } from './Client.js'
+import type { ElectionsView, LocksView, StreamView } from './Client.js'
 import { createServer, type IncomingMessage } from 'node:http'
 
 /** What the admin API serves. */
@@ -155,6 +157,24 @@ export const hostAllowed = (header: string | undefined, boundHost: string): bool
 }
 
 
+/** The locks' stats as `/debug/locks` answers them (tokens as decimal strings: JSON has no bigint). */
+export const locksView = (stats: Locks.LockStats | undefined): LocksView => ({
+  acquires: stats?.acquires ?? 0,
+  contended: stats?.contended ?? 0,
+  timeouts: stats?.timeouts ?? 0,
+  releases: stats?.releases ?? 0,
+  lost: stats?.lost ?? 0,
+  refused: stats?.refused ?? 0,
+  held: (stats?.held ?? []).map((h) => ({ name: h.name, token: h.token.toString(), remainingMs: h.remainingMs }))
+})
+
+/** The elections' stats as `/debug/elections` answers them. */
+export const electionsView = (stats: Elections.ElectionStats | undefined): ElectionsView => ({
+  led: stats?.led ?? 0,
+  revoked: stats?.revoked ?? 0,
+  elections: (stats?.elections ?? []).map((e) => ({ name: e.name, isLeader: e.isLeader, leader: e.leader ?? null, token: e.token?.toString() ?? null, terms: e.terms }))
+})
+
 /** Starts the admin API; the scope's close stops it. */
 export const make = (
   options: AdminOptions
@@ -164,6 +184,8 @@ export const make = (
     const streams = yield* Streams.Streams
     const mycel = yield* Mycel.Mycel
     const topics = Option.getOrUndefined(yield* Effect.serviceOption(Topics.Topics))
+    const locks = Option.getOrUndefined(yield* Effect.serviceOption(Locks.Locks))
+    const elections = Option.getOrUndefined(yield* Effect.serviceOption(Elections.Elections))
     const tokens = {
       write: options.adminToken === undefined ? undefined : digest(Redacted.value(options.adminToken)),
       read: options.readToken === undefined ? undefined : digest(Redacted.value(options.readToken))
@@ -261,6 +283,8 @@ export const make = (
       ),
       HttpRouter.get('/debug/streams', guarded('read', Effect.sync(() => json(streamsView())))),
       HttpRouter.get('/debug/topics', guarded('read', Effect.sync(() => json(topics?.stats() ?? [])))),
+      HttpRouter.get('/debug/locks', guarded('read', Effect.sync(() => json(locksView(locks?.stats()))))),
+      HttpRouter.get('/debug/elections', guarded('read', Effect.sync(() => json(electionsView(elections?.stats()))))),
       HttpRouter.get(
         '/debug/streams/:app/:stream',
         guarded(
@@ -339,7 +363,7 @@ export const make = (
       })
     yield* server.serve(
       hostGuard(app).pipe(
-        Effect.catchTag('RouteNotFound', () => Effect.succeed(problem(404, 'NotFound', 'no such route; see GET /debug/members, /debug/streams, /debug/topics, /metrics, /v1/cache/:bucket/:key'))),
+        Effect.catchTag('RouteNotFound', () => Effect.succeed(problem(404, 'NotFound', 'no such route; see GET /debug/members, /debug/streams, /debug/topics, /debug/locks, /debug/elections, /metrics, /v1/cache/:bucket/:key'))),
         Effect.catchAllCause((cause) =>
           Effect.logError('admin request failed', cause).pipe(Effect.as(problem(500, 'InternalError', 'the request failed; see the node log')))
         )

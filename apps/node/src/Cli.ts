@@ -5,6 +5,8 @@
  *   mycorrizal cluster --nodes N                     N local nodes on loopback
  *   mycorrizal members --admin URL                   the members a node sees
  *   mycorrizal topics --admin URL                    the topics of a node: subscribers, messages
+ *   mycorrizal locks --admin URL                     lock counts and the locks a node holds
+ *   mycorrizal leaders --admin URL                   the elections a node stands in and their leaders
  *   mycorrizal debug stream APP STREAM --admin URL   one stream's stats
  *   mycorrizal cache get|put|delete BUCKET KEY [VALUE] --admin URL
  *   mycorrizal certs --out DIR --nodes n1,n2         a CA and node certificates for mTLS
@@ -220,6 +222,24 @@ const topicsCommand = Command.make('topics', adminOptions, (o) =>
   )
 ).pipe(Command.withDescription('List the topics of a node: local subscribers, other nodes with one, messages published and delivered, pending and failed publishes.'))
 
+const locksCommand = Command.make('locks', adminOptions, (o) =>
+  client(o, (t) =>
+    Client.request(t, 'GET', '/debug/locks').pipe(
+      Effect.flatMap(Client.json<Client.LocksView>),
+      Effect.flatMap((view) => out(Client.formatLocks(view)))
+    )
+  )
+).pipe(Command.withDescription('Show the locks of a node: acquires, contention, timeouts, and the locks it holds with their fencing token and lease left.'))
+
+const leadersCommand = Command.make('leaders', adminOptions, (o) =>
+  client(o, (t) =>
+    Client.request(t, 'GET', '/debug/elections').pipe(
+      Effect.flatMap(Client.json<Client.ElectionsView>),
+      Effect.flatMap((view) => out(Client.formatLeaders(view)))
+    )
+  )
+).pipe(Command.withDescription('List the elections a node stands in: the leader, whether it is this node, the term token.'))
+
 const debugStream = Command.make(
   'stream',
   { ...adminOptions, app: Args.text({ name: 'APP' }), stream: Args.text({ name: 'STREAM' }) },
@@ -387,7 +407,7 @@ const secretCommand = Command.make('secret').pipe(
 
 /** The whole command line. */
 export const command = Command.make('mycorrizal').pipe(
-  Command.withSubcommands([nodeCommand, clusterCommand, membersCommand, topicsCommand, debugCommand, cacheCommand, certsCommand, secretCommand]),
+  Command.withSubcommands([nodeCommand, clusterCommand, membersCommand, topicsCommand, locksCommand, leadersCommand, debugCommand, cacheCommand, certsCommand, secretCommand]),
   Command.withDescription('Mycorrizal: embedded clustering for Node.js services. Run nodes, a local cluster, and inspect them.')
 )
 

@@ -157,6 +157,44 @@ export const formatTopics = (topics: ReadonlyArray<TopicView>): string => {
   return table(rows)
 }
 
+/** What `/debug/locks` answers. */
+export interface LocksView {
+  readonly acquires: number
+  readonly contended: number
+  readonly timeouts: number
+  readonly releases: number
+  readonly lost: number
+  readonly refused: number
+  readonly held: ReadonlyArray<{ readonly name: string; readonly token: string; readonly remainingMs: number }>
+}
+
+/** The locks of a node: its counts, then the locks it holds as a table. */
+export const formatLocks = (view: LocksView): string => {
+  const counts = `Acquired ${view.acquires}, contended ${view.contended}, timed out ${view.timeouts}, released ${view.releases}, lost ${view.lost}, refused ${view.refused}`
+  if (view.held.length === 0) return `${counts}
+no locks held by this node`
+  return `${counts}
+${table([['LOCK', 'TOKEN', 'LEASE LEFT'], ...view.held.map((h) => [h.name, h.token, `${(h.remainingMs / 1000).toFixed(1)}s`])])}`
+}
+
+/** What `/debug/elections` answers. */
+export interface ElectionsView {
+  readonly led: number
+  readonly revoked: number
+  readonly elections: ReadonlyArray<{ readonly name: string; readonly isLeader: boolean; readonly leader: string | null; readonly token: string | null; readonly terms: number }>
+}
+
+/** The elections a node stands in, as a table. */
+export const formatLeaders = (view: ElectionsView): string => {
+  if (view.elections.length === 0) return 'no elections on this node'
+  const rows = [
+    ['ELECTION', 'LEADER', 'THIS NODE', 'TOKEN', 'TERMS'],
+    ...view.elections.map((e) => [e.name, e.leader ?? '-', e.isLeader ? 'leader' : 'candidate', e.token ?? '-', String(e.terms)])
+  ]
+  return `${table(rows)}
+Terms led ${view.led}, revoked ${view.revoked}`
+}
+
 /** What `/debug/members` answers. */
 export interface MemberView {
   readonly id: string

@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@effect/vitest'
 import { Metrics } from '@mycorrizal/metrics'
-import { MemoryTransport, Mycel, Nodosum, Streams, Topics } from 'mycorrizal'
+import { Elections, Locks, MemoryTransport, Mycel, Nodosum, Streams, Topics } from 'mycorrizal'
 import { Context, Duration, Effect, Layer, Logger, LogLevel, Redacted, type Scope } from 'effect'
 import fc from 'fast-check'
 import { request as httpRequest } from 'node:http'
@@ -21,6 +21,7 @@ const node = (id: string, seeds: ReadonlyArray<string>, tokens: boolean | NodeOp
     const o: NodeOptions = tokens === true ? { write: WRITE, read: READ } : tokens === false ? {} : tokens
     const ctx = yield* Layer.build(
       Metrics.layer({ processMetrics: false }).pipe(
+        Layer.provideMerge(Layer.merge(Locks.layer(), Elections.layer())),
         Layer.provideMerge(Layer.merge(Mycel.layer({ requestTimeout: '1 second', readyTimeout: '2 seconds' }), Topics.layer())),
         Layer.provideMerge(Streams.layer()),
         Layer.provideMerge(Nodosum.layerMemory({ nodeId: id, host: id, port: 7001, clusterSecret: secret, seeds: [...seeds], maxMessageSize: o.maxMessageSize }))
@@ -38,7 +39,14 @@ const node = (id: string, seeds: ReadonlyArray<string>, tokens: boolean | NodeOp
       metricsContentType: metrics.contentType,
       joined: () => true
     }).pipe(Effect.provide(ctx))
-    return { admin, nodosum: Context.get(ctx, Nodosum.Nodosum), mycel, topics: Context.get(ctx, Topics.Topics) }
+    return {
+      admin,
+      nodosum: Context.get(ctx, Nodosum.Nodosum),
+      mycel,
+      topics: Context.get(ctx, Topics.Topics),
+      locks: Context.get(ctx, Locks.Locks),
+      elections: Context.get(ctx, Elections.Elections)
+    }
   })
 
 const call = (url: string, init: RequestInit & { token?: string } = {}) =>
@@ -263,7 +271,8 @@ describe('Admin HTTP API', () => {
         yield* call(`${a.admin.url}/v1/cache/sessions/k`, { method: 'PUT', body: 'v' })
         const streams = JSON.parse(text((yield* call(`${a.admin.url}/debug/streams`)).body)) as Array<{ app: string; streams: Array<{ stream: string; messagesOut: number }> }>
         const mycel = streams.find((s) => s.app === 'SYSTEM-MYCEL')!
-        expect(mycel.streams.map((s) => s.stream).sort()).toEqual(['bucket:sessions', 'default'])
+        // the locks' and elections' system buckets have their streams too
+        expect(mycel.streams.map((s) => s.stream).sort()).toEqual(['bucket:sessions', 'bucket:system.elections', 'bucket:system.locks', 'default'])
         const one = yield* call(`${a.admin.url}/debug/streams/SYSTEM-MYCEL/bucket%3Asessions`)
         expect(one.status).toBe(200)
         expect(JSON.parse(text(one.body))).toMatchObject({ app: 'SYSTEM-MYCEL', stream: 'bucket:sessions', activeNodes: ['b'] })
@@ -280,6 +289,19 @@ describe('Admin HTTP API', () => {
         expect(JSON.parse(text((yield* call(`${a.admin.url}/debug/topics`)).body))).toEqual([
           { topic: 'orders', localSubscribers: 1, subscriberNodes: [], published: 1, delivered: 1, pending: 0, failedPublishes: 0 }
         ])
+        const lock = yield* a.locks.acquire('invoice-42', { ttlMs: 60_000 })
+        const locks = JSON.parse(text((yield* call(`${a.admin.url}/debug/locks`)).body))
+        expect(locks).toMatchObject({ acquires: 1, contended: 0, timeouts: 0, releases: 0, lost: 0, refused: 0, held: [{ name: 'invoice-42', token: '1' }] })
+        expect(locks.held[0].remainingMs).toBeGreaterThan(50_000)
+        yield* lock.release
+        expect(JSON.parse(text((yield* call(`${a.admin.url}/debug/elections`)).body))).toEqual({ led: 0, revoked: 0, elections: [] })
+        yield* a.elections.elect('nightly', { ttlMs: 10_000 })
+        expect(JSON.parse(text((yield* call(`${a.admin.url}/debug/elections`)).body))).toEqual({
+          led: 1,
+          revoked: 0,
+          elections: [{ name: 'nightly', isLeader: true, leader: 'a', token: '1', terms: 1 }]
+        })
+        expect(text((yield* call(`${a.admin.url}/metrics`)).body)).toContain('mycorrizal_elections_leader{election="nightly"} 1')
       })
     )
   )

@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@effect/vitest'
-import { formatAgo, formatBytes, formatMembers, formatStream, formatTopics } from '../src/Client.js'
+import { formatAgo, formatBytes, formatLeaders, formatLocks, formatMembers, formatStream, formatTopics } from '../src/Client.js'
 
 describe('Client formatting', () => {
   it('bytes in binary units', () => {
@@ -69,5 +69,28 @@ describe('Client formatting', () => {
       'orders  2      b,c    10         30         1        0',
       'x       0      -      0          0          0        3'
     ])
+  })
+
+  it('locks: the counts, then the held locks as a table', () => {
+    const counts = { acquires: 3, contended: 1, timeouts: 0, releases: 2, lost: 0, refused: 0 }
+    expect(formatLocks({ ...counts, held: [] })).toBe('Acquired 3, contended 1, timed out 0, released 2, lost 0, refused 0\nno locks held by this node')
+    expect(formatLocks({ ...counts, held: [{ name: 'invoice-42', token: '18446744073709551615', remainingMs: 9_500 }] }).split('\n')).toEqual([
+      'Acquired 3, contended 1, timed out 0, released 2, lost 0, refused 0',
+      'LOCK        TOKEN                 LEASE LEFT',
+      'invoice-42  18446744073709551615  9.5s'
+    ])
+  })
+
+  it('leaders: one row per election, and a line when there are none', () => {
+    expect(formatLeaders({ led: 0, revoked: 0, elections: [] })).toBe('no elections on this node')
+    const text = formatLeaders({
+      led: 2,
+      revoked: 1,
+      elections: [
+        { name: 'nightly', isLeader: true, leader: 'a', token: '7', terms: 2 },
+        { name: 'x', isLeader: false, leader: null, token: null, terms: 0 }
+      ]
+    })
+    expect(text.split('\n')).toEqual(['ELECTION  LEADER  THIS NODE  TOKEN  TERMS', 'nightly   a       leader     7      2', 'x         -       candidate  -      0', 'Terms led 2, revoked 1'])
   })
 })

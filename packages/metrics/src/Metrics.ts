@@ -7,7 +7,7 @@
  *
  * @since 0.1.0
  */
-import { Topics } from '@mycorrizal/coordination'
+import { Elections, Locks, Topics } from '@mycorrizal/coordination'
 import { Mycel } from '@mycorrizal/mycel'
 import { Nodosum } from '@mycorrizal/nodosum'
 import { Streams, type StreamStats } from '@mycorrizal/streams'
@@ -24,6 +24,10 @@ export interface Sources {
   readonly mycel?: Mycel.Mycel['Type'] | undefined
   /** Topics, when the node runs them. */
   readonly topics?: Topics.Topics['Type'] | undefined
+  /** Locks, when the node runs them. */
+  readonly locks?: Locks.Locks['Type'] | undefined
+  /** Elections, when the node runs them. */
+  readonly elections?: Elections.Elections['Type'] | undefined
 }
 
 /** Options of `register` and `layer`. */
@@ -242,6 +246,25 @@ export const register = (registry: Registry, sources: Sources, options: MetricsO
     })
   }
 
+  const locks = sources.locks
+  if (locks !== undefined) {
+    totalCounter(registry, 'mycorrizal_locks_acquires_total', 'Locks granted to this node', [], (set) => set({}, locks.stats().acquires))
+    totalCounter(registry, 'mycorrizal_locks_contended_total', 'Acquires of this node that found the lock held at least once', [], (set) => set({}, locks.stats().contended))
+    totalCounter(registry, 'mycorrizal_locks_timeouts_total', 'Acquires of this node that gave up after waitMs (LockTimeout)', [], (set) => set({}, locks.stats().timeouts))
+    totalCounter(registry, 'mycorrizal_locks_releases_total', 'Locks released by this node', [], (set) => set({}, locks.stats().releases))
+    totalCounter(registry, 'mycorrizal_locks_lost_total', "Holds of this node that ended without a release (lease passed, or taken after it)", [], (set) => set({}, locks.stats().lost))
+    totalCounter(registry, 'mycorrizal_locks_refused_total', 'Grants and extends refused because this node saw fewer than minMembers members', [], (set) => set({}, locks.stats().refused))
+    gauge(registry, 'mycorrizal_locks_held', 'Locks this node holds now', [], (set) => set({}, locks.stats().held.length))
+  }
+  const elections = sources.elections
+  if (elections !== undefined) {
+    totalCounter(registry, 'mycorrizal_elections_led_total', 'Terms this node led, all elections', [], (set) => set({}, elections.stats().led))
+    totalCounter(registry, 'mycorrizal_elections_revoked_total', 'Terms of this node that ended by a failed renewal or a passed lease', [], (set) => set({}, elections.stats().revoked))
+    gauge(registry, 'mycorrizal_elections_leader', 'Per election this node stands in: 1 while it leads, else 0', ['election'], (set) => {
+      for (const e of elections.stats().elections) set({ election: e.name }, e.isLeader ? 1 : 0)
+    })
+  }
+
   if (options.processMetrics ?? true) {
     collectDefaultMetrics({ register: registry })
     // gauges named like counters (promtool refuses them); the same counts are in the by-type series without the suffix
@@ -271,12 +294,19 @@ export const make = (registry: Registry, sources: Sources, options: MetricsOptio
   }
 }
 
-/** The metrics service over this node's cluster, streams, cache and (when present) topics, on a registry of its own. */
+/** The metrics service over this node's cluster, streams, cache and (when present) topics, locks and elections, on a registry of its own. */
 export const layer = (options: MetricsOptions = {}): Layer.Layer<Metrics, never, Nodosum.Nodosum | Streams.Streams | Mycel.Mycel> =>
   Layer.scoped(
     Metrics,
     Effect.gen(function* () {
-      const sources = { nodosum: yield* Nodosum.Nodosum, streams: yield* Streams.Streams, mycel: yield* Mycel.Mycel, topics: Option.getOrUndefined(yield* Effect.serviceOption(Topics.Topics)) }
+      const sources = {
+        nodosum: yield* Nodosum.Nodosum,
+        streams: yield* Streams.Streams,
+        mycel: yield* Mycel.Mycel,
+        topics: Option.getOrUndefined(yield* Effect.serviceOption(Topics.Topics)),
+        locks: Option.getOrUndefined(yield* Effect.serviceOption(Locks.Locks)),
+        elections: Option.getOrUndefined(yield* Effect.serviceOption(Elections.Elections))
+      }
       const registry = new Registry()
       yield* Effect.addFinalizer(() => Effect.sync(() => registry.clear()))
       return make(registry, sources, options)

@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@effect/vitest'
-import { Topics } from '@mycorrizal/coordination'
+import { Elections, Locks, Topics } from '@mycorrizal/coordination'
 import { Mycel } from '@mycorrizal/mycel'
 import { MemoryTransport, Nodosum } from '@mycorrizal/nodosum'
 import { Streams } from '@mycorrizal/streams'
@@ -202,6 +202,37 @@ describe('Metrics', () => {
         const atB = samples(yield* b.metrics.text)
         expect(atB.get(key('mycorrizal_topic_messages_total', { topic: 'orders', direction: 'delivered' }))).toBe(3)
         expect(atB.get(key('mycorrizal_topic_messages_total', { topic: 'orders', direction: 'published' }))).toBe(0)
+      })
+    )
+  )
+
+  it.live('exports lock and election series: acquires, contention, timeouts, holds, terms led, the leader flag', () =>
+    inMemory(
+      Effect.gen(function* () {
+        const ctx = yield* Layer.build(
+          Metrics.layer({ processMetrics: false }).pipe(
+            Layer.provideMerge(Layer.merge(Locks.layer(), Elections.layer())),
+            Layer.provideMerge(Mycel.layer({ requestTimeout: '1 second', readyTimeout: '2 seconds' })),
+            Layer.provideMerge(Streams.layer()),
+            Layer.provideMerge(Nodosum.layerMemory({ nodeId: 'l', host: 'l', port: 7001, clusterSecret: secret, seeds: [] }))
+          )
+        )
+        const locks = Context.get(ctx, Locks.Locks)
+        const lock = yield* locks.acquire('invoice-42', { ttlMs: 10_000 })
+        yield* Effect.either(locks.acquire('invoice-42', { ttlMs: 10_000, waitMs: 20 }))
+        yield* Context.get(ctx, Elections.Elections).elect('nightly', { ttlMs: 10_000 })
+        const e = samples(yield* Context.get(ctx, Metrics.Metrics).text)
+        expect(e.get(key('mycorrizal_locks_acquires_total'))).toBe(1)
+        expect(e.get(key('mycorrizal_locks_contended_total'))).toBe(1)
+        expect(e.get(key('mycorrizal_locks_timeouts_total'))).toBe(1)
+        expect(e.get(key('mycorrizal_locks_held'))).toBe(1)
+        expect(e.get(key('mycorrizal_locks_lost_total'))).toBe(0)
+        expect(e.get(key('mycorrizal_elections_led_total'))).toBe(1)
+        expect(e.get(key('mycorrizal_elections_leader', { election: 'nightly' }))).toBe(1)
+        yield* lock.release
+        const after = samples(yield* Context.get(ctx, Metrics.Metrics).text)
+        expect(after.get(key('mycorrizal_locks_held'))).toBe(0)
+        expect(after.get(key('mycorrizal_locks_releases_total'))).toBe(1)
       })
     )
   )

@@ -5,7 +5,7 @@
  *
  * @since 0.1.0
  */
-import { Topics } from '@mycorrizal/coordination'
+import { Elections, Locks, Topics } from '@mycorrizal/coordination'
 import { Mycel, MycelConfig, type MycelError } from '@mycorrizal/mycel'
 import { ConfigError, Nodosum, NodosumConfig, type TransportError } from '@mycorrizal/nodosum'
 import type { Application, ApplicationConfig, ApplicationStats, ReceiveFunc, Stream, StreamOptions, StreamStats, StreamsError } from '@mycorrizal/streams'
@@ -34,6 +34,8 @@ export interface MycorrizalConfig extends NodosumConfig.NodosumSettingsInput {
   readonly cache?: Mycel.MycelOptions
   /** Publish and subscribe timeouts, topics per node. */
   readonly topics?: Topics.TopicsOptions
+  /** Locks and elections: clock-skew allowance, `minMembers`, lock names kept. */
+  readonly locks?: Locks.LocksOptions
 }
 
 /**
@@ -85,11 +87,12 @@ export const load: Effect.Effect<void> = Effect.suspend(() =>
 )
 
 /** The services of one node. */
-export type Services = Nodosum.Nodosum | Streams.Streams | Mycel.Mycel | Topics.Topics
+export type Services = Nodosum.Nodosum | Streams.Streams | Mycel.Mycel | Topics.Topics | Locks.Locks | Elections.Elections
 
 /** The layers of one node, for Effect programs; a bad setting fails them with the package error naming it. */
 export const layer = (config: MycorrizalConfig): Layer.Layer<Services, MycorrizalError> =>
-  Layer.merge(Mycel.layer(config.cache), Topics.layer(config.topics)).pipe(
+  Layer.merge(Locks.layer(config.locks), Elections.layer(config.locks)).pipe(
+    Layer.provideMerge(Layer.merge(Mycel.layer(config.cache), Topics.layer(config.topics))),
     Layer.provideMerge(Streams.layer({ grace: config.streamGrace, transport: config.transport, bufferPool: config.streamBufferPool })),
     Layer.provideMerge(Nodosum.layer(config))
   )
@@ -144,6 +147,7 @@ export interface MycorrizalCache {
    */
   increment(bucket: string, key: string, delta?: number, ttlMs?: number): Promise<number>
   stats(bucket: string): Mycel.BucketStats | undefined
+  /** The buckets this node created (the locks' and elections' system buckets left out). */
   buckets(): ReadonlyArray<string>
   /** True once this node has received the keys it owns (readiness). */
   ready(): boolean
@@ -167,6 +171,47 @@ export interface MycorrizalTopics {
   /** Resolves once every node with a subscriber took the message; rejects with `CoordinationError` (PublishFailed, Timeout, ...). */
   publish(topic: string, payload: Uint8Array): Promise<void>
   stats(): ReadonlyArray<Topics.TopicStats>
+}
+
+/** A lock this node holds, with Promises. */
+export interface MycorrizalLock {
+  readonly name: string
+  /** The fencing token: strictly increasing per name; the protected resource refuses lower ones. */
+  readonly token: bigint
+  /** True while the lease runs on this node's clock and the lock was not released or taken. */
+  isHeld(): boolean
+  /** Lease left on this node's clock, in ms. */
+  remainingMs(): number
+  /** The lease ends `ttlMs` from now; rejects with `CoordinationError` (LockLost, NotEnoughMembers, Unavailable). */
+  extend(ttlMs: number): Promise<void>
+  /** Frees the lock for the next holder. */
+  release(): Promise<void>
+}
+
+/** Locks with fencing tokens, with Promises. */
+export interface MycorrizalLocks {
+  /**
+   * Takes the lock, trying until `waitMs` (default 0) passed; rejects with `LockTimeout` then,
+   * or `CoordinationError` (InvalidLock, NotEnoughMembers, Unavailable, Closed).
+   */
+  acquire(name: string, options: Locks.AcquireOptions): Promise<MycorrizalLock>
+  /** One attempt: the lock, or undefined when another holder has it. */
+  tryAcquire(name: string, options: Locks.AcquireOptions): Promise<MycorrizalLock | undefined>
+  /** The lock's record as this node reads it (holder, last token, lease end). */
+  inspect(name: string): Promise<Locks.LockView>
+  stats(): Locks.LockStats
+}
+
+/** This node's candidacy in an election, with Promises. */
+export interface MycorrizalElection {
+  readonly name: string
+  isLeader(): boolean
+  /** The leader as this node knows it (itself when leading). */
+  leader(): string | undefined
+  /** The fencing token of this node's term, when leading. */
+  token(): bigint | undefined
+  /** Stops the candidacy; a leader releases its lock and is revoked. */
+  resign(): Promise<void>
 }
 
 /** A change of the cluster's membership, as this node saw it. */
@@ -217,6 +262,13 @@ export interface MycorrizalNode {
   readonly mycel: MycorrizalCache
   /** Publish/subscribe between the nodes. */
   readonly topics: MycorrizalTopics
+  /** Locks with fencing tokens. */
+  readonly locks: MycorrizalLocks
+  /**
+   * Enters this node in election `name` (at most one leader per name among connected members,
+   * lease-based); resolves after its first try. Rejects with `CoordinationError` (InvalidLock).
+   */
+  elect(name: string, options?: Elections.ElectOptions): Promise<MycorrizalElection>
   /**
    * Calls `listener` with every membership change from now on, once each, in the order this node
    * saw them. Returns the function that unsubscribes it.
@@ -228,6 +280,8 @@ export interface MycorrizalNode {
     readonly streams: Streams.Streams['Type']
     readonly mycel: Mycel.Mycel['Type']
     readonly topics: Topics.Topics['Type']
+    readonly locks: Locks.Locks['Type']
+    readonly elections: Elections.Elections['Type']
   }
   /** Announces leave, closes every stream and connection, releases the socket. */
   shutdown(): Promise<void>
@@ -282,12 +336,23 @@ export const createMycorrizal = async (config: MycorrizalConfig): Promise<Mycorr
   }
   let services: MycorrizalNode['services']
   try {
-    services = await run(Effect.all({ nodosum: Nodosum.Nodosum, streams: Streams.Streams, mycel: Mycel.Mycel, topics: Topics.Topics }))
+    services = await run(
+      Effect.all({ nodosum: Nodosum.Nodosum, streams: Streams.Streams, mycel: Mycel.Mycel, topics: Topics.Topics, locks: Locks.Locks, elections: Elections.Elections })
+    )
   } catch (error) {
     await runtime.dispose()
     throw error
   }
-  const { nodosum, streams, mycel, topics } = services
+  const { nodosum, streams, mycel, topics, locks, elections } = services
+  const systemBuckets = new Set([Locks.BUCKET, Elections.BUCKET])
+  const wrapLock = (lock: Locks.Lock): MycorrizalLock => ({
+    name: lock.name,
+    token: lock.token,
+    isHeld: () => lock.isHeld(),
+    remainingMs: () => lock.remainingMs(),
+    extend: (ttlMs) => run(lock.extend(ttlMs)),
+    release: () => run(lock.release)
+  })
 
   const onMembership = (listener: (change: MembershipChange) => void) => {
     listeners.add(listener)
@@ -333,7 +398,7 @@ export const createMycorrizal = async (config: MycorrizalConfig): Promise<Mycorr
       compareAndSet: (bucket, key, expected, value, ttlMs) => run(mycel.compareAndSet(bucket, key, expected, value, ttlMs)),
       increment: (bucket, key, delta, ttlMs) => run(mycel.increment(bucket, key, delta, ttlMs)),
       stats: (bucket) => mycel.stats(bucket),
-      buckets: () => mycel.buckets(),
+      buckets: () => mycel.buckets().filter((b) => !systemBuckets.has(b)),
       ready: () => mycel.ready()
     },
     topics: {
@@ -342,6 +407,20 @@ export const createMycorrizal = async (config: MycorrizalConfig): Promise<Mycorr
       publish: (topic, payload) => run(topics.publish(topic, payload)),
       stats: () => topics.stats()
     },
+    locks: {
+      acquire: (name, options) => run(locks.acquire(name, options)).then(wrapLock),
+      tryAcquire: (name, options) => run(locks.tryAcquire(name, options)).then((lock) => (lock === undefined ? undefined : wrapLock(lock))),
+      inspect: (name) => run(locks.inspect(name)),
+      stats: () => locks.stats()
+    },
+    elect: (name, options) =>
+      run(elections.elect(name, options)).then((e) => ({
+        name: e.name,
+        isLeader: () => e.isLeader(),
+        leader: () => e.leader(),
+        token: () => e.token(),
+        resign: () => run(e.resign)
+      })),
     onMembership,
     services,
     shutdown: () =>

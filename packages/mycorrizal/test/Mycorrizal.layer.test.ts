@@ -42,7 +42,8 @@ describe('Mycorrizal.layer', () => {
         env({ MYCORRIZAL_NODE_ID: 'from-env', MYCORRIZAL_SINGLE: 'true', MYCORRIZAL_CACHE_REQUEST_TIMEOUT: '3 seconds' })
       )
       expect(Context.get(ctx, Nodosum.Nodosum).nodeId).toBe('from-env')
-      expect(Context.get(ctx, Mycel.Mycel).buckets()).toEqual([])
+      // only the locks' and elections' system buckets
+      expect([...Context.get(ctx, Mycel.Mycel).buckets()].sort()).toEqual(['system.elections', 'system.locks'])
       const bad = yield* Layer.build(Mycorrizal.layerConfig()).pipe(env({ MYCORRIZAL_SINGLE: 'true', MYCORRIZAL_CACHE_MAX_PEER_BYTES: '5' }), Effect.flip)
       expect(bad).toMatchObject({ _tag: 'MycelError', reason: 'InvalidConfig', message: 'maxPeerBytes must be an integer from 65536 to 68719476736' })
     })

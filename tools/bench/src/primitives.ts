@@ -8,10 +8,15 @@
  * drives BENCH_INCRS `increment`s of 16 counter keys, INCR_IN_FLIGHT at a time (each at its
  * key's primary, replicated to the other node before it answers), against INCR of the same keys
  * from one ioredis connection with the same number in flight. The counts are checked after.
+ * Locks: the same two node processes; one drives BENCH_LOCKS acquire + release cycles,
+ * LOCK_IN_FLIGHT workers at once, each on its own lock name (no contention: the cost of a cycle),
+ * against `SET key value NX PX ttl` + a Lua compare-and-delete release from one ioredis
+ * connection with the same workers.
  * Last line: {"publish_p50_us","publish_p99_us","redis_publish_p50_us","redis_publish_p99_us","publish_p99_ratio",
- * "incr_ops_s","redis_incr_ops_s","incr_ratio"}
+ * "incr_ops_s","redis_incr_ops_s","incr_ratio","lock_cycles_s","redis_lock_cycles_s","lock_ratio"}
  * (publish_p99_ratio = publish_p99_us / redis_publish_p99_us, the target is ≤ 2;
- * incr_ratio = incr_ops_s / redis_incr_ops_s, the target is ≥ 1).
+ * incr_ratio = incr_ops_s / redis_incr_ops_s and lock_ratio = lock_cycles_s /
+ * redis_lock_cycles_s, the targets are ≥ 1).
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process'
 import { createServer } from 'node:net'
@@ -24,8 +29,14 @@ const INCRS = Number(process.env['BENCH_INCRS'] ?? 20_000)
 const INCR_WARMUP = 1_000
 const INCR_IN_FLIGHT = 64
 const COUNTERS = 16
+const LOCKS = Number(process.env['BENCH_LOCKS'] ?? 5_000)
+const LOCK_WARMUP = 500
+const LOCK_IN_FLIGHT = 16
+const LOCK_TTL_MS = 10_000
+/** Redis's compare-and-delete release: delete the key only when it still holds this holder's value. */
+const RELEASE_LUA = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 
-type Work = 'publish' | 'incr'
+type Work = 'publish' | 'incr' | 'lock'
 type Role = { readonly kind: 'mycel' | 'redis'; readonly publisher: boolean; readonly seed: string | undefined; readonly port: number; readonly work: Work }
 type FromChild = { type: 'ready'; port?: number } | { type: 'subscribed' } | { type: 'done'; samples: Array<number>; received: number; opsPerSec?: number }
 
@@ -73,6 +84,23 @@ const incrBench = async (increment: (key: string) => Promise<unknown>, read: (ke
   return opsPerSec
 }
 
+/** `count` acquire + release cycles, LOCK_IN_FLIGHT workers each on its own name; cycles per second. */
+const lockLoad = async (count: number, cycle: (name: string, n: number) => Promise<void>) => {
+  let next = 0
+  const started = performance.now()
+  await Promise.all(
+    Array.from({ length: LOCK_IN_FLIGHT }, async (_, w) => {
+      while (next < count) await cycle(`lock:${w}`, next++)
+    })
+  )
+  return count / ((performance.now() - started) / 1000)
+}
+
+const lockBench = async (cycle: (name: string, n: number) => Promise<void>) => {
+  await lockLoad(LOCK_WARMUP, cycle)
+  return lockLoad(LOCKS, cycle)
+}
+
 const child = async (role: Role) => {
   let received = 0
   if (role.kind === 'mycel') {
@@ -88,6 +116,27 @@ const child = async (role: Role) => {
     send({ type: 'ready', port: node.address.port })
     const until = Date.now() + 20_000
     while (node.nodes().length < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 20))
+    if (role.work === 'lock') {
+      while (!node.mycel.ready() && Date.now() < until) await new Promise((r) => setTimeout(r, 20))
+      if (!role.publisher) {
+        send({ type: 'subscribed' })
+        await waitFor('stop')
+        send({ type: 'done', samples: [], received })
+      } else {
+        await waitFor('go')
+        const tokens = new Map<string, bigint>()
+        const opsPerSec = await lockBench(async (name) => {
+          const lock = await node.locks.acquire(name, { ttlMs: LOCK_TTL_MS, waitMs: 5_000 })
+          if (lock.token <= (tokens.get(name) ?? 0n)) throw new Error(`token ${lock.token} of ${name} did not increase`)
+          tokens.set(name, lock.token)
+          await lock.release()
+        })
+        send({ type: 'done', samples: [], received, opsPerSec })
+        await waitFor('stop')
+      }
+      await node.shutdown()
+      process.exit(0)
+    }
     if (role.work === 'incr') {
       await node.mycel.createBucket('counters', 600_000, 10_000)
       if (!role.publisher) {
@@ -124,6 +173,26 @@ const child = async (role: Role) => {
   const { Redis } = await import('ioredis')
   const redis = new Redis({ host: '127.0.0.1', port: role.port })
   send({ type: 'ready' })
+  if (role.work === 'lock') {
+    if (!role.publisher) {
+      send({ type: 'subscribed' })
+      await waitFor('stop')
+      send({ type: 'done', samples: [], received })
+    } else {
+      await waitFor('go')
+      redis.defineCommand('releaseLock', { numberOfKeys: 1, lua: RELEASE_LUA })
+      const release = (redis as unknown as { releaseLock: (key: string, value: string) => Promise<number> }).releaseLock.bind(redis)
+      const opsPerSec = await lockBench(async (name, n) => {
+        const value = `holder:${n}`
+        if ((await redis.set(name, value, 'PX', LOCK_TTL_MS, 'NX')) !== 'OK') throw new Error(`${name} was held`)
+        if ((await release(name, value)) !== 1) throw new Error(`${name} was not released`)
+      })
+      send({ type: 'done', samples: [], received, opsPerSec })
+      await waitFor('stop')
+    }
+    redis.disconnect()
+    process.exit(0)
+  }
   if (role.work === 'incr') {
     if (!role.publisher) {
       send({ type: 'subscribed' })
@@ -215,6 +284,10 @@ const main = async () => {
     console.log(`mycel:  ${Math.round(incr.opsPerSec)} increments/s (${INCRS} of ${COUNTERS} keys, ${INCR_IN_FLIGHT} in flight, replicated to R = 2)`)
     const redisIncr = await phase('redis', port, 'incr')
     console.log(`redis:  ${Math.round(redisIncr.opsPerSec)} INCR/s (the same keys, ${INCR_IN_FLIGHT} in flight on one connection)`)
+    const locks = await phase('mycel', port, 'lock')
+    console.log(`mycel:  ${Math.round(locks.opsPerSec)} lock cycles/s (acquire + release, ${LOCK_IN_FLIGHT} workers on their own names, R = 2)`)
+    const redisLocks = await phase('redis', port, 'lock')
+    console.log(`redis:  ${Math.round(redisLocks.opsPerSec)} lock cycles/s (SET NX PX + Lua compare-and-delete, ${LOCK_IN_FLIGHT} workers on one connection)`)
     printResult({
       publish_p50_us: Math.round(topics.p50),
       publish_p99_us: Math.round(topics.p99),
@@ -223,7 +296,10 @@ const main = async () => {
       publish_p99_ratio: Number((topics.p99 / baseline.p99).toFixed(2)),
       incr_ops_s: Math.round(incr.opsPerSec),
       redis_incr_ops_s: Math.round(redisIncr.opsPerSec),
-      incr_ratio: Number((incr.opsPerSec / redisIncr.opsPerSec).toFixed(3))
+      incr_ratio: Number((incr.opsPerSec / redisIncr.opsPerSec).toFixed(3)),
+      lock_cycles_s: Math.round(locks.opsPerSec),
+      redis_lock_cycles_s: Math.round(redisLocks.opsPerSec),
+      lock_ratio: Number((locks.opsPerSec / redisLocks.opsPerSec).toFixed(3))
     })
   } finally {
     redis.kill('SIGTERM')

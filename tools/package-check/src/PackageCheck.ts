@@ -65,6 +65,8 @@ export interface InstalledProject {
   readonly tarballs: ReadonlyArray<string>
   /** Runs an ES module with plain `node` inside the blank project; returns its stdout. */
   readonly runModule: (source: string) => string
+  /** `runModule` without blocking the event loop (for modules that run for seconds). */
+  readonly runModuleAsync: (source: string) => Promise<string>
   readonly dispose: () => void
 }
 
@@ -105,6 +107,11 @@ const installed = (dir: string, tarballs: ReadonlyArray<string>): InstalledProje
     const file = join(dir, `check-${Math.random().toString(36).slice(2)}.mjs`)
     writeFileSync(file, source)
     return run(process.execPath, [file], dir)
+  },
+  runModuleAsync: (source) => {
+    const file = join(dir, `check-${Math.random().toString(36).slice(2)}.mjs`)
+    writeFileSync(file, source)
+    return runAsync(process.execPath, [file], dir)
   },
   dispose: () => rmSync(dir, { recursive: true, force: true })
 })

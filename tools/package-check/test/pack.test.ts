@@ -84,6 +84,43 @@ describe('npm pack of every publishable package', () => {
     expect(JSON.parse(out.trim().split('\n').at(-1)!)).toEqual({ id: 'a', nodes: ['a', 'b'], got: 'a:hi', order: 'order 1', streams: 1, cached: 'ada', joined: ['joined:b'], published: ['a:o-1'] })
   }, 60_000)
 
+  it('locks and elections work from a plain .mjs file: bigint fencing tokens, LockTimeout, extend, release, one leader, resign hands over', async () => {
+    const out = await project.runModuleAsync(`
+      import { createMycorrizal } from 'mycorrizal'
+      const wait = async (f) => { for (let i = 0; i < 1000 && !f(); i++) await new Promise((r) => setTimeout(r, 10)) }
+      const secret = 'dev-secret-of-at-least-32-characters'
+      const a = await createMycorrizal({ nodeId: 'a', host: '127.0.0.1', port: 0, clusterSecret: secret, logLevel: 'none' })
+      const b = await createMycorrizal({ nodeId: 'b', host: '127.0.0.1', port: 0, seeds: ['127.0.0.1:' + a.address.port], clusterSecret: secret, logLevel: 'none' })
+      await wait(() => a.nodes().length === 2 && b.nodes().length === 2 && a.mycel.ready() && b.mycel.ready())
+      const lock = await a.locks.acquire('invoice-42', { ttlMs: 10000, waitMs: 5000 })
+      const busy = await b.locks.tryAcquire('invoice-42', { ttlMs: 10000 })
+      const timeout = await b.locks.acquire('invoice-42', { ttlMs: 10000, waitMs: 100 }).then(() => 'granted', (e) => e._tag + ':' + e.holder)
+      await lock.extend(10000)
+      await lock.release()
+      const next = await b.locks.tryAcquire('invoice-42', { ttlMs: 10000 })
+      await next.release()
+      const log = []
+      const ea = await a.elect('nightly-report', { ttlMs: 3000, onElected: (t) => log.push('a+' + t), onRevoked: () => log.push('a-') })
+      const eb = await b.elect('nightly-report', { ttlMs: 3000, onElected: (t) => log.push('b+' + t), onRevoked: () => log.push('b-') })
+      const before = [ea.isLeader(), eb.isLeader(), eb.leader()]
+      await ea.resign()
+      await wait(() => eb.isLeader())
+      console.log(JSON.stringify({ token: typeof lock.token + ':' + lock.token, busy: busy === undefined, timeout, held: lock.isHeld(), next: String(next.token), before, log }))
+      await eb.resign()
+      await b.shutdown()
+      await a.shutdown()
+    `)
+    expect(JSON.parse(out.trim().split('\n').at(-1)!)).toEqual({
+      token: 'bigint:1',
+      busy: true,
+      timeout: 'LockTimeout:a',
+      held: false,
+      next: '2',
+      before: [true, false, 'a'],
+      log: ['a+1', 'a-', 'b+2']
+    })
+  }, 60_000)
+
   it('the mycorrizal executable of @mycorrizal/node runs from the installed dist', () => {
     const version = runBin(project, 'mycorrizal', ['--version'])
     expect(version.status).toBe(0)

@@ -27,6 +27,17 @@
  *   and the order are not held for increments acknowledged then; kills of R nodes within
  *   `killWindowMs` excuse them too. The upper bound is always held.
  *
+ * - P8 locks (`tryAcquire`, hold, release on a few names of the locks' bucket): no fencing token
+ *   granted twice for a name; a grant that began after another was granted has a higher token;
+ *   no two holds of a name overlap, each judged by its holder's own lease (from the grant to the
+ *   earlier of its release and the end of its lease on its own clock). A cut (and `settleMs`
+ *   after it) gives each side a primary for the lock's record, and R kills within `killWindowMs`
+ *   may take the record: grants then are not held to it (what the locks README says a partition
+ *   can do); so does a node's clock stepping by more than the failure timeout (its failure
+ *   detector declares every peer failed, and it acts alone for a moment). An overlap is also excused when a node whose clock ran ahead of the earlier
+ *   holder's by more than the locks' clock-skew allowance took the lock in between (or is the
+ *   later holder): its release freed the lock for the next one (the model's stated assumption).
+ *
  * Writes on two sides of a partition or pause, once any clock was skewed, cannot be ordered by
  * real time by any available cache: violations of 1, 2 and 5 whose writes span such a cut are
  * not counted (P4 still is).
@@ -40,7 +51,7 @@
  */
 import type { Fault, History, Op } from './History.js'
 
-export type Promise = 'P1' | 'P2' | 'P3' | 'P4' | 'P5' | 'P6' | 'P7'
+export type Promise = 'P1' | 'P2' | 'P3' | 'P4' | 'P5' | 'P6' | 'P7' | 'P8'
 
 export interface Violation {
   readonly promise: Promise
@@ -68,7 +79,8 @@ export const promiseNames: Readonly<Record<Promise, string>> = {
   P4: 'once faults heal and writes stop, every owner holds the same version',
   P5: 'a deleted key does not come back',
   P6: 'memory stays bounded (keys and bytes within the bucket limits)',
-  P7: 'an acknowledged increment is counted once: never lost, never applied twice'
+  P7: 'an acknowledged increment is counted once: never lost, never applied twice',
+  P8: 'locks: fencing tokens never repeat or go backwards per name, and holds never overlap'
 }
 
 /** True when kills of `r` distinct nodes fall within `window` ms of each other inside [from, to]. */
@@ -129,6 +141,7 @@ export const check = (history: History): Array<Violation> => {
     else list.push(op)
   }
 
+  checkLocks(history, cut, violations)
   for (const bucket of config.buckets) {
     if (bucket.counters === true) {
       checkCounters(history, bucket.name, byKey, cut, violations)
@@ -225,6 +238,83 @@ export const check = (history: History): Array<Violation> => {
     violations.push({ promise: 'P6', bucket: s.bucket, key: '', node: s.node, at: s.at, ops: [], message: `${s.node} holds ${over} in '${s.bucket}'` })
   }
   return violations
+}
+
+/** A node's clock offset at `t` (ms), from the skew faults. */
+const offsetAt = (faults: ReadonlyArray<Fault>, node: string, t: number): number => {
+  let offset = 0
+  for (const f of faults) if (f.kind === 'skew' && f.at <= t && f.nodes.includes(node)) offset = f.offsetMs ?? 0
+  return offset
+}
+
+/** P8 over the lock grants. */
+const checkLocks = (history: History, cut: ReadonlyArray<readonly [number, number]>, violations: Array<Violation>): void => {
+  const { config, faults, ops } = history
+  const allowance = config.lockSkewMs ?? 0
+  // a clock stepping by more than the failure timeout makes that node's failure detector declare
+  // every peer failed: it acts alone for a moment, as one side of a partition
+  const steps: Array<readonly [number, number]> = []
+  const last = new Map<string, number>()
+  for (const f of faults) {
+    if (f.kind !== 'skew') continue
+    for (const n of f.nodes) {
+      if (config.failureTimeoutMs !== undefined && Math.abs((f.offsetMs ?? 0) - (last.get(n) ?? 0)) > config.failureTimeoutMs) steps.push([f.at, f.at])
+      last.set(n, f.offsetMs ?? 0)
+    }
+  }
+  const cuts = [...cut, ...steps]
+  const disturbed = (from: number, to: number) =>
+    cuts.some(([a, b]) => a <= to && b + config.settleMs >= from) || killsExcuse(faults, config.replicas, config.killWindowMs, from, to)
+  const byName = new Map<string, Array<Op>>()
+  for (const op of ops) {
+    if (op.kind !== 'lock' || op.res !== 'ok' || op.token === undefined || op.comp === undefined) continue
+    const list = byName.get(op.key)
+    if (list === undefined) byName.set(op.key, [op])
+    else list.push(op)
+  }
+  const holdEnd = (op: Op) => Math.min(op.leaseEnd ?? op.comp!, op.releasedAt ?? Infinity)
+  const ahead = (c: Op, base: number) => Math.max(offsetAt(faults, c.node, c.inv), offsetAt(faults, c.node, c.comp!)) - base
+  for (const [name, grants] of byName) {
+    grants.sort((a, b) => a.comp! - b.comp!)
+    const byToken = new Map<string, Op>()
+    for (const b of grants) {
+      const twin = byToken.get(b.token!)
+      if (twin !== undefined && !disturbed(Math.min(twin.inv, b.inv), Math.max(twin.comp!, b.comp!))) {
+        violations.push({ promise: 'P8', bucket: b.bucket, key: name, node: b.node, at: b.inv, ops: [twin.id, b.id], message: `token ${b.token} of '${name}' granted to #${twin.id} on ${twin.node} and #${b.id} on ${b.node}` })
+      }
+      byToken.set(b.token!, b)
+      for (const a of grants) {
+        if (a === b) continue
+        if (a.comp! < b.inv && BigInt(b.token!) <= BigInt(a.token!) && !disturbed(a.inv, b.comp!)) {
+          violations.push({
+            promise: 'P8',
+            bucket: b.bucket,
+            key: name,
+            node: b.node,
+            at: b.inv,
+            ops: [a.id, b.id],
+            message: `grant #${b.id} of '${name}' began after #${a.id} was granted token ${a.token}, yet got token ${b.token}`
+          })
+        }
+        // overlap: a (the lower token) still held by its own lease when b (a higher one) was granted
+        if (BigInt(a.token!) >= BigInt(b.token!) || !(b.comp! < holdEnd(a) && a.comp! < holdEnd(b))) continue
+        if (disturbed(Math.min(a.inv, b.inv), Math.max(holdEnd(a), b.comp!))) continue
+        // a node whose clock ran ahead of a's took the lock from it, at b or at a grant between
+        // them (whose release then freed it for b): excused by the model's clock assumption
+        const base = offsetAt(faults, a.node, a.inv)
+        if (grants.some((c) => BigInt(c.token!) > BigInt(a.token!) && BigInt(c.token!) <= BigInt(b.token!) && ahead(c, base) > allowance)) continue
+        violations.push({
+          promise: 'P8',
+          bucket: b.bucket,
+          key: name,
+          node: b.node,
+          at: b.comp!,
+          ops: [a.id, b.id],
+          message: `'${name}' granted to #${b.id} on ${b.node} (token ${b.token}) at ${b.comp} while #${a.id} on ${a.node} (token ${a.token}) held it until ${holdEnd(a)}`
+        })
+      }
+    }
+  }
 }
 
 /** P7 over the keys of a counter bucket. */

@@ -28,9 +28,13 @@ export interface RunConfig {
   readonly settleMs: number
   /** Kills of R distinct nodes this close together count as R owners failing at once. */
   readonly killWindowMs: number
+  /** The locks' clock-skew allowance (`maxClockSkewMs`); absent in histories without locks. */
+  readonly lockSkewMs?: number
+  /** The nodes' failure timeout: a clock step larger than it cuts the node off for a moment (P8). */
+  readonly failureTimeoutMs?: number
 }
 
-export type OpKind = 'put' | 'get' | 'delete' | 'incr'
+export type OpKind = 'put' | 'get' | 'delete' | 'incr' | 'lock'
 
 /** ok: acknowledged write; hit/miss: a read's answer; error: a typed failure; lost: never completed (the node died or the run ended). */
 export type OpResult = 'ok' | 'hit' | 'miss' | 'error' | 'lost'
@@ -58,6 +62,12 @@ export interface Op {
   err?: string
   /** A read of the final check (after heal and the quiet period). */
   readonly final?: boolean
+  /** lock (a `tryAcquire`; `bucket` is the locks' bucket, `key` the lock name): the fencing token granted, as decimal text ('ok'; 'miss' when held by another). */
+  token?: string
+  /** lock: when the holder's own lease ends (its `remainingMs()` at the grant, from the grant). */
+  leaseEnd?: number
+  /** lock: when the holder began its release (undefined: it never did, e.g. killed). */
+  releasedAt?: number
 }
 
 export type FaultKind = 'kill' | 'restart' | 'pause' | 'resume' | 'partition' | 'heal' | 'delay' | 'undelay' | 'join' | 'leave' | 'skew'

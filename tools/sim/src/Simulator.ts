@@ -8,6 +8,7 @@
  * Only Mycel's public API is used (`Mycel` and its layer, `Streams.layer`, `Nodosum.make` over
  * `MemoryTransport.make`), so the same simulator runs against any engine behind it.
  */
+import { Locks } from '@mycorrizal/coordination'
 import { Mycel, MycelConfig } from '@mycorrizal/mycel'
 import { Certificates, Discovery, MemoryTransport, Nodosum, NodosumConfig, Transport, TransportConfig } from '@mycorrizal/nodosum'
 import { Streams, StreamsConfig } from '@mycorrizal/streams'
@@ -87,6 +88,9 @@ const nodeSettings = {
 } as const
 
 const mycelOptions: Mycel.MycelOptions = { requestTimeout: '1 second', readyTimeout: '5 seconds' }
+/** The locks' clock-skew allowance: skews beyond it excuse overlapping holds (the model's assumption). */
+const LOCK_SKEW_MS = 1_000
+const LOCK_NAMES = ['l0', 'l1']
 
 // ---- the plan ---------------------------------------------------------------------------
 
@@ -97,8 +101,10 @@ interface PlannedOp {
   readonly key: string
   /** Which up node serves it: index into the up nodes, modulo their number. */
   readonly nodeHint: number
-  /** put: the value's size; incr: the delta. */
+  /** put: the value's size; incr: the delta; lock: the lease (ms). */
   readonly size: number
+  /** lock: how long the holder keeps it before releasing (may exceed the lease). */
+  readonly holdMs?: number
 }
 
 interface Event {
@@ -162,7 +168,9 @@ const plan = (options: SimOptions) => {
     buckets,
     staleMs: 2_000,
     settleMs: 3_000,
-    killWindowMs: 6_000
+    killWindowMs: 6_000,
+    lockSkewMs: LOCK_SKEW_MS,
+    failureTimeoutMs: nodeSettings.failureTimeout
   }
   const runtimePrng = prng.fork()
   // increments on the counter keys, drawn last so the other draws of a seed stay as they were
@@ -172,6 +180,17 @@ const plan = (options: SimOptions) => {
     incrAt += Math.max(1, Math.round(-Math.log(1 - counterPrng.float()) * MEAN_GAP_MS * 4))
     if (incrAt > opsEnd) break
     ops.push({ at: incrAt, kind: 'incr', bucket: 'counters', key: counterPrng.pick(keys.counters!), nodeHint: counterPrng.int(0, 1_000), size: counterPrng.int(1, 3) })
+  }
+  // lock clients (tryAcquire, hold, release) on a few names, drawn after the counters for the same reason
+  const lockPrng = prng.fork()
+  let lockAt = WARMUP_MS
+  for (let i = 0; i < Math.round(opCount / 4); i++) {
+    lockAt += Math.max(1, Math.round(-Math.log(1 - lockPrng.float()) * MEAN_GAP_MS * 4))
+    if (lockAt > opsEnd) break
+    const ttl = lockPrng.int(200, 2_000)
+    // a few holders keep the lock past their lease: others may take it once it passed
+    const holdMs = lockPrng.chance(0.15) ? lockPrng.int(ttl, ttl * 2) : lockPrng.int(5, Math.round(ttl * 0.8))
+    ops.push({ at: lockAt, kind: 'lock', bucket: Locks.BUCKET, key: lockPrng.pick(LOCK_NAMES), nodeHint: lockPrng.int(0, 1_000), size: ttl, holdMs })
   }
   ops.sort((a, b) => a.at - b.at)
   return { config, ops, activeEnd, faultTimes, runtimePrng, keys }
@@ -193,6 +212,7 @@ interface SimNode {
   generation: number
   scope?: Scope.CloseableScope
   mycel?: Mycel.Mycel['Type']
+  locks?: Locks.Locks['Type']
   nodosum?: Nodosum.Nodosum['Type']
   run?: <A, E>(effect: Effect.Effect<A, E>) => unknown
 }
@@ -272,7 +292,14 @@ export const runSeed = (options: SimOptions): Promise<RunResult> => {
       node.state = 'starting'
       const build = Effect.gen(function* () {
         const scope = yield* Scope.make()
-        const ctx = yield* Layer.buildWithScope(Mycel.layer(mycelOptions).pipe(Layer.provideMerge(Streams.layer()), Layer.provideMerge(nodosumLayer(node.id))), scope)
+        const ctx = yield* Layer.buildWithScope(
+          Locks.layer({ maxClockSkewMs: LOCK_SKEW_MS }).pipe(
+            Layer.provideMerge(Mycel.layer(mycelOptions)),
+            Layer.provideMerge(Streams.layer()),
+            Layer.provideMerge(nodosumLayer(node.id))
+          ),
+          scope
+        )
         const mycel = Context.get(ctx, Mycel.Mycel)
         for (const b of config.buckets) yield* mycel.createBucket(b.name, b.ttlMs, b.maxSize, { replicas: config.replicas, maxBytes: b.maxBytes })
         const clients = yield* FiberSet.make<unknown, unknown>().pipe(Scope.extend(scope))
@@ -283,6 +310,7 @@ export const runSeed = (options: SimOptions): Promise<RunResult> => {
         }
         node.scope = scope
         node.mycel = mycel
+        node.locks = Context.get(ctx, Locks.Locks)
         node.nodosum = Context.get(ctx, Nodosum.Nodosum)
         node.run = (effect) => run(effect as Effect.Effect<unknown, unknown>)
         node.state = 'up'
@@ -306,6 +334,7 @@ export const runSeed = (options: SimOptions): Promise<RunResult> => {
       const scope = node.scope
       node.scope = undefined
       node.mycel = undefined
+      node.locks = undefined
       node.nodosum = undefined
       node.run = undefined
       node.state = how === 'kill' ? 'dead' : 'left'
@@ -444,6 +473,47 @@ export const runSeed = (options: SimOptions): Promise<RunResult> => {
     // ---- clients ----
     let nextOp = 1
     let writeId = 0
+    /** A lock client: one tryAcquire; when granted, holds for `holdMs` and releases. */
+    const lockClient = (node: SimNode, name: string, ttlMs: number, holdMs: number) => {
+      const op: Op = { id: nextOp++, node: node.id, kind: 'lock', bucket: Locks.BUCKET, key: name, inv: now() }
+      history.ops.push(op)
+      node.run!(
+        node.locks!.tryAcquire(name, { ttlMs }).pipe(
+          Effect.tap((lock) =>
+            Effect.sync(() => {
+              op.comp = now()
+              if (lock === undefined) op.res = 'miss'
+              else {
+                op.res = 'ok'
+                op.token = lock.token.toString()
+                op.leaseEnd = now() + lock.remainingMs()
+              }
+            })
+          ),
+          Effect.flatMap((lock) =>
+            lock === undefined
+              ? Effect.void
+              : Effect.sleep(holdMs).pipe(
+                  Effect.andThen(Effect.sync(() => (op.releasedAt = now()))),
+                  Effect.andThen(Effect.ignore(lock.release))
+                )
+          ),
+          Effect.onExit((exit) =>
+            Effect.sync(() => {
+              if (Exit.isSuccess(exit) || op.res !== undefined) return
+              if (Cause.isInterruptedOnly(exit.cause)) op.res = 'lost'
+              else {
+                op.comp = now()
+                op.res = 'error'
+                const failure = Cause.failureOption(exit.cause)
+                op.err = Option.match(failure, { onNone: () => 'defect', onSome: (e) => String((e as { reason?: unknown }).reason ?? e) })
+              }
+            })
+          )
+        )
+      )
+    }
+
     const issue = (node: SimNode, kind: OpKind, bucket: string, key: string, size: number, final = false) => {
       const id = nextOp++
       let value: Uint8Array | undefined
@@ -516,7 +586,8 @@ export const runSeed = (options: SimOptions): Promise<RunResult> => {
       at(p.at, () => {
         const up = upNodes().filter((n) => !n.paused)
         if (up.length === 0) return
-        issue(up[p.nodeHint % up.length]!, p.kind, p.bucket, p.key, p.size)
+        if (p.kind === 'lock') lockClient(up[p.nodeHint % up.length]!, p.key, p.size, p.holdMs ?? 0)
+        else issue(up[p.nodeHint % up.length]!, p.kind, p.bucket, p.key, p.size)
       })
     }
     for (const f of faultTimes) at(f.at, () => fault(f.choice))

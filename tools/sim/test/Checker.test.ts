@@ -152,6 +152,49 @@ describe('checker', () => {
     expect(promises(history([], [], [{ at: 1_000, node: 'n1', bucket: 'tight', keys: 1, bytes: 1_001 }]))).toEqual(['P6'])
   })
 
+  describe('P8: locks', () => {
+    const locks: RunConfig = { ...config, lockSkewMs: 1_000 }
+    const grant = (name: string, token: number, inv: number, comp: number, leaseMs: number, releasedAt?: number, node = 'n1'): Op =>
+      op({ bucket: 'system.locks', node, kind: 'lock', key: name, inv, comp, res: 'ok', token: String(token), leaseEnd: comp + leaseMs, ...(releasedAt === undefined ? {} : { releasedAt }) })
+    const lockHistory = (ops: Array<Op>, faults: Array<Fault> = []): History => ({ config: locks, ops, faults, samples: [] })
+    const p8 = (h: History) => check(h).map((v) => `${v.promise}: ${v.message}`)
+
+    it('a clean history passes: rising tokens, each hold after the previous one ended (released or lease passed)', () => {
+      expect(p8(lockHistory([grant('l', 1, 0, 10, 500, 100), grant('l', 2, 150, 160, 500, undefined, 'n2'), grant('l', 3, 1_600, 1_700, 500, 1_750, 'n3'), grant('m', 1, 0, 5, 500)]))).toEqual([])
+    })
+
+    it('a token granted twice, a token going backwards, or overlapping holds are violations', () => {
+      expect(p8(lockHistory([grant('l', 1, 0, 10, 500, 100), grant('l', 1, 200, 210, 500, undefined, 'n2')])).some((m) => m.includes('granted to #'))).toBe(true)
+      expect(p8(lockHistory([grant('l', 5, 0, 10, 500, 100), grant('l', 4, 200, 210, 500, undefined, 'n2')])).some((m) => m.includes('yet got token'))).toBe(true)
+      expect(p8(lockHistory([grant('l', 1, 0, 10, 500, 300), grant('l', 2, 200, 210, 500, undefined, 'n2')])).some((m) => m.includes('while #'))).toBe(true)
+    })
+
+    it('a cut excuses every lock violation; a clock ahead by more than the allowance excuses only an overlap', () => {
+      const overlap = [grant('l', 1, 0, 10, 500, 300), grant('l', 2, 200, 210, 500, undefined, 'n2')]
+      const cut: Array<Fault> = [
+        { at: 5, kind: 'partition', nodes: ['n1'], detail: '| n2' },
+        { at: 100, kind: 'heal', nodes: [] }
+      ]
+      expect(p8(lockHistory(overlap, cut))).toEqual([])
+      const skew: Array<Fault> = [{ at: 1, kind: 'skew', nodes: ['n2'], offsetMs: 5_000, detail: '+5000 ms' }]
+      expect(p8(lockHistory(overlap, skew))).toEqual([])
+      // the skew does not excuse a repeated token
+      expect(p8(lockHistory([grant('l', 1, 0, 10, 500, 100), grant('l', 1, 200, 210, 500, undefined, 'n2')], skew)).some((m) => m.includes('granted to #'))).toBe(true)
+      expect(p8(lockHistory(overlap)).some((m) => m.includes('while #'))).toBe(true)
+      // the skewed node took it and released it: the next holder's overlap with the first is excused too
+      const chain = [grant('l', 1, 0, 10, 500, 400), grant('l', 2, 100, 110, 500, 150, 'n2'), grant('l', 3, 200, 210, 500, undefined, 'n3')]
+      expect(p8(lockHistory(chain, skew))).toEqual([])
+      expect(p8(lockHistory(chain)).filter((m) => m.includes('while #'))).toHaveLength(2)
+      // a clock step beyond the failure timeout cuts the node off for a moment: a repeated token is excused there
+      const repeat = [grant('l', 1, 0, 10, 500, 100), grant('l', 1, 2_000, 2_010, 500, undefined, 'n2')]
+      expect(p8(lockHistory(repeat)).some((m) => m.includes('granted to #'))).toBe(true)
+      const step: Array<Fault> = [{ at: 1_990, kind: 'skew', nodes: ['n2'], offsetMs: 20_000, detail: '+20000 ms' }]
+      expect(p8({ ...lockHistory(repeat, step), config: { ...locks, failureTimeoutMs: 1_000 } })).toEqual([])
+      // equal grant times: the lower token is the earlier holder
+      expect(p8(lockHistory([grant('l', 2, 5, 10, 500, undefined, 'n2'), grant('l', 1, 0, 10, 500, 300)])).some((m) => m.includes('#') && m.includes('(token 2) at 10 while'))).toBe(true)
+    })
+  })
+
   describe('P7: counters', () => {
     const counters: RunConfig = { ...config, buckets: [...config.buckets, { name: 'counters', ttlMs: 3_600_000, maxSize: 100, maxBytes: 0, strict: false, counters: true }] }
     const incr = (key: string, delta: number, inv: number, comp: number | undefined, count?: number, node = 'n1'): Op =>

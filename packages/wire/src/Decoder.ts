@@ -6,17 +6,18 @@
  * - A message wholly inside a chunk is handed out as a view of that chunk: zero copy, valid
  *   only during the callback (transports reuse their read buffers). Copy what you keep.
  * - A message split across chunks is assembled with what arrived, not with what its length
- *   header claims: no peer, authenticated or not, makes a node allocate ahead of its bytes. Its
- *   first half goes into blocks (the first of the bytes at hand, at least
+ *   header claims. Its bytes go into blocks (the first of the bytes at hand, at least
  *   `INITIAL_BODY_BYTES`; each next one as large as what is held, up to `MAX_BLOCK_BYTES`),
- *   never copied again while they fill; once half the declared length is in, one buffer of
- *   exactly that length takes the blocks and every later byte. A peer that sends a 16 MiB
- *   header and then nothing costs 16 KiB, not 16 MiB; at most twice what arrived is allocated
- *   at any time; a real message costs half a copy of itself more than a buffer allocated at its
- *   declared length would (growing one buffer by doubling costs a whole copy more, and its
- *   dead intermediate buffers made the garbage collector run six times as often on a stream of
- *   10 MiB messages). Header and STREAM_INIT bytes split across chunks go to a small fixed
- *   scratch. Nothing else is kept between chunks.
+ *   never copied again while they fill. Once a sixteenth of it (`RESERVE_FRACTION`) is in and
+ *   the connection's `budget` allows, or once half of it is in, one buffer of exactly its
+ *   declared length takes the blocks and every later byte. So a peer that sends a 16 MiB header
+ *   and then nothing costs 16 KiB, not 16 MiB; what is allocated is at most 16 times what
+ *   arrived with a budget and twice without; and a real message costs a sixteenth of a copy
+ *   more than a buffer allocated at its header (half a copy past the budget). Gathering half
+ *   first doubled the small-request tail of `bench:hol` beside 10 MiB transfers, and growing
+ *   one buffer by doubling (a whole copy more, dead intermediate buffers) made the garbage
+ *   collector run six times as often. Header and STREAM_INIT bytes split across chunks go to a
+ *   small fixed scratch. Nothing else is kept between chunks.
  * - Short input means "wait for more". Anything else is a `WireError`; after one the decoder
  *   is poisoned and throws the same error again.
  *
@@ -44,6 +45,38 @@ export interface DecoderOptions {
   readonly maxMessageSize?: number
   /** The stream starts with STREAM_INIT (default true). */
   readonly streamInit?: boolean
+  /**
+   * Memory a split message may take at its declared length once `1 / RESERVE_FRACTION` of it
+   * arrived, shared by the decoders of one connection (see `ReserveBudget`). While the budget
+   * allows, such a message moves into one buffer of its declared length then (one copy of each
+   * later byte); past it, or without a budget, it is gathered until half of it arrived.
+   */
+  readonly budget?: ReserveBudget
+}
+
+/**
+ * A shared allowance of bytes reserved ahead of their arrival: `take` says whether `bytes`
+ * more may be reserved (and counts them if so), `give` returns them.
+ */
+export interface ReserveBudget {
+  readonly take: (bytes: number) => boolean
+  readonly give: (bytes: number) => void
+}
+
+/** A budget of `limit` bytes. */
+export const makeBudget = (limit: number): ReserveBudget & { readonly reserved: () => number } => {
+  let reserved = 0
+  return {
+    take: (bytes) => {
+      if (reserved + bytes > limit) return false
+      reserved += bytes
+      return true
+    },
+    give: (bytes) => {
+      reserved = Math.max(0, reserved - bytes)
+    },
+    reserved: () => reserved
+  }
 }
 
 /**
@@ -51,6 +84,12 @@ export interface DecoderOptions {
  * this a message is allocated at its declared length at once.
  */
 export const INITIAL_BODY_BYTES = 16 * 1024
+
+/**
+ * A split message may take a buffer of its declared length from the budget once this fraction
+ * of it arrived (1/16): memory at most 16 times what arrived, whoever sends it.
+ */
+export const RESERVE_FRACTION = 16
 
 /** The largest block the first half of a split message is gathered in. */
 export const MAX_BLOCK_BYTES = 1024 * 1024
@@ -78,6 +117,9 @@ export class Decoder {
   private blocks: Array<Uint8Array> = []
   private blockLen = 0
   private reserved = 0
+  /** Bytes of the current message taken from the budget (0 when it is gathered as it arrives). */
+  private fromBudget = 0
+  private readonly budget: ReserveBudget | undefined
   private bodyLen = 0
   private bodyTotal = 0
   private error: WireError | undefined
@@ -90,6 +132,7 @@ export class Decoder {
       throw new RangeError('maxMessageSize must be an integer from 0 to 2^32 - 1')
     }
     this.state = (options.streamInit ?? true) ? State.Init : State.Header
+    this.budget = options.budget
   }
 
   /** Bytes held across chunks right now (at most maxMessageSize, or a STREAM_INIT). */
@@ -99,7 +142,9 @@ export class Decoder {
 
   /**
    * Bytes allocated for the message being assembled (0 between messages): at most
-   * max(`INITIAL_BODY_BYTES`, 2 × `bufferedBytes`), never more than its declared length.
+   * max(`INITIAL_BODY_BYTES`, 2 × `bufferedBytes`) without a budget and
+   * max(`INITIAL_BODY_BYTES`, `RESERVE_FRACTION` × `bufferedBytes`) with one, never more than
+   * its declared length.
    */
   get reservedBytes(): number {
     return this.state === State.Body ? this.reserved : 0
@@ -198,8 +243,8 @@ export class Decoder {
         case State.Body: {
           const take = Math.min(end - pos, this.bodyTotal - this.bodyLen)
           const need = this.bodyLen + take
-          if (this.body === undefined && 2 * need >= this.bodyTotal) {
-            // half of it is here: one buffer of the declared length takes the blocks
+          if (this.body === undefined && (2 * need >= this.bodyTotal || this.reserve(need))) {
+            // half of it is here, or a sixteenth and the budget allows: one buffer of the declared length takes the blocks
             const body = new Uint8Array(this.bodyTotal)
             let at = 0
             for (const block of this.blocks) {
@@ -234,6 +279,13 @@ export class Decoder {
     }
   }
 
+  /** With `need` bytes of the message in: a sixteenth of it or more, and the budget allows its declared length. */
+  private reserve(need: number): boolean {
+    if (this.budget === undefined || RESERVE_FRACTION * need < this.bodyTotal || !this.budget.take(this.bodyTotal)) return false
+    this.fromBudget = this.bodyTotal
+    return true
+  }
+
   /** Copies `take` bytes at `pos` into the blocks, adding one when the last is full. */
   private gather(chunk: Uint8Array, pos: number, take: number): void {
     while (take > 0) {
@@ -255,6 +307,10 @@ export class Decoder {
   }
 
   private clearBody(): void {
+    if (this.fromBudget > 0) {
+      this.budget!.give(this.fromBudget)
+      this.fromBudget = 0
+    }
     this.body = undefined
     this.blocks = []
     this.blockLen = 0
@@ -263,7 +319,7 @@ export class Decoder {
     this.bodyTotal = 0
   }
 
-  /** The stream is gone (reset, closed): what a partial message holds is let go. */
+  /** The stream is gone (reset, closed): what a partial message holds is let go and its budget returned. */
   dispose(): void {
     this.clearBody()
     this.scratchLen = 0

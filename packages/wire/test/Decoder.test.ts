@@ -162,6 +162,47 @@ describe('Decoder', () => {
     expect(decoder.reservedBytes).toBe(0)
   })
 
+  it('with a budget, a split message takes its declared length once a sixteenth of it arrived, while the budget allows; gives it back when done, failed or disposed; past it, it is gathered', () => {
+    const budget = Decoder.makeBudget(3 * 1024 * 1024)
+    const size = 2 * 1024 * 1024
+    const sixteenth = size / Decoder.RESERVE_FRACTION
+    const payload = new Uint8Array(size).map((_, i) => (i * 7) & 0xff)
+    const data = Frame.encodeMessage(payload)
+    const one = Decoder.make({ streamInit: false, budget })
+    const received: Array<Uint8Array> = []
+    // a header and less than a sixteenth: nothing taken from the budget
+    one.push(data.subarray(0, 4 + sixteenth - 1), { onMessage: (p) => received.push(p) })
+    expect(budget.reserved()).toBe(0)
+    expect(one.reservedBytes).toBeLessThanOrEqual(2 * one.bufferedBytes)
+    // the sixteenth: the whole declared length, from the budget
+    one.push(data.subarray(4 + sixteenth - 1, 4 + sixteenth), { onMessage: (p) => received.push(p) })
+    expect(one.reservedBytes).toBe(size)
+    expect(budget.reserved()).toBe(size)
+    // a second stream's message does not fit what is left: gathered as it arrives, not taken from the budget
+    const two = Decoder.make({ streamInit: false, budget })
+    two.push(data.subarray(0, 4 + 2 * sixteenth), { onMessage: () => {} })
+    expect(two.reservedBytes).toBeLessThanOrEqual(Math.max(Decoder.INITIAL_BODY_BYTES, 2 * two.bufferedBytes))
+    expect(budget.reserved()).toBe(size)
+    for (let o = 4 + sixteenth; o < data.length; o += 65_536) one.push(data.subarray(o, o + 65_536), { onMessage: (p) => received.push(p) })
+    expect(received).toHaveLength(1)
+    expect(Buffer.compare(received[0]!, payload)).toBe(0)
+    expect(budget.reserved()).toBe(0)
+    // a stream that is reset or fails mid-message gives its reservation back
+    const three = Decoder.make({ streamInit: false, budget })
+    three.push(data.subarray(0, 4 + sixteenth), { onMessage: () => {} })
+    expect(budget.reserved()).toBe(size)
+    three.dispose()
+    expect(budget.reserved()).toBe(0)
+    const four = Decoder.make({ streamInit: false, budget })
+    four.push(data.subarray(0, 4 + sixteenth), { onMessage: () => {} })
+    expect(() => four.end()).toThrow(expect.objectContaining({ reason: 'UnexpectedEof' }))
+    expect(budget.reserved()).toBe(0)
+    // the second stream's message still completes, gathered
+    const rest: Array<Uint8Array> = []
+    for (let o = 4 + 2 * sixteenth; o < data.length; o += 65_536) two.push(data.subarray(o, o + 65_536), { onMessage: (p) => rest.push(p) })
+    expect(Buffer.compare(rest[0]!, payload)).toBe(0)
+  })
+
   it('many streams claiming large messages hold about what arrived, never what the headers claim; a disposed stream lets go of its part', () => {
     const size = 16 * 1024 * 1024
     const head = new Uint8Array([0x01, 0x00, 0x00, 0x00])

@@ -29,7 +29,7 @@ import * as Dialer from './dialer.js'
 import { FramedStream } from './framed.js'
 import type { Refusal, Role } from './handshake.js'
 import * as Membership from './membership.js'
-import { acceptStream, attach, type Peer, type PeerEvents, send } from './peer.js'
+import { acceptStream, attach, budgetOf, type Peer, type PeerEvents, send } from './peer.js'
 import { LATE_DIAL_HEARTBEATS, LEAVE_GRACE_MS } from './protocol.js'
 import * as Session from './session.js'
 
@@ -239,7 +239,7 @@ export const make = (settings: NodosumSettings, certificate: Uint8Array): Effect
       openStream: (peerId, appId, streamName, handler) => {
         const peer = peerOf(peerId)
         if (peer === undefined) throw new ClusterError({ reason: 'UnknownNode', message: `node '${peerId}' is not an alive member` })
-        const framed = new FramedStream(peer.connection.openStream({ onData: () => {} }), peerId, false, settings.maxMessageSize, { appId, streamName }, undefined)
+        const framed = new FramedStream(peer.connection.openStream({ onData: () => {} }), peerId, false, settings.maxMessageSize, { appId, streamName }, undefined, budgetOf(peer, settings.maxMessageSize))
         framed.setHandler(handler)
         return framed as PeerStream
       },

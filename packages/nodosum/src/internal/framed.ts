@@ -53,12 +53,14 @@ export class FramedStream implements PeerStream {
     readonly incoming: boolean,
     readonly maxMessageSize: number,
     init: StreamInit.StreamInit | undefined,
-    onInit: ((init: StreamInit.StreamInit, self: FramedStream) => void) | undefined
+    onInit: ((init: StreamInit.StreamInit, self: FramedStream) => void) | undefined,
+    /** The connection's allowance for messages reserved at their declared length (see `Decoder.ReserveBudget`). */
+    budget?: Decoder.ReserveBudget
   ) {
     this.appId = init?.appId ?? ''
     this.streamName = init?.streamName ?? ''
     this.onInit = onInit
-    this.decoder = Decoder.make({ maxMessageSize, streamInit: incoming })
+    this.decoder = Decoder.make(budget === undefined ? { maxMessageSize, streamInit: incoming } : { maxMessageSize, streamInit: incoming, budget })
     stream.setHandler({
       onData: (chunk) => this.onData(chunk),
       onEnd: () => this.onEnd(),

@@ -2,7 +2,7 @@
  * One authenticated connection of the cluster shell: the peer's identity, its control stream
  * and the handlers that feed the shell once the handshake is done.
  */
-import { ControlMessage, type WireError } from '@mycorrizal/wire'
+import { ControlMessage, Decoder, type WireError } from '@mycorrizal/wire'
 import type { StreamAcceptor } from '../Nodosum.js'
 import { ErrorCode } from '../PeerStream.js'
 import type { Address, TransportConnection, TransportStream } from '../Transport.js'
@@ -18,7 +18,16 @@ export interface Peer {
   readonly dialedByUs: boolean
   rttMicros: number | undefined
   pingSeq: number
+  /**
+   * What the peer's application streams may reserve for messages at their declared length
+   * before their bytes arrive: twice the largest message (past it they are gathered as they
+   * arrive), so a peer that claims large messages and sends nothing holds little memory.
+   */
+  budget?: Decoder.ReserveBudget
 }
+
+/** The reservation budget of a peer's application streams (made on first use). */
+export const budgetOf = (peer: Peer, maxMessageSize: number): Decoder.ReserveBudget => (peer.budget ??= Decoder.makeBudget(2 * maxMessageSize))
 
 /** What the shell does with a peer's traffic. */
 export interface PeerEvents {
@@ -68,6 +77,7 @@ export const acceptStream = (peer: Peer, stream: TransportStream, maxMessageSize
     (init, framed) => {
       const take = acceptor()
       if (init.appId === CONTROL_APP_ID || take === undefined || !take(framed)) framed.reset(ErrorCode.UnknownStream)
-    }
+    },
+    budgetOf(peer, maxMessageSize)
   )
 }

@@ -1,12 +1,21 @@
 /**
  * Cache benchmark: three node processes on loopback, each driving its own embedded Mycorrizal
- * node (100-byte values, 100,000 keys, 90 % get / 10 % put, 64 operations in flight per
- * process), against the same three driver processes using ioredis on one redis-server started
- * here. Last line: {"mycel_ops_s":N,"mycel_p99_us":N,"redis_ops_s":N,"redis_p99_us":N,"ratio":R}
+ * node (100-byte values, 100,000 keys, 64 operations in flight per process), against the same
+ * three driver processes using ioredis on one redis-server started here. Two workloads, each
+ * run on Mycel then on Redis with fresh processes:
+ *
+ * - uniform: 90 % get / 10 % put, keys drawn uniformly;
+ * - zipf: YCSB workload B, 95 % get / 5 % put, keys drawn by YCSB's scrambled Zipfian (constant
+ *   0.99, `zipf.ts`).
+ *
+ * Last line: {"mycel_ops_s","mycel_p99_us","redis_ops_s","redis_p99_us","ratio","zipf_mycel_ops_s",
+ * "zipf_mycel_p99_us","zipf_redis_ops_s","zipf_redis_p99_us","zipf_ratio"}. BENCH_WORKLOAD=uniform
+ * or zipf runs one of them (the other's fields are then absent).
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process'
 import { createServer } from 'node:net'
 import { percentile, printResult } from './report.js'
+import { ScrambledZipfian } from './zipf.js'
 
 const PROCESSES = 3
 const KEYS = Number(process.env['BENCH_KEYS'] ?? 100_000)
@@ -15,7 +24,20 @@ const VALUE_BYTES = 100
 const seconds = Number(process.env['BENCH_SECONDS'] ?? 5)
 const SAMPLE_LIMIT = 50_000
 
-type Role = { readonly kind: 'mycel'; readonly index: number; readonly seed: string | undefined } | { readonly kind: 'redis'; readonly index: number; readonly port: number }
+type Workload = 'uniform' | 'zipf'
+type Role =
+  | { readonly kind: 'mycel'; readonly index: number; readonly seed: string | undefined; readonly workload: Workload }
+  | { readonly kind: 'redis'; readonly index: number; readonly port: number; readonly workload: Workload }
+
+/** The zipf phase's near cache, as Mycel's bucket option (undefined: off). */
+const nearCache = undefined as { maxSize: number; ttlMs: number } | undefined
+
+/** The next operation's key and whether it is a put, per workload. */
+const chooser = (workload: Workload): ((x: number) => { key: string; put: boolean }) => {
+  if (workload === 'uniform') return (x) => ({ key: `key:${(x >>> 0) % KEYS}`, put: (x >>> 0) % 10 === 0 })
+  const zipf = new ScrambledZipfian(KEYS)
+  return () => ({ key: `key:${zipf.next()}`, put: Math.random() < 0.05 })
+}
 type FromChild = { type: 'ready'; port?: number } | { type: 'loaded' } | { type: 'done'; ops: number; seconds: number; samples: Array<number> }
 
 const freePort = () =>
@@ -27,7 +49,8 @@ const freePort = () =>
   })
 
 /** Runs 64 workers doing the mix for `seconds`; returns op count, time and latency samples (us). */
-const drive = async (get: (key: string) => Promise<unknown>, put: (key: string, value: Uint8Array) => Promise<unknown>) => {
+const drive = async (workload: Workload, get: (key: string) => Promise<unknown>, put: (key: string, value: Uint8Array) => Promise<unknown>) => {
+  const choose = chooser(workload)
   const value = new Uint8Array(VALUE_BYTES).fill(42)
   const samples: Array<number> = []
   let ops = 0
@@ -39,9 +62,9 @@ const drive = async (get: (key: string) => Promise<unknown>, put: (key: string, 
       x ^= x << 13
       x ^= x >>> 17
       x ^= x << 5
-      const key = `key:${(x >>> 0) % KEYS}`
+      const { key, put: isPut } = choose(x)
       const t = performance.now()
-      if ((x >>> 0) % 10 === 0) await put(key, value)
+      if (isPut) await put(key, value)
       else await get(key)
       const us = (performance.now() - t) * 1000
       ops++
@@ -93,6 +116,7 @@ const child = async (role: Role) => {
     send({ type: 'loaded' })
     await waitFor('go')
     const result = await drive(
+      role.workload,
       (k) => node.mycel.get('bench', k),
       (k, v) => node.mycel.put('bench', k, v)
     )
@@ -109,6 +133,7 @@ const child = async (role: Role) => {
   send({ type: 'loaded' })
   await waitFor('go')
   const result = await drive(
+    role.workload,
     (k) => redis.getBuffer(k),
     (k, v) => redis.set(k, Buffer.from(v))
   )
@@ -174,17 +199,24 @@ const main = async () => {
   const redis = spawn(redisPath, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
   try {
     await new Promise((r) => setTimeout(r, 300))
-    const mycel = await phase((index, seed) => ({ kind: 'mycel', index, seed }))
-    console.log(`mycel: ${mycel.opsS.toFixed(0)} ops/s, p50 ${mycel.p50.toFixed(0)} us, p99 ${mycel.p99.toFixed(0)} us (3 processes x ${IN_FLIGHT} in flight)`)
-    const baseline = await phase((index) => ({ kind: 'redis', index, port }))
-    console.log(`redis: ${baseline.opsS.toFixed(0)} ops/s, p50 ${baseline.p50.toFixed(0)} us, p99 ${baseline.p99.toFixed(0)} us (one redis-server, ioredis)`)
-    printResult({
-      mycel_ops_s: Math.round(mycel.opsS),
-      mycel_p99_us: Math.round(mycel.p99),
-      redis_ops_s: Math.round(baseline.opsS),
-      redis_p99_us: Math.round(baseline.p99),
-      ratio: Number((mycel.opsS / baseline.opsS).toFixed(3))
-    })
+    const only = process.env['BENCH_WORKLOAD']
+    const result: Record<string, number> = {}
+    for (const workload of ['uniform', 'zipf'] as const) {
+      if (only !== undefined && only !== workload) continue
+      const prefix = workload === 'zipf' ? 'zipf_' : ''
+      const mix = workload === 'zipf' ? 'YCSB B: 95 % get / 5 % put, scrambled Zipfian 0.99' : '90 % get / 10 % put, uniform'
+      const near = workload === 'zipf' && nearCache !== undefined ? `near cache maxSize ${nearCache.maxSize}, ttl ${nearCache.ttlMs} ms` : 'no near cache'
+      const mycel = await phase((index, seed) => ({ kind: 'mycel', index, seed, workload }))
+      console.log(`${workload} mycel: ${mycel.opsS.toFixed(0)} ops/s, p50 ${mycel.p50.toFixed(0)} us, p99 ${mycel.p99.toFixed(0)} us (${mix}; 3 processes x ${IN_FLIGHT} in flight; ${near})`)
+      const baseline = await phase((index) => ({ kind: 'redis', index, port, workload }))
+      console.log(`${workload} redis: ${baseline.opsS.toFixed(0)} ops/s, p50 ${baseline.p50.toFixed(0)} us, p99 ${baseline.p99.toFixed(0)} us (${mix}; one redis-server, ioredis)`)
+      result[`${prefix}mycel_ops_s`] = Math.round(mycel.opsS)
+      result[`${prefix}mycel_p99_us`] = Math.round(mycel.p99)
+      result[`${prefix}redis_ops_s`] = Math.round(baseline.opsS)
+      result[`${prefix}redis_p99_us`] = Math.round(baseline.p99)
+      result[`${prefix}ratio`] = Number((mycel.opsS / baseline.opsS).toFixed(3))
+    }
+    printResult(result)
   } finally {
     redis.kill('SIGTERM')
   }

@@ -6,7 +6,9 @@
  *
  * - uniform: 90 % get / 10 % put, keys drawn uniformly;
  * - zipf: YCSB workload B, 95 % get / 5 % put, keys drawn by YCSB's scrambled Zipfian (constant
- *   0.99, `zipf.ts`).
+ *   0.99, `zipf.ts`); Mycel's bucket has its near cache on (BENCH_NEAR=0 turns it off;
+ *   BENCH_NEAR_SIZE, default 10,000, BENCH_NEAR_TTL_MS, default 1,000, and BENCH_NEAR_TRACKED,
+ *   the owners' trackedKeys, 0 = invalidation by broadcast, set it).
  *
  * Last line: {"mycel_ops_s","mycel_p99_us","redis_ops_s","redis_p99_us","ratio","zipf_mycel_ops_s",
  * "zipf_mycel_p99_us","zipf_redis_ops_s","zipf_redis_p99_us","zipf_ratio"}. BENCH_WORKLOAD=uniform
@@ -30,7 +32,14 @@ type Role =
   | { readonly kind: 'redis'; readonly index: number; readonly port: number; readonly workload: Workload }
 
 /** The zipf phase's near cache, as Mycel's bucket option (undefined: off). */
-const nearCache = undefined as { maxSize: number; ttlMs: number } | undefined
+const nearCache =
+  process.env['BENCH_NEAR'] === '0'
+    ? undefined
+    : {
+        maxSize: Number(process.env['BENCH_NEAR_SIZE'] ?? 10_000),
+        ttlMs: Number(process.env['BENCH_NEAR_TTL_MS'] ?? 1_000),
+        ...(process.env['BENCH_NEAR_TRACKED'] === undefined ? {} : { trackedKeys: Number(process.env['BENCH_NEAR_TRACKED']) })
+      }
 
 /** The next operation's key and whether it is a put, per workload. */
 const chooser = (workload: Workload): ((x: number) => { key: string; put: boolean }) => {
@@ -107,7 +116,7 @@ const child = async (role: Role) => {
       logLevel: 'error',
       transport: { datagramSize: 16_384 }
     })
-    await node.mycel.createBucket('bench', 600_000, KEYS * 2)
+    await node.mycel.createBucket('bench', 600_000, KEYS * 2, role.workload === 'zipf' && nearCache !== undefined ? { nearCache } : {})
     send({ type: 'ready', port: node.address.port })
     const until = Date.now() + 20_000
     while (node.nodes().length < PROCESSES && Date.now() < until) await new Promise((r) => setTimeout(r, 20))
@@ -205,7 +214,10 @@ const main = async () => {
       if (only !== undefined && only !== workload) continue
       const prefix = workload === 'zipf' ? 'zipf_' : ''
       const mix = workload === 'zipf' ? 'YCSB B: 95 % get / 5 % put, scrambled Zipfian 0.99' : '90 % get / 10 % put, uniform'
-      const near = workload === 'zipf' && nearCache !== undefined ? `near cache maxSize ${nearCache.maxSize}, ttl ${nearCache.ttlMs} ms` : 'no near cache'
+      const near =
+        workload === 'zipf' && nearCache !== undefined
+          ? `near cache maxSize ${nearCache.maxSize}, ttl ${nearCache.ttlMs} ms, ${'trackedKeys' in nearCache ? `trackedKeys ${nearCache.trackedKeys}` : 'trackedKeys default'}`
+          : 'no near cache'
       const mycel = await phase((index, seed) => ({ kind: 'mycel', index, seed, workload }))
       console.log(`${workload} mycel: ${mycel.opsS.toFixed(0)} ops/s, p50 ${mycel.p50.toFixed(0)} us, p99 ${mycel.p99.toFixed(0)} us (${mix}; 3 processes x ${IN_FLIGHT} in flight; ${near})`)
       const baseline = await phase((index) => ({ kind: 'redis', index, port, workload }))

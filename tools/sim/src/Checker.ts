@@ -27,6 +27,16 @@
  *   and the order are not held for increments acknowledged then; kills of R nodes within
  *   `killWindowMs` excuse them too. The upper bound is always held.
  *
+ * - P8 near cache (buckets with `near`): a read returns a value that was current at some point
+ *   within the last near ttl, and never a value older than the reading node's own last
+ *   acknowledged write. The first is promises 1, 2 and 5 with the read's window widened by the
+ *   near ttl: a write supersedes for such a read once it completed `staleMs + ttl` before the
+ *   read began, and a read is checked only when no disturbance fell within `settleMs + ttl`
+ *   before it (a copy fetched while unsettled may live that long). The second: a checked read on
+ *   node N does not return a value (or a miss) that N's own last acknowledged write of the key,
+ *   completed before the read began, superseded (a write that was acknowledged before N's write
+ *   began is superseded by it; concurrent and unfinished ones are not).
+ *
  * Writes on two sides of a partition or pause, once any clock was skewed, cannot be ordered by
  * real time by any available cache: violations of 1, 2 and 5 whose writes span such a cut are
  * not counted (P4 still is).
@@ -40,7 +50,7 @@
  */
 import type { Fault, History, Op } from './History.js'
 
-export type Promise = 'P1' | 'P2' | 'P3' | 'P4' | 'P5' | 'P6' | 'P7'
+export type Promise = 'P1' | 'P2' | 'P3' | 'P4' | 'P5' | 'P6' | 'P7' | 'P8'
 
 export interface Violation {
   readonly promise: Promise
@@ -68,7 +78,8 @@ export const promiseNames: Readonly<Record<Promise, string>> = {
   P4: 'once faults heal and writes stop, every owner holds the same version',
   P5: 'a deleted key does not come back',
   P6: 'memory stays bounded (keys and bytes within the bucket limits)',
-  P7: 'an acknowledged increment is counted once: never lost, never applied twice'
+  P7: 'an acknowledged increment is counted once: never lost, never applied twice',
+  P8: "a near-cache read is no older than the near ttl, nor than the node's own last acknowledged write"
 }
 
 /** True when kills of `r` distinct nodes fall within `window` ms of each other inside [from, to]. */
@@ -112,9 +123,9 @@ export const check = (history: History): Array<Violation> => {
    * sides of a cut, once a clock was skewed, is not held to promises 1, 2 and 5.
    */
   const unorderable = (from: number, to: number) => skewFrom <= to && cut.some(([a, b]) => a <= to && b >= from)
-  const settled = (read: Op): boolean => {
+  const settled = (read: Op, nearTtlMs = 0): boolean => {
     if (read.final === true) return true
-    const from = read.inv - config.settleMs
+    const from = read.inv - config.settleMs - nearTtlMs
     const to = read.comp ?? read.inv
     // while a cut is open each side answers from what it has: Mycel is available, not linearizable
     if (cut.some(([a, b]) => a <= to && b >= read.inv)) return false
@@ -158,9 +169,11 @@ export const check = (history: History): Array<Violation> => {
             continue
           }
         }
-        if (!bucket.strict || !settled(read)) continue
-        // candidates: writes that may be what the read sees
-        const horizon = read.inv - config.staleMs
+        const nearTtl = bucket.near?.ttlMs ?? 0
+        if (!bucket.strict || !settled(read, nearTtl)) continue
+        if (bucket.near !== undefined) checkOwnWrite(history, bucket.name, key, read, writes, unorderable, violations)
+        // candidates: writes that may be what the read sees (a near copy may be the near ttl older)
+        const horizon = read.inv - config.staleMs - nearTtl
         const supersedes = (w: Op, later: Op) => acked(w) && acked(later) && w.comp! < later.inv && later.comp! <= horizon
         const candidates = writes.filter((w) => w.inv <= end && !writes.some((later) => supersedes(w, later)))
         // the initial absence stands unless an acknowledged write completed before the horizon
@@ -225,6 +238,37 @@ export const check = (history: History): Array<Violation> => {
     violations.push({ promise: 'P6', bucket: s.bucket, key: '', node: s.node, at: s.at, ops: [], message: `${s.node} holds ${over} in '${s.bucket}'` })
   }
   return violations
+}
+
+/** P8's second half: a read on a node is not older than that node's own last acknowledged write of the key. */
+const checkOwnWrite = (
+  history: History,
+  bucket: string,
+  key: string,
+  read: Op,
+  writes: ReadonlyArray<Op>,
+  unorderable: (from: number, to: number) => boolean,
+  violations: Array<Violation>
+): void => {
+  const { config, faults } = history
+  let own: Op | undefined
+  for (const w of writes) if (w.node === read.node && acked(w) && w.comp! <= read.inv && (own === undefined || w.comp! > own.comp!)) own = w
+  if (own === undefined) return
+  // what the read may return: the own write, or a write not acknowledged before it began
+  const allowed = writes.filter((w) => w.inv <= read.comp! && (w === own || !(acked(w) && w.comp! < own!.inv)))
+  const ok = read.res === 'miss' ? allowed.some((w) => w.kind === 'delete') : allowed.some((w) => w.kind === 'put' && w.hash === read.got)
+  if (ok) return
+  if (killsExcuse(faults, config.replicas, config.killWindowMs, own.inv, read.comp!)) return
+  if (unorderable(own.inv, read.inv)) return
+  violations.push({
+    promise: 'P8',
+    bucket,
+    key,
+    node: read.node,
+    at: read.inv,
+    ops: [read.id, own.id],
+    message: `read #${read.id} on ${read.node} ${read.res === 'miss' ? 'missed' : `returned ${read.got}`}, older than ${own.kind} #${own.id} that ${read.node} wrote and had acknowledged before the read`
+  })
 }
 
 /** P7 over the keys of a counter bucket. */

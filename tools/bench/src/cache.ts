@@ -47,7 +47,15 @@ const chooser = (workload: Workload): ((x: number) => { key: string; put: boolea
   const zipf = new ScrambledZipfian(KEYS)
   return () => ({ key: `key:${zipf.next()}`, put: Math.random() < 0.05 })
 }
-type FromChild = { type: 'ready'; port?: number } | { type: 'loaded' } | { type: 'done'; ops: number; seconds: number; samples: Array<number> }
+/** A Mycel driver's near-cache counters over its run (absent without a near cache). */
+interface NearCounts {
+  hits: number
+  misses: number
+  invalidations: number
+  sent: number
+  broadcasts: number
+}
+type FromChild = { type: 'ready'; port?: number } | { type: 'loaded' } | { type: 'done'; ops: number; seconds: number; samples: Array<number>; near?: NearCounts }
 
 const freePort = () =>
   new Promise<number>((resolve) => {
@@ -129,7 +137,8 @@ const child = async (role: Role) => {
       (k) => node.mycel.get('bench', k),
       (k, v) => node.mycel.put('bench', k, v)
     )
-    send({ type: 'done', ...result })
+    const n = node.mycel.stats('bench')?.near
+    send({ type: 'done', ...result, ...(n === undefined ? {} : { near: { hits: n.hits, misses: n.misses, invalidations: n.invalidations, sent: n.invalidationsSent, broadcasts: n.broadcasts } }) })
     await waitFor('stop')
     await node.shutdown()
     process.exit(0)
@@ -188,7 +197,16 @@ const phase = async (roles: (index: number, seed: string | undefined) => Role) =
   await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))))
   const opsS = done.reduce((sum, d) => sum + d.ops / d.seconds, 0)
   const samples = done.flatMap((d) => d.samples)
-  return { opsS, p99: percentile(samples, 0.99), p50: percentile(samples, 0.5) }
+  const near = done.some((d) => d.near !== undefined)
+    ? done.reduce(
+        (sum, d) => {
+          for (const k of Object.keys(sum) as Array<keyof NearCounts>) sum[k] += d.near?.[k] ?? 0
+          return sum
+        },
+        { hits: 0, misses: 0, invalidations: 0, sent: 0, broadcasts: 0 }
+      )
+    : undefined
+  return { opsS, p99: percentile(samples, 0.99), p50: percentile(samples, 0.5), near }
 }
 
 const main = async () => {
@@ -220,6 +238,11 @@ const main = async () => {
           : 'no near cache'
       const mycel = await phase((index, seed) => ({ kind: 'mycel', index, seed, workload }))
       console.log(`${workload} mycel: ${mycel.opsS.toFixed(0)} ops/s, p50 ${mycel.p50.toFixed(0)} us, p99 ${mycel.p99.toFixed(0)} us (${mix}; 3 processes x ${IN_FLIGHT} in flight; ${near})`)
+      if (mycel.near !== undefined) {
+        const n = mycel.near
+        const rate = n.hits + n.misses === 0 ? 0 : (100 * n.hits) / (n.hits + n.misses)
+        console.log(`${workload} near cache: ${n.hits} hits, ${n.misses} misses (${rate.toFixed(1)} % of gets of keys owned elsewhere), ${n.invalidations} copies invalidated, ${n.sent} invalidations sent, ${n.broadcasts} broadcast writes`)
+      }
       const baseline = await phase((index) => ({ kind: 'redis', index, port, workload }))
       console.log(`${workload} redis: ${baseline.opsS.toFixed(0)} ops/s, p50 ${baseline.p50.toFixed(0)} us, p99 ${baseline.p99.toFixed(0)} us (${mix}; one redis-server, ioredis)`)
       result[`${prefix}mycel_ops_s`] = Math.round(mycel.opsS)

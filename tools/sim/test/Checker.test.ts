@@ -227,6 +227,10 @@ describe('checker: near cache (P8)', () => {
     // another node may still read the older value within the window; a write concurrent with n2's may win
     expect(nearPromises(nearHistory([put('a', 'A1', 10, 20), put('a', 'A2', 1_000, 1_020, 'n2'), hit('a', 'A1', 1_100, 'n3')]))).toEqual([])
     expect(nearPromises(nearHistory([put('a', 'A2', 1_000, 1_020, 'n2'), put('a', 'A3', 1_010, 1_030, 'n3'), hit('a', 'A3', 1_100, 'n2')]))).toEqual([])
+    // a clock jump on the way (seed 21: n2 jumped 5 minutes ahead, dropped its peers and read alone) excuses it
+    const skew: Fault = { at: 1_050, kind: 'skew', nodes: ['n2'], offsetMs: 292_836 }
+    expect(nearPromises(nearHistory([put('a', 'A1', 1_000, 1_020, 'n2'), miss('a', 1_100, 'n2')], [skew]))).toEqual([])
+    expect(nearPromises(nearHistory([put('a', 'A1', 1_000, 1_020, 'n2'), miss('a', 5_000, 'n2')], [skew]))).toEqual(['P8', 'P1'])
   })
 
   it('near reads are checked only when no disturbance fell within settleMs + the near ttl before them', () => {

@@ -201,6 +201,16 @@ export const register = (registry: Registry, sources: Sources, options: MetricsO
     totalCounter(registry, 'mycorrizal_cache_timeouts_total', 'Remote cache requests that timed out, per bucket', ['bucket'], (set) =>
       eachBucket((bucket, s) => set({ bucket }, s.timeouts))
     )
+    const eachNear = (f: (bucket: string, s: Mycel.NearCacheStats) => void) => eachBucket((bucket, s) => s.near !== undefined && f(bucket, s.near))
+    totalCounter(registry, 'mycorrizal_cache_near_hits_total', 'Gets answered from a near copy, per bucket', ['bucket'], (set) => eachNear((bucket, n) => set({ bucket }, n.hits)))
+    totalCounter(registry, 'mycorrizal_cache_near_misses_total', 'Gets of keys owned elsewhere with no near copy, per bucket', ['bucket'], (set) => eachNear((bucket, n) => set({ bucket }, n.misses)))
+    totalCounter(registry, 'mycorrizal_cache_near_invalidations_total', 'Near copies dropped because an owner said the key was written, per bucket', ['bucket'], (set) =>
+      eachNear((bucket, n) => set({ bucket }, n.invalidations))
+    )
+    totalCounter(registry, 'mycorrizal_cache_near_evictions_total', 'Near copies dropped for room or by a membership change, per bucket', ['bucket'], (set) =>
+      eachNear((bucket, n) => set({ bucket }, n.evictions))
+    )
+    gauge(registry, 'mycorrizal_cache_near_entries', 'Near copies held on this node, per bucket', ['bucket'], (set) => eachNear((bucket, n) => set({ bucket }, n.entries)))
     gauge(registry, 'mycorrizal_cache_keys', 'Entries held on this node, per bucket', ['bucket'], (set) => eachBucket((bucket, s) => set({ bucket }, s.keys)))
     gauge(registry, 'mycorrizal_cache_bytes', 'Bytes of keys and values held on this node, per bucket', ['bucket'], (set) => eachBucket((bucket, s) => set({ bucket }, s.bytes)))
     totalCounter(registry, 'mycorrizal_cache_rebalance_entries_total', 'Entries moved by rebalancing, per bucket: sent to new owners or received', ['bucket', 'direction'], (set) =>

@@ -185,6 +185,33 @@ describe('Metrics', () => {
     )
   )
 
+  it.live('exports the near cache series of a bucket that has one', () =>
+    inMemory(
+      Effect.gen(function* () {
+        const [a, b] = yield* memoryCluster
+        // one copy of each key: b reads a's keys from a, and keeps them near
+        for (const n of [a, b]) yield* n.mycel.createBucket('hot', '1 minute', 1000, { replicas: 1, nearCache: { maxSize: 100, ttlMs: 60_000 } })
+        for (let i = 0; i < 20; i++) yield* a.mycel.put('hot', `k${i}`, bytes(`value-${i}`))
+        for (let round = 0; round < 2; round++) for (let i = 0; i < 20; i++) yield* b.mycel.get('hot', `k${i}`)
+        const near = b.mycel.stats('hot')!.near!
+        expect(near.hits).toBeGreaterThan(0)
+        expect(near.hits + near.misses).toBe(b.mycel.stats('hot')!.remoteGets + near.hits)
+        const s = samples(yield* b.metrics.text)
+        expect(s.get(key('mycorrizal_cache_near_hits_total', { bucket: 'hot' }))).toBe(near.hits)
+        expect(s.get(key('mycorrizal_cache_near_misses_total', { bucket: 'hot' }))).toBe(near.misses)
+        expect(s.get(key('mycorrizal_cache_near_entries', { bucket: 'hot' }))).toBe(near.entries)
+        expect(near.entries).toBe(near.misses)
+        // writes on a invalidate b's copies (of the keys a owns: b's are read from its own store)
+        for (let i = 0; i < 20; i++) yield* a.mycel.put('hot', `k${i}`, bytes('new'))
+        yield* until(() => b.mycel.stats('hot')!.near!.invalidations === near.entries, 'the invalidations at b')
+        expect(samples(yield* b.metrics.text).get(key('mycorrizal_cache_near_invalidations_total', { bucket: 'hot' }))).toBe(near.entries)
+        expect(samples(yield* b.metrics.text).get(key('mycorrizal_cache_near_evictions_total', { bucket: 'hot' }))).toBe(0)
+        // a bucket without one has no near series
+        expect([...s.keys()].some((k) => k.startsWith('mycorrizal_cache_near_') && k.includes('bucket="sessions"'))).toBe(false)
+      })
+    )
+  )
+
   it.live('exports per-topic series: published and delivered messages, subscribers, failed and pending publishes', () =>
     inMemory(
       Effect.gen(function* () {

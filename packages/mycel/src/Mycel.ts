@@ -30,7 +30,7 @@ import type { MycelOptions } from './internal/types.js'
 import * as MycelConfig from './MycelConfig.js'
 import type { MycelError } from './MycelError.js'
 
-export type { BucketOptions, BucketStats, LatencyHistogram, MycelOptions } from './internal/types.js'
+export type { BucketOptions, BucketStats, LatencyHistogram, MycelOptions, NearCacheOptions, NearCacheStats } from './internal/types.js'
 export type { MycelService } from './internal/service.js'
 export { APP_ID } from './internal/service.js'
 

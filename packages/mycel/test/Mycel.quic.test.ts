@@ -48,6 +48,35 @@ describe('Mycel over QUIC', () => {
   )
 })
 
+describe('Mycel over QUIC: near cache', () => {
+  it.live('three in-process nodes: a node keeps what it read from the others; a write anywhere invalidates it', () =>
+    Effect.gen(function* () {
+      const a = yield* node('a')
+      const seed = `127.0.0.1:${a.nodosum.boundAddress.port}`
+      const b = yield* node('b', [seed])
+      const c = yield* node('c', [seed])
+      const nodes = [a, b, c]
+      yield* until(() => nodes.every((n) => n.nodosum.nodes().length === 3), 'mesh')
+      // one copy of each key, so two thirds of c's reads go to another node
+      for (const n of nodes) yield* n.mycel.createBucket('hot', '1 minute', 10_000, { replicas: 1, nearCache: { maxSize: 1_000, ttlMs: 30_000 } })
+      for (let i = 0; i < 60; i++) yield* a.mycel.put('hot', `k${i}`, value(i))
+      for (let round = 0; round < 3; round++) for (let i = 0; i < 60; i++) expect(text(yield* c.mycel.get('hot', `k${i}`))).toBe(`value-${i}`)
+      const near = c.mycel.stats('hot')!.near!
+      // the first round asked the owners; the next two were answered on c
+      expect(near.misses).toBeGreaterThan(0)
+      expect(near.entries).toBe(near.misses)
+      expect(near.hits).toBe(2 * near.misses)
+      // b rewrites every key: each copy c holds is invalidated, and c reads the new values
+      for (let i = 0; i < 60; i++) yield* b.mycel.put('hot', `k${i}`, value(i + 1000))
+      yield* until(() => c.mycel.stats('hot')!.near!.invalidations === near.entries, 'every near copy invalidated')
+      for (let i = 0; i < 60; i++) expect(text(yield* c.mycel.get('hot', `k${i}`))).toBe(`value-${i + 1000}`)
+      // a write through c is visible to c at once
+      for (let i = 0; i < 60; i++) yield* c.mycel.put('hot', `k${i}`, value(i + 2000))
+      for (let i = 0; i < 60; i++) expect(text(yield* c.mycel.get('hot', `k${i}`))).toBe(`value-${i + 2000}`)
+    }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Warning))
+  )
+})
+
 describe('Mycel with real processes', () => {
   const children: Array<ChildProcess> = []
   afterEach(() => {

@@ -20,6 +20,8 @@
  * | 0x0e | AtomicResponse | id u32, status u8 (AtomicStatus), result f64 (the new count; 1 or 0 for true or false) |
  * | 0x0f | AtomicOps | key, ops: origin, seq f64, result f64 (atomic operations applied to the key, with their results) |
  * | 0x10 | AtomicFetch | id u32, key: answered by AtomicOps (when the owner remembers operations) then a GetResponse with the id |
+ * | 0x11 | NearGet | id u32, key, ttlMs u32: a Get from a node that keeps the value in its near cache for at most ttlMs; answered by a GetResponse |
+ * | 0x12 | NearInvalidate | key, ts f64, node: the key was written at this version; a near copy older than it is dropped (ts 0: version unknown, dropped anyway) |
  *
  * Versions are (ts, node): last write wins, ties broken by node id. Request ids correlate
  * answers; every Get gets a GetResponse (a miss too). A write that is older than what an owner
@@ -225,6 +227,26 @@ export interface AtomicFetch {
   readonly key: string
 }
 
+/**
+ * A get from a node with a near cache: the owner answers with a `GetResponse` as for `Get`, and
+ * on a hit remembers the reader for `ttlMs` (the reader's near TTL), to send it a
+ * `NearInvalidate` when the key is written.
+ */
+export interface NearGet {
+  readonly _tag: 'NearGet'
+  readonly id: number
+  readonly key: string
+  readonly ttlMs: number
+}
+
+/** The key was written at (ts, node) on an owner: a near copy older than that is dropped. ts 0: the version is not known. */
+export interface NearInvalidate {
+  readonly _tag: 'NearInvalidate'
+  readonly key: string
+  readonly ts: number
+  readonly node: string
+}
+
 export type CacheMessage =
   | Put
   | Delete
@@ -242,6 +264,8 @@ export type CacheMessage =
   | AtomicResponse
   | AtomicOps
   | AtomicFetch
+  | NearGet
+  | NearInvalidate
 
 const status = <S extends number>(r: SystemMessage.Reader, max: number, what: string): S => {
   const s = r.u8()
@@ -442,6 +466,24 @@ const set = SystemMessage.messageSet<CacheMessage>('cache', [
       w.u32(m.id).string(m.key)
     },
     read: (r) => ({ _tag: 'AtomicFetch', id: r.u32(), key: r.string() })
+  }),
+  SystemMessage.define<NearGet>({
+    tag: 'NearGet',
+    type: 0x11,
+    version: 1,
+    write: (w, m) => {
+      w.u32(m.id).string(m.key).u32(m.ttlMs)
+    },
+    read: (r) => ({ _tag: 'NearGet', id: r.u32(), key: r.string(), ttlMs: r.u32() })
+  }),
+  SystemMessage.define<NearInvalidate>({
+    tag: 'NearInvalidate',
+    type: 0x12,
+    version: 1,
+    write: (w, m) => {
+      w.string(m.key).f64(m.ts).string(m.node)
+    },
+    read: (r) => ({ _tag: 'NearInvalidate', key: r.string(), ts: r.f64(), node: r.string() })
   })
 ])
 

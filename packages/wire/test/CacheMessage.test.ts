@@ -46,6 +46,8 @@ describe('CacheMessage', () => {
       '0f01' + '00016b' + '00000001' + '000161' + '3ff0000000000000' + '4000000000000000'
     )
     expect(hex(CacheMessage.encode({ _tag: 'AtomicFetch', id: 10, key: 'k' }))).toBe('1001' + '0000000a' + '00016b')
+    expect(hex(CacheMessage.encode({ _tag: 'NearGet', id: 11, key: 'k', ttlMs: 1000 }))).toBe('1101' + '0000000b' + '00016b' + '000003e8')
+    expect(hex(CacheMessage.encode({ _tag: 'NearInvalidate', key: 'k', ts: 1, node: 'a' }))).toBe('1201' + '00016b' + '3ff0000000000000' + '000161')
     const versions: CacheMessage.SyncVersions = { _tag: 'SyncVersions', reply: false, ranges: [1, 2], entries: [{ key: 'k', ts: 1, node: 'a' }] }
     expect(CacheMessage.encode(versions).byteLength).toBe(CacheMessage.syncVersionsOverhead + 2 * 2 + CacheMessage.syncVersionSize('k', 'a'))
   })
@@ -87,7 +89,10 @@ describe('CacheMessage', () => {
       { _tag: 'AtomicResponse', id: 10, status: 3, result: 0 },
       { _tag: 'AtomicResponse', id: 11, status: 0, result: 9007199254740991 },
       { _tag: 'AtomicOps', key: 'c', ops: [{ origin: 'n1', seq: 2, result: 42 }, { origin: 'n2', seq: 3, result: 1 }] },
-      { _tag: 'AtomicFetch', id: 12, key: 'c' }
+      { _tag: 'AtomicFetch', id: 12, key: 'c' },
+      { _tag: 'NearGet', id: 13, key: 'user:é', ttlMs: 0xffffffff },
+      { _tag: 'NearInvalidate', key: 'user:é', ts: 1732000000000123, node: 'n1' },
+      { _tag: 'NearInvalidate', key: '', ts: 0, node: '' }
     ]
     for (const m of all) {
       const buf = Buffer.from(CacheMessage.encode(m))

@@ -1,12 +1,23 @@
 /**
  * Cache benchmark: three node processes on loopback, each driving its own embedded Mycorrizal
- * node (100-byte values, 100,000 keys, 90 % get / 10 % put, 64 operations in flight per
- * process), against the same three driver processes using ioredis on one redis-server started
- * here. Last line: {"mycel_ops_s":N,"mycel_p99_us":N,"redis_ops_s":N,"redis_p99_us":N,"ratio":R}
+ * node (100-byte values, 100,000 keys, 64 operations in flight per process), against the same
+ * three driver processes using ioredis on one redis-server started here. Two workloads, each
+ * run on Mycel then on Redis with fresh processes:
+ *
+ * - uniform: 90 % get / 10 % put, keys drawn uniformly;
+ * - zipf: YCSB workload B, 95 % get / 5 % put, keys drawn by YCSB's scrambled Zipfian (constant
+ *   0.99, `zipf.ts`); Mycel's bucket has its near cache on (BENCH_NEAR=0 turns it off;
+ *   BENCH_NEAR_SIZE, default 10,000, BENCH_NEAR_TTL_MS, default 1,000, and BENCH_NEAR_TRACKED,
+ *   the owners' trackedKeys, 0 = invalidation by broadcast, set it).
+ *
+ * Last line: {"mycel_ops_s","mycel_p99_us","redis_ops_s","redis_p99_us","ratio","zipf_mycel_ops_s",
+ * "zipf_mycel_p99_us","zipf_redis_ops_s","zipf_redis_p99_us","zipf_ratio"}. BENCH_WORKLOAD=uniform
+ * or zipf runs one of them (the other's fields are then absent).
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process'
 import { createServer } from 'node:net'
 import { percentile, printResult } from './report.js'
+import { ScrambledZipfian } from './zipf.js'
 
 const PROCESSES = 3
 const KEYS = Number(process.env['BENCH_KEYS'] ?? 100_000)
@@ -15,8 +26,36 @@ const VALUE_BYTES = 100
 const seconds = Number(process.env['BENCH_SECONDS'] ?? 5)
 const SAMPLE_LIMIT = 50_000
 
-type Role = { readonly kind: 'mycel'; readonly index: number; readonly seed: string | undefined } | { readonly kind: 'redis'; readonly index: number; readonly port: number }
-type FromChild = { type: 'ready'; port?: number } | { type: 'loaded' } | { type: 'done'; ops: number; seconds: number; samples: Array<number> }
+type Workload = 'uniform' | 'zipf'
+type Role =
+  | { readonly kind: 'mycel'; readonly index: number; readonly seed: string | undefined; readonly workload: Workload }
+  | { readonly kind: 'redis'; readonly index: number; readonly port: number; readonly workload: Workload }
+
+/** The zipf phase's near cache, as Mycel's bucket option (undefined: off). */
+const nearCache =
+  process.env['BENCH_NEAR'] === '0'
+    ? undefined
+    : {
+        maxSize: Number(process.env['BENCH_NEAR_SIZE'] ?? 10_000),
+        ttlMs: Number(process.env['BENCH_NEAR_TTL_MS'] ?? 1_000),
+        ...(process.env['BENCH_NEAR_TRACKED'] === undefined ? {} : { trackedKeys: Number(process.env['BENCH_NEAR_TRACKED']) })
+      }
+
+/** The next operation's key and whether it is a put, per workload. */
+const chooser = (workload: Workload): ((x: number) => { key: string; put: boolean }) => {
+  if (workload === 'uniform') return (x) => ({ key: `key:${(x >>> 0) % KEYS}`, put: (x >>> 0) % 10 === 0 })
+  const zipf = new ScrambledZipfian(KEYS)
+  return () => ({ key: `key:${zipf.next()}`, put: Math.random() < 0.05 })
+}
+/** A Mycel driver's near-cache counters over its run (absent without a near cache). */
+interface NearCounts {
+  hits: number
+  misses: number
+  invalidations: number
+  sent: number
+  broadcasts: number
+}
+type FromChild = { type: 'ready'; port?: number } | { type: 'loaded' } | { type: 'done'; ops: number; seconds: number; samples: Array<number>; errors: Record<string, number>; near?: NearCounts }
 
 const freePort = () =>
   new Promise<number>((resolve) => {
@@ -27,9 +66,11 @@ const freePort = () =>
   })
 
 /** Runs 64 workers doing the mix for `seconds`; returns op count, time and latency samples (us). */
-const drive = async (get: (key: string) => Promise<unknown>, put: (key: string, value: Uint8Array) => Promise<unknown>) => {
+const drive = async (workload: Workload, get: (key: string) => Promise<unknown>, put: (key: string, value: Uint8Array) => Promise<unknown>) => {
+  const choose = chooser(workload)
   const value = new Uint8Array(VALUE_BYTES).fill(42)
   const samples: Array<number> = []
+  const errors: Record<string, number> = {}
   let ops = 0
   let stop = false
   const started = performance.now()
@@ -39,10 +80,16 @@ const drive = async (get: (key: string) => Promise<unknown>, put: (key: string, 
       x ^= x << 13
       x ^= x >>> 17
       x ^= x << 5
-      const key = `key:${(x >>> 0) % KEYS}`
+      const { key, put: isPut } = choose(x)
       const t = performance.now()
-      if ((x >>> 0) % 10 === 0) await put(key, value)
-      else await get(key)
+      try {
+        if (isPut) await put(key, value)
+        else await get(key)
+      } catch (e) {
+        // a failed operation (Timeout, Conflict on a hot key under load) is counted, not fatal
+        const reason = (e as { reason?: string }).reason ?? 'error'
+        errors[reason] = (errors[reason] ?? 0) + 1
+      }
       const us = (performance.now() - t) * 1000
       ops++
       if (samples.length < SAMPLE_LIMIT) samples.push(us)
@@ -52,7 +99,7 @@ const drive = async (get: (key: string) => Promise<unknown>, put: (key: string, 
   const timer = setTimeout(() => (stop = true), seconds * 1000)
   await Promise.all(Array.from({ length: IN_FLIGHT }, worker))
   clearTimeout(timer)
-  return { ops, seconds: (performance.now() - started) / 1000, samples }
+  return { ops, seconds: (performance.now() - started) / 1000, samples, errors }
 }
 
 /** Loads this process's share of the keys, 64 at a time. */
@@ -84,7 +131,7 @@ const child = async (role: Role) => {
       logLevel: 'error',
       transport: { datagramSize: 16_384 }
     })
-    await node.mycel.createBucket('bench', 600_000, KEYS * 2)
+    await node.mycel.createBucket('bench', 600_000, KEYS * 2, role.workload === 'zipf' && nearCache !== undefined ? { nearCache } : {})
     send({ type: 'ready', port: node.address.port })
     const until = Date.now() + 20_000
     while (node.nodes().length < PROCESSES && Date.now() < until) await new Promise((r) => setTimeout(r, 20))
@@ -93,10 +140,12 @@ const child = async (role: Role) => {
     send({ type: 'loaded' })
     await waitFor('go')
     const result = await drive(
+      role.workload,
       (k) => node.mycel.get('bench', k),
       (k, v) => node.mycel.put('bench', k, v)
     )
-    send({ type: 'done', ...result })
+    const n = node.mycel.stats('bench')?.near
+    send({ type: 'done', ...result, ...(n === undefined ? {} : { near: { hits: n.hits, misses: n.misses, invalidations: n.invalidations, sent: n.invalidationsSent, broadcasts: n.broadcasts } }) })
     await waitFor('stop')
     await node.shutdown()
     process.exit(0)
@@ -109,6 +158,7 @@ const child = async (role: Role) => {
   send({ type: 'loaded' })
   await waitFor('go')
   const result = await drive(
+    role.workload,
     (k) => redis.getBuffer(k),
     (k, v) => redis.set(k, Buffer.from(v))
   )
@@ -154,7 +204,18 @@ const phase = async (roles: (index: number, seed: string | undefined) => Role) =
   await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))))
   const opsS = done.reduce((sum, d) => sum + d.ops / d.seconds, 0)
   const samples = done.flatMap((d) => d.samples)
-  return { opsS, p99: percentile(samples, 0.99), p50: percentile(samples, 0.5) }
+  const near = done.some((d) => d.near !== undefined)
+    ? done.reduce(
+        (sum, d) => {
+          for (const k of Object.keys(sum) as Array<keyof NearCounts>) sum[k] += d.near?.[k] ?? 0
+          return sum
+        },
+        { hits: 0, misses: 0, invalidations: 0, sent: 0, broadcasts: 0 }
+      )
+    : undefined
+  const errors: Record<string, number> = {}
+  for (const d of done) for (const [k, n] of Object.entries(d.errors)) errors[k] = (errors[k] ?? 0) + n
+  return { opsS, p99: percentile(samples, 0.99), p50: percentile(samples, 0.5), near, errors }
 }
 
 const main = async () => {
@@ -174,17 +235,33 @@ const main = async () => {
   const redis = spawn(redisPath, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
   try {
     await new Promise((r) => setTimeout(r, 300))
-    const mycel = await phase((index, seed) => ({ kind: 'mycel', index, seed }))
-    console.log(`mycel: ${mycel.opsS.toFixed(0)} ops/s, p50 ${mycel.p50.toFixed(0)} us, p99 ${mycel.p99.toFixed(0)} us (3 processes x ${IN_FLIGHT} in flight)`)
-    const baseline = await phase((index) => ({ kind: 'redis', index, port }))
-    console.log(`redis: ${baseline.opsS.toFixed(0)} ops/s, p50 ${baseline.p50.toFixed(0)} us, p99 ${baseline.p99.toFixed(0)} us (one redis-server, ioredis)`)
-    printResult({
-      mycel_ops_s: Math.round(mycel.opsS),
-      mycel_p99_us: Math.round(mycel.p99),
-      redis_ops_s: Math.round(baseline.opsS),
-      redis_p99_us: Math.round(baseline.p99),
-      ratio: Number((mycel.opsS / baseline.opsS).toFixed(3))
-    })
+    const only = process.env['BENCH_WORKLOAD']
+    const result: Record<string, number> = {}
+    for (const workload of ['uniform', 'zipf'] as const) {
+      if (only !== undefined && only !== workload) continue
+      const prefix = workload === 'zipf' ? 'zipf_' : ''
+      const mix = workload === 'zipf' ? 'YCSB B: 95 % get / 5 % put, scrambled Zipfian 0.99' : '90 % get / 10 % put, uniform'
+      const near =
+        workload === 'zipf' && nearCache !== undefined
+          ? `near cache maxSize ${nearCache.maxSize}, ttl ${nearCache.ttlMs} ms, ${'trackedKeys' in nearCache ? `trackedKeys ${nearCache.trackedKeys}` : 'trackedKeys default'}`
+          : 'no near cache'
+      const mycel = await phase((index, seed) => ({ kind: 'mycel', index, seed, workload }))
+      console.log(`${workload} mycel: ${mycel.opsS.toFixed(0)} ops/s, p50 ${mycel.p50.toFixed(0)} us, p99 ${mycel.p99.toFixed(0)} us (${mix}; 3 processes x ${IN_FLIGHT} in flight; ${near})`)
+      if (Object.keys(mycel.errors).length > 0) console.log(`${workload} mycel: failed operations (counted in ops/s): ${JSON.stringify(mycel.errors)}`)
+      if (mycel.near !== undefined) {
+        const n = mycel.near
+        const rate = n.hits + n.misses === 0 ? 0 : (100 * n.hits) / (n.hits + n.misses)
+        console.log(`${workload} near cache: ${n.hits} hits, ${n.misses} misses (${rate.toFixed(1)} % of gets of keys owned elsewhere), ${n.invalidations} copies invalidated, ${n.sent} invalidations sent, ${n.broadcasts} broadcast writes`)
+      }
+      const baseline = await phase((index) => ({ kind: 'redis', index, port, workload }))
+      console.log(`${workload} redis: ${baseline.opsS.toFixed(0)} ops/s, p50 ${baseline.p50.toFixed(0)} us, p99 ${baseline.p99.toFixed(0)} us (${mix}; one redis-server, ioredis)`)
+      result[`${prefix}mycel_ops_s`] = Math.round(mycel.opsS)
+      result[`${prefix}mycel_p99_us`] = Math.round(mycel.p99)
+      result[`${prefix}redis_ops_s`] = Math.round(baseline.opsS)
+      result[`${prefix}redis_p99_us`] = Math.round(baseline.p99)
+      result[`${prefix}ratio`] = Number((mycel.opsS / baseline.opsS).toFixed(3))
+    }
+    printResult(result)
   } finally {
     redis.kill('SIGTERM')
   }

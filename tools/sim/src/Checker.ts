@@ -37,6 +37,17 @@
  *   detector declares every peer failed, and it acts alone for a moment). An overlap is also excused when a node whose clock ran ahead of the earlier
  *   holder's by more than the locks' clock-skew allowance took the lock in between (or is the
  *   later holder): its release freed the lock for the next one (the model's stated assumption).
+ * - P9 near cache (buckets with `near`): a read returns a value that was current at some point
+ *   within the last near ttl, and never a value older than the reading node's own last
+ *   acknowledged write. The first is promises 1, 2 and 5 with the read's window widened by the
+ *   near ttl: a write supersedes for such a read once it completed `staleMs + ttl` before the
+ *   read began, and a read is checked only when no disturbance fell within `settleMs + ttl`
+ *   before it (a copy fetched while unsettled may live that long). The second: a checked read on
+ *   node N does not return a value (or a miss) that N's own last acknowledged write of the key,
+ *   completed before the read began, superseded (a write that was acknowledged before N's write
+ *   began is superseded by it; concurrent and unfinished ones are not). A clock skew within
+ *   2 × `settleMs` before the read excuses it: a node whose clock jumps sees its peers'
+ *   heartbeats time out and reads alone until discovery brings them back (seed 21: 3.2 s).
  *
  * Writes on two sides of a partition or pause, once any clock was skewed, cannot be ordered by
  * real time by any available cache: violations of 1, 2 and 5 whose writes span such a cut are
@@ -51,7 +62,7 @@
  */
 import type { Fault, History, Op } from './History.js'
 
-export type Promise = 'P1' | 'P2' | 'P3' | 'P4' | 'P5' | 'P6' | 'P7' | 'P8'
+export type Promise = 'P1' | 'P2' | 'P3' | 'P4' | 'P5' | 'P6' | 'P7' | 'P8' | 'P9'
 
 export interface Violation {
   readonly promise: Promise
@@ -80,7 +91,8 @@ export const promiseNames: Readonly<Record<Promise, string>> = {
   P5: 'a deleted key does not come back',
   P6: 'memory stays bounded (keys and bytes within the bucket limits)',
   P7: 'an acknowledged increment is counted once: never lost, never applied twice',
-  P8: 'locks: fencing tokens never repeat or go backwards per name, and holds never overlap'
+  P8: 'locks: fencing tokens never repeat or go backwards per name, and holds never overlap',
+  P9: "a near-cache read is no older than the near ttl, nor than the node's own last acknowledged write"
 }
 
 /** True when kills of `r` distinct nodes fall within `window` ms of each other inside [from, to]. */
@@ -124,9 +136,9 @@ export const check = (history: History): Array<Violation> => {
    * sides of a cut, once a clock was skewed, is not held to promises 1, 2 and 5.
    */
   const unorderable = (from: number, to: number) => skewFrom <= to && cut.some(([a, b]) => a <= to && b >= from)
-  const settled = (read: Op): boolean => {
+  const settled = (read: Op, nearTtlMs = 0): boolean => {
     if (read.final === true) return true
-    const from = read.inv - config.settleMs
+    const from = read.inv - config.settleMs - nearTtlMs
     const to = read.comp ?? read.inv
     // while a cut is open each side answers from what it has: Mycel is available, not linearizable
     if (cut.some(([a, b]) => a <= to && b >= read.inv)) return false
@@ -171,9 +183,11 @@ export const check = (history: History): Array<Violation> => {
             continue
           }
         }
-        if (!bucket.strict || !settled(read)) continue
-        // candidates: writes that may be what the read sees
-        const horizon = read.inv - config.staleMs
+        const nearTtl = bucket.near?.ttlMs ?? 0
+        if (!bucket.strict || !settled(read, nearTtl)) continue
+        if (bucket.near !== undefined) checkOwnWrite(history, bucket.name, key, read, writes, unorderable, violations)
+        // candidates: writes that may be what the read sees (a near copy may be the near ttl older)
+        const horizon = read.inv - config.staleMs - nearTtl
         const supersedes = (w: Op, later: Op) => acked(w) && acked(later) && w.comp! < later.inv && later.comp! <= horizon
         const candidates = writes.filter((w) => w.inv <= end && !writes.some((later) => supersedes(w, later)))
         // the initial absence stands unless an acknowledged write completed before the horizon
@@ -315,6 +329,39 @@ const checkLocks = (history: History, cut: ReadonlyArray<readonly [number, numbe
       }
     }
   }
+}
+
+/** P9's second half: a read on a node is not older than that node's own last acknowledged write of the key. */
+const checkOwnWrite = (
+  history: History,
+  bucket: string,
+  key: string,
+  read: Op,
+  writes: ReadonlyArray<Op>,
+  unorderable: (from: number, to: number) => boolean,
+  violations: Array<Violation>
+): void => {
+  const { config, faults } = history
+  let own: Op | undefined
+  for (const w of writes) if (w.node === read.node && acked(w) && w.comp! <= read.inv && (own === undefined || w.comp! > own.comp!)) own = w
+  if (own === undefined) return
+  // what the read may return: the own write, or a write not acknowledged before it began
+  const allowed = writes.filter((w) => w.inv <= read.comp! && (w === own || !(acked(w) && w.comp! < own!.inv)))
+  const ok = read.res === 'miss' ? allowed.some((w) => w.kind === 'delete') : allowed.some((w) => w.kind === 'put' && w.hash === read.got)
+  if (ok) return
+  if (killsExcuse(faults, config.replicas, config.killWindowMs, own.inv, read.comp!)) return
+  if (unorderable(own.inv, read.inv)) return
+  // a clock that jumps makes the node's failure detector drop its peers: it reads alone, as behind a cut
+  if (faults.some((f) => f.kind === 'skew' && f.at >= read.inv - 2 * config.settleMs && f.at <= read.comp!)) return
+  violations.push({
+    promise: 'P9',
+    bucket,
+    key,
+    node: read.node,
+    at: read.inv,
+    ops: [read.id, own.id],
+    message: `read #${read.id} on ${read.node} ${read.res === 'miss' ? 'missed' : `returned ${read.got}`}, older than ${own.kind} #${own.id} that ${read.node} wrote and had acknowledged before the read`
+  })
 }
 
 /** P7 over the keys of a counter bucket. */

@@ -14,6 +14,11 @@ export interface BucketConfig {
   readonly strict: boolean
   /** A bucket of counters: clients only increment its keys; the checker holds it to P7 instead of P1-P5. */
   readonly counters?: boolean
+  /**
+   * The bucket's near cache (every node): reads may be answered from a copy up to `ttlMs` old;
+   * the checker widens their window by it and holds them to P9.
+   */
+  readonly near?: { readonly maxSize: number; readonly ttlMs: number; readonly trackedKeys: number }
 }
 
 export interface RunConfig {

@@ -76,5 +76,6 @@ export const describeViolation = (result: RunResult, finding: { readonly first: 
 
 export const summaryLine = (result: RunResult): string => {
   const c = result.history.config
-  return `seed ${result.options.seed}: ${c.nodes} nodes, R=${c.replicas}, ${result.ops} ops, ${result.faults} faults, ${secs(result.virtualMs)} simulated in ${result.wallMs} ms (${result.cpuMs} ms CPU), ${distinct(result.violations).length} violations`
+  const near = c.buckets.find((b) => b.near !== undefined)?.near
+  return `seed ${result.options.seed}: ${c.nodes} nodes, R=${c.replicas}${near === undefined ? '' : `, near cache (ttl ${near.ttlMs} ms, trackedKeys ${near.trackedKeys})`}, ${result.ops} ops, ${result.faults} faults, ${secs(result.virtualMs)} simulated in ${result.wallMs} ms (${result.cpuMs} ms CPU), ${distinct(result.violations).length} violations`
 }

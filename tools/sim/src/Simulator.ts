@@ -44,6 +44,8 @@ export interface SimOptions {
   readonly faults?: ReadonlyArray<FaultChoice>
   /** Print the nodes' logs (stderr) with the virtual time. */
   readonly verbose?: boolean
+  /** Near cache on 'main' and 'blobs' (default: on for odd seeds). */
+  readonly near?: boolean
 }
 
 export interface RunResult {
@@ -119,13 +121,17 @@ const plan = (options: SimOptions) => {
   const nodes = options.nodes ?? prng.int(3, 7)
   const replicas = nodes >= 5 && prng.chance(0.25) ? 3 : 2
   const opCount = options.ops ?? 200
+  // the near cache, decided by the seed without a draw (the other draws of a seed stay as they
+  // were): on for odd seeds, with small LRUs (evictions) and, one seed in two of those, the
+  // broadcast variant; else owners remember 3 keys' readers (past that, broadcast)
+  const near = (options.near ?? options.seed % 2 === 1) ? { ttlMs: 1_000, trackedKeys: options.seed % 4 === 3 ? 0 : 3 } : undefined
   const buckets: ReadonlyArray<BucketConfig> = [
     // no eviction and no expiry within a run: promises 1-5 are checked here
-    { name: 'main', ttlMs: 3_600_000, maxSize: 10_000, maxBytes: 0, strict: true },
+    { name: 'main', ttlMs: 3_600_000, maxSize: 10_000, maxBytes: 0, strict: true, ...(near === undefined ? {} : { near: { ...near, maxSize: 4 } }) },
     // a bucket that evicts: promises 3 and 6
     { name: 'tight', ttlMs: 3_600_000, maxSize: 3, maxBytes: 1_536 * 1024, strict: false },
     // large values only (64 KiB - 1 MiB): rebalancing moves megabytes per batch
-    { name: 'blobs', ttlMs: 3_600_000, maxSize: 10_000, maxBytes: 0, strict: true },
+    { name: 'blobs', ttlMs: 3_600_000, maxSize: 10_000, maxBytes: 0, strict: true, ...(near === undefined ? {} : { near: { ...near, maxSize: 2 } }) },
     // counters: increments only (P7)
     { name: 'counters', ttlMs: 3_600_000, maxSize: 1_000, maxBytes: 0, strict: false, counters: true }
   ]
@@ -191,6 +197,16 @@ const plan = (options: SimOptions) => {
     // a few holders keep the lock past their lease: others may take it once it passed
     const holdMs = lockPrng.chance(0.15) ? lockPrng.int(ttl, ttl * 2) : lockPrng.int(5, Math.round(ttl * 0.8))
     ops.push({ at: lockAt, kind: 'lock', bucket: Locks.BUCKET, key: lockPrng.pick(LOCK_NAMES), nodeHint: lockPrng.int(0, 1_000), size: ttl, holdMs })
+  }
+  if (near !== undefined) {
+    // near seeds read a key again on the same node soon after a read or a write of it, so reads
+    // meet their near copies and their own writes (drawn after everything else: the other draws
+    // of the seed stay as they were)
+    const nearPrng = prng.fork()
+    for (const o of [...ops]) {
+      if (o.kind === 'incr' || (o.bucket !== 'main' && o.bucket !== 'blobs') || !nearPrng.chance(0.6)) continue
+      ops.push({ ...o, kind: 'get', size: 0, at: o.at + nearPrng.int(10, 600) })
+    }
   }
   ops.sort((a, b) => a.at - b.at)
   return { config, ops, activeEnd, faultTimes, runtimePrng, keys }
@@ -301,7 +317,9 @@ export const runSeed = (options: SimOptions): Promise<RunResult> => {
           scope
         )
         const mycel = Context.get(ctx, Mycel.Mycel)
-        for (const b of config.buckets) yield* mycel.createBucket(b.name, b.ttlMs, b.maxSize, { replicas: config.replicas, maxBytes: b.maxBytes })
+        for (const b of config.buckets) {
+          yield* mycel.createBucket(b.name, b.ttlMs, b.maxSize, { replicas: config.replicas, maxBytes: b.maxBytes, ...(b.near === undefined ? {} : { nearCache: b.near }) })
+        }
         const clients = yield* FiberSet.make<unknown, unknown>().pipe(Scope.extend(scope))
         const run = yield* FiberSet.runtime(clients)<never>()
         if (node.generation !== generation) {

@@ -244,3 +244,42 @@ describe('checker', () => {
     })
   })
 })
+
+describe('checker: near cache (P9)', () => {
+  const nearConfig: RunConfig = { ...config, buckets: [{ name: 'main', ttlMs: 3_600_000, maxSize: 100, maxBytes: 0, strict: true, near: { maxSize: 10, ttlMs: 1_000, trackedKeys: 10 } }] }
+  const nearHistory = (ops: Array<Op>, faults: Array<Fault> = []): History => ({ config: nearConfig, ops, faults, samples: [] })
+  const nearPromises = (h: History) => check(h).map((v) => v.promise)
+
+  it('a near read may be as old as the near ttl (plus staleMs), not older', () => {
+    // A2 completed at 1,020; a read at 1,500 may still see A1 (within staleMs + ttl = 1,100)
+    expect(nearPromises(nearHistory([put('a', 'A1', 10, 20), put('a', 'A2', 1_000, 1_020), hit('a', 'A1', 1_500)]))).toEqual([])
+    // the same read without a near cache breaks P2
+    expect(promises(history([put('a', 'A1', 10, 20), put('a', 'A2', 1_000, 1_020), hit('a', 'A1', 1_500)]))).toEqual(['P2'])
+    // at 2,200 the copy would be older than the window
+    expect(nearPromises(nearHistory([put('a', 'A1', 10, 20), put('a', 'A2', 1_000, 1_020), hit('a', 'A1', 2_200)]))).toEqual(['P2'])
+  })
+
+  it("a near read is never older than the node's own last acknowledged write", () => {
+    // n2 wrote A2 (acknowledged at 1,020), then read A1 at 1,100: within the ttl window, but older than its own write
+    const v = check(nearHistory([put('a', 'A1', 10, 20), put('a', 'A2', 1_000, 1_020, 'n2'), hit('a', 'A1', 1_100, 'n2')]))
+    expect(v.map((x) => x.promise)).toEqual(['P9'])
+    expect(v[0]!.message).toMatch(/older than put #\d+ that n2 wrote/)
+    // a miss after its own put, and a value after its own delete, too
+    expect(nearPromises(nearHistory([put('a', 'A1', 1_000, 1_020, 'n2'), miss('a', 1_100, 'n2')]))).toEqual(['P9'])
+    expect(nearPromises(nearHistory([put('a', 'A1', 10, 20), del('a', 1_000, 1_020, 'n2'), hit('a', 'A1', 1_100, 'n2')]))).toEqual(['P9'])
+    // another node may still read the older value within the window; a write concurrent with n2's may win
+    expect(nearPromises(nearHistory([put('a', 'A1', 10, 20), put('a', 'A2', 1_000, 1_020, 'n2'), hit('a', 'A1', 1_100, 'n3')]))).toEqual([])
+    expect(nearPromises(nearHistory([put('a', 'A2', 1_000, 1_020, 'n2'), put('a', 'A3', 1_010, 1_030, 'n3'), hit('a', 'A3', 1_100, 'n2')]))).toEqual([])
+    // a clock jump on the way (seed 21: n2 jumped 5 minutes ahead, dropped its peers and read alone) excuses it
+    const skew: Fault = { at: 1_050, kind: 'skew', nodes: ['n2'], offsetMs: 292_836 }
+    expect(nearPromises(nearHistory([put('a', 'A1', 1_000, 1_020, 'n2'), miss('a', 1_100, 'n2')], [skew]))).toEqual([])
+    expect(nearPromises(nearHistory([put('a', 'A1', 1_000, 1_020, 'n2'), miss('a', 5_000, 'n2')], [skew]))).toEqual(['P9', 'P1'])
+  })
+
+  it('near reads are checked only when no disturbance fell within settleMs + the near ttl before them', () => {
+    const ops = [put('a', 'A1', 10, 20), put('a', 'A2', 100, 120), hit('a', 'A1', 3_000)]
+    // a kill at 1,500: the read at 3,000 is 1,500 after it, within settleMs + ttl = 2,000
+    expect(nearPromises(nearHistory(ops, [{ at: 1_500, kind: 'kill', nodes: ['n3'] }]))).toEqual([])
+    expect(nearPromises(nearHistory(ops, [{ at: 500, kind: 'kill', nodes: ['n3'] }]))).toEqual(['P2'])
+  })
+})

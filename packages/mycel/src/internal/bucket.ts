@@ -3,6 +3,7 @@
  * and changed by the engine's modules.
  */
 import { LatencyHistogram } from './latency.js'
+import { NearCache, type NearConfig, NearReaders, TRACKED_KEYS } from './near.js'
 import { OpLog } from './oplog.js'
 import { BucketStore } from './store.js'
 import type { BucketStats } from './types.js'
@@ -15,6 +16,8 @@ export interface BucketConfig {
   readonly replicas: number
   readonly maxBytes: number
   readonly writeConcern: 'primary' | 'all'
+  /** The near cache of this bucket on this node, if on. */
+  readonly nearCache?: NearConfig | undefined
 }
 
 export class BucketState {
@@ -40,6 +43,10 @@ export class BucketState {
   /** Atomic operations applied here as the primary, and retries answered from their records. */
   atomics = 0
   atomicReplays = 0
+  /** Values read from other owners (when the bucket's near cache is on). */
+  readonly near: NearCache | undefined
+  /** As an owner: the nodes that keep near copies of keys read here. */
+  readonly readers: NearReaders
 
   constructor(
     readonly name: string,
@@ -50,6 +57,8 @@ export class BucketState {
   ) {
     this.records = new OpLog(recordRetainMs, now)
     this.store = new BucketStore({ maxEntries: config.maxSize, maxBytes: config.maxBytes > 0 ? config.maxBytes : undefined, defaultTtlMs: config.ttlMs, now })
+    this.near = config.nearCache === undefined ? undefined : new NearCache(config.nearCache)
+    this.readers = new NearReaders(() => config.nearCache?.trackedKeys ?? TRACKED_KEYS)
   }
 
   stats(): BucketStats {
@@ -71,7 +80,24 @@ export class BucketState {
       tombstones: this.store.tombstoneCount,
       replicas: this.config.replicas,
       ttlMs: this.config.ttlMs,
-      maxSize: this.config.maxSize
+      maxSize: this.config.maxSize,
+      ...(this.near === undefined
+        ? {}
+        : {
+            near: {
+              hits: this.near.hits,
+              misses: this.near.misses,
+              invalidations: this.near.invalidations,
+              evictions: this.near.evictions,
+              refused: this.near.refused,
+              entries: this.near.size,
+              maxSize: this.near.config.maxSize,
+              ttlMs: this.near.config.ttlMs,
+              invalidationsSent: this.readers.sent,
+              broadcasts: this.readers.broadcasts,
+              trackedKeys: this.readers.size
+            }
+          })
     }
   }
 }
@@ -91,4 +117,6 @@ export interface ReadOp {
   /** Operations waiting for this read. */
   readonly ops: Array<number>
   readonly startedAt: number
+  /** The near cache's mark when this read started (`NearCache.mark`), or -1: the answer is not kept as a near copy. */
+  readonly nearMark: number
 }

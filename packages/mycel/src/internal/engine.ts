@@ -18,6 +18,7 @@ import { Placement } from './placement.js'
 import { onGetAnswer, startGet } from './reads.js'
 import { Rebalance } from './rebalance.js'
 import { RequestTable } from './requests.js'
+import type { Version } from './store.js'
 import type { BucketStats } from './types.js'
 import { onWriteAnswer, startWrite } from './writes.js'
 import { closedError, type EngineOptions, type Host, LEAVING_EPOCH, type LogLevel, type NoAnswer, type Output, PENDING, type Pending, type Request, TS_PER_MS, type WriteOp } from './host.js'
@@ -199,6 +200,7 @@ export class Engine implements Host {
     this.advance(now)
     if (this.buckets.has(name)) return new MycelError({ reason: 'BucketExists', message: `bucket '${name}' exists` })
     const bucket = new BucketState(name, config, () => this.now, recordRetainMs(this.options.requestTimeoutMs))
+    bucket.store.onWrite = (key, version) => this.invalidateReaders(bucket, key, version)
     this.buckets.set(name, bucket)
     this.log('Info', 'bucket created', { bucket: name, ttlMs: config.ttlMs, maxSize: config.maxSize, replicas: config.replicas })
     // tell the others how this node configured it (a mismatch is logged there)
@@ -206,6 +208,20 @@ export class Engine implements Host {
       if (peer !== this.self) this.send(name, peer, { _tag: 'BucketInfo', ttlMs: config.ttlMs, maxSize: config.maxSize, replicas: config.replicas })
     }
     return bucket
+  }
+
+  /** `key` changed in this node's store: the nodes that read it near are told (see `near.ts`). */
+  private invalidateReaders(bucket: BucketState, key: string, version: Version): void {
+    const readers = bucket.readers
+    if (readers.idle(this.now) || this.closed) return
+    const targets = readers.written(key, this.now)
+    if (targets === undefined) return
+    const message: CacheMessage.NearInvalidate = { _tag: 'NearInvalidate', key, ts: version.ts, node: version.node }
+    for (const peer of targets === 'all' ? this.members : targets) {
+      if (peer === this.self) continue
+      readers.sent++
+      this.send(bucket.name, peer, message)
+    }
   }
 
   removeBucket(name: string): boolean {
@@ -263,6 +279,8 @@ export class Engine implements Host {
         return new MycelError({ reason: 'ValueTooLarge', message: `a value of ${args.value.byteLength} bytes does not fit in one message (${this.options.maxMessageSize} bytes)` })
       }
     }
+    // a write through this node: its near copy goes now, and no read begun before keeps one
+    state.near?.written(args.key, undefined)
     this.atomics.start(op, state, { ...args, value: new Uint8Array(args.value), expected: args.expected === undefined ? undefined : new Uint8Array(args.expected) })
     return PENDING
   }
@@ -294,7 +312,7 @@ export class Engine implements Host {
     this.advance(now)
     const id = 'id' in message ? message.id : 0
     if (message._tag === 'Atomic') this.atomics.callGone(message.id, to)
-    const waiting = message._tag === 'Put' || message._tag === 'Delete' || message._tag === 'Get' || message._tag === 'HandoffBatch' || message._tag === 'AtomicFetch'
+    const waiting = message._tag === 'Put' || message._tag === 'Delete' || message._tag === 'Get' || message._tag === 'NearGet' || message._tag === 'HandoffBatch' || message._tag === 'AtomicFetch'
     if (waiting && id !== 0) {
       const request = this.requests.get(id)
       if (request !== undefined && request.peer === to) {
@@ -370,7 +388,15 @@ export class Engine implements Host {
       case 'AtomicOps':
         bucket.records.merge(message.key, message.ops)
         return
+      case 'NearInvalidate': {
+        const near = bucket.near
+        if (near === undefined) return
+        // a version this node refuses says nothing of the order: the copy goes all the same
+        near.invalidate(message.key, message.ts > 0 && this.validTs(message.ts) ? { ts: message.ts, node: message.node } : undefined)
+        return
+      }
       case 'AtomicFetch':
+      case 'NearGet':
       case 'Get': {
         if (message._tag === 'AtomicFetch') {
           // the records first, on the same stream, so they are there when the answer is
@@ -391,6 +417,7 @@ export class Engine implements Host {
           ts: entry?.version.ts ?? 0,
           node: entry?.version.node ?? ''
         })
+        if (hit && message._tag === 'NearGet') bucket.readers.register(message.key, from, message.ttlMs, this.now)
         return
       }
       case 'Handoff':
@@ -470,6 +497,8 @@ export class Engine implements Host {
     this.members = after
     this.placement.setNodes(after)
     this.membershipChangedAt = this.now
+    // owners may have changed: every near copy goes (simplest; reads in flight keep none either)
+    for (const bucket of this.buckets.values()) bucket.near?.clear()
     const alive = new Set(after)
     for (const request of this.requests.takeWhere((r) => !alive.has(r.peer))) this.answer(request, 'gone')
     this.atomics.membershipChanged()

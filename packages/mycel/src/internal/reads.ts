@@ -7,6 +7,10 @@
  * to the next owner. When every owner asked went away first, the owners of the new member set
  * are asked (up to MAX_GONE_ATTEMPTS rounds). Concurrent gets of one remote key share one
  * request. A hit carrying a version this node refuses is not returned.
+ *
+ * With the bucket's near cache on, a get of a key this node does not own is answered from its
+ * near copy when there is one; otherwise the owners are asked with `NearGet` and the value found
+ * is kept as a near copy (`near.ts` says when it is not).
  */
 import { CacheMessage } from '@mycorrizal/wire'
 import { MycelError } from '../MycelError.js'
@@ -31,18 +35,24 @@ export const startGet = (e: Engine, op: number, name: string, key: string): Uint
     const local = bucket.store.getValue(key)
     if (local !== undefined || owners.length <= 1 || !e.rebalancing()) return local
     // while keys move (a join, a failure) a new owner may not have a key yet: ask the others
-    return ask(e, bucket, key, owners.filter((o) => o !== e.self), op, entry?.version)
+    return ask(e, bucket, key, owners.filter((o) => o !== e.self), op, entry?.version, false)
   }
-  return ask(e, bucket, key, owners, op, undefined)
+  const near = bucket.near
+  if (near !== undefined) {
+    const copy = near.get(key, e.now)
+    if (copy !== undefined) return copy
+  }
+  return ask(e, bucket, key, owners, op, undefined, near !== undefined)
 }
 
-const ask = (e: Engine, bucket: BucketState, key: string, owners: ReadonlyArray<string>, op: number, deleted: Version | undefined): Pending => {
+const ask = (e: Engine, bucket: BucketState, key: string, owners: ReadonlyArray<string>, op: number, deleted: Version | undefined, keep: boolean): Pending => {
   const shared = bucket.gets.get(key)
   if (shared !== undefined) {
     shared.ops.push(op)
     return PENDING
   }
-  const read: ReadOp = { bucket, key, owners, index: 0, attempt: 1, gone: 0, generation: 0, lastError: undefined, deleted, ops: [op], startedAt: e.now }
+  const nearMark = keep && bucket.near !== undefined ? bucket.near.mark() : -1
+  const read: ReadOp = { bucket, key, owners, index: 0, attempt: 1, gone: 0, generation: 0, lastError: undefined, deleted, ops: [op], startedAt: e.now, nearMark }
   bucket.gets.set(key, read)
   next(e, read)
   return PENDING
@@ -61,7 +71,7 @@ const next = (e: Engine, r: ReadOp): void => {
     const id = e.requests.allocate()
     r.generation++
     e.requests.add({ id, peer: owner, deadline: e.now + e.options.requestTimeoutMs, bytes: GET_BYTES, kind: 'get', read: r, generation: r.generation })
-    e.send(bucket.name, owner, { _tag: 'Get', id, key })
+    e.send(bucket.name, owner, r.nearMark >= 0 ? { _tag: 'NearGet', id, key, ttlMs: bucket.near!.config.ttlMs } : { _tag: 'Get', id, key })
     return
   }
   if (r.gone === r.owners.length && r.attempt < MAX_GONE_ATTEMPTS && !e.closed) {
@@ -128,7 +138,10 @@ export const onGetAnswer = (e: Engine, request: Request & { readonly kind: 'get'
       r.lastError = new MycelError({ reason: 'Refused', message: `'${owner}' answered '${key}' in '${bucket.name}' with a version this node refuses` })
     } else if (hit || last || !e.rebalancing()) {
       // while keys move a new owner may answer a miss for a key another owner still has
-      if (hit) e.observe(answer.ts)
+      if (hit) {
+        e.observe(answer.ts)
+        if (r.nearMark >= 0 && bucket.near !== undefined) bucket.near.offer(key, answer.value, { ts: answer.ts, node: answer.node }, r.nearMark, e.now)
+      }
       bucket.remoteGets++
       bucket.remoteGetLatency.observe((e.now - r.startedAt) * 1000)
       return finish(e, r, hit ? answer.value : undefined)

@@ -17,6 +17,7 @@ import * as Stream from 'effect/Stream'
 import { MycelError } from '../MycelError.js'
 import { Completions, type Answer } from './completions.js'
 import { Engine, type EngineOptions, PENDING, type Output } from './engine.js'
+import { type NearConfig, TRACKED_KEYS } from './near.js'
 import type { BucketOptions, BucketStats, MycelOptions } from './types.js'
 
 const EMPTY = new Uint8Array(0)
@@ -118,6 +119,20 @@ const invalidBucket = (name: string, maxSize: number, replicas: number): MycelEr
     return new MycelError({ reason: 'InvalidBucket', message: `replicas must be an integer from 1 to 16, got ${replicas}` })
   }
   return undefined
+}
+
+/** The near cache's settings from a bucket's options, or the error naming the bad field. */
+export const nearConfigOf = (near: BucketOptions['nearCache']): NearConfig | undefined | MycelError => {
+  if (near === undefined) return undefined
+  const bad = (message: string) => new MycelError({ reason: 'InvalidBucket', message })
+  if (typeof near !== 'object' || near === null) return bad('nearCache must be an object { maxSize, ttlMs }')
+  const { maxSize, ttlMs, trackedKeys = TRACKED_KEYS } = near
+  if (!Number.isInteger(maxSize) || maxSize < 1 || maxSize > 100_000_000) return bad(`nearCache.maxSize must be an integer number of entries from 1 to 100,000,000, got ${maxSize}`)
+  if (!Number.isInteger(ttlMs) || ttlMs < 1 || ttlMs > 86_400_000) return bad(`nearCache.ttlMs must be an integer number of milliseconds from 1 to 86,400,000, got ${ttlMs}`)
+  if (!Number.isInteger(trackedKeys) || trackedKeys < 0 || trackedKeys > 10_000_000) {
+    return bad(`nearCache.trackedKeys must be an integer number of keys from 0 to 10,000,000, got ${trackedKeys}`)
+  }
+  return { maxSize, ttlMs, trackedKeys }
 }
 
 /** What the service's operations need of the shell. */
@@ -308,13 +323,15 @@ const serviceOver = (shell: Shell): MycelService => {
         const replicas = bucketOptions.replicas ?? 2
         const invalid = invalidBucket(name, maxSize, replicas)
         if (invalid !== undefined) return yield* invalid
+        const nearCache = nearConfigOf(bucketOptions.nearCache)
+        if (nearCache instanceof MycelError) return yield* nearCache
         const ttlMs = (yield* ttlOf(ttl, 'ttl'))!
         if (engine.buckets.has(name)) return yield* new MycelError({ reason: 'BucketExists', message: `bucket '${name}' exists` })
         const stream = yield* app.createStream(streamName(name)).pipe(
           Effect.mapError((e) => new MycelError({ reason: 'InvalidBucket', message: `bucket '${name}': ${e.message}` }))
         )
         bucketStreams.set(name, stream)
-        const created = engine.addBucket(name, { ttlMs, maxSize, replicas, maxBytes: bucketOptions.maxBytes ?? 0, writeConcern: bucketOptions.writeConcern ?? 'primary' }, now())
+        const created = engine.addBucket(name, { ttlMs, maxSize, replicas, maxBytes: bucketOptions.maxBytes ?? 0, writeConcern: bucketOptions.writeConcern ?? 'primary', nearCache }, now())
         stream.setReceiveFunc((payload, from) => {
           if (shell.isClosed()) return
           let message: CacheMessage.CacheMessage

@@ -127,6 +127,9 @@ export class BucketStore {
   private deletes = 0
   private readonly maxTombstones: number
 
+  /** Called after every write that changed the key (a newer value or tombstone): the near cache's invalidations. */
+  onWrite: ((key: string, version: Version) => void) | undefined = undefined
+
   constructor(readonly options: StoreOptions) {
     this.maxTombstones = options.maxTombstones ?? options.maxEntries
   }
@@ -327,6 +330,7 @@ export class BucketStore {
       if (current !== undefined && current.tombstone) this.tombstones.delete(key)
       this.setValue(key, value, version, expiresAt)
     }
+    if (this.onWrite !== undefined) this.onWrite(key, version)
     return true
   }
 

@@ -12,6 +12,50 @@ export interface BucketOptions {
   readonly maxBytes?: number
   /** A put resolves when the primary has it ('primary', default) or every owner ('all'). */
   readonly writeConcern?: 'primary' | 'all'
+  /**
+   * Keep values this node read from other owners (off by default; see "Near cache" in the
+   * README): a later get of the key is answered here until a write anywhere invalidates it, or
+   * `ttlMs` passes, whichever comes first.
+   */
+  readonly nearCache?: NearCacheOptions
+}
+
+/** The near cache of a bucket on this node. */
+export interface NearCacheOptions {
+  /** Copies kept at most (least recently used dropped first), from 1 to 100,000,000. */
+  readonly maxSize: number
+  /** How long a copy is kept at most (ms, from 1 to 86,400,000): the bound on staleness when an invalidation is lost. */
+  readonly ttlMs: number
+  /**
+   * As an owner: keys whose near readers this node remembers for the bucket (default 100,000,
+   * at most 10,000,000). Past it, writes of the bucket are invalidated on every member until the
+   * forgotten readers' copies expired; 0 always does so (invalidation by broadcast).
+   */
+  readonly trackedKeys?: number
+}
+
+/** Near-cache counters of a bucket on this node. */
+export interface NearCacheStats {
+  /** Gets answered from a near copy. */
+  readonly hits: number
+  /** Gets of keys this node does not own that found no near copy (asked of an owner). */
+  readonly misses: number
+  /** Near copies dropped because an owner said the key was written. */
+  readonly invalidations: number
+  /** Near copies dropped for room or by a membership change. */
+  readonly evictions: number
+  /** Read answers not kept: older than a version this node was told of, or read across a membership change. */
+  readonly refused: number
+  /** Near copies held. */
+  readonly entries: number
+  readonly maxSize: number
+  readonly ttlMs: number
+  /** As an owner: invalidations sent to readers (one per reader; per member when broadcast). */
+  readonly invalidationsSent: number
+  /** As an owner: writes whose invalidation went to every member. */
+  readonly broadcasts: number
+  /** As an owner: keys whose readers are remembered. */
+  readonly trackedKeys: number
 }
 
 /** Cumulative latency counts since the bucket was created, Prometheus-style. */
@@ -60,6 +104,8 @@ export interface BucketStats {
   readonly replicas: number
   readonly ttlMs: number
   readonly maxSize: number
+  /** The near cache's counters, when the bucket has one on this node. */
+  readonly near?: NearCacheStats
 }
 
 /** Options of the cache service. */

@@ -62,6 +62,8 @@ const issue = (e: Engine, w: WriteOp): undefined | MycelError | Pending => {
     w.version = { ts: e.nextTs(held === undefined ? 0 : held.version.ts + 1), node: e.self }
   }
   const version = w.version
+  // a write through this node: its near copy goes now, and nothing older than this write is kept after
+  bucket.near?.written(key, version)
   w.generation++
   w.waiting = 0
   for (let i = 0; i < owners.length; i++) {

@@ -1,0 +1,242 @@
+/**
+ * The near cache, both sides of it.
+ *
+ * `NearCache` (the reading node): values this node read from another owner, kept for the near
+ * TTL in a bounded LRU. A copy is stored only from a read this node started, and only when its
+ * version is not older than what this node has seen for the key: an invalidation or a write
+ * through this node leaves a *fence* (the version it saw), so a read response that an
+ * invalidation overtook, or that an owner lagging behind gave, is not kept. Fences are bounded;
+ * when they are dropped (the oldest quarter at once), reads started before them store nothing (`floor`). A membership
+ * change clears every copy and raises the floor.
+ *
+ * `NearReaders` (an owner): which nodes read which key with a `NearGet` (and until when their
+ * copies may live), so a write that changes the key here is followed by a `NearInvalidate` to
+ * them. Bounded per key (`READERS_PER_KEY`) and per bucket (`trackedKeys`): past either, the
+ * invalidation of that key (per key) or of every key of the bucket (per bucket, until the
+ * dropped readers' copies have expired) goes to every member instead. `trackedKeys` 0 is the
+ * broadcast variant: the owner remembers only that someone reads.
+ */
+import { newer, type Version } from './store.js'
+
+/** Readers remembered per key before the key's invalidations are broadcast. */
+export const READERS_PER_KEY = 16
+
+/** Keys whose readers an owner remembers per bucket (default of `nearCache.trackedKeys`). */
+export const TRACKED_KEYS = 100_000
+
+export interface NearConfig {
+  readonly maxSize: number
+  readonly ttlMs: number
+  /** Keys whose readers an owner remembers, per bucket; 0: every write is broadcast while anyone reads near. */
+  readonly trackedKeys: number
+}
+
+interface NearEntry {
+  readonly value: Uint8Array
+  readonly version: Version
+  readonly expiresAt: number
+}
+
+interface Fence {
+  /** The newest version seen for the key; undefined: unknown (any read started before `seq` is refused). */
+  readonly version: Version | undefined
+  readonly seq: number
+}
+
+export class NearCache {
+  private readonly entries = new Map<string, NearEntry>()
+  private readonly fences = new Map<string, Fence>()
+  private readonly maxFences: number
+  /** Counts fences and clears: a read's mark is the count when it started. */
+  private seq = 0
+  /** Reads marked below this store nothing (a fence they may have missed was dropped, or everything was cleared). */
+  private floor = 0
+  hits = 0
+  misses = 0
+  /** Copies dropped by an invalidation from an owner. */
+  invalidations = 0
+  /** Copies dropped for room (LRU) or by a membership change. */
+  evictions = 0
+  /** Read responses not kept: older than a fence, or the read started before a clear. */
+  refused = 0
+
+  constructor(readonly config: NearConfig) {
+    this.maxFences = Math.max(1024, config.maxSize)
+  }
+
+  get size(): number {
+    return this.entries.size
+  }
+
+  /** The copy of `key` if it is there and not expired (a hit moves it to the LRU's end). */
+  get(key: string, now: number): Uint8Array | undefined {
+    const entry = this.entries.get(key)
+    if (entry === undefined) {
+      this.misses++
+      return undefined
+    }
+    if (entry.expiresAt <= now) {
+      this.entries.delete(key)
+      this.misses++
+      return undefined
+    }
+    this.entries.delete(key)
+    this.entries.set(key, entry)
+    this.hits++
+    return entry.value
+  }
+
+  /** The mark of a read starting now. */
+  mark(): number {
+    return this.seq
+  }
+
+  /** A read marked `mark` found `value` at `version`: kept unless a fence or a clear says it may be stale. */
+  offer(key: string, value: Uint8Array, version: Version, mark: number, now: number): boolean {
+    if (mark < this.floor) {
+      this.refused++
+      return false
+    }
+    const fence = this.fences.get(key)
+    if (fence !== undefined && (fence.version === undefined ? fence.seq > mark : newer(fence.version, version))) {
+      this.refused++
+      return false
+    }
+    const held = this.entries.get(key)
+    if (held !== undefined) {
+      if (newer(held.version, version)) return false
+      this.entries.delete(key)
+    }
+    this.entries.set(key, { value, version, expiresAt: now + this.config.ttlMs })
+    if (this.entries.size > this.config.maxSize) {
+      // a batch at a time, with one iterator: a Map's iterator walks past the slots its deletions
+      // left at the front, so evicting one entry per insert from the front costs O(n) each
+      let drop = this.entries.size - this.config.maxSize + Math.floor(this.config.maxSize / 16)
+      for (const oldest of this.entries.keys()) {
+        if (drop-- <= 0) break
+        this.entries.delete(oldest)
+        this.evictions++
+      }
+    }
+    return true
+  }
+
+  /**
+   * An owner says `key` was written at `version` (undefined: unknown): a copy older than it is
+   * dropped, and reads in flight may not keep anything older.
+   */
+  invalidate(key: string, version: Version | undefined): void {
+    const held = this.entries.get(key)
+    if (held !== undefined && (version === undefined || newer(version, held.version))) {
+      this.entries.delete(key)
+      this.invalidations++
+    }
+    this.fence(key, version)
+  }
+
+  /** A write through this node (at `version`, when known): its copy goes, and nothing older is kept after. */
+  written(key: string, version: Version | undefined): void {
+    this.entries.delete(key)
+    this.fence(key, version)
+  }
+
+  private fence(key: string, version: Version | undefined): void {
+    const before = this.fences.get(key)
+    this.seq++
+    // a known version stays the newest seen; an unknown one refuses what started before it
+    const v = before?.version !== undefined && (version === undefined || newer(before.version, version)) ? before.version : version
+    if (before !== undefined) this.fences.delete(key)
+    this.fences.set(key, { version: version === undefined ? undefined : v, seq: this.seq })
+    if (this.fences.size > this.maxFences) {
+      // the oldest quarter at once (one iterator; see `offer`)
+      let drop = this.fences.size - this.maxFences + Math.floor(this.maxFences / 4)
+      for (const [oldestKey, oldest] of this.fences) {
+        if (drop-- <= 0) break
+        this.fences.delete(oldestKey)
+        if (oldest.seq > this.floor) this.floor = oldest.seq
+      }
+    }
+  }
+
+  /** Drops every copy (a membership change: owners may have changed); reads in flight keep nothing. */
+  clear(): void {
+    this.evictions += this.entries.size
+    this.entries.clear()
+    this.fences.clear()
+    this.seq++
+    this.floor = this.seq
+  }
+}
+
+interface ReaderRecord {
+  /** Reader → when its copy expires at the latest; null: too many readers, invalidations are broadcast. */
+  nodes: Map<string, number> | null
+  /** When the last copy read from here expires. */
+  until: number
+}
+
+/** Where an invalidation goes. */
+export type InvalidationTargets = 'all' | ReadonlyArray<string> | undefined
+
+export class NearReaders {
+  private readonly records = new Map<string, ReaderRecord>()
+  /** Until then every write of the bucket is broadcast: readers of some key were forgotten for room. */
+  private broadcastUntil = -Infinity
+  /** Invalidations sent (one per reader, or per member when broadcast). */
+  sent = 0
+  /** Writes whose invalidation was broadcast to every member. */
+  broadcasts = 0
+
+  constructor(private readonly trackedKeys: () => number) {}
+
+  get size(): number {
+    return this.records.size
+  }
+
+  /** `node` read `key` here and may keep a copy for `ttlMs`. */
+  register(key: string, node: string, ttlMs: number, now: number): void {
+    const until = now + ttlMs
+    const limit = this.trackedKeys()
+    if (limit <= 0) {
+      if (until > this.broadcastUntil) this.broadcastUntil = until
+      return
+    }
+    let record = this.records.get(key)
+    if (record === undefined) {
+      if (this.records.size >= limit) {
+        // the oldest sixteenth at once (one iterator; see `NearCache.offer`)
+        let drop = this.records.size - limit + 1 + Math.floor(limit / 16)
+        for (const [oldestKey, oldest] of this.records) {
+          if (drop-- <= 0) break
+          this.records.delete(oldestKey)
+          if (oldest.until > now && oldest.until > this.broadcastUntil) this.broadcastUntil = oldest.until
+        }
+      }
+      record = { nodes: new Map(), until }
+      this.records.set(key, record)
+    }
+    if (until > record.until) record.until = until
+    if (record.nodes === null) return
+    record.nodes.set(node, until)
+    if (record.nodes.size > READERS_PER_KEY) record.nodes = null
+  }
+
+  /** `key` changed here: who must drop their copy. The record is forgotten (its readers re-register when they read again). */
+  written(key: string, now: number): InvalidationTargets {
+    const record = this.records.get(key)
+    if (record !== undefined) this.records.delete(key)
+    if (now < this.broadcastUntil || (record !== undefined && record.nodes === null && record.until > now)) {
+      this.broadcasts++
+      return 'all'
+    }
+    if (record === undefined || record.nodes === null || record.until <= now) return undefined
+    const out: Array<string> = []
+    for (const [node, until] of record.nodes) if (until > now) out.push(node)
+    return out.length === 0 ? undefined : out
+  }
+
+  /** True when no write of the bucket can need an invalidation (the common case, checked first). */
+  idle(now: number): boolean {
+    return this.records.size === 0 && now >= this.broadcastUntil
+  }
+}

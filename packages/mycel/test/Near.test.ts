@@ -1,0 +1,278 @@
+/**
+ * The near cache: its two pure parts (`NearCache`, `NearReaders`) and the engine with it on,
+ * over the deterministic test network (messages through the wire codec, in order per link).
+ */
+import { describe, expect, it } from '@effect/vitest'
+import type { CacheMessage } from '@mycorrizal/wire'
+import { NearCache, NearReaders, READERS_PER_KEY } from '../src/internal/near.js'
+import { Placement } from '../src/internal/placement.js'
+import { nearConfigOf } from '../src/internal/service.js'
+import { MycelError } from '../src/MycelError.js'
+import { bytes, Net, text } from './harness.js'
+
+const v = (ts: number, node = 'a') => ({ ts, node })
+
+describe('NearCache', () => {
+  it('keeps a copy for its ttl, drops the least recently used past maxSize', () => {
+    const near = new NearCache({ maxSize: 2, ttlMs: 100, trackedKeys: 10 })
+    expect(near.offer('a', bytes('A'), v(1), near.mark(), 0)).toBe(true)
+    expect(near.offer('b', bytes('B'), v(1), near.mark(), 0)).toBe(true)
+    expect(text(near.get('a', 50))).toBe('A') // a is now the most recently used
+    expect(near.offer('c', bytes('C'), v(1), near.mark(), 50)).toBe(true)
+    expect(near.get('b', 50)).toBeUndefined()
+    expect(text(near.get('a', 99))).toBe('A')
+    expect(near.get('a', 100)).toBeUndefined() // expired at its ttl
+    expect(text(near.get('c', 149))).toBe('C')
+    expect({ hits: near.hits, misses: near.misses, evictions: near.evictions, size: near.size }).toEqual({ hits: 3, misses: 2, evictions: 1, size: 1 })
+  })
+
+  it('an invalidation drops an older copy, not a newer one, and fences reads in flight', () => {
+    const near = new NearCache({ maxSize: 10, ttlMs: 1_000, trackedKeys: 10 })
+    near.offer('k', bytes('v2'), v(2), near.mark(), 0)
+    near.invalidate('k', v(1)) // older than the copy: it stays
+    expect(text(near.get('k', 1))).toBe('v2')
+    const mark = near.mark()
+    near.invalidate('k', v(3))
+    expect(near.get('k', 1)).toBeUndefined()
+    expect(near.invalidations).toBe(1)
+    // a read begun before the invalidation answers v2: not kept; v3 or newer is
+    expect(near.offer('k', bytes('v2'), v(2), mark, 2)).toBe(false)
+    expect(near.offer('k', bytes('v3'), v(3), mark, 2)).toBe(true)
+    // an invalidation without a version refuses what was read before it, whatever its version
+    const before = near.mark()
+    near.invalidate('k', undefined)
+    expect(near.offer('k', bytes('v9'), v(9), before, 3)).toBe(false)
+    expect(near.offer('k', bytes('v9'), v(9), near.mark(), 3)).toBe(true)
+    expect(near.refused).toBe(2)
+  })
+
+  it('a write through this node drops its copy and refuses older answers after it', () => {
+    const near = new NearCache({ maxSize: 10, ttlMs: 1_000, trackedKeys: 10 })
+    near.offer('k', bytes('old'), v(5), near.mark(), 0)
+    near.written('k', v(7, 'me'))
+    expect(near.get('k', 1)).toBeUndefined()
+    // a read begun even after the write, answered by an owner that lags behind it, is not kept
+    expect(near.offer('k', bytes('old'), v(5), near.mark(), 2)).toBe(false)
+    expect(near.offer('k', bytes('mine'), v(7, 'me'), near.mark(), 2)).toBe(true)
+  })
+
+  it('fences are bounded: when one is dropped, reads begun before it keep nothing', () => {
+    const near = new NearCache({ maxSize: 1, ttlMs: 1_000, trackedKeys: 10 })
+    const early = near.mark()
+    for (let i = 0; i < 1_025; i++) near.written(`w${i}`, v(10))
+    // w0's fence was dropped for room: an answer for w0 read before it could be older than the write
+    expect(near.offer('w0', bytes('x'), v(1), early, 1)).toBe(false)
+    expect(near.offer('w0', bytes('x'), v(11), near.mark(), 1)).toBe(true)
+  })
+
+  it('a clear (membership change) drops every copy and what reads in flight bring', () => {
+    const near = new NearCache({ maxSize: 10, ttlMs: 1_000, trackedKeys: 10 })
+    near.offer('k', bytes('v'), v(1), near.mark(), 0)
+    const mark = near.mark()
+    near.clear()
+    expect(near.size).toBe(0)
+    expect(near.offer('k', bytes('v'), v(1), mark, 1)).toBe(false)
+    expect(near.offer('k', bytes('v'), v(1), near.mark(), 1)).toBe(true)
+  })
+})
+
+describe('NearReaders', () => {
+  it('names the readers of a key once, then forgets them; expired readers are not named', () => {
+    const readers = new NearReaders(() => 100)
+    expect(readers.idle(0)).toBe(true)
+    readers.register('k', 'b', 1_000, 0)
+    readers.register('k', 'c', 100, 0)
+    expect(readers.written('k', 500)).toEqual(['b'])
+    expect(readers.written('k', 500)).toBeUndefined()
+    expect(readers.idle(500)).toBe(true)
+  })
+
+  it(`past ${READERS_PER_KEY} readers of a key, its invalidation is broadcast`, () => {
+    const readers = new NearReaders(() => 100)
+    for (let i = 0; i <= READERS_PER_KEY; i++) readers.register('k', `n${i}`, 1_000, 0)
+    readers.register('other', 'n0', 1_000, 0)
+    expect(readers.written('k', 10)).toBe('all')
+    expect(readers.written('other', 10)).toEqual(['n0'])
+    expect(readers.broadcasts).toBe(1)
+  })
+
+  it('past trackedKeys keys, every write is broadcast until the forgotten copies expired', () => {
+    const readers = new NearReaders(() => 2)
+    readers.register('a', 'n1', 1_000, 0)
+    readers.register('b', 'n1', 1_000, 0)
+    readers.register('c', 'n1', 1_000, 0) // forgets a's readers
+    expect(readers.size).toBe(2)
+    expect(readers.written('a', 10)).toBe('all')
+    expect(readers.written('unread', 999)).toBe('all')
+    expect(readers.written('unread', 1_000)).toBeUndefined()
+    expect(readers.written('b', 1_000)).toBeUndefined() // b's reader expired at 1,000 too
+  })
+
+  it('trackedKeys 0 is the broadcast variant: any write while someone reads near', () => {
+    const readers = new NearReaders(() => 0)
+    readers.register('k', 'n1', 500, 0)
+    expect(readers.size).toBe(0)
+    expect(readers.written('x', 499)).toBe('all')
+    expect(readers.written('x', 500)).toBeUndefined()
+  })
+})
+
+describe('nearCache options', () => {
+  it('are checked, the error naming the field', () => {
+    expect(nearConfigOf(undefined)).toBeUndefined()
+    expect(nearConfigOf({ maxSize: 10, ttlMs: 500 })).toEqual({ maxSize: 10, ttlMs: 500, trackedKeys: 100_000 })
+    const message = (x: unknown) => (x instanceof MycelError ? `${x.reason}: ${x.message}` : 'ok')
+    expect(message(nearConfigOf({ maxSize: 0, ttlMs: 500 }))).toMatch(/^InvalidBucket: nearCache\.maxSize must be an integer .* got 0$/)
+    expect(message(nearConfigOf({ maxSize: 1.5, ttlMs: 500 }))).toMatch(/nearCache\.maxSize/)
+    expect(message(nearConfigOf({ maxSize: 10, ttlMs: 0 }))).toMatch(/nearCache\.ttlMs must be an integer number of milliseconds from 1 to 86,400,000, got 0/)
+    expect(message(nearConfigOf({ maxSize: 10, ttlMs: 86_400_001 }))).toMatch(/nearCache\.ttlMs/)
+    expect(message(nearConfigOf({ maxSize: 10, ttlMs: 10, trackedKeys: -1 }))).toMatch(/nearCache\.trackedKeys/)
+    expect(message(nearConfigOf(null as never))).toMatch(/nearCache must be an object/)
+  })
+})
+
+// ---- the engine with the near cache on --------------------------------------------------
+
+const NODES = ['a', 'b', 'c', 'd']
+const TTL = 1_000
+
+/** A key owned by a and b (a primary), so c reads it from a and d writes it from outside. */
+const keyOwnedBy = (owners: ReadonlyArray<string>) => {
+  const p = new Placement()
+  p.setNodes(NODES)
+  for (let i = 0; i < 10_000; i++) if (p.owners('s', `k${i}`, 2).join() === owners.join()) return `k${i}`
+  throw new Error('no such key')
+}
+
+const setup = (trackedKeys = 100) => {
+  const net = new Net()
+  for (const id of NODES) net.add(id)
+  net.members(NODES)
+  net.createBucket('s', { nearCache: { maxSize: 100, ttlMs: TTL, trackedKeys } })
+  const key = keyOwnedBy(['a', 'b'])
+  net.must(net.put('a', 's', key, bytes('v1')))
+  return { net, key }
+}
+
+const near = (net: Net, node: string) => net.node(node).stats('s')!.near!
+
+/** Messages of a kind sent while `f` runs. */
+const counting = (net: Net, tag: CacheMessage.CacheMessage['_tag'], f: () => void) => {
+  let n = 0
+  const before = net.drop
+  net.drop = (m) => {
+    if (m.message._tag === tag) n++
+    return before(m)
+  }
+  f()
+  net.drop = before
+  return n
+}
+
+describe('cache engine: near cache', () => {
+  it('a remote read is kept: the next get is answered on this node without a message', () => {
+    const { net, key } = setup()
+    expect(counting(net, 'NearGet', () => expect(text(net.must(net.get('c', 's', key)))).toBe('v1'))).toBe(1)
+    const sent = net.sent
+    expect(text(net.must(net.get('c', 's', key)))).toBe('v1')
+    expect(net.sent).toBe(sent)
+    expect(near(net, 'c')).toMatchObject({ hits: 1, misses: 1, entries: 1 })
+    // owners read their own copy: no near copy there
+    net.must(net.get('a', 's', key))
+    expect(near(net, 'a')).toMatchObject({ hits: 0, misses: 0, entries: 0, trackedKeys: 1 })
+  })
+
+  it('a write from a third node invalidates the copy: the next get reads the new value', () => {
+    const { net, key } = setup()
+    net.must(net.get('c', 's', key))
+    const invalidations = counting(net, 'NearInvalidate', () => net.must(net.put('d', 's', key, bytes('v2'))))
+    // only the owner that served the read remembers c (b stored the write, but c never read from b)
+    expect(invalidations).toBe(1)
+    expect(near(net, 'c')).toMatchObject({ invalidations: 1, entries: 0 })
+    expect(text(net.must(net.get('c', 's', key)))).toBe('v2')
+    expect(near(net, 'a').invalidationsSent).toBe(1)
+    // a delete from d too
+    net.must(net.del('d', 's', key))
+    expect(net.must(net.get('c', 's', key))).toBeUndefined()
+  })
+
+  it('an invalidation that is lost leaves the copy stale for at most the near ttl', () => {
+    const { net, key } = setup()
+    net.must(net.get('c', 's', key))
+    net.drop = ({ message }) => message._tag === 'NearInvalidate'
+    net.must(net.put('d', 's', key, bytes('v2')))
+    net.advance(TTL - 100)
+    expect(text(net.must(net.get('c', 's', key)))).toBe('v1') // stale, within the window
+    net.advance(100)
+    expect(text(net.must(net.get('c', 's', key)))).toBe('v2')
+  })
+
+  it('a write through this node is visible to its next get at once, even when the invalidations are lost', () => {
+    const { net, key } = setup()
+    net.must(net.get('c', 's', key))
+    net.drop = ({ message }) => message._tag === 'NearInvalidate'
+    net.must(net.put('c', 's', key, bytes('mine')))
+    expect(text(net.must(net.get('c', 's', key)))).toBe('mine')
+    net.must(net.del('c', 's', key))
+    expect(net.must(net.get('c', 's', key))).toBeUndefined()
+    net.must(net.put('c', 's', key, bytes('again')))
+    expect(text(net.must(net.get('c', 's', key)))).toBe('again')
+    // an increment through this node too
+    net.drop = () => false
+    net.must(net.put('a', 's', key, bytes('10')))
+    net.drop = ({ message }) => message._tag === 'NearInvalidate'
+    expect(text(net.must(net.get('c', 's', key)))).toBe('10')
+    expect(net.atomic(net.increment('c', 's', key, 5))).toBe(15)
+    expect(text(net.must(net.get('c', 's', key)))).toBe('15')
+  })
+
+  it('an invalidation that overtakes the read response wins: the older answer is returned but not kept', () => {
+    const { net, key } = setup()
+    // c's read is answered by a with v1, but the answer is held back on the link a > c
+    net.hold = ({ from, to, message }) => from === 'a' && to === 'c' && message._tag === 'GetResponse'
+    const read = net.get('c', 's', key)
+    expect(net.results.has(read)).toBe(false)
+    // meanwhile another owner tells c the key was written at a newer version
+    const newer = { ts: net.held('a', 's', key)!.version.ts + 1_000, node: 'd' }
+    net.node('c').receive('s', 'b', { _tag: 'NearInvalidate', key, ts: newer.ts, node: newer.node }, net.clock('c'))
+    net.hold = undefined
+    net.run()
+    expect(text(net.must(read))).toBe('v1') // the read was concurrent with the write: v1 is a fine answer
+    expect(near(net, 'c')).toMatchObject({ entries: 0, refused: 1 })
+    // the next get asks again
+    expect(counting(net, 'NearGet', () => net.must(net.get('c', 's', key)))).toBe(1)
+  })
+
+  it('the invalidation of one owner cannot overtake its own answer (same link, in order)', () => {
+    const { net, key } = setup()
+    net.hold = ({ from, to }) => from === 'a' && to === 'c'
+    const read = net.get('c', 's', key)
+    net.must(net.put('d', 's', key, bytes('v2')))
+    net.hold = undefined
+    net.run()
+    expect(text(net.must(read))).toBe('v1')
+    // a served the read before the write, so it remembered c and invalidated it after its answer
+    expect(near(net, 'c')).toMatchObject({ entries: 0, invalidations: 1 })
+    expect(text(net.must(net.get('c', 's', key)))).toBe('v2')
+  })
+
+  it('a membership change drops every near copy', () => {
+    const { net, key } = setup()
+    net.must(net.get('c', 's', key))
+    expect(near(net, 'c').entries).toBe(1)
+    net.add('e')
+    net.createBucket('s', { nearCache: { maxSize: 100, ttlMs: TTL, trackedKeys: 100 } }, ['e'])
+    net.members([...NODES, 'e'])
+    expect(near(net, 'c').entries).toBe(0)
+    expect(near(net, 'c').evictions).toBe(1)
+  })
+
+  it('trackedKeys 0: a write is invalidated on every member (the broadcast variant)', () => {
+    const { net, key } = setup(0)
+    net.must(net.get('c', 's', key))
+    // a (the owner c read from) tells b, c and d; b, the other owner, has no reader: nothing
+    expect(counting(net, 'NearInvalidate', () => net.must(net.put('d', 's', key, bytes('v2'))))).toBe(3)
+    expect(near(net, 'a').broadcasts).toBe(1)
+    expect(text(net.must(net.get('c', 's', key)))).toBe('v2')
+  })
+})

@@ -54,7 +54,8 @@
  * not counted (P4 still is).
  *
  * "Checked" reads are the final ones and those that start `settleMs` after any partition,
- * pause, kill, restart, join or leave (an AP cache may answer stale there), and not while a
+ * pause, kill, restart, join or leave, or a node's clock step beyond the failure timeout (an AP
+ * cache may answer stale there; the step makes that node declare its peers failed), and not while a
  * partition or pause is open: each side of a cut answers from what it holds, and a side without
  * a key's owners misses it until the heal (promises 1, 2 and 5 are about what is kept and what
  * wins, which the final reads and P4 check; promise 3 holds every read); a write supersedes
@@ -121,13 +122,33 @@ const cuts = (faults: ReadonlyArray<Fault>): Array<readonly [number, number]> =>
   return out
 }
 
+/**
+ * Times a node's clock stepped by more than the failure timeout: its failure detector (on that
+ * clock) then finds every peer's last heartbeat too old and declares it failed, so for a moment
+ * the node acts alone, as one side of a partition (seeds 57 and 79).
+ */
+const clockSteps = (history: History): Array<number> => {
+  const { config, faults } = history
+  const steps: Array<number> = []
+  const last = new Map<string, number>()
+  for (const f of faults) {
+    if (f.kind !== 'skew') continue
+    for (const n of f.nodes) {
+      if (config.failureTimeoutMs !== undefined && Math.abs((f.offsetMs ?? 0) - (last.get(n) ?? 0)) > config.failureTimeoutMs) steps.push(f.at)
+      last.set(n, f.offsetMs ?? 0)
+    }
+  }
+  return steps
+}
+
 /** The first time any node's clock was off (Infinity if never). */
 const firstSkew = (faults: ReadonlyArray<Fault>): number => faults.find((f) => f.kind === 'skew' && (f.offsetMs ?? 0) !== 0)?.at ?? Infinity
 
 export const check = (history: History): Array<Violation> => {
   const { config, ops, faults } = history
   const violations: Array<Violation> = []
-  const disturbances = faults.filter((f) => DISTURBING.has(f.kind)).map((f) => f.at)
+  // a clock step beyond the failure timeout cuts its node off for a moment: reads settle after it as after a partition
+  const disturbances = [...faults.filter((f) => DISTURBING.has(f.kind)).map((f) => f.at), ...clockSteps(history)]
   const cut = cuts(faults)
   const skewFrom = firstSkew(faults)
   /**
@@ -265,18 +286,8 @@ const offsetAt = (faults: ReadonlyArray<Fault>, node: string, t: number): number
 const checkLocks = (history: History, cut: ReadonlyArray<readonly [number, number]>, violations: Array<Violation>): void => {
   const { config, faults, ops } = history
   const allowance = config.lockSkewMs ?? 0
-  // a clock stepping by more than the failure timeout makes that node's failure detector declare
-  // every peer failed: it acts alone for a moment, as one side of a partition
-  const steps: Array<readonly [number, number]> = []
-  const last = new Map<string, number>()
-  for (const f of faults) {
-    if (f.kind !== 'skew') continue
-    for (const n of f.nodes) {
-      if (config.failureTimeoutMs !== undefined && Math.abs((f.offsetMs ?? 0) - (last.get(n) ?? 0)) > config.failureTimeoutMs) steps.push([f.at, f.at])
-      last.set(n, f.offsetMs ?? 0)
-    }
-  }
-  const cuts = [...cut, ...steps]
+  // a clock stepping by more than the failure timeout cuts its node off for a moment
+  const cuts = [...cut, ...clockSteps(history).map((t) => [t, t] as const)]
   const disturbed = (from: number, to: number) =>
     cuts.some(([a, b]) => a <= to && b + config.settleMs >= from) || killsExcuse(faults, config.replicas, config.killWindowMs, from, to)
   const byName = new Map<string, Array<Op>>()

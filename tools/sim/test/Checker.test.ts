@@ -123,6 +123,17 @@ describe('checker', () => {
     expect(promises(history(ops, [skew]))).toEqual(['P2'])
   })
 
+  it('a read right after its node\'s clock stepped past the failure timeout is not checked (the node is cut off for a moment, seed 57); a smaller step is', () => {
+    const ops = [put('a', 'A1', 10, 20), miss('a', 2_015, 'n1')]
+    const withTimeout = (faults: Array<Fault>): History => ({ ...history(ops, faults), config: { ...config, failureTimeoutMs: 1_000 } })
+    const step: Fault = { at: 2_000, kind: 'skew', nodes: ['n1'], detail: '+18797 ms', offsetMs: 18_797 }
+    expect(promises(withTimeout([step]))).toEqual([])
+    // a step within the failure timeout leaves the failure detector alone: the miss is a lost write
+    expect(promises(withTimeout([{ ...step, offsetMs: 500, detail: '+500 ms' }]))).toEqual(['P1'])
+    // and once settled after the step, reads are checked again
+    expect(promises({ ...withTimeout([step]), ops: [put('a', 'A1', 10, 20), miss('a', 4_000, 'n1')] })).toEqual(['P1'])
+  })
+
   it('P3: a read returns a value no put wrote, or one written only after the read ended', () => {
     expect(promises(history([put('a', 'A1', 10, 20), hit('a', 'TORN', 500)]))).toEqual(['P3'])
     // a value written to another key is invented for this one

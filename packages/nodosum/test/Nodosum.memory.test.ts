@@ -1,7 +1,7 @@
 import { describe, expect, it } from '@effect/vitest'
 import { advanceUntil, captureLogs, turns, untilMesh } from '@mycorrizal/testing'
 import { ControlMessage, Frame, StreamInit } from '@mycorrizal/wire'
-import { Chunk, Context, Deferred, Duration, Effect, Fiber, Layer, type Scope, Stream, TestClock } from 'effect'
+import { Chunk, Clock, Context, Deferred, Duration, Effect, Fiber, Layer, type Scope, Stream, TestClock } from 'effect'
 import { MemoryNetwork } from '../src/MemoryTransport.js'
 import * as MemoryTransport from '../src/MemoryTransport.js'
 import { Nodosum } from '../src/index.js'
@@ -267,6 +267,45 @@ describe('Nodosum over MemoryTransport', () => {
         expect(a.nodes()).toEqual(['a', 'c'])
         expect(c.nodes()).toEqual(['a', 'c'])
         expect(a.members().find((m) => m.id === 'b')?.state).toBe('failed')
+      })
+    )
+  )
+
+  it.effect('a wall-clock step past the failure timeout (an NTP step) fails no peer: heartbeat age is measured on the monotonic clock (seed 57)', () =>
+    withNetwork(
+      Effect.gen(function* () {
+        // the test clock for monotonic time and sleeps; its wall clock can step
+        const base = yield* Effect.clock
+        let stepMs = 0
+        const wall = () => base.unsafeCurrentTimeMillis() + stepMs
+        const stepping: Clock.Clock = {
+          [Clock.ClockTypeId]: Clock.ClockTypeId,
+          unsafeCurrentTimeMillis: wall,
+          currentTimeMillis: Effect.sync(wall),
+          unsafeCurrentTimeNanos: () => base.unsafeCurrentTimeNanos(),
+          currentTimeNanos: base.currentTimeNanos,
+          sleep: (duration) => base.sleep(duration)
+        }
+        const common = { heartbeatInterval: 500, failureTimeout: 2_000, transport: { idleTimeout: 60_000 } }
+        const a = yield* node({ nodeId: 'a', host: 'a', port: 7001, ...common }).pipe(Effect.withClock(stepping))
+        const b = yield* node({ nodeId: 'b', host: 'b', port: 7001, seeds: ['a:7001'], ...common }).pipe(Effect.withClock(stepping))
+        yield* b.discover
+        for (let i = 0; i < 50 && !(a.nodes().length === 2 && b.nodes().length === 2); i++) yield* settle()
+        expect(a.nodes()).toEqual(['a', 'b'])
+        const events: Array<string> = []
+        for (const n of [a, b]) yield* Stream.runForEach(n.events, (e) => Effect.sync(() => events.push(`${n.nodeId}: ${e._tag} ${e.member.id}`))).pipe(Effect.forkScoped)
+        yield* settle()
+        // both wall clocks jump 30 s ahead, then back, while heartbeats go on
+        for (const step of [30_000, -30_000]) {
+          stepMs += step
+          for (let t = 0; t < 3_000; t += 500) {
+            yield* TestClock.adjust(Duration.millis(500))
+            yield* settle()
+          }
+          expect(a.nodes()).toEqual(['a', 'b'])
+          expect(b.nodes()).toEqual(['a', 'b'])
+        }
+        expect(events).toEqual([])
       })
     )
   )

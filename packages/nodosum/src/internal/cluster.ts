@@ -39,7 +39,9 @@ export const make = (settings: NodosumSettings, certificate: Uint8Array): Effect
     const transport = yield* Transport
     const discovery = yield* Discovery
     const clock = yield* Effect.clock
-    const now = () => clock.unsafeCurrentTimeMillis()
+    // monotonic milliseconds (Effect's clock: process.hrtime): heartbeat ages and timers must not
+    // jump with the wall clock, or an NTP step past the failure timeout fails every peer
+    const now = () => Number(clock.unsafeCurrentTimeNanos() / 1_000_000n)
     const runSync = Runtime.runSync(yield* Effect.runtime<never>())
     const fibers = yield* FiberSet.make<unknown, unknown>()
     const fork = yield* FiberSet.runtime(fibers)<never>()

@@ -34,7 +34,7 @@ export interface Member {
   readonly state: MemberState
   /** Random per process start: a restarted node keeps its id and gets a new instance. */
   readonly instanceId: string
-  /** When the state last changed (ms since epoch, on the Effect clock). */
+  /** When the state last changed: ms since epoch on the Effect clock's monotonic time (it starts at the wall clock and does not follow later steps of it). */
   readonly since: number
 }
 

@@ -237,9 +237,9 @@ describe('an independent implementation of docs/protocol.md, auth mode tls (mTLS
   // the CA and certificates are inputs the peer gets as PEM; how they are made is not the protocol
   const pki = Effect.gen(function* () {
     const ca = yield* Certificates.createCa({ commonName: 'outsider test CA' })
-    const leaf = (nodeId: string, by = ca) =>
-      Certificates.createNodeCertificate(by, { nodeId }).pipe(Effect.map((c) => ({ cert: c.cert, key: c.key, der: Buffer.from(Certificates.toDer(c.cert)) })))
-    return { ca, nodeA: yield* leaf('node-a'), outsider: yield* leaf('outsider'), impostor: yield* leaf('someone-else'), stranger: yield* leaf('outsider', yield* Certificates.createCa()) }
+    const leaf = (nodeId: string) =>
+      Certificates.createNodeCertificate(ca, { nodeId }).pipe(Effect.map((c) => ({ cert: c.cert, key: c.key, der: Buffer.from(Certificates.toDer(c.cert)) })))
+    return { ca, nodeA: yield* leaf('node-a'), outsider: yield* leaf('outsider'), impostor: yield* leaf('someone-else') }
   })
 
   const tlsNode = (ca: string, own: { cert: string; key: string }) =>
@@ -289,19 +289,15 @@ describe('an independent implementation of docs/protocol.md, auth mode tls (mTLS
   )
 
   it.live(
-    'a certificate of the cluster CA naming another node is refused with CertificateMismatch; one of another CA fails TLS',
+    'a certificate of the cluster CA naming another node is refused with CertificateMismatch',
     () =>
       Effect.gen(function* () {
-        const { ca, nodeA, impostor, stranger } = yield* pki
+        const { ca, nodeA, impostor } = yield* pki
         const a = yield* tlsNode(ca.cert, nodeA)
         // claims "outsider" with a valid certificate for "someone-else"
         const wrongName = yield* dialTls(a, ca.cert, impostor)
         expect(wrongName.outcome).toMatchObject({ ok: false, reason: 'CertificateMismatch' })
         expect(wrongName.peer.log.control.map((m) => m.type)).toEqual(['Refuse'])
-        // a chain the node does not trust: the TLS handshake fails, no control message at all
-        const foreign = yield* dialTls(a, ca.cert, stranger)
-        expect(foreign.outcome.ok).toBe(false)
-        expect(foreign.peer.log.control).toEqual([])
         expect(a.nodes()).toEqual(['node-a'])
         expect(a.stats().handshakeFailures['CertificateMismatch']).toBe(1)
       }).pipe(Effect.scoped),

@@ -8,6 +8,7 @@ import { Streams } from '@mycorrizal/streams'
 import { Context, Duration, Effect, Fiber, Layer, Logger, LogLevel, type Scope, TestClock } from 'effect'
 import { Placement } from '../src/internal/placement.js'
 import * as Mycel from '../src/Mycel.js'
+import type { MycelError } from '../src/MycelError.js'
 
 const secret = 'mycel-test-secret-of-at-least-32-characters'
 type Node = { readonly id: string; readonly mycel: Mycel.Mycel['Type']; readonly nodosum: Nodosum.Nodosum['Type'] }
@@ -81,6 +82,31 @@ describe('atomic operations over MemoryTransport (TestClock)', () => {
         )
         expect([...all].sort((x, y) => x - y)).toEqual(Array.from({ length: 300 }, (_, i) => i + 1))
         for (const n of nodes) expect(text(yield* drive(n.mycel.get('c', 'hits'), 'get'))).toBe('300')
+      })
+    )
+  )
+
+  it.effect('the Promise entry points (the facade\'s, no fiber each) do what the Effect operations do; a bad ttl rejects naming it', () =>
+    run(
+      Effect.gen(function* () {
+        const nodes = yield* cluster(['a', 'b', 'c'])
+        const all = yield* drive(
+          Effect.promise(() => Promise.all(nodes.flatMap((n) => Array.from({ length: 50 }, () => n.mycel.unsafeIncrement('c', 'p-hits', 2))))),
+          'increments'
+        )
+        expect([...all].sort((x, y) => x - y)).toEqual(Array.from({ length: 150 }, (_, i) => 2 * (i + 1)))
+        const [a, b] = nodes
+        expect(yield* drive(Effect.promise(() => a!.mycel.unsafePutIfAbsent('c', 'p-once', bytes('1'))), 'putIfAbsent')).toBe(true)
+        expect(yield* drive(Effect.promise(() => b!.mycel.unsafePutIfAbsent('c', 'p-once', bytes('2'))), 'putIfAbsent')).toBe(false)
+        expect(yield* drive(Effect.promise(() => b!.mycel.unsafeCompareAndSet('c', 'p-once', bytes('1'), bytes('3'))), 'compareAndSet')).toBe(true)
+        expect(yield* drive(Effect.promise(() => a!.mycel.unsafeCompareAndSet('c', 'p-once', bytes('1'), bytes('4'))), 'compareAndSet')).toBe(false)
+        expect(text(yield* drive(a!.mycel.get('c', 'p-once'), 'get'))).toBe('3')
+        const rejected = yield* Effect.promise(() => a!.mycel.unsafeIncrement('c', 'p-hits', 1, -5).then(() => undefined, (e: MycelError) => e))
+        expect(rejected).toMatchObject({ _tag: 'MycelError', reason: 'InvalidBucket' })
+        expect(rejected!.message).toContain('ttl')
+        yield* drive(a!.mycel.put('c', 'p-text', bytes('three')), 'put')
+        const notInteger = yield* drive(Effect.promise(() => a!.mycel.unsafeIncrement('c', 'p-text', 1).then(() => undefined, (e: MycelError) => e.reason)), 'increment')
+        expect(notInteger).toBe('NotInteger')
       })
     )
   )

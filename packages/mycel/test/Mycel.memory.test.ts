@@ -7,7 +7,7 @@ import * as Mycel from '../src/Mycel.js'
 import type { MycelError } from '../src/MycelError.js'
 
 const secret = 'mycel-test-secret-of-at-least-32-characters'
-type Node = { readonly id: string; readonly mycel: Mycel.Mycel['Type']; readonly nodosum: Nodosum.Nodosum['Type'] }
+type Node = { readonly id: string; readonly mycel: Mycel.Mycel['Type']; readonly nodosum: Nodosum.Nodosum['Type']; readonly streams: Streams.Streams['Type'] }
 
 /** A node builder with these cache and failure-detection timings. */
 const nodeWith =
@@ -18,7 +18,7 @@ const nodeWith =
         Layer.provideMerge(Streams.layer()),
         Layer.provideMerge(Nodosum.layerMemory({ nodeId: id, host: id, port: 7001, clusterSecret: secret, seeds: [...seeds], ...detection }))
       )
-    ).pipe(Effect.map((ctx): Node => ({ id, mycel: Context.get(ctx, Mycel.Mycel), nodosum: Context.get(ctx, Nodosum.Nodosum) })))
+    ).pipe(Effect.map((ctx): Node => ({ id, mycel: Context.get(ctx, Mycel.Mycel), nodosum: Context.get(ctx, Nodosum.Nodosum), streams: Context.get(ctx, Streams.Streams) })))
 
 const node = nodeWith({ requestTimeout: '500 millis', readyTimeout: '3 seconds', leaveTimeout: '2 seconds' }, { heartbeatInterval: 50, failureTimeout: 300 })
 
@@ -246,6 +246,44 @@ describe('Mycel over MemoryTransport', () => {
         const values = yield* Effect.all(Array.from({ length: 20 }, () => a!.mycel.get('sf', key)), { concurrency: 'unbounded' })
         expect(values.every((v) => text(v) === text(values[0]))).toBe(true)
         expect(a!.mycel.stats('sf')!.remoteGets - before).toBe(1)
+      })
+    )
+  )
+
+  it.live('operations started in one turn travel to each owner as one payload, and come back as one; each gets its own answer', () =>
+    run(
+      Effect.gen(function* () {
+        // no anti-entropy round while the payloads are counted: only the one 1 s after the join, waited out below
+        const quiet = nodeWith({ requestTimeout: '500 millis', readyTimeout: '3 seconds', antiEntropyInterval: '1 hour' }, { heartbeatInterval: 50, failureTimeout: 300 })
+        const nodes = [yield* quiet('a')]
+        for (const id of ['b', 'c']) nodes.push(yield* quiet(id, ['a:7001']))
+        yield* until(() => nodes.every((n) => n.nodosum.nodes().length === 3), 'mesh')
+        for (const n of nodes) yield* n.mycel.createBucket('batch', '1 minute', 1_000, { replicas: 1 })
+        const [a, b] = nodes
+        const placement = new Placement()
+        placement.setNodes(['a', 'b', 'c'])
+        const keys = Array.from({ length: 400 }, (_, i) => `k${i}`).filter((k) => placement.owners('batch', k, 1)[0] === 'b').slice(0, 50)
+        expect(keys.length).toBe(50)
+        for (const k of keys) yield* b!.mycel.put('batch', k, bytes(`v:${k}`))
+        yield* Effect.sleep(Duration.millis(1_500))
+        const streamOf = (n: Node) => n.streams.application('SYSTEM-MYCEL').pipe(Effect.flatMap((app) => app.getStream('bucket:batch')))
+        const aStream = yield* streamOf(a!)
+        const bStream = yield* streamOf(b!)
+        const before = { aOut: aStream.stats().messagesOut, bOut: bStream.stats().messagesOut, bIn: bStream.stats().messagesIn }
+        // 50 gets and a miss, started in the same turn (the facade's entry point: no fiber each)
+        const values = yield* Effect.promise(() => Promise.all([...keys, 'absent:1'].map((k) => a!.mycel.unsafeGet('batch', k))))
+        expect(values.map(text)).toEqual([...keys.map((k) => `v:${k}`), undefined])
+        expect(a!.mycel.stats('batch')!.remoteGets).toBeGreaterThanOrEqual(50)
+        const absentOwner = placement.owners('batch', 'absent:1', 1)[0]
+        const payloadsToB = aStream.stats().messagesOut - before.aOut - (absentOwner === 'c' ? 1 : 0)
+        expect(payloadsToB).toBe(1)
+        expect(bStream.stats().messagesIn - before.bIn).toBe(1)
+        expect(bStream.stats().messagesOut - before.bOut).toBe(1)
+        // writes started in one turn: one payload of Puts to b, one of acknowledgements back
+        const outBefore = aStream.stats().messagesOut
+        yield* Effect.promise(() => Promise.all(keys.map((k) => a!.mycel.unsafePut('batch', k, bytes(`w:${k}`)))))
+        expect(aStream.stats().messagesOut - outBefore).toBe(1)
+        for (const k of keys) expect(text(yield* b!.mycel.get('batch', k))).toBe(`w:${k}`)
       })
     )
   )

@@ -394,9 +394,9 @@ export const createMycorrizal = async (config: MycorrizalConfig): Promise<Mycorr
       put: (bucket, key, value, ttlMs) => mycel.unsafePut(bucket, key, value, ttlMs),
       get: (bucket, key) => mycel.unsafeGet(bucket, key),
       delete: (bucket, key) => mycel.unsafeDelete(bucket, key),
-      putIfAbsent: (bucket, key, value, ttlMs) => run(mycel.putIfAbsent(bucket, key, value, ttlMs)),
-      compareAndSet: (bucket, key, expected, value, ttlMs) => run(mycel.compareAndSet(bucket, key, expected, value, ttlMs)),
-      increment: (bucket, key, delta, ttlMs) => run(mycel.increment(bucket, key, delta, ttlMs)),
+      putIfAbsent: (bucket, key, value, ttlMs) => mycel.unsafePutIfAbsent(bucket, key, value, ttlMs),
+      compareAndSet: (bucket, key, expected, value, ttlMs) => mycel.unsafeCompareAndSet(bucket, key, expected, value, ttlMs),
+      increment: (bucket, key, delta, ttlMs) => mycel.unsafeIncrement(bucket, key, delta, ttlMs),
       stats: (bucket) => mycel.stats(bucket),
       buckets: () => mycel.buckets().filter((b) => !systemBuckets.has(b)),
       ready: () => mycel.ready()

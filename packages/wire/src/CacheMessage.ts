@@ -22,6 +22,12 @@
  * | 0x10 | AtomicFetch | id u32, key: answered by AtomicOps (when the owner remembers operations) then a GetResponse with the id |
  * | 0x11 | NearGet | id u32, key, ttlMs u32: a Get from a node that keeps the value in its near cache for at most ttlMs; answered by a GetResponse |
  * | 0x12 | NearInvalidate | key, ts f64, node: the key was written at this version; a near copy older than it is dropped (ts 0: version unknown, dropped anyway) |
+ * | 0x13 | Batch | messages: array of byte strings, each one cache message other than a Batch (an envelope: `encodeBatch`, `decodeEach`) |
+ *
+ * A `Batch` carries the messages one node has for one peer on one bucket's stream in one turn of
+ * its event loop, in the order they were written; the receiver handles them in that order, as if
+ * they had come one by one. It is an envelope, not a message of its own: it is never nested, and
+ * `decode` refuses it (`decodeEach` opens it).
  *
  * Versions are (ts, node): last write wins, ties broken by node id. Request ids correlate
  * answers; every Get gets a GetResponse (a miss too). A write that is older than what an owner
@@ -489,6 +495,8 @@ const set = SystemMessage.messageSet<CacheMessage>('cache', [
 
 /** Encodes a cache message. */
 export const encode = set.encode
+/** Appends a cache message to `w`. */
+export const encodeTo = set.encodeTo
 /** Decodes a cache message; throws `WireError`. */
 export const decode = set.decode
 /** `decode` at the Effect edge. */
@@ -508,3 +516,113 @@ export const atomicRecordSize = (origin: string): number => 2 + Buffer.byteLengt
 /** Bytes one handoff entry takes in a batch. */
 export const handoffEntrySize = (key: string, valueBytes: number, node: string): number =>
   2 + Buffer.byteLength(key) + 1 + 4 + valueBytes + 8 + 2 + Buffer.byteLength(node) + 4
+
+/** The type byte of the `Batch` envelope. */
+export const BATCH_TYPE = 0x13
+const BATCH_VERSION = 1
+/** Bytes a Batch takes besides its messages: type, version, count. */
+export const batchOverhead = 2 + 4
+/** Bytes each message adds to a Batch besides its own: its length. */
+export const batchEntryOverhead = 4
+
+/**
+ * Encodes `messages[from]` and as many after it as fit in `maxBytes` into `w` (which it expects
+ * empty): one message alone as itself, several as a `Batch`. Returns the index of the first
+ * message not written. A message that cannot be encoded (a field out of range) is left out and
+ * passed to `failed`; when nothing could be encoded `w` stays empty. The first message is written
+ * even when it alone is larger than `maxBytes` (the stream refuses it with a clear error).
+ */
+export const encodeBatch = (
+  w: SystemMessage.Writer,
+  messages: ReadonlyArray<CacheMessage | undefined>,
+  from: number,
+  maxBytes: number,
+  failed: (index: number, error: unknown) => void
+): number => {
+  const start = w.length
+  w.u8(BATCH_TYPE).u8(BATCH_VERSION).u32(0)
+  let count = 0
+  let only = -1
+  let i = from
+  for (; i < messages.length; i++) {
+    const message = messages[i]
+    if (message === undefined) continue
+    const at = w.length
+    try {
+      w.u32(0)
+      encodeTo(w, message)
+    } catch (e) {
+      w.truncate(at)
+      failed(i, e)
+      continue
+    }
+    if (count > 0 && w.length - start > maxBytes) {
+      w.truncate(at)
+      break
+    }
+    w.setU32(at, w.length - at - batchEntryOverhead)
+    if (count === 0) only = i
+    count++
+  }
+  if (count === 0) {
+    w.truncate(start)
+  } else if (count === 1) {
+    // one message alone goes as itself, without the envelope
+    w.truncate(start)
+    encodeTo(w, messages[only]!)
+  } else {
+    w.setU32(start + 2, count)
+  }
+  return i
+}
+
+/**
+ * Decodes a payload of a bucket's stream — one message, or a `Batch` of them — and hands each
+ * message to `each` in order. A malformed message is passed to `malformed` and the others are
+ * still handed over; a malformed envelope (a version or count that does not fit, trailing bytes,
+ * a Batch inside a Batch) is passed to `malformed` once, after the messages before the fault.
+ */
+export const decodeEach = (bytes: Uint8Array, each: (message: CacheMessage) => void, malformed: (error: WireError) => void): void => {
+  if (bytes.length === 0 || bytes[0] !== BATCH_TYPE) {
+    let message: CacheMessage
+    try {
+      message = decode(bytes)
+    } catch (e) {
+      malformed(e as WireError)
+      return
+    }
+    each(message)
+    return
+  }
+  const r = new SystemMessage.Reader(bytes)
+  let n: number
+  try {
+    r.u8()
+    const version = r.u8()
+    if (version !== BATCH_VERSION) throw new WireError({ reason: 'UnsupportedVersion', message: `cache: Batch version ${version} is not ${BATCH_VERSION}` })
+    n = r.u32()
+    if (n * (batchEntryOverhead + 2) > r.remaining) throw new WireError({ reason: 'UnexpectedEof', message: `cache: a Batch of ${n} messages in ${r.remaining} bytes` })
+  } catch (e) {
+    malformed(e as WireError)
+    return
+  }
+  for (let i = 0; i < n; i++) {
+    let inner: Uint8Array
+    try {
+      inner = r.bytesField()
+      if (inner.length > 0 && inner[0] === BATCH_TYPE) throw new WireError({ reason: 'InvalidField', message: 'cache: a Batch inside a Batch' })
+    } catch (e) {
+      malformed(e as WireError)
+      return
+    }
+    let message: CacheMessage
+    try {
+      message = decode(inner)
+    } catch (e) {
+      malformed(e as WireError)
+      continue
+    }
+    each(message)
+  }
+  if (r.remaining !== 0) malformed(new WireError({ reason: 'TrailingBytes', message: `cache: ${r.remaining} bytes left after a Batch` }))
+}

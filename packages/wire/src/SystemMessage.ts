@@ -109,6 +109,32 @@ export class Writer {
     return this
   }
 
+  /** Forgets what was written, keeping the buffer: one writer serves message after message. */
+  reset(): this {
+    this.length = 0
+    return this
+  }
+
+  /** Forgets what was written after the first `length` bytes. */
+  truncate(length: number): this {
+    if (!Number.isInteger(length) || length < 0 || length > this.length) throw invalid(`cannot truncate ${this.length} bytes to ${length}`)
+    this.length = length
+    return this
+  }
+
+  /** Overwrites the u32 at `at`, inside what was written (a length known only after what follows it). */
+  setU32(at: number, v: number): this {
+    if (!Number.isInteger(v) || v < 0 || v > 0xffff_ffff) throw invalid(`u32 out of range: ${v}`)
+    if (!Number.isInteger(at) || at < 0 || at + 4 > this.length) throw invalid(`no u32 written at ${at}`)
+    this.view.setUint32(at, v)
+    return this
+  }
+
+  /** Bytes the writer's buffer holds (it grows, and keeps its size across `reset`). */
+  get capacity(): number {
+    return this.buf.length
+  }
+
   /** The bytes written, as a view of the writer's buffer. */
   finish(): Uint8Array {
     return this.buf.subarray(0, this.length)
@@ -236,6 +262,8 @@ export const define = <A extends { readonly _tag: string }>(codec: MessageCodec<
 /** A family of message types: encodes by `_tag`, decodes by type byte. */
 export interface MessageSet<A extends { readonly _tag: string }> {
   readonly encode: (value: A) => Uint8Array
+  /** Appends the message to `w` (no copy of its own: the writer's buffer is reused by whoever owns it). */
+  readonly encodeTo: (w: Writer, value: A) => void
   /** Throws `WireError`: UnknownMessageType, UnsupportedVersion, UnexpectedEof, InvalidField, InvalidUtf8, TrailingBytes. */
   readonly decode: (bytes: Uint8Array) => A
   readonly decodeEffect: (bytes: Uint8Array) => Effect.Effect<A, WireError>
@@ -271,15 +299,19 @@ export const messageSet = <A extends { readonly _tag: string }>(name: string, co
     r.finish()
     return value
   }
+  const encodeTo = (w: Writer, value: A): void => {
+    const codec = byTag.get(value._tag)
+    if (codec === undefined) throw new WireError({ reason: 'UnknownMessageType', message: `${name}: no codec for ${value._tag}` })
+    w.u8(codec.type).u8(codec.version)
+    codec.write(w, value)
+  }
   return {
     encode: (value) => {
-      const codec = byTag.get(value._tag)
-      if (codec === undefined) throw new WireError({ reason: 'UnknownMessageType', message: `${name}: no codec for ${value._tag}` })
       const w = new Writer()
-      w.u8(codec.type).u8(codec.version)
-      codec.write(w, value)
+      encodeTo(w, value)
       return w.finish().slice()
     },
+    encodeTo,
     decode,
     decodeEffect: (bytes) => Effect.try({ try: () => decode(bytes), catch: (e) => e as WireError })
   }

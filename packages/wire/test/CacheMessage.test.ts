@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@effect/vitest'
-import { CacheMessage, WireError } from '../src/index.js'
+import { CacheMessage, SystemMessage, WireError } from '../src/index.js'
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
 
@@ -131,4 +131,71 @@ describe('CacheMessage', () => {
     const bytes = CacheMessage.encode({ _tag: 'Put', id: 1, key: 'kéy', value, ts: 1, node: 'nöde', ttlMs: 0, ack: true })
     expect(bytes.length).toBe(CacheMessage.putOverhead('kéy', 'nöde') + value.length)
   })
+
+  describe('Batch', () => {
+    const get: CacheMessage.CacheMessage = { _tag: 'Get', id: 7, key: 'k' }
+    const ack: CacheMessage.CacheMessage = { _tag: 'Ack', id: 1, status: CacheMessage.AckStatus.Stored }
+    const encodeAll = (messages: ReadonlyArray<CacheMessage.CacheMessage | undefined>, maxBytes: number) => {
+      const w = new SystemMessage.Writer()
+      const out: Array<string> = []
+      const failed: Array<number> = []
+      for (let i = 0; i < messages.length; ) {
+        w.reset()
+        i = CacheMessage.encodeBatch(w, messages, i, maxBytes, (j) => failed.push(j))
+        if (w.length > 0) out.push(hex(w.finish()))
+      }
+      return { out, failed }
+    }
+    const decodeAll = (bytes: Uint8Array) => {
+      const messages: Array<CacheMessage.CacheMessage> = []
+      const errors: Array<string> = []
+      CacheMessage.decodeEach(bytes, (m) => messages.push(m), (e) => errors.push(e.reason))
+      return { messages, errors }
+    }
+
+    it('golden vector: two messages in one envelope, one alone as itself', () => {
+      expect(encodeAll([get, ack], 1_000).out).toEqual(['1301' + '00000002' + '00000009' + '0401' + '00000007' + '00016b' + '00000007' + '0301' + '00000001' + '00'])
+      expect(encodeAll([get], 1_000).out).toEqual([hex(CacheMessage.encode(get))])
+      expect(decodeAll(Buffer.from(encodeAll([get, ack], 1_000).out[0]!, 'hex'))).toEqual({ messages: [get, ack], errors: [] })
+    })
+
+    it('splits at maxBytes, keeps the order, and sends a message over maxBytes alone', () => {
+      const puts = Array.from({ length: 10 }, (_, i): CacheMessage.CacheMessage => ({ _tag: 'Put', id: i, key: `k${i}`, value: new Uint8Array(100), ts: 1, node: 'a', ttlMs: 0, ack: true }))
+      const one = CacheMessage.encode(puts[0]!).length
+      const max = CacheMessage.batchOverhead + 3 * (CacheMessage.batchEntryOverhead + one)
+      const { out } = encodeAll(puts, max)
+      expect(out.length).toBe(4)
+      const back = out.flatMap((h) => decodeAll(Buffer.from(h, 'hex')).messages)
+      expect(back).toEqual(puts)
+      for (const h of out) expect(h.length / 2).toBeLessThanOrEqual(max)
+      // a single message larger than maxBytes still goes (the stream refuses it with a clear error)
+      expect(encodeAll([puts[0]!, puts[1]!], 10).out).toEqual([hex(CacheMessage.encode(puts[0]!)), hex(CacheMessage.encode(puts[1]!))])
+    })
+
+    it('leaves out a message that cannot be encoded and reports it; skips holes', () => {
+      const bad: CacheMessage.CacheMessage = { _tag: 'Get', id: -1, key: 'x' }
+      const { out, failed } = encodeAll([get, bad, undefined, ack], 1_000)
+      expect(failed).toEqual([1])
+      expect(decodeAll(Buffer.from(out[0]!, 'hex')).messages).toEqual([get, ack])
+      expect(encodeAll([bad], 1_000)).toEqual({ out: [], failed: [0] })
+    })
+
+    it('decode refuses an envelope; decodeEach reports malformed parts and keeps the rest', () => {
+      const batch = Buffer.from(encodeAll([get, ack], 1_000).out[0]!, 'hex')
+      expect(() => CacheMessage.decode(batch)).toThrow(expect.objectContaining({ reason: 'UnknownMessageType' }))
+      // a malformed message inside: the others are still handed over
+      const broken = Buffer.from(batch)
+      broken[10] = 0x7f // the Get's type byte
+      expect(decodeAll(broken)).toEqual({ messages: [ack], errors: ['UnknownMessageType'] })
+      // an envelope inside an envelope
+      const nested = Buffer.from('1301' + '00000001' + '0000000a' + hex(batch).slice(0, 20), 'hex')
+      expect(decodeAll(nested).errors).toEqual(['InvalidField'])
+      // a count the bytes cannot hold, another version, trailing bytes
+      expect(decodeAll(Buffer.from('1301' + 'ffffffff', 'hex')).errors).toEqual(['UnexpectedEof'])
+      expect(decodeAll(Buffer.from('1302' + '00000000', 'hex')).errors).toEqual(['UnsupportedVersion'])
+      expect(decodeAll(Buffer.concat([batch, Buffer.from('00', 'hex')]))).toEqual({ messages: [get, ack], errors: ['TrailingBytes'] })
+      expect(decodeAll(Buffer.from('1301' + '00000002' + '00000009' + '0401' + '00000007' + '00016b', 'hex'))).toEqual({ messages: [get], errors: ['UnexpectedEof'] })
+    })
+  })
 })
+

@@ -48,6 +48,22 @@ const Example = SystemMessage.messageSet<Greet | Bye>('example', [
 ])
 
 describe('SystemMessage toolkit', () => {
+  it('a writer is reused: reset keeps its buffer, truncate and setU32 stay inside what was written', () => {
+    const w = new SystemMessage.Writer(8)
+    w.u32(0).string('a longer string than eight bytes')
+    const grown = w.capacity
+    w.setU32(0, 0xdeadbeef)
+    expect(Buffer.from(w.finish().subarray(0, 4)).toString('hex')).toBe('deadbeef')
+    w.truncate(4)
+    expect(w.length).toBe(4)
+    expect(() => w.truncate(5)).toThrow(WireError)
+    expect(() => w.setU32(1, 1)).toThrow(WireError)
+    expect(() => w.setU32(0, -1)).toThrow(WireError)
+    w.reset()
+    expect(w.length).toBe(0)
+    expect(w.capacity).toBe(grown)
+  })
+
   it('golden vectors: [type][version][fields]', () => {
     expect(hex(Example.encode({ _tag: 'Greet', name: 'hi', times: 3, note: undefined }))).toBe('4102' + '00026869' + '00000003' + '00')
     expect(hex(Example.encode({ _tag: 'Greet', name: '', times: 0, note: 'x' }))).toBe('4102' + '0000' + '00000000' + '01000178')

@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@effect/vitest'
-import { CacheMessage, ControlMessage, Decoder, Frame, StreamInit, TopicMessage, WireError } from '../src/index.js'
+import { CacheMessage, ControlMessage, Decoder, Frame, StreamInit, SystemMessage, TopicMessage, WireError } from '../src/index.js'
 
 /** Seeded xorshift PRNG: the same inputs on every run. */
 const rng = (seed: number) => {
@@ -161,6 +161,33 @@ describe('fuzz: cache messages', () => {
       CacheMessage.encode({ _tag: 'NearInvalidate', key: 'user:9', ts: 17e11, node: 'n1' })
     ]
     fuzzMessages(0xcace, valid, CacheMessage.decode)
+  }, 120_000)
+
+  it('decodeEach takes 100,000 random and mutated envelopes: it never throws, and reports what it refuses as WireError', () => {
+    const w = new SystemMessage.Writer()
+    const messages: Array<CacheMessage.CacheMessage> = [
+      { _tag: 'Get', id: 4, key: 'user:9' },
+      { _tag: 'Ack', id: 3, status: 1 },
+      { _tag: 'Put', id: 1, key: 'sess:1', value: new Uint8Array(40).fill(3), ts: 17e11, node: 'n1', ttlMs: 1000, ack: true },
+      { _tag: 'NearInvalidate', key: 'user:9', ts: 17e11, node: 'n1' }
+    ]
+    CacheMessage.encodeBatch(w, messages, 0, 1 << 20, () => {})
+    const valid = [w.finish().slice(), CacheMessage.encode(messages[0]!)]
+    const rand = rng(0xba7c4)
+    let refused = 0
+    let handed = 0
+    for (let run = 0; run < 100_000; run++) {
+      CacheMessage.decodeEach(
+        mutate(valid[rand(valid.length)]!, rand, valid),
+        () => void handed++,
+        (e) => {
+          if (!(e instanceof WireError)) throw e
+          refused++
+        }
+      )
+    }
+    expect(refused).toBeGreaterThan(10_000)
+    expect(handed).toBeGreaterThan(1_000)
   }, 120_000)
 })
 

@@ -12,10 +12,12 @@
  *
  * Last line: {"mycel_ops_s","mycel_p99_us","redis_ops_s","redis_p99_us","ratio","zipf_mycel_ops_s",
  * "zipf_mycel_p99_us","zipf_redis_ops_s","zipf_redis_p99_us","zipf_ratio"}. BENCH_WORKLOAD=uniform
- * or zipf runs one of them (the other's fields are then absent).
+ * or zipf runs one of them (the other's fields are then absent). BENCH_PROFILE_DIR=<dir> writes a
+ * CPU profile of each driver process's measured run there (`profile.ts`).
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process'
 import { createServer } from 'node:net'
+import { profiled } from './profile.js'
 import { percentile, printResult } from './report.js'
 import { ScrambledZipfian } from './zipf.js'
 
@@ -139,10 +141,12 @@ const child = async (role: Role) => {
     await preload(role.index, (k, v) => node.mycel.put('bench', k, v))
     send({ type: 'loaded' })
     await waitFor('go')
-    const result = await drive(
-      role.workload,
-      (k) => node.mycel.get('bench', k),
-      (k, v) => node.mycel.put('bench', k, v)
+    const result = await profiled(`mycel-${role.workload}-${role.index}`, () =>
+      drive(
+        role.workload,
+        (k) => node.mycel.get('bench', k),
+        (k, v) => node.mycel.put('bench', k, v)
+      )
     )
     const n = node.mycel.stats('bench')?.near
     send({ type: 'done', ...result, ...(n === undefined ? {} : { near: { hits: n.hits, misses: n.misses, invalidations: n.invalidations, sent: n.invalidationsSent, broadcasts: n.broadcasts } }) })
@@ -157,10 +161,12 @@ const child = async (role: Role) => {
   await preload(role.index, (k, v) => redis.set(k, Buffer.from(v)))
   send({ type: 'loaded' })
   await waitFor('go')
-  const result = await drive(
-    role.workload,
-    (k) => redis.getBuffer(k),
-    (k, v) => redis.set(k, Buffer.from(v))
+  const result = await profiled(`redis-${role.workload}-${role.index}`, () =>
+    drive(
+      role.workload,
+      (k) => redis.getBuffer(k),
+      (k, v) => redis.set(k, Buffer.from(v))
+    )
   )
   send({ type: 'done', ...result })
   await waitFor('stop')
@@ -187,9 +193,7 @@ const phase = async (roles: (index: number, seed: string | undefined) => Role) =
     })
   let seed: string | undefined
   for (let i = 0; i < PROCESSES; i++) {
-    const profile = process.env['BENCH_PROFILE_DIR']
-    const execArgv = profile === undefined ? process.execArgv : [...process.execArgv, '--cpu-prof', `--cpu-prof-dir=${profile}`]
-    const c = fork(new URL(import.meta.url).pathname, ['child', JSON.stringify(roles(i, seed))], { execArgv })
+    const c = fork(new URL(import.meta.url).pathname, ['child', JSON.stringify(roles(i, seed))], { execArgv: process.execArgv })
     children.push(c)
     messages.push([])
     c.on('message', (m: FromChild) => messages[i]!.push(m))

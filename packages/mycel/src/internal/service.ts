@@ -18,6 +18,7 @@ import { MycelError } from '../MycelError.js'
 import { Completions, type Answer } from './completions.js'
 import { Engine, type EngineOptions, PENDING, type Output } from './engine.js'
 import { type NearConfig, TRACKED_KEYS } from './near.js'
+import { Outbox } from './outbox.js'
 import type { BucketOptions, BucketStats, MycelOptions } from './types.js'
 
 const EMPTY = new Uint8Array(0)
@@ -64,6 +65,10 @@ export interface MycelService {
    * increment is applied once, and survives the loss of any one owner (R ≥ 2).
    */
   readonly increment: (bucket: string, key: string, delta?: number, ttl?: Duration.DurationInput) => Effect.Effect<number, MycelError>
+  /** `putIfAbsent`, `compareAndSet` and `increment` for a Promise caller: no Effect fiber per call; they reject with `MycelError`. */
+  readonly unsafePutIfAbsent: (bucket: string, key: string, value: Uint8Array, ttl?: Duration.DurationInput) => Promise<boolean>
+  readonly unsafeCompareAndSet: (bucket: string, key: string, expected: Uint8Array | undefined, value: Uint8Array, ttl?: Duration.DurationInput) => Promise<boolean>
+  readonly unsafeIncrement: (bucket: string, key: string, delta?: number, ttl?: Duration.DurationInput) => Promise<number>
   readonly stats: (bucket: string) => BucketStats | undefined
   readonly buckets: () => ReadonlyArray<string>
   /** True once a joining node has received its keys from the others (or waited long enough). */
@@ -101,6 +106,24 @@ const ttlMsOf = (ttl: Duration.DurationInput | undefined, field: string): number
   }
   return Math.round(Duration.toMillis(d.value))
 }
+
+/** A Promise caller's ttl, validated: `run` with it, or a rejection naming the field. */
+const withTtl = <A>(ttl: Duration.DurationInput | undefined, run: (ttlMs: number | undefined) => Promise<A>): Promise<A> => {
+  const ttlMs = ttlMsOf(ttl, 'ttl')
+  return ttlMs instanceof MycelError ? Promise.reject(ttlMs) : run(ttlMs)
+}
+
+type AtomicCall = Parameters<Engine['atomic']>[2]
+const putIfAbsentArgs = (key: string, value: Uint8Array, ttlMs: number | undefined): AtomicCall => ({ op: CacheMessage.AtomicOp.PutIfAbsent, key, expected: undefined, value, delta: 0, ttlMs })
+const compareAndSetArgs = (key: string, expected: Uint8Array | undefined, value: Uint8Array, ttlMs: number | undefined): AtomicCall => ({
+  op: CacheMessage.AtomicOp.CompareAndSet,
+  key,
+  expected,
+  value,
+  delta: 0,
+  ttlMs
+})
+const incrementArgs = (key: string, delta: number, ttlMs: number | undefined): AtomicCall => ({ op: CacheMessage.AtomicOp.Increment, key, expected: undefined, value: EMPTY, delta, ttlMs })
 
 const ttlOf = (ttl: Duration.DurationInput | undefined, field: string): Effect.Effect<number | undefined, MycelError> => {
   const ms = ttlMsOf(ttl, field)
@@ -144,8 +167,10 @@ interface Shell {
   readonly log: (effect: Effect.Effect<void>) => void
   /** Carries out the engine's outputs. */
   readonly flush: () => void
+  /** Sends what the outbox gathered, now. */
+  readonly sendNow: () => void
   readonly operation: <A extends Answer>(start: (op: number) => A | MycelError | typeof PENDING) => Effect.Effect<A, MycelError>
-  readonly operationPromise: <A extends Uint8Array | undefined>(start: (op: number) => A | MycelError | typeof PENDING) => Promise<A>
+  readonly operationPromise: <A extends Answer>(start: (op: number) => A | MycelError | typeof PENDING) => Promise<A>
   readonly isClosed: () => boolean
 }
 
@@ -170,31 +195,45 @@ export const makeService = (options: MycelOptions = {}) =>
     let flushing = false
     let timerAt = Infinity
 
-    const send = (o: Output & { readonly _tag: 'Send' }) => {
-      const stream = bucketStreams.get(o.bucket)
-      if (stream === undefined || closed) return
-      const failed = (e: { readonly message: string }) => {
-        if (closed) return
-        engine.sendFailed(o.bucket, o.to, o.message, e.message, now())
-        flush()
-      }
-      try {
-        const bytes = CacheMessage.encode(o.message)
-        const waiting = stream.offer(bytes, [o.to])
-        if (waiting !== undefined) {
-          // the peer's buffer is full: these bytes count against its budget until it takes them
-          engine.queuedChanged(o.to, bytes.byteLength)
-          waiting.then(
-            () => engine.queuedChanged(o.to, -bytes.byteLength),
-            (e: Error) => {
-              engine.queuedChanged(o.to, -bytes.byteLength)
-              failed(e)
+    // what the engine sends goes out once per turn, per bucket and peer, as one payload (outbox.ts)
+    const outbox = new Outbox(
+      {
+        send: (bucket, to, bytes, carried) => {
+          const stream = bucketStreams.get(bucket)
+          if (stream === undefined || closed) return
+          const failed = (e: { readonly message: string }) => {
+            if (closed) return
+            for (const message of carried) engine.sendFailed(bucket, to, message, e.message, now())
+            flush()
+          }
+          try {
+            const waiting = stream.offer(bytes, [to])
+            if (waiting !== undefined) {
+              // the peer's buffer is full: these bytes count against its budget until it takes them
+              const n = bytes.byteLength
+              engine.queuedChanged(to, n)
+              waiting.then(
+                () => engine.queuedChanged(to, -n),
+                (e: Error) => {
+                  engine.queuedChanged(to, -n)
+                  failed(e)
+                }
+              )
             }
-          )
+          } catch (e) {
+            failed(e as Error)
+          }
+        },
+        unencodable: (bucket, to, message, error) => {
+          if (closed) return
+          engine.sendFailed(bucket, to, message, error instanceof Error ? error.message : String(error), now())
+          flush()
         }
-      } catch (e) {
-        failed(e as Error)
-      }
+      },
+      nodosum.maxMessageSize
+    )
+    const send = (o: Output & { readonly _tag: 'Send' }) => {
+      if (!closed) outbox.add(o.bucket, o.to, o.message)
     }
 
     /** Carries out the engine's outputs, then sets the timer it asks for. */
@@ -262,7 +301,7 @@ export const makeService = (options: MycelOptions = {}) =>
       })
 
     /** The same for a Promise caller: no fiber; a result at hand resolves at once. */
-    const operationPromise = <A extends Uint8Array | undefined>(start: (op: number) => A | MycelError | typeof PENDING): Promise<A> => {
+    const operationPromise = <A extends Answer>(start: (op: number) => A | MycelError | typeof PENDING): Promise<A> => {
       const op = completions.start()
       let result: A | MycelError | typeof PENDING
       try {
@@ -304,6 +343,7 @@ export const makeService = (options: MycelOptions = {}) =>
         }
         engine.close()
         flush()
+        outbox.flush()
         closed = true
         completions.failAll(new MycelError({ reason: 'Closed', message: 'the cache is shutting down' }))
       })
@@ -311,12 +351,14 @@ export const makeService = (options: MycelOptions = {}) =>
     // joining, an alone node turns ready after settling, a joiner after its ready timeout at most
     flush()
 
-    return serviceOver({ engine, app, bucketStreams, now, log, flush, operation, operationPromise, isClosed: () => closed })
+    return serviceOver({ engine, app, bucketStreams, now, log, flush, sendNow: outbox.flush, operation, operationPromise, isClosed: () => closed })
   })
 
 /** The cache's operations over a running shell (the engine and what carries out its outputs). */
 const serviceOver = (shell: Shell): MycelService => {
-  const { engine, app, bucketStreams, now, log, flush, operation, operationPromise } = shell
+  const { engine, app, bucketStreams, now, log, flush, sendNow, operation, operationPromise } = shell
+  /** Starts an atomic operation on the engine (the same for the Effect and the Promise entry points). */
+  const atomic = (bucket: string, args: AtomicCall) => (op: number) => engine.atomic(op, bucket, args, now())
   return {
     createBucket: (name, ttl, maxSize, bucketOptions = {}) =>
       Effect.gen(function* () {
@@ -334,14 +376,12 @@ const serviceOver = (shell: Shell): MycelService => {
         const created = engine.addBucket(name, { ttlMs, maxSize, replicas, maxBytes: bucketOptions.maxBytes ?? 0, writeConcern: bucketOptions.writeConcern ?? 'primary', nearCache }, now())
         stream.setReceiveFunc((payload, from) => {
           if (shell.isClosed()) return
-          let message: CacheMessage.CacheMessage
-          try {
-            message = CacheMessage.decode(payload)
-          } catch (e) {
-            log(Effect.logWarning('malformed cache message').pipe(Effect.annotateLogs({ node: engine.self, bucket: name, from, error: (e as Error).message })))
-            return
-          }
-          engine.receive(name, from, message, now())
+          const at = now()
+          CacheMessage.decodeEach(
+            payload,
+            (message) => engine.receive(name, from, message, at),
+            (e) => log(Effect.logWarning('malformed cache message').pipe(Effect.annotateLogs({ node: engine.self, bucket: name, from, error: e.message })))
+          )
           flush()
         })
         stream.setRefusedFunc((node) => {
@@ -354,6 +394,8 @@ const serviceOver = (shell: Shell): MycelService => {
       }),
     deleteBucket: (name) =>
       Effect.gen(function* () {
+        // what is gathered for the bucket's stream goes before it closes
+        sendNow()
         const stream = bucketStreams.get(name)
         if (stream === undefined || !engine.removeBucket(name)) return yield* new MycelError({ reason: 'BucketNotFound', message: `no bucket '${name}' on this node` })
         bucketStreams.delete(name)
@@ -365,28 +407,16 @@ const serviceOver = (shell: Shell): MycelService => {
     get: (bucket, key) => operation((op) => engine.get(op, bucket, key, now())),
     delete: (bucket, key) => Effect.asVoid(operation((op) => engine.delete(op, bucket, key, now()))),
     unsafeGet: (bucket, key) => operationPromise((op) => engine.get(op, bucket, key, now())),
-    unsafePut: (bucket, key, value, ttl) => {
-      const ttlMs = ttlMsOf(ttl, 'ttl')
-      if (ttlMs instanceof MycelError) return Promise.reject(ttlMs)
-      return operationPromise((op) => engine.put(op, bucket, key, value, ttlMs, now())).then(ignore)
-    },
+    unsafePut: (bucket, key, value, ttl) => withTtl(ttl, (ttlMs) => operationPromise((op) => engine.put(op, bucket, key, value, ttlMs, now())).then(ignore)),
     unsafeDelete: (bucket, key) => operationPromise((op) => engine.delete(op, bucket, key, now())).then(ignore),
-    putIfAbsent: (bucket, key, value, ttl) =>
-      ttlOf(ttl, 'ttl').pipe(
-        Effect.flatMap((ttlMs) =>
-          operation<boolean>((op) => engine.atomic(op, bucket, { op: CacheMessage.AtomicOp.PutIfAbsent, key, expected: undefined, value, delta: 0, ttlMs }, now()))
-        )
-      ),
+    putIfAbsent: (bucket, key, value, ttl) => ttlOf(ttl, 'ttl').pipe(Effect.flatMap((ttlMs) => operation<boolean>(atomic(bucket, putIfAbsentArgs(key, value, ttlMs))))),
     compareAndSet: (bucket, key, expected, value, ttl) =>
-      ttlOf(ttl, 'ttl').pipe(
-        Effect.flatMap((ttlMs) => operation<boolean>((op) => engine.atomic(op, bucket, { op: CacheMessage.AtomicOp.CompareAndSet, key, expected, value, delta: 0, ttlMs }, now())))
-      ),
-    increment: (bucket, key, delta = 1, ttl) =>
-      ttlOf(ttl, 'ttl').pipe(
-        Effect.flatMap((ttlMs) =>
-          operation<number>((op) => engine.atomic(op, bucket, { op: CacheMessage.AtomicOp.Increment, key, expected: undefined, value: EMPTY, delta, ttlMs }, now()))
-        )
-      ),
+      ttlOf(ttl, 'ttl').pipe(Effect.flatMap((ttlMs) => operation<boolean>(atomic(bucket, compareAndSetArgs(key, expected, value, ttlMs))))),
+    increment: (bucket, key, delta = 1, ttl) => ttlOf(ttl, 'ttl').pipe(Effect.flatMap((ttlMs) => operation<number>(atomic(bucket, incrementArgs(key, delta, ttlMs))))),
+    unsafePutIfAbsent: (bucket, key, value, ttl) => withTtl(ttl, (ttlMs) => operationPromise<boolean>(atomic(bucket, putIfAbsentArgs(key, value, ttlMs)))),
+    unsafeCompareAndSet: (bucket, key, expected, value, ttl) =>
+      withTtl(ttl, (ttlMs) => operationPromise<boolean>(atomic(bucket, compareAndSetArgs(key, expected, value, ttlMs)))),
+    unsafeIncrement: (bucket, key, delta = 1, ttl) => withTtl(ttl, (ttlMs) => operationPromise<number>(atomic(bucket, incrementArgs(key, delta, ttlMs)))),
     stats: (bucket) => engine.stats(bucket),
     buckets: () => [...engine.buckets.keys()],
     ready: () => engine.ready(now())

@@ -12,10 +12,15 @@
  *
  * Last line: {"mycel_ops_s","mycel_p99_us","redis_ops_s","redis_p99_us","ratio","zipf_mycel_ops_s",
  * "zipf_mycel_p99_us","zipf_redis_ops_s","zipf_redis_p99_us","zipf_ratio"}. BENCH_WORKLOAD=uniform
- * or zipf runs one of them (the other's fields are then absent). BENCH_PROFILE_DIR=<dir> writes a
+ * or zipf runs one of them (the other's fields are then absent). Then, per workload, CPU time per
+ * operation over every process that served it: "cpu_ratio" (Redis's drivers and server ÷
+ * Mycel's node processes; above 1, Mycel spends less CPU per operation), "mycel_cpu_us_per_op",
+ * "redis_cpu_us_per_op", and the same with "zipf_" — a figure a busy machine moves less than
+ * ops/s. BENCH_PROFILE_DIR=<dir> writes a
  * CPU profile of each driver process's measured run there (`profile.ts`).
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { profiled } from './profile.js'
 import { percentile, printResult } from './report.js'
@@ -57,7 +62,22 @@ interface NearCounts {
   sent: number
   broadcasts: number
 }
-type FromChild = { type: 'ready'; port?: number } | { type: 'loaded' } | { type: 'done'; ops: number; seconds: number; samples: Array<number>; errors: Record<string, number>; near?: NearCounts }
+type FromChild =
+  | { type: 'ready'; port?: number }
+  | { type: 'loaded' }
+  | { type: 'done'; ops: number; seconds: number; samples: Array<number>; errors: Record<string, number>; cpuUs: number; near?: NearCounts }
+
+/** CPU time (us) a process has used so far, from /proc (the redis-server's; 0 where /proc is missing). */
+const processCpuUs = (pid: number | undefined): number => {
+  if (pid === undefined) return 0
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+    // utime and stime are fields 14 and 15 of the whole line, in clock ticks (100 per second on Linux)
+    return ((Number(fields[11]) + Number(fields[12])) * 1_000_000) / 100
+  } catch {
+    return 0
+  }
+}
 
 const freePort = () =>
   new Promise<number>((resolve) => {
@@ -98,10 +118,12 @@ const drive = async (workload: Workload, get: (key: string) => Promise<unknown>,
       else samples[ops % SAMPLE_LIMIT] = us
     }
   }
+  const cpu = process.cpuUsage()
   const timer = setTimeout(() => (stop = true), seconds * 1000)
   await Promise.all(Array.from({ length: IN_FLIGHT }, worker))
   clearTimeout(timer)
-  return { ops, seconds: (performance.now() - started) / 1000, samples, errors }
+  const used = process.cpuUsage(cpu)
+  return { ops, seconds: (performance.now() - started) / 1000, samples, errors, cpuUs: used.user + used.system }
 }
 
 /** Loads this process's share of the keys, 64 at a time. */
@@ -175,7 +197,7 @@ const child = async (role: Role) => {
 }
 
 /** Starts the drivers, loads, runs, and returns ops/s and p99 over all three. */
-const phase = async (roles: (index: number, seed: string | undefined) => Role) => {
+const phase = async (roles: (index: number, seed: string | undefined) => Role, serverPid?: number) => {
   const children: Array<ChildProcess> = []
   const messages: Array<Array<FromChild>> = []
   const next = (i: number, type: FromChild['type']) =>
@@ -202,8 +224,10 @@ const phase = async (roles: (index: number, seed: string | undefined) => Role) =
   }
   for (const c of children) c.send({ type: 'load' })
   await Promise.all(children.map((_, i) => next(i, 'loaded')))
+  const serverCpu = processCpuUs(serverPid)
   for (const c of children) c.send({ type: 'go' })
   const done = (await Promise.all(children.map((_, i) => next(i, 'done')))) as Array<Extract<FromChild, { type: 'done' }>>
+  const serverCpuUs = processCpuUs(serverPid) - serverCpu
   for (const c of children) c.send({ type: 'stop' })
   await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))))
   const opsS = done.reduce((sum, d) => sum + d.ops / d.seconds, 0)
@@ -219,7 +243,10 @@ const phase = async (roles: (index: number, seed: string | undefined) => Role) =
     : undefined
   const errors: Record<string, number> = {}
   for (const d of done) for (const [k, n] of Object.entries(d.errors)) errors[k] = (errors[k] ?? 0) + n
-  return { opsS, p99: percentile(samples, 0.99), p50: percentile(samples, 0.5), near, errors }
+  // CPU per operation over every process that served it (drivers, and the server when there is one)
+  const ops = done.reduce((sum, d) => sum + d.ops, 0)
+  const cpuUsPerOp = (done.reduce((sum, d) => sum + d.cpuUs, 0) + serverCpuUs) / Math.max(1, ops)
+  return { opsS, p99: percentile(samples, 0.99), p50: percentile(samples, 0.5), near, errors, cpuUsPerOp }
 }
 
 const main = async () => {
@@ -241,6 +268,7 @@ const main = async () => {
     await new Promise((r) => setTimeout(r, 300))
     const only = process.env['BENCH_WORKLOAD']
     const result: Record<string, number> = {}
+    const cpu: Record<string, number> = {}
     for (const workload of ['uniform', 'zipf'] as const) {
       if (only !== undefined && only !== workload) continue
       const prefix = workload === 'zipf' ? 'zipf_' : ''
@@ -250,21 +278,34 @@ const main = async () => {
           ? `near cache maxSize ${nearCache.maxSize}, ttl ${nearCache.ttlMs} ms, ${'trackedKeys' in nearCache ? `trackedKeys ${nearCache.trackedKeys}` : 'trackedKeys default'}`
           : 'no near cache'
       const mycel = await phase((index, seed) => ({ kind: 'mycel', index, seed, workload }))
-      console.log(`${workload} mycel: ${mycel.opsS.toFixed(0)} ops/s, p50 ${mycel.p50.toFixed(0)} us, p99 ${mycel.p99.toFixed(0)} us (${mix}; 3 processes x ${IN_FLIGHT} in flight; ${near})`)
+      console.log(
+        `${workload} mycel: ${mycel.opsS.toFixed(0)} ops/s, p50 ${mycel.p50.toFixed(0)} us, p99 ${mycel.p99.toFixed(0)} us, ${mycel.cpuUsPerOp.toFixed(1)} us of CPU per operation (${mix}; 3 processes x ${IN_FLIGHT} in flight; ${near})`
+      )
       if (Object.keys(mycel.errors).length > 0) console.log(`${workload} mycel: failed operations (counted in ops/s): ${JSON.stringify(mycel.errors)}`)
       if (mycel.near !== undefined) {
         const n = mycel.near
         const rate = n.hits + n.misses === 0 ? 0 : (100 * n.hits) / (n.hits + n.misses)
         console.log(`${workload} near cache: ${n.hits} hits, ${n.misses} misses (${rate.toFixed(1)} % of gets of keys owned elsewhere), ${n.invalidations} copies invalidated, ${n.sent} invalidations sent, ${n.broadcasts} broadcast writes`)
       }
-      const baseline = await phase((index) => ({ kind: 'redis', index, port, workload }))
-      console.log(`${workload} redis: ${baseline.opsS.toFixed(0)} ops/s, p50 ${baseline.p50.toFixed(0)} us, p99 ${baseline.p99.toFixed(0)} us (${mix}; one redis-server, ioredis)`)
+      const baseline = await phase((index) => ({ kind: 'redis', index, port, workload }), redis.pid)
+      console.log(
+        `${workload} redis: ${baseline.opsS.toFixed(0)} ops/s, p50 ${baseline.p50.toFixed(0)} us, p99 ${baseline.p99.toFixed(0)} us, ${baseline.cpuUsPerOp.toFixed(1)} us of CPU per operation (drivers and server) (${mix}; one redis-server, ioredis)`
+      )
       result[`${prefix}mycel_ops_s`] = Math.round(mycel.opsS)
       result[`${prefix}mycel_p99_us`] = Math.round(mycel.p99)
       result[`${prefix}redis_ops_s`] = Math.round(baseline.opsS)
       result[`${prefix}redis_p99_us`] = Math.round(baseline.p99)
       result[`${prefix}ratio`] = Number((mycel.opsS / baseline.opsS).toFixed(3))
+      cpu[`${prefix}mycel_cpu_us_per_op`] = Number(mycel.cpuUsPerOp.toFixed(1))
+      cpu[`${prefix}redis_cpu_us_per_op`] = Number(baseline.cpuUsPerOp.toFixed(1))
     }
+    // CPU per operation is less sensitive to a busy machine than ops/s: Redis's over Mycel's is the CPU-bound ratio
+    for (const prefix of ['', 'zipf_']) {
+      const m = cpu[`${prefix}mycel_cpu_us_per_op`]
+      const r = cpu[`${prefix}redis_cpu_us_per_op`]
+      if (m !== undefined && r !== undefined) result[`${prefix}cpu_ratio`] = Number((r / m).toFixed(3))
+    }
+    Object.assign(result, cpu)
     printResult(result)
   } finally {
     redis.kill('SIGTERM')

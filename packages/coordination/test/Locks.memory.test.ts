@@ -3,6 +3,7 @@
  * coordination services as in production, time moved by the test.
  */
 import { describe, expect, it } from '@effect/vitest'
+import * as Testing from '@mycorrizal/testing'
 import { Mycel } from '@mycorrizal/mycel'
 import { MemoryTransport, Nodosum } from '@mycorrizal/nodosum'
 import { Streams } from '@mycorrizal/streams'
@@ -43,31 +44,10 @@ const node = (id: string, seeds: ReadonlyArray<string>, options: Locks.LocksOpti
     )
   )
 
-const turns = (n: number) =>
-  Effect.promise(async () => {
-    for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve))
-  })
-
-/** Moves the TestClock 10 ms at a time, letting the event loop turn, until `condition` holds. */
-const advanceUntil = (condition: () => boolean, what: string, maxMs = 20_000) =>
-  Effect.gen(function* () {
-    for (let t = 0; t <= maxMs; t += 10) {
-      yield* turns(10)
-      if (condition()) return
-      yield* TestClock.adjust(Duration.millis(10))
-    }
-    throw new Error(`${what} did not happen within ${maxMs} ms of test-clock time`)
-  })
-
+/** The TestClock moves 10 ms at a time, with 10 event-loop turns after each step. */
+const advanceUntil = (condition: () => boolean, what: string, maxMs = 20_000) => Testing.advanceUntil(condition, what, maxMs, 10, 10)
 /** Runs `effect` to its end while the TestClock moves. */
-const drive = <A, E>(effect: Effect.Effect<A, E>, what: string, maxMs = 20_000) =>
-  Effect.gen(function* () {
-    const fiber = yield* Effect.fork(effect)
-    let done = false
-    yield* Effect.fork(Effect.andThen(Fiber.await(fiber), Effect.sync(() => (done = true))))
-    yield* advanceUntil(() => done, what, maxMs)
-    return yield* Fiber.join(fiber)
-  })
+const drive = <A, E>(effect: Effect.Effect<A, E>, what: string, maxMs = 20_000) => Testing.advanceWhile(effect, what, maxMs, 10, 10)
 
 const cluster = (ids: ReadonlyArray<string>, options: Locks.LocksOptions = {}) =>
   Effect.gen(function* () {
@@ -151,7 +131,7 @@ describe('locks over MemoryTransport (TestClock)', () => {
           yield* advanceUntil(() => alive.every((n) => n.nodosum.nodes().length === alive.length), `${victim} dropped`)
           yield* advanceUntil(() => alive.every((n) => n.mycel.ready()), 'ready')
           yield* TestClock.adjust(Duration.seconds(2))
-          yield* turns(20)
+          yield* Testing.turns(20)
           yield* drive(lock!.extend(60_000), 'extend after a kill')
           expect(lock!.isHeld()).toBe(true)
         }
@@ -202,7 +182,7 @@ describe('locks over MemoryTransport (TestClock)', () => {
         const waiter = yield* Effect.fork(a!.locks.acquire('report', { ttlMs: 1_000, waitMs: 60_000 }))
         yield* advanceUntil(() => a!.locks.stats().contended >= 2, 'waiter contended')
         yield* TestClock.adjust(Duration.seconds(5))
-        yield* turns(20)
+        yield* Testing.turns(20)
         yield* drive(lock.release, 'release')
         const releasedAt = yield* Clock.currentTimeMillis
         let got: Locks.Lock | undefined
@@ -307,7 +287,7 @@ describe('elections over MemoryTransport (TestClock)', () => {
         const at = elections.indexOf(leader)
         for (let i = 0; i < 100; i++) {
           yield* TestClock.adjust(Duration.millis(50))
-          yield* turns(5)
+          yield* Testing.turns(5)
           expect(leaders()).toEqual([leader])
         }
         expect(log).toEqual([`${nodes[at]!.id}+1`])

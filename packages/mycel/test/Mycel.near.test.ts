@@ -3,9 +3,10 @@
  * production, time moved by the test.
  */
 import { describe, expect, it } from '@effect/vitest'
+import * as Testing from '@mycorrizal/testing'
 import { MemoryTransport, Nodosum } from '@mycorrizal/nodosum'
 import { Streams } from '@mycorrizal/streams'
-import { Context, Duration, Effect, Fiber, Layer, Logger, LogLevel, type Scope, TestClock } from 'effect'
+import { Context, Duration, Effect, Layer, Logger, LogLevel, type Scope, TestClock } from 'effect'
 import { Placement } from '../src/internal/placement.js'
 import * as Mycel from '../src/Mycel.js'
 
@@ -20,31 +21,10 @@ const node = (id: string, seeds: ReadonlyArray<string>) =>
     )
   ).pipe(Effect.map((ctx): Node => ({ id, mycel: Context.get(ctx, Mycel.Mycel), nodosum: Context.get(ctx, Nodosum.Nodosum) })))
 
-const turns = (n: number) =>
-  Effect.promise(async () => {
-    for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve))
-  })
-
-/** Moves the TestClock 10 ms at a time, letting the event loop turn, until `condition` holds. */
-const advanceUntil = (condition: () => boolean, what: string, maxMs = 20_000) =>
-  Effect.gen(function* () {
-    for (let t = 0; t <= maxMs; t += 10) {
-      yield* turns(10)
-      if (condition()) return
-      yield* TestClock.adjust(Duration.millis(10))
-    }
-    throw new Error(`${what} did not happen within ${maxMs} ms of test-clock time`)
-  })
-
+/** The TestClock moves 10 ms at a time, with 10 event-loop turns after each step. */
+const advanceUntil = (condition: () => boolean, what: string, maxMs = 20_000) => Testing.advanceUntil(condition, what, maxMs, 10, 10)
 /** Runs `effect` to its end while the TestClock moves. */
-const drive = <A, E>(effect: Effect.Effect<A, E>, what: string, maxMs = 20_000) =>
-  Effect.gen(function* () {
-    const fiber = yield* Effect.fork(effect)
-    let done = false
-    yield* Effect.fork(Effect.andThen(Fiber.await(fiber), Effect.sync(() => (done = true))))
-    yield* advanceUntil(() => done, what, maxMs)
-    return yield* Fiber.join(fiber)
-  })
+const drive = <A, E>(effect: Effect.Effect<A, E>, what: string, maxMs = 20_000) => Testing.advanceWhile(effect, what, maxMs, 10, 10)
 
 const cluster = (ids: ReadonlyArray<string>) =>
   Effect.gen(function* () {

@@ -5,6 +5,7 @@
  */
 import * as Duration from 'effect/Duration'
 import * as Effect from 'effect/Effect'
+import * as Fiber from 'effect/Fiber'
 import * as TestClock from 'effect/TestClock'
 import { turns } from './Loop.js'
 
@@ -17,14 +18,24 @@ export interface MeshNode {
  * Advances the `TestClock` by `stepMs` at a time (letting the event loop turn after each step)
  * until `condition` holds; fails after `maxMs` of test-clock time. Returns the test time it took.
  */
-export const advanceUntil = (condition: () => boolean, what: string, maxMs = 10_000, stepMs = 50): Effect.Effect<number, Error> =>
+export const advanceUntil = (condition: () => boolean, what: string, maxMs = 10_000, stepMs = 50, turnsPerStep = 20): Effect.Effect<number, Error> =>
   Effect.gen(function* () {
     for (let elapsed = 0; elapsed <= maxMs; elapsed += stepMs) {
-      yield* turns(20)
+      yield* turns(turnsPerStep)
       if (condition()) return elapsed
       yield* TestClock.adjust(Duration.millis(stepMs))
     }
     return yield* Effect.fail(new Error(`${what} did not hold within ${maxMs} ms of test-clock time`))
+  })
+
+/** Runs `effect` to its end while `advanceUntil` moves the `TestClock` (same step arguments). */
+export const advanceWhile = <A, E>(effect: Effect.Effect<A, E>, what: string, maxMs = 10_000, stepMs = 50, turnsPerStep = 20): Effect.Effect<A, E | Error> =>
+  Effect.gen(function* () {
+    const fiber = yield* Effect.fork(effect)
+    let done = false
+    yield* Effect.fork(Effect.andThen(Fiber.await(fiber), Effect.sync(() => (done = true))))
+    yield* advanceUntil(() => done, what, maxMs, stepMs, turnsPerStep)
+    return yield* Fiber.join(fiber)
   })
 
 /** True when every node sees exactly `ids` alive. */

@@ -18,7 +18,7 @@
  * incr_ratio = incr_ops_s / redis_incr_ops_s and lock_ratio = lock_cycles_s /
  * redis_lock_cycles_s, the targets are ≥ 1).
  * BENCH_WORK=publish (or incr, lock; comma-separated) runs only those phases; the last line then
- * carries only their figures.
+ * carries only their figures. BENCH_TAIL=1 also prints the publish latencies' tail (p90 to max).
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process'
 import { createServer } from 'node:net'

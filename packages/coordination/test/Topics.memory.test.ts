@@ -70,6 +70,32 @@ describe('Topics over MemoryTransport', () => {
     )
   )
 
+  it.live('unsafePublish (the facade\'s Promise path) keeps the guarantees: in order, resolved once the subscribers took it, typed rejections', () =>
+    run(
+      Effect.gen(function* () {
+        const [a, b, c] = yield* cluster(['a', 'b', 'c'])
+        const got = new Map<string, Array<string>>([
+          ['b', []],
+          ['c', []]
+        ])
+        yield* b!.topics.subscribe('orders', (p, from) => void got.get('b')!.push(`${from}:${text(p)}`))
+        yield* c!.topics.subscribe('orders', (p, from) => void got.get('c')!.push(`${from}:${text(p)}`))
+        // the first publish creates the topic's stream; the ones after it take the plain path, 20 in flight at once
+        yield* Effect.promise(() => a!.topics.unsafePublish('orders', bytes('first')))
+        const resolved: Array<number> = []
+        yield* Effect.promise(() => Promise.all(Array.from({ length: 20 }, (_, i) => a!.topics.unsafePublish('orders', bytes(`${i}`)).then(() => void resolved.push(got.get('b')!.length + got.get('c')!.length)))))
+        const expected = ['a:first', ...Array.from({ length: 20 }, (_, i) => `a:${i}`)]
+        expect(got.get('b')).toEqual(expected)
+        expect(got.get('c')).toEqual(expected)
+        // each resolved only after both nodes had its message
+        resolved.forEach((seen, i) => expect(seen).toBeGreaterThanOrEqual(2 * (i + 2)))
+        expect(a!.topics.stats()).toEqual([expect.objectContaining({ topic: 'orders', published: 21, pending: 0, failedPublishes: 0 })])
+        const invalid = yield* Effect.promise(() => a!.topics.unsafePublish('', bytes('x')).then(() => undefined, (e: unknown) => e))
+        expect(invalid).toMatchObject({ _tag: 'CoordinationError', reason: 'InvalidTopic' })
+      })
+    )
+  )
+
   it.live('unsubscribe stops delivery; a node with no subscriber is not sent to', () =>
     run(
       Effect.gen(function* () {

@@ -254,6 +254,108 @@ describe('TopicsEngine', () => {
     expect(a.stats()[0]!.pending).toBe(0)
   })
 
+  it('a receiver reports the first Publish of a turn at once and the rest of the turn with one cumulative Delivered', () => {
+    const { net, a, b } = three()
+    b.subscribe(1, 'orders', net.now)
+    net.run()
+    for (let i = 0; i < 4; i++) a.publish(10 + i, 'orders', bytes(`m${i}`), net.now)
+    const sent = a.out.flatMap((o) => (o._tag === 'Publish' ? [o.message] : []))
+    a.out.length = 0
+    expect(sent.map((m) => m.seq)).toEqual([1, 2, 3, 4])
+    const reports = () => b.out.splice(0).flatMap((o) => (o._tag === 'Send' && o.message._tag === 'Delivered' ? [`${o.to}:${o.message.topic}:${o.message.seq}`] : []))
+    // one turn: seq 1 is reported at once, handed to the subscriber before the report
+    b.receivePublish('a', 'orders', sent[0]!)
+    expect(b.out.map((o) => o._tag)).toEqual(['Deliver', 'Send'])
+    expect(reports()).toEqual(['a:orders:1'])
+    b.receivePublish('a', 'orders', sent[1]!)
+    b.receivePublish('a', 'orders', sent[2]!)
+    expect(reports()).toEqual([])
+    expect(b.hasUnacked()).toBe(true)
+    // the turn ends: one report for both
+    b.flushDelivered()
+    expect(reports()).toEqual(['a:orders:3'])
+    expect(b.hasUnacked()).toBe(false)
+    b.flushDelivered()
+    expect(reports()).toEqual([])
+    // the next turn starts with a report at once again
+    b.receivePublish('a', 'orders', sent[3]!)
+    expect(reports()).toEqual(['a:orders:4'])
+    b.flushDelivered()
+    expect(reports()).toEqual([])
+    a.receive('b', { _tag: 'Delivered', topic: 'orders', seq: 1 }, net.now)
+    expect(a.out).toEqual([{ _tag: 'Done', op: 10 }])
+    a.out.length = 0
+    a.receive('b', { _tag: 'Delivered', topic: 'orders', seq: 3 }, net.now)
+    expect(a.out).toEqual([
+      { _tag: 'Done', op: 11 },
+      { _tag: 'Done', op: 12 }
+    ])
+    a.out.length = 0
+    // a late or repeated report completes nothing twice
+    a.receive('b', { _tag: 'Delivered', topic: 'orders', seq: 2 }, net.now)
+    expect(a.out).toEqual([])
+    a.receive('b', { _tag: 'Delivered', topic: 'orders', seq: 4 }, net.now)
+    expect(a.out).toEqual([{ _tag: 'Done', op: 13 }])
+    expect(a.nextWake()).toBeUndefined()
+  })
+
+  it('a lost report is covered by the next one; a lost message times out naming the node; a failed node completes the rest', () => {
+    const { net, a, b, c } = three()
+    b.subscribe(1, 'orders', net.now)
+    c.subscribe(1, 'orders', net.now)
+    net.run()
+    for (let i = 0; i < 2; i++) a.publish(10 + i, 'orders', bytes(`m${i}`), net.now)
+    const sent = a.out.flatMap((o) => (o._tag === 'Publish' ? [o.message] : []))
+    a.out.length = 0
+    // b's report at once (seq 1) is lost; its turn-end report (seq 2) covers both
+    b.receivePublish('a', 'orders', sent[0]!)
+    b.receivePublish('a', 'orders', sent[1]!)
+    b.out.length = 0
+    b.flushDelivered()
+    for (const o of b.out.splice(0)) if (o._tag === 'Send') a.receive('b', o.message, net.now)
+    // c took both in one turn each: its reports arrive
+    for (const m of sent) {
+      c.receivePublish('a', 'orders', m)
+      c.flushDelivered()
+    }
+    for (const o of c.out.splice(0)) if (o._tag === 'Send') a.receive('c', o.message, net.now)
+    expect(a.out).toEqual([
+      { _tag: 'Done', op: 10 },
+      { _tag: 'Done', op: 11 }
+    ])
+    a.out.length = 0
+    // a message to b is lost (nothing is reported): the publish times out naming b, c took it
+    a.publish(12, 'orders', bytes('lost'), net.now)
+    const third = a.out.flatMap((o) => (o._tag === 'Publish' ? [o.message] : []))[0]!
+    a.out.length = 0
+    c.receivePublish('a', 'orders', third)
+    c.flushDelivered()
+    for (const o of c.out.splice(0)) if (o._tag === 'Send') a.receive('c', o.message, net.now)
+    expect(a.out).toEqual([])
+    expect(a.nextWake()).toBe(net.now + 1_000)
+    a.tick(net.now + 1_000)
+    expect(a.out).toEqual([expect.objectContaining({ _tag: 'Fail', op: 12 })])
+    const fail = a.out[0]
+    expect(fail?._tag === 'Fail' && fail.error.reason).toBe('Timeout')
+    expect(fail?._tag === 'Fail' && fail.error.nodes).toEqual(['b'])
+    a.out.length = 0
+    // b fails while a publish waits for it and c reported it: the publish completes without b
+    a.publish(13, 'orders', bytes('x'), net.now + 1_000)
+    const fourth = a.out.flatMap((o) => (o._tag === 'Publish' ? [o.message] : []))[0]!
+    a.out.length = 0
+    c.receivePublish('a', 'orders', fourth)
+    for (const o of c.out.splice(0)) if (o._tag === 'Send') a.receive('c', o.message, net.now)
+    expect(a.out).toEqual([])
+    a.membership(['a', 'c'], net.now + 1_000)
+    expect(a.out).toEqual([{ _tag: 'Done', op: 13 }])
+    expect(a.stats()[0]).toMatchObject({ pending: 0, failedPublishes: 1 })
+    expect(a.nextWake()).toBeUndefined()
+    // and b forgets its open turn for a node that failed
+    b.receivePublish('a', 'orders', fourth)
+    b.membership(['b', 'c'], net.now + 1_000)
+    expect(b.hasUnacked()).toBe(false)
+  })
+
   it('a restarted node (new epoch) replaces what it subscribed to before', () => {
     const { net, a, b } = three()
     b.subscribe(1, 'orders', net.now)

@@ -404,7 +404,7 @@ export const createMycorrizal = async (config: MycorrizalConfig): Promise<Mycorr
     topics: {
       subscribe: (topic, handler) =>
         run(topics.subscribe(topic, handler)).then((sub) => ({ topic: sub.topic, unsubscribe: () => run(sub.unsubscribe) })),
-      publish: (topic, payload) => run(topics.publish(topic, payload)),
+      publish: (topic, payload) => topics.unsafePublish(topic, payload),
       stats: () => topics.stats()
     },
     locks: {

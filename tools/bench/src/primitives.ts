@@ -17,6 +17,8 @@
  * (publish_p99_ratio = publish_p99_us / redis_publish_p99_us, the target is ≤ 2;
  * incr_ratio = incr_ops_s / redis_incr_ops_s and lock_ratio = lock_cycles_s /
  * redis_lock_cycles_s, the targets are ≥ 1).
+ * BENCH_WORK=publish (or incr, lock; comma-separated) runs only those phases; the last line then
+ * carries only their figures. BENCH_TAIL=1 also prints the publish latencies' tail (p90 to max).
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process'
 import { createServer } from 'node:net'
@@ -33,6 +35,7 @@ const LOCKS = Number(process.env['BENCH_LOCKS'] ?? 5_000)
 const LOCK_WARMUP = 500
 const LOCK_IN_FLIGHT = 16
 const LOCK_TTL_MS = 10_000
+const WORK = new Set((process.env['BENCH_WORK'] ?? 'publish,incr,lock').split(',').map((w) => w.trim()))
 /** Redis's compare-and-delete release: delete the key only when it still holds this holder's value. */
 const RELEASE_LUA = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 
@@ -255,6 +258,10 @@ const phase = async (kind: Role['kind'], port: number, work: Work = 'publish') =
   for (const c of children) c.send({ type: 'stop' })
   const subscriber = (await next(0, 'done')) as Extract<FromChild, { type: 'done' }>
   await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))))
+  if (process.env['BENCH_TAIL'] !== undefined && published.samples.length > 0) {
+    const s = published.samples
+    console.log(`${kind} tail: p90 ${percentile(s, 0.9).toFixed(0)} p95 ${percentile(s, 0.95).toFixed(0)} p99 ${percentile(s, 0.99).toFixed(0)} p99.9 ${percentile(s, 0.999).toFixed(0)} max ${Math.max(...s).toFixed(0)}; >2ms ${s.filter((x) => x > 2000).length}, >5ms ${s.filter((x) => x > 5000).length}`)
+  }
   return { p50: percentile(published.samples, 0.5), p99: percentile(published.samples, 0.99), received: subscriber.received, opsPerSec: published.opsPerSec ?? 0 }
 }
 
@@ -275,32 +282,47 @@ const main = async () => {
   const redis = spawn(redisPath, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
   try {
     await new Promise((r) => setTimeout(r, 300))
-    const topics = await phase('mycel', port)
-    console.log(`topics: publish p50 ${topics.p50.toFixed(0)} us, p99 ${topics.p99.toFixed(0)} us; the subscriber got ${topics.received} of ${WARMUP + MESSAGES}`)
-    const baseline = await phase('redis', port)
-    console.log(`redis:  publish p50 ${baseline.p50.toFixed(0)} us, p99 ${baseline.p99.toFixed(0)} us; the subscriber got ${baseline.received} of ${WARMUP + MESSAGES}`)
-    if (topics.received !== WARMUP + MESSAGES) throw new Error(`the topic subscriber got ${topics.received} messages, not ${WARMUP + MESSAGES}`)
-    const incr = await phase('mycel', port, 'incr')
-    console.log(`mycel:  ${Math.round(incr.opsPerSec)} increments/s (${INCRS} of ${COUNTERS} keys, ${INCR_IN_FLIGHT} in flight, replicated to R = 2)`)
-    const redisIncr = await phase('redis', port, 'incr')
-    console.log(`redis:  ${Math.round(redisIncr.opsPerSec)} INCR/s (the same keys, ${INCR_IN_FLIGHT} in flight on one connection)`)
-    const locks = await phase('mycel', port, 'lock')
-    console.log(`mycel:  ${Math.round(locks.opsPerSec)} lock cycles/s (acquire + release, ${LOCK_IN_FLIGHT} workers on their own names, R = 2)`)
-    const redisLocks = await phase('redis', port, 'lock')
-    console.log(`redis:  ${Math.round(redisLocks.opsPerSec)} lock cycles/s (SET NX PX + Lua compare-and-delete, ${LOCK_IN_FLIGHT} workers on one connection)`)
-    printResult({
-      publish_p50_us: Math.round(topics.p50),
-      publish_p99_us: Math.round(topics.p99),
-      redis_publish_p50_us: Math.round(baseline.p50),
-      redis_publish_p99_us: Math.round(baseline.p99),
-      publish_p99_ratio: Number((topics.p99 / baseline.p99).toFixed(2)),
-      incr_ops_s: Math.round(incr.opsPerSec),
-      redis_incr_ops_s: Math.round(redisIncr.opsPerSec),
-      incr_ratio: Number((incr.opsPerSec / redisIncr.opsPerSec).toFixed(3)),
-      lock_cycles_s: Math.round(locks.opsPerSec),
-      redis_lock_cycles_s: Math.round(redisLocks.opsPerSec),
-      lock_ratio: Number((locks.opsPerSec / redisLocks.opsPerSec).toFixed(3))
-    })
+    let result: Record<string, number> = {}
+    if (WORK.has('publish')) {
+      const topics = await phase('mycel', port)
+      console.log(`topics: publish p50 ${topics.p50.toFixed(0)} us, p99 ${topics.p99.toFixed(0)} us; the subscriber got ${topics.received} of ${WARMUP + MESSAGES}`)
+      const baseline = await phase('redis', port)
+      console.log(`redis:  publish p50 ${baseline.p50.toFixed(0)} us, p99 ${baseline.p99.toFixed(0)} us; the subscriber got ${baseline.received} of ${WARMUP + MESSAGES}`)
+      if (topics.received !== WARMUP + MESSAGES) throw new Error(`the topic subscriber got ${topics.received} messages, not ${WARMUP + MESSAGES}`)
+      result = {
+        ...result,
+        publish_p50_us: Math.round(topics.p50),
+        publish_p99_us: Math.round(topics.p99),
+        redis_publish_p50_us: Math.round(baseline.p50),
+        redis_publish_p99_us: Math.round(baseline.p99),
+        publish_p99_ratio: Number((topics.p99 / baseline.p99).toFixed(2))
+      }
+    }
+    if (WORK.has('incr')) {
+      const incr = await phase('mycel', port, 'incr')
+      console.log(`mycel:  ${Math.round(incr.opsPerSec)} increments/s (${INCRS} of ${COUNTERS} keys, ${INCR_IN_FLIGHT} in flight, replicated to R = 2)`)
+      const redisIncr = await phase('redis', port, 'incr')
+      console.log(`redis:  ${Math.round(redisIncr.opsPerSec)} INCR/s (the same keys, ${INCR_IN_FLIGHT} in flight on one connection)`)
+      result = {
+        ...result,
+        incr_ops_s: Math.round(incr.opsPerSec),
+        redis_incr_ops_s: Math.round(redisIncr.opsPerSec),
+        incr_ratio: Number((incr.opsPerSec / redisIncr.opsPerSec).toFixed(3))
+      }
+    }
+    if (WORK.has('lock')) {
+      const locks = await phase('mycel', port, 'lock')
+      console.log(`mycel:  ${Math.round(locks.opsPerSec)} lock cycles/s (acquire + release, ${LOCK_IN_FLIGHT} workers on their own names, R = 2)`)
+      const redisLocks = await phase('redis', port, 'lock')
+      console.log(`redis:  ${Math.round(redisLocks.opsPerSec)} lock cycles/s (SET NX PX + Lua compare-and-delete, ${LOCK_IN_FLIGHT} workers on one connection)`)
+      result = {
+        ...result,
+        lock_cycles_s: Math.round(locks.opsPerSec),
+        redis_lock_cycles_s: Math.round(redisLocks.opsPerSec),
+        lock_ratio: Number((locks.opsPerSec / redisLocks.opsPerSec).toFixed(3))
+      }
+    }
+    printResult(result)
   } finally {
     redis.kill('SIGTERM')
   }

@@ -8,8 +8,10 @@
 import { Nodosum } from '@mycorrizal/nodosum'
 import { SendError, Streams, type Stream as TopicStream } from '@mycorrizal/streams'
 import { TopicMessage } from '@mycorrizal/wire'
+import * as Cause from 'effect/Cause'
 import * as Duration from 'effect/Duration'
 import * as Effect from 'effect/Effect'
+import * as Exit from 'effect/Exit'
 import * as FiberSet from 'effect/FiberSet'
 import * as Runtime from 'effect/Runtime'
 import * as Stream from 'effect/Stream'
@@ -46,6 +48,11 @@ export interface TopicsService {
   readonly subscribe: (topic: string, handler: TopicHandler) => Effect.Effect<Subscription, CoordinationError>
   /** Delivers to every subscriber; completes once every node with a subscriber took the message. */
   readonly publish: (topic: string, payload: Uint8Array) => Effect.Effect<void, CoordinationError>
+  /**
+   * `publish` as a Promise, for the Promise facade: no Effect fiber per message (it rejects with
+   * the same `CoordinationError`s). Like the Effect, nothing happens when it is not called.
+   */
+  readonly unsafePublish: (topic: string, payload: Uint8Array) => Promise<void>
   /** Every topic this node subscribes to or published on, sorted by name. */
   readonly stats: () => ReadonlyArray<TopicStats>
 }
@@ -79,20 +86,22 @@ export const makeService = (options: TopicsOptions = {}) =>
     )
     const handlers = new Map<string, Map<number, TopicHandler>>()
     const topicStreams = new Map<string, TopicStream>()
-    const waiters = new Map<number, (effect: Effect.Effect<void, CoordinationError>) => void>()
-    const early = new Map<number, Effect.Effect<void, CoordinationError>>()
+    /** Who waits for an op: called once with its error, or undefined when it completed. */
+    const waiters = new Map<number, (error: CoordinationError | undefined) => void>()
+    /** Ops that completed before anyone waited for them. */
+    const early = new Map<number, CoordinationError | undefined>()
     let nextOp = 1
     let closed = false
     let flushing = false
     let timerAt = Infinity
     let ackScheduled = false
 
-    const settle = (op: number, effect: Effect.Effect<void, CoordinationError>) => {
+    const settle = (op: number, error: CoordinationError | undefined) => {
       const resume = waiters.get(op)
-      if (resume === undefined) early.set(op, effect)
+      if (resume === undefined) early.set(op, error)
       else {
         waiters.delete(op)
-        resume(effect)
+        resume(error)
       }
     }
 
@@ -100,20 +109,21 @@ export const makeService = (options: TopicsOptions = {}) =>
       if (!closed) log(Effect.logWarning(message).pipe(Effect.annotateLogs({ node: engine.self, ...annotations })))
     }
 
-    /** Calls the topic's handlers; the promises of those that did not finish at once. */
-    const deliver = (topic: string, from: string, payload: Uint8Array, promises: Array<Promise<unknown>>) => {
+    /** Calls the topic's handlers; adds the promises of those that did not finish at once to `running` (made on the first). */
+    const deliver = (topic: string, from: string, payload: Uint8Array, running: Array<Promise<unknown>> | undefined) => {
       const subscribers = handlers.get(topic)
-      if (subscribers === undefined) return
+      if (subscribers === undefined) return running
       for (const handler of subscribers.values()) {
         try {
           const result = handler(payload, from)
           if (result !== undefined && typeof (result as Promise<void>).then === 'function') {
-            promises.push((result as Promise<void>).catch((e: unknown) => warn('topic handler failed', { topic, from, error: String(e) })))
+            ;(running ??= []).push((result as Promise<void>).catch((e: unknown) => warn('topic handler failed', { topic, from, error: String(e) })))
           }
         } catch (e) {
           warn('topic handler failed', { topic, from, error: String(e) })
         }
       }
+      return running
     }
 
     const publishOut = (o: Output & { readonly _tag: 'Publish' }) => {
@@ -147,10 +157,10 @@ export const makeService = (options: TopicsOptions = {}) =>
       }
     }
 
-    /** Carries out the engine's outputs; returns the promises of handlers still running. */
-    const flush = (): Array<Promise<unknown>> => {
-      const promises: Array<Promise<unknown>> = []
-      if (flushing) return promises
+    /** Carries out the engine's outputs; returns the promises of handlers still running, if any. */
+    const flush = (): Array<Promise<unknown>> | undefined => {
+      let running: Array<Promise<unknown>> | undefined
+      if (flushing) return running
       flushing = true
       try {
         const out = engine.out
@@ -164,13 +174,13 @@ export const makeService = (options: TopicsOptions = {}) =>
               if (!closed) publishOut(o)
               break
             case 'Deliver':
-              if (!closed) deliver(o.topic, o.from, o.payload, promises)
+              if (!closed) running = deliver(o.topic, o.from, o.payload, running)
               break
             case 'Done':
-              settle(o.op, Effect.void)
+              settle(o.op, undefined)
               break
             case 'Fail':
-              settle(o.op, Effect.fail(o.error))
+              settle(o.op, o.error)
               break
           }
         }
@@ -179,7 +189,7 @@ export const makeService = (options: TopicsOptions = {}) =>
         flushing = false
       }
       if (engine.hasUnacked() && !ackScheduled && !closed) {
-        // one Delivered per node and topic for everything that arrived in this turn
+        // the turn ends: one Delivered per node and topic for what arrived after its first report
         ackScheduled = true
         queueMicrotask(() => {
           ackScheduled = false
@@ -189,7 +199,7 @@ export const makeService = (options: TopicsOptions = {}) =>
         })
       }
       schedule()
-      return promises
+      return running
     }
 
     const schedule = () => {
@@ -213,13 +223,13 @@ export const makeService = (options: TopicsOptions = {}) =>
 
     const waitFor = (op: number): Effect.Effect<void, CoordinationError> =>
       Effect.async<void, CoordinationError>((resume) => {
-        const done = early.get(op)
-        if (done !== undefined) {
+        if (early.has(op)) {
+          const error = early.get(op)
           early.delete(op)
-          resume(done)
+          resume(error === undefined ? Effect.void : Effect.fail(error))
           return
         }
-        waiters.set(op, resume)
+        waiters.set(op, (error) => resume(error === undefined ? Effect.void : Effect.fail(error)))
         return Effect.sync(() => waiters.delete(op))
       })
 
@@ -250,7 +260,7 @@ export const makeService = (options: TopicsOptions = {}) =>
                 engine.receivePublish(from, topic, message)
                 const running = flush()
                 // a slow handler holds back this topic's stream only
-                if (running.length > 0) return Promise.all(running).then(() => undefined)
+                if (running !== undefined) return Promise.all(running).then(() => undefined)
               })
             })
           )
@@ -286,7 +296,7 @@ export const makeService = (options: TopicsOptions = {}) =>
         closed = true
         handlers.clear()
         const error = new CoordinationError({ reason: 'Closed', message: 'the topics service is shutting down' })
-        for (const resume of waiters.values()) resume(Effect.fail(error))
+        for (const resume of waiters.values()) resume(error)
         waiters.clear()
         early.clear()
       })
@@ -294,6 +304,22 @@ export const makeService = (options: TopicsOptions = {}) =>
     engine.start()
     engine.membership(nodosum.nodes(), now())
     flush()
+
+    const publish = (topic: string, payload: Uint8Array): Effect.Effect<void, CoordinationError> =>
+      Effect.gen(function* () {
+        if (closed) return yield* new CoordinationError({ reason: 'Closed', message: 'the topics service is shutting down' })
+        yield* topicStream(topic)
+        const op = nextOp++
+        const error = engine.publish(op, topic, payload, now())
+        if (error !== undefined) return yield* error
+        flush()
+        yield* waitFor(op)
+      })
+    const runPromise = (effect: Effect.Effect<void, CoordinationError>): Promise<void> =>
+      Runtime.runPromiseExit(runtime)(effect).then((exit) => {
+        if (Exit.isSuccess(exit)) return
+        throw Cause.squash(exit.cause)
+      })
 
     const service: TopicsService = {
       subscribe: (topic, handler) =>
@@ -317,16 +343,18 @@ export const makeService = (options: TopicsOptions = {}) =>
           })
           return { topic, unsubscribe }
         }),
-      publish: (topic, payload) =>
-        Effect.gen(function* () {
-          if (closed) return yield* new CoordinationError({ reason: 'Closed', message: 'the topics service is shutting down' })
-          yield* topicStream(topic)
-          const op = nextOp++
-          const error = engine.publish(op, topic, payload, now())
-          if (error !== undefined) return yield* error
+      publish,
+      unsafePublish: (topic, payload) => {
+        // the topic's stream exists after its first publish or subscribe: plain from then on
+        if (closed || !topicStreams.has(topic)) return runPromise(publish(topic, payload))
+        const op = nextOp++
+        const error = engine.publish(op, topic, payload, now())
+        if (error !== undefined) return Promise.reject(error)
+        return new Promise<void>((resolve, reject) => {
+          waiters.set(op, (e) => (e === undefined ? resolve() : reject(e)))
           flush()
-          yield* waitFor(op)
-        }),
+        })
+      },
       stats: () => engine.stats()
     }
     return service

@@ -14,6 +14,10 @@
  *   own stream to every member whose Interest names the topic; it completes when each of them
  *   reported the message delivered (cumulatively, per topic: "everything up to seq"), or left.
  *   A QUIC stream per topic and peer keeps each publisher's order.
+ * - A receiver reports the first Publish of a node and topic in a turn (the shell's microtask
+ *   checkpoint) delivered at once — the report leaves in the same datagram as the transport's
+ *   acknowledgement of it — and those after it in the same turn with one cumulative Delivered at
+ *   the end of the turn (`flushDelivered`): one report, not one per message, under load.
  * - A node that leaves or fails is forgotten: what waited for it completes without it.
  */
 import type { TopicMessage } from '@mycorrizal/wire'
@@ -93,6 +97,14 @@ interface Topic {
   failedPublishes: number
 }
 
+/** Delivery reports of one node and topic in the current turn. */
+interface AckState {
+  /** Highest seq received in this turn. */
+  seq: number
+  /** A Publish arrived after the report sent at once: `seq` still has to be reported. */
+  due: boolean
+}
+
 interface RemoteInterest {
   readonly epoch: number
   readonly seq: number
@@ -128,8 +140,10 @@ export class TopicsEngine {
   private held: Array<HeldPublish> = []
   private interestSeq = 0
   private interests: Array<PendingInterest> = []
-  /** Highest Publish seq received per node and topic, not yet reported delivered. */
-  private readonly unacked = new Map<string, Map<string, number>>()
+  /** Delivery reports of this turn per node and topic (`flushDelivered` ends the turn). */
+  private readonly acking = new Map<string, Map<string, AckState>>()
+  /** Topics with publishes waiting for reports (their deadlines are the timer's). */
+  private readonly waitingTopics = new Set<Topic>()
   /** Highest Interest seq of this epoch each member acknowledged. */
   private readonly acks = new Map<string, number>()
   private nextSubscriber = 1
@@ -201,6 +215,7 @@ export class TopicsEngine {
     t.nextSeq = (t.nextSeq + 1) >>> 0 || 1
     const seq = t.nextSeq
     t.pending.push({ op, seq, waiting: new Set(to), deadline: now + this.options.publishTimeoutMs, done: false })
+    this.waitingTopics.add(t)
     this.out.push({ _tag: 'Publish', topic: t.name, to, message: { _tag: 'Publish', seq, payload }, op })
   }
 
@@ -212,29 +227,40 @@ export class TopicsEngine {
     for (const h of held) this.send(h.op, h.topic, h.payload, now)
   }
 
-  /** A Publish arrived on a topic's stream. */
+  /**
+   * A Publish arrived on a topic's stream: handed to the subscribers, then reported delivered —
+   * at once when it is the first of its node and topic in this turn, else at the turn's end.
+   */
   receivePublish(from: string, topic: string, message: TopicMessage.Publish): void {
     if (this.closed) return
-    let perNode = this.unacked.get(from)
-    if (perNode === undefined) this.unacked.set(from, (perNode = new Map()))
-    perNode.set(topic, message.seq)
     const t = this.topics.get(topic)
-    if (t === undefined || t.subscribers.size === 0) return
-    t.delivered++
-    this.out.push({ _tag: 'Deliver', topic, from, payload: message.payload })
-  }
-
-  /** True when Delivered reports wait for `flushDelivered`. */
-  hasUnacked(): boolean {
-    return this.unacked.size > 0
-  }
-
-  /** Reports every Publish received so far as delivered, one message per node and topic. */
-  flushDelivered(): void {
-    for (const [node, perTopic] of this.unacked) {
-      for (const [topic, seq] of perTopic) this.out.push({ _tag: 'Send', to: node, message: { _tag: 'Delivered', topic, seq } })
+    if (t !== undefined && t.subscribers.size > 0) {
+      t.delivered++
+      this.out.push({ _tag: 'Deliver', topic, from, payload: message.payload })
     }
-    this.unacked.clear()
+    let perNode = this.acking.get(from)
+    if (perNode === undefined) this.acking.set(from, (perNode = new Map()))
+    const state = perNode.get(topic)
+    if (state === undefined) {
+      perNode.set(topic, { seq: message.seq, due: false })
+      this.out.push({ _tag: 'Send', to: from, message: { _tag: 'Delivered', topic, seq: message.seq } })
+    } else {
+      state.seq = message.seq
+      state.due = true
+    }
+  }
+
+  /** True while a turn with delivery reports is open: the shell calls `flushDelivered` at its end. */
+  hasUnacked(): boolean {
+    return this.acking.size > 0
+  }
+
+  /** Ends the turn: one cumulative Delivered per node and topic for what arrived after its first report. */
+  flushDelivered(): void {
+    for (const [node, perTopic] of this.acking) {
+      for (const [topic, state] of perTopic) if (state.due) this.out.push({ _tag: 'Send', to: node, message: { _tag: 'Delivered', topic, seq: state.seq } })
+    }
+    this.acking.clear()
   }
 
   /** A message of the default stream. */
@@ -263,21 +289,36 @@ export class TopicsEngine {
       case 'Delivered': {
         const t = this.topics.get(message.topic)
         if (t === undefined) return
-        let completed = false
-        for (const p of t.pending) {
-          if (!p.done && serialAtMost(p.seq, message.seq) && p.waiting.delete(from) && p.waiting.size === 0) {
+        // pending is in seq order: the report covers a prefix of it
+        const pending = t.pending
+        let completed = 0
+        for (let i = 0; i < pending.length; i++) {
+          const p = pending[i]!
+          if (!serialAtMost(p.seq, message.seq)) break
+          if (!p.done && p.waiting.delete(from) && p.waiting.size === 0) {
             p.done = true
-            completed = true
+            completed++
             this.out.push({ _tag: 'Done', op: p.op })
           }
         }
-        if (completed) t.pending = t.pending.filter((p) => !p.done)
+        if (completed > 0) this.compact(t)
         return
       }
       case 'Publish':
         // publishes travel on their topic's stream, never on the default one
         return
     }
+  }
+
+  /** Drops the completed publishes of a topic. */
+  private compact(t: Topic): void {
+    const pending = t.pending
+    let head = 0
+    while (head < pending.length && pending[head]!.done) head++
+    if (head === pending.length) {
+      pending.length = 0
+      this.waitingTopics.delete(t)
+    } else t.pending = pending.filter((p) => !p.done)
   }
 
   /** The alive members, this node included or not. */
@@ -308,7 +349,7 @@ export class TopicsEngine {
     for (const n of nodes) p.waiting.delete(n)
     if (failed.length === 0 && p.waiting.size > 0) return
     p.done = true
-    t.pending = t.pending.filter((x) => !x.done)
+    this.compact(t)
     if (failed.length === 0) this.out.push({ _tag: 'Done', op })
     else {
       t.failedPublishes++
@@ -329,7 +370,7 @@ export class TopicsEngine {
         })
       }
     }
-    for (const t of this.topics.values()) {
+    for (const t of this.waitingTopics) {
       let expired = false
       for (const p of t.pending) {
         if (p.deadline > now) break
@@ -343,7 +384,7 @@ export class TopicsEngine {
           error: new CoordinationError({ reason: 'Timeout', message: `topic '${t.name}': ${nodes.join(', ')} did not take the message within ${this.options.publishTimeoutMs} ms`, nodes })
         })
       }
-      if (expired) t.pending = t.pending.filter((p) => !p.done)
+      if (expired) this.compact(t)
     }
     const expired = this.interests.filter((p) => p.deadline <= now)
     if (expired.length === 0) return
@@ -370,7 +411,7 @@ export class TopicsEngine {
   /** When the engine wants its next tick, if ever. */
   nextWake(): number | undefined {
     let at = Infinity
-    for (const t of this.topics.values()) if (t.pending.length > 0) at = Math.min(at, t.pending[0]!.deadline)
+    for (const t of this.waitingTopics) at = Math.min(at, t.pending[0]!.deadline)
     for (const p of this.interests) at = Math.min(at, p.deadline)
     if (this.held.length > 0) at = Math.min(at, this.held[0]!.deadline)
     return at === Infinity ? undefined : at
@@ -386,6 +427,7 @@ export class TopicsEngine {
       t.pending = []
       t.subscribers.clear()
     }
+    this.waitingTopics.clear()
     for (const p of this.interests) this.out.push({ _tag: 'Fail', op: p.op, error })
     this.interests = []
     for (const h of this.held) this.out.push({ _tag: 'Fail', op: h.op, error })
@@ -472,10 +514,10 @@ export class TopicsEngine {
     const known = this.remote.get(node)
     this.remote.delete(node)
     this.unknown.delete(node)
-    this.unacked.delete(node)
+    this.acking.delete(node)
     this.acks.delete(node)
     if (known !== undefined) for (const name of known.topics) this.topics.get(name)?.nodes.delete(node)
-    for (const t of this.topics.values()) {
+    for (const t of this.waitingTopics) {
       let completed = false
       for (const p of t.pending) {
         if (!p.done && p.waiting.delete(node) && p.waiting.size === 0) {
@@ -484,7 +526,7 @@ export class TopicsEngine {
           this.out.push({ _tag: 'Done', op: p.op })
         }
       }
-      if (completed) t.pending = t.pending.filter((p) => !p.done)
+      if (completed) this.compact(t)
     }
     this.interests = this.interests.filter((p) => {
       p.waiting.delete(node)

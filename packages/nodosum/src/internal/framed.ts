@@ -144,8 +144,12 @@ export class FramedStream implements PeerStream {
       onRelease?.()
     }
     if (!this.flushQueued) {
+      // the first message of a microtask goes to the transport at once (a reply written while
+      // the transport hands over what it received leaves with its acknowledgement, in one
+      // datagram); those after it in the same microtask are batched into one write
       this.flushQueued = true
       queueMicrotask(this.flushSoon)
+      this.flush()
     }
     return this.writable
   }

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto'
 import { Certificates, Nodosum } from '../../src/index.js'
 import type { NodosumSettingsInput } from '../../src/NodosumConfig.js'
 import { eventually } from '../../src/testing.js'
-import { CloseCode, clusterKey, IndependentPeer, proof } from './peer.js'
+import { CloseCode, clusterKey, IndependentPeer, type PeerOptions, proof } from './peer.js'
 
 const secret = 'independent-peer-secret-of-at-least-32-characters'
 const clusterId = 'outsider-test-cluster'
@@ -237,9 +237,9 @@ describe('an independent implementation of docs/protocol.md, auth mode tls (mTLS
   // the CA and certificates are inputs the peer gets as PEM; how they are made is not the protocol
   const pki = Effect.gen(function* () {
     const ca = yield* Certificates.createCa({ commonName: 'outsider test CA' })
-    const leaf = (nodeId: string) =>
-      Certificates.createNodeCertificate(ca, { nodeId }).pipe(Effect.map((c) => ({ cert: c.cert, key: c.key, der: Buffer.from(Certificates.toDer(c.cert)) })))
-    return { ca, nodeA: yield* leaf('node-a'), outsider: yield* leaf('outsider'), impostor: yield* leaf('someone-else') }
+    const leaf = (nodeId: string, by = ca) =>
+      Certificates.createNodeCertificate(by, { nodeId }).pipe(Effect.map((c) => ({ cert: c.cert, key: c.key, der: Buffer.from(Certificates.toDer(c.cert)) })))
+    return { ca, nodeA: yield* leaf('node-a'), outsider: yield* leaf('outsider'), impostor: yield* leaf('someone-else'), stranger: yield* leaf('outsider', yield* Certificates.createCa()) }
   })
 
   const tlsNode = (ca: string, own: { cert: string; key: string }) =>
@@ -247,9 +247,9 @@ describe('an independent implementation of docs/protocol.md, auth mode tls (mTLS
       Effect.map((ctx) => Context.get(ctx, Nodosum.Nodosum))
     )
 
-  const dialTls = (target: Nodosum.Nodosum['Type'], ca: string, tls: { cert: string; key: string; der: Buffer }) =>
+  const dialTls = (target: Nodosum.Nodosum['Type'], ca: string, tls: { cert: string; key: string; der: Buffer }, faults: Pick<PeerOptions, 'dropIncoming' | 'handshakeTimeoutMs'> = {}) =>
     Effect.acquireRelease(
-      Effect.promise(() => IndependentPeer.dial(target.boundAddress, { nodeId: 'outsider', clusterId, ca, tls, heartbeatIntervalMs: heartbeatInterval })),
+      Effect.promise(() => IndependentPeer.dial(target.boundAddress, { nodeId: 'outsider', clusterId, ca, tls, heartbeatIntervalMs: heartbeatInterval, ...faults })),
       ({ peer }) => Effect.promise(() => peer.stop())
     )
 
@@ -289,17 +289,37 @@ describe('an independent implementation of docs/protocol.md, auth mode tls (mTLS
   )
 
   it.live(
-    'a certificate of the cluster CA naming another node is refused with CertificateMismatch',
+    'a certificate of the cluster CA naming another node is refused with CertificateMismatch; one of another CA fails TLS',
     () =>
       Effect.gen(function* () {
-        const { ca, nodeA, impostor } = yield* pki
+        const { ca, nodeA, impostor, stranger } = yield* pki
         const a = yield* tlsNode(ca.cert, nodeA)
         // claims "outsider" with a valid certificate for "someone-else"
         const wrongName = yield* dialTls(a, ca.cert, impostor)
         expect(wrongName.outcome).toMatchObject({ ok: false, reason: 'CertificateMismatch' })
         expect(wrongName.peer.log.control.map((m) => m.type)).toEqual(['Refuse'])
+        // a chain the node does not trust: the TLS handshake fails, no control message at all
+        const foreign = yield* dialTls(a, ca.cert, stranger)
+        expect(foreign.outcome.ok).toBe(false)
+        expect(foreign.peer.log.control).toEqual([])
         expect(a.nodes()).toEqual(['node-a'])
         expect(a.stats().handshakeFailures['CertificateMismatch']).toBe(1)
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
+    'a refusal of another CA whose datagram is lost settles the dial at the dialer\'s handshake deadline, not its 60 s idle timeout',
+    () =>
+      Effect.gen(function* () {
+        // the node's TLS alert travels in one CONNECTION_CLOSE; the node forgets the connection
+        // after closing it, so a lost alert is never sent again (under load, loopback UDP drops)
+        const { ca, nodeA, stranger } = yield* pki
+        const a = yield* tlsNode(ca.cert, nodeA)
+        const foreign = yield* dialTls(a, ca.cert, stranger, { dropIncoming: (peer) => peer.isEstablished(), handshakeTimeoutMs: 1_000 })
+        expect(foreign.outcome).toMatchObject({ ok: false, reason: 'HandshakeTimeout' })
+        expect(foreign.peer.log.control).toEqual([])
+        expect(a.nodes()).toEqual(['node-a'])
       }).pipe(Effect.scoped),
     30_000
   )

@@ -94,6 +94,15 @@ export interface PeerOptions {
    * Hello, parks `parkBytes` on streams of its own right behind, and never proves.
    */
   readonly hostile?: { readonly mode: 'silent' | 'stall'; readonly parkBytes?: number }
+  /**
+   * How long the dialer waits for the handshake's outcome (default 10 s, past the node's own 5 s
+   * handshake timeout): then it fails `HandshakeTimeout`. A refusal that travels in one datagram
+   * (a TLS alert in CONNECTION_CLOSE) is lost with it, and the node forgets the connection: the
+   * dialer would otherwise wait for its QUIC idle timeout (60 s). Not for a hostile peer.
+   */
+  readonly handshakeTimeoutMs?: number
+  /** Fault injection: a datagram from the node is lost when this returns true. */
+  readonly dropIncoming?: (peer: IndependentPeer) => boolean
 }
 
 /** Everything the peer received on its control stream, in order, and how the connection ended. */
@@ -138,6 +147,7 @@ export class IndependentPeer {
   private readonly pending = new Map<number, Buffer>()
   private nextStream = 0
   private settle: ((o: Outcome) => void) | undefined
+  private handshakeTimer: NodeJS.Timeout | null = null
   private acceptorHello: Extract<Control, { type: 'Hello' }> | undefined
   private ownFingerprint!: Buffer
 
@@ -188,6 +198,7 @@ export class IndependentPeer {
     this.remote = { host: target.host, port: target.port }
     this.socket.on('message', (data, rinfo) => {
       if (this.stopped || this.qc.isClosed()) return
+      if (this.options.dropIncoming?.(this) === true) return
       try {
         this.qc.recv(data, { from: { host: rinfo.address, port: rinfo.port }, to: this.local })
       } catch {
@@ -197,6 +208,13 @@ export class IndependentPeer {
     })
     this.qc = quiche.Connection.connect(null, randomBytes(20), this.local, this.remote, config)
     const outcome = new Promise<Outcome>((resolve) => (this.settle = resolve))
+    if (this.options.hostile === undefined) {
+      const ms = this.options.handshakeTimeoutMs ?? 10_000
+      this.handshakeTimer = setTimeout(() => {
+        this.handshakeTimer = null
+        this.fail('HandshakeTimeout', `no outcome of the handshake within ${ms} ms`)
+      }, ms)
+    }
     this.pump()
     return { outcome }
   }
@@ -401,6 +419,7 @@ export class IndependentPeer {
     this.afterHandshake()
     this.settle?.({ ok: true, acceptor: hello.nodeId })
     this.settle = undefined
+    this.clearHandshakeTimer()
   }
 
   /** A stalling dialer: data on streams of its own, never read by a node that waits for its proof. */
@@ -479,6 +498,12 @@ export class IndependentPeer {
     if (this.stage !== 'accepted') this.stage = 'failed'
     this.settle?.({ ok: false, reason, message })
     this.settle = undefined
+    this.clearHandshakeTimer()
+  }
+
+  private clearHandshakeTimer(): void {
+    if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer)
+    this.handshakeTimer = null
   }
 
   private close(code: number, reason: string): void {
@@ -532,6 +557,7 @@ export class IndependentPeer {
   /** Closes the connection (if open) and the socket; no timer is left. */
   async stop(): Promise<void> {
     this.silence()
+    this.clearHandshakeTimer()
     if (!this.qc.isClosed()) this.close(0, 'stop')
     if (this.timer !== null) clearTimeout(this.timer)
     this.timer = null

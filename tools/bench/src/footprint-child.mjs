@@ -56,9 +56,12 @@ if (phase === 'bare') {
   out({ rss: mem().rss })
 } else if (phase === 'import') {
   const specifier = process.argv[3]
+  const cpu = process.cpuUsage()
   const start = performance.now()
   await import(specifier)
-  out({ ms: performance.now() - start, rss: mem().rss })
+  const ms = performance.now() - start
+  const used = process.cpuUsage(cpu)
+  out({ ms, cpuMs: (used.user + used.system) / 1000, rss: mem().rss })
 } else if (phase === 'node') {
   // One node in this process: import, start, idle, puts; then a peer (`peer` phase, another
   // process) sends 1 MiB messages to it. RSS after each step: raw, then settled (see settleIdle).

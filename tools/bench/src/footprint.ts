@@ -4,7 +4,8 @@
  * an import of `effect/Effect` alone (the floor this stack's choice of Effect sets).
  *
  * Phases, each a fresh `node --expose-gc` process in a blank npm project with the tarballs
- * installed: bare node; `import('effect/Effect')`; `import('mycorrizal')` (medians of RUNS);
+ * installed: bare node; `import('effect/Effect')` and `import('mycorrizal')`, alternately
+ * (medians of RUNS; wall time judged, CPU time printed and in `import_cpu_ratio`);
  * then one long process: a node started and idle, 10,000 and 100,000 puts of 100 bytes, and
  * 1,000 messages of 1 MiB sent to it by a peer process. After each of those four phases RSS is
  * read raw, then every 10 s while the node idles with NO forced collection, and — the judged,
@@ -20,7 +21,7 @@
  * that watchdog with margin, and the streams buffer pool's 10 s idle trim is inside it. The
  * peak (the largest of raw and the samples) is printed too: it is what a service sees before.
  *
- * Last line: {"import_ms","effect_core_ms","import_ratio","import_rss_mb","idle_node_rss_mb",
+ * Last line: {"import_ms","effect_core_ms","import_ratio","import_cpu_ratio","import_rss_mb","idle_node_rss_mb",
  * "rss_after_puts_mb","rss_after_bulk_mb","settled_rss_mb","baseline_rss_mb",
  * "idle_node_released_mb","after_puts_released_mb","after_bulk_released_mb",
  * "idle_node_peak_mb","after_puts_peak_mb","after_bulk_peak_mb"} (MiB: the settled figures, the
@@ -76,14 +77,23 @@ const main = async () => {
       lastJson(execFileSync(process.execPath, ['--expose-gc', child, ...args], { cwd: project.dir, encoding: 'utf8', timeout: 600_000 }))
 
     const bare = Array.from({ length: RUNS }, () => run(['bare'])['rss'] as number)
-    const effect = Array.from({ length: RUNS }, () => run(['import', 'effect/Effect']))
-    const mycorrizal = Array.from({ length: RUNS }, () => run(['import', 'mycorrizal']))
+    // alternately, so that a change in the machine's load falls on both
+    const effect: Array<Json> = []
+    const mycorrizal: Array<Json> = []
+    for (let i = 0; i < RUNS; i++) {
+      effect.push(run(['import', 'effect/Effect']))
+      mycorrizal.push(run(['import', 'mycorrizal']))
+    }
     const baselineRss = median(bare)
     const effectMs = median(effect.map((r) => r['ms']))
     const importMs = median(mycorrizal.map((r) => r['ms']))
     console.log(`bare node: rss ${bare.map((x) => round(x)).join(', ')} MiB`)
-    console.log(`import effect/Effect: ${effect.map((r) => round(r['ms'])).join(', ')} ms; rss ${effect.map((r) => round(r['rss'])).join(', ')} MiB`)
-    console.log(`import mycorrizal: ${mycorrizal.map((r) => round(r['ms'])).join(', ')} ms; rss ${mycorrizal.map((r) => round(r['rss'])).join(', ')} MiB`)
+    const importLine = (rs: ReadonlyArray<Json>) =>
+      `${rs.map((r) => round(r['ms'])).join(', ')} ms (cpu ${rs.map((r) => round(r['cpuMs'])).join(', ')} ms); rss ${rs.map((r) => round(r['rss'])).join(', ')} MiB`
+    console.log(`import effect/Effect: ${importLine(effect)}`)
+    console.log(`import mycorrizal: ${importLine(mycorrizal)}`)
+    const cpuRatio = round(median(mycorrizal.map((r) => r['cpuMs'])) / median(effect.map((r) => r['cpuMs'])), 2)
+    console.log(`import ratio: wall ${round(importMs / effectMs, 2)} (judged), cpu ${cpuRatio} (user + system time of the importing process; load inflates it less)`)
 
     const seedFile = join(scratch, 'seed')
     const nodeProc = spawn(process.execPath, ['--expose-gc', ...NODE_FLAGS, child, 'node', String(IDLE_MS), seedFile, String(BULK_MESSAGES), String(SETTLE_MS)], { cwd: project.dir, stdio: ['ignore', 'pipe', 'inherit'] })
@@ -142,6 +152,7 @@ const main = async () => {
       import_ms: round(importMs),
       effect_core_ms: round(effectMs),
       import_ratio: importRatio,
+      import_cpu_ratio: cpuRatio,
       import_rss_mb: round(median(mycorrizal.map((r) => r['rss']))),
       idle_node_rss_mb: round(steps['idle'].settled.rss),
       rss_after_puts_mb: round(settledPuts),

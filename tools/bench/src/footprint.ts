@@ -112,7 +112,15 @@ const main = async () => {
       if (nodeProc.exitCode !== null) break
     }
     if (seed === '') throw new Error('the node phase did not start its node')
-    const peer = lastJson(execFileSync(process.execPath, [child, 'peer', seed, String(BULK_MESSAGES)], { cwd: project.dir, encoding: 'utf8', timeout: 600_000 }))
+    // A peer that fails (on a machine loaded enough, 1,000 MiB may not get through in its 600 s)
+    // does not lose the node's figures: the node stops waiting after 300 s and reports what it got.
+    let peer: Json
+    try {
+      peer = lastJson(execFileSync(process.execPath, [child, 'peer', seed, String(BULK_MESSAGES)], { cwd: project.dir, encoding: 'utf8', timeout: 600_000 }))
+    } catch (e) {
+      console.log(`the peer failed: ${String(e instanceof Error ? e.message : e).split('\n')[0]}`)
+      peer = { sent: `? (of ${BULK_MESSAGES})`, resent: '?' }
+    }
     const code = await nodeExit
     if (code !== 0) throw new Error(`the node phase exited with ${code}`)
     const steps = lastJson(nodeOut)

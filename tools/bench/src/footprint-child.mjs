@@ -2,21 +2,45 @@
 // project that has the packed packages installed (no tsx, no TypeScript sources).
 // argv[2] is the phase; the last line of stdout is one JSON object.
 import { performance } from 'node:perf_hooks'
+import { getHeapSpaceStatistics } from 'node:v8'
 
 const MiB = 1024 * 1024
 const phase = process.argv[2]
+/** RSS and V8's figures (MiB); `young`: the memory V8's young generation holds (both semi-spaces). */
 const mem = () => {
   const m = process.memoryUsage()
-  return { rss: m.rss / MiB, heap: m.heapUsed / MiB, heapTotal: m.heapTotal / MiB, arrayBuffers: m.arrayBuffers / MiB, external: m.external / MiB }
+  const young = getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.physical_space_size ?? 0
+  return { rss: m.rss / MiB, heap: m.heapUsed / MiB, heapTotal: m.heapTotal / MiB, young: young / MiB, arrayBuffers: m.arrayBuffers / MiB, external: m.external / MiB }
 }
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 /**
- * After a full collection, and again after `idleMs` without work (the buffer pool's idle trim);
- * then after three more full collections (`released`): V8 keeps the pages a collection frees
- * in a pool and gives them back to the system at later full collections (which a service's
- * own allocations bring; idle time alone did not).
+ * What a service sees once the node has been idle `settleMs` with NO forced collection
+ * (`settled`, the judged figure), sampled every 10 s on the way (`samples`); then after one
+ * forced full collection (`collected`) and three more (`released`).
+ *
+ * Why idle and not forced: after traffic V8 keeps its young generation grown to its largest
+ * (2 x 16 MiB on 64-bit Node 20) and some freed old-generation pages committed; a forced
+ * collection right after the traffic does not give them back (the allocation rate it sees is
+ * still high). V8's memory reducer does, by itself, once the process has been quiet: it looks
+ * every 8 s and, at the latest 100 s after the last full collection (its watchdog), runs its
+ * own collections that shrink the young generation to 1 MiB. 120 s covers that.
  */
-const settle = async (idleMs) => {
+const settleIdle = async (settleMs) => {
+  const samples = []
+  const from = performance.now()
+  for (let at = 10_000; at < settleMs; at += 10_000) {
+    await sleep(from + at - performance.now())
+    samples.push({ at, ...mem() })
+  }
+  await sleep(from + settleMs - performance.now())
+  const settled = mem()
+  globalThis.gc?.()
+  const collected = mem()
+  for (let i = 0; i < 3; i++) globalThis.gc?.()
+  return { samples, settled, collected, released: mem() }
+}
+/** The short settle of a step that is not judged: a full collection, `idleMs` (the buffer pool's trim), another. */
+const settleForced = async (idleMs) => {
   globalThis.gc?.()
   const collected = mem()
   await sleep(idleMs)
@@ -32,14 +56,18 @@ if (phase === 'bare') {
   out({ rss: mem().rss })
 } else if (phase === 'import') {
   const specifier = process.argv[3]
+  const cpu = process.cpuUsage()
   const start = performance.now()
   await import(specifier)
-  out({ ms: performance.now() - start, rss: mem().rss })
+  const ms = performance.now() - start
+  const used = process.cpuUsage(cpu)
+  out({ ms, cpuMs: (used.user + used.system) / 1000, rss: mem().rss })
 } else if (phase === 'node') {
   // One node in this process: import, start, idle, puts; then a peer (`peer` phase, another
-  // process) sends 1 MiB messages to it. RSS after each step, raw, collected and trimmed.
+  // process) sends 1 MiB messages to it. RSS after each step: raw, then settled (see settleIdle).
   const idleMs = Number(process.argv[3])
   const seedFile = process.argv[4]
+  const settleMs = Number(process.argv[6])
   const steps = {}
   let start = performance.now()
   const { createMycorrizal } = await import('mycorrizal')
@@ -49,27 +77,18 @@ if (phase === 'bare') {
   const node = await createMycorrizal({ nodeId: 'footprint-a', host: '127.0.0.1', port: 0, clusterSecret: secret, logLevel: 'none' })
   steps.ready_ms = performance.now() - start
   steps.ready = mem()
-  const longIdleMs = Number(process.argv[6] ?? 0)
-  if (longIdleMs > 0) {
-    // before any forced collection: only what the node's own timers allocate, and what V8 does about it
-    steps.idle_long = []
-    const from = performance.now()
-    for (let at = 10_000; at <= longIdleMs; at += 10_000) {
-      await sleep(from + at - performance.now())
-      steps.idle_long.push({ at, ...mem() })
-    }
-  }
-  steps.idle = await settle(idleMs)
+  steps.idle = { raw: mem(), ...(await settleIdle(settleMs)) }
 
   await node.mycel.createBucket('footprint', 600_000, 200_000)
   const value = new Uint8Array(100).fill(7)
   for (const [count, label] of [[10_000, 'puts_10k'], [90_000, 'puts_100k']]) {
     const base = label === 'puts_10k' ? 0 : 10_000
+    start = performance.now()
     for (let i = 0; i < count; i++) await node.mycel.put('footprint', `key-${base + i}`, value)
-    steps[label] = { raw: mem(), ...(await settle(idleMs)) }
+    steps[label] = { ms: performance.now() - start, raw: mem(), ...(await settleIdle(settleMs)) }
   }
   await node.mycel.deleteBucket('footprint')
-  steps.bucket_deleted = await settle(idleMs)
+  steps.bucket_deleted = await settleForced(idleMs)
 
   let received = 0
   let bytes = 0
@@ -85,8 +104,7 @@ if (phase === 'bare') {
   writeFileSync(seedFile, `127.0.0.1:${node.address.port}`)
   const deadline = Date.now() + 300_000
   while (received < expected && Date.now() < deadline) await sleep(10)
-  steps.bulk = { received, bytes, raw: mem(), ...(await settle(idleMs)) }
-  steps.settled = (await settle(idleMs)).trimmed
+  steps.bulk = { received, bytes, raw: mem(), ...(await settleIdle(settleMs)) }
   await node.shutdown()
   out(steps)
 } else if (phase === 'peer') {

@@ -42,7 +42,7 @@ const responder = () =>
             if (payload.byteLength !== SMALL) return
             // when the request reached this handler, for the driver's split of the round trip
             new DataView(payload.buffer, payload.byteOffset, SMALL).setFloat64(8, nowUs())
-            Effect.runFork(stream.send(payload, [from]))
+            Effect.runFork(stream.send(payload, [from]).pipe(Effect.catchAll((e) => Effect.sync(() => console.error(`bench:hol: the responder's answer failed: ${e.message}`)))))
           })
         }
         process.send!({ port: nodosum.boundAddress.port })
@@ -89,6 +89,17 @@ const driver = (port: number) =>
         Effect.fork(
           Effect.forever(stream.send(payload, target).pipe(Effect.andThen(Effect.yieldNow())))
         )
+      // the first answer may be lost while the responder does not yet count the driver as a
+      // member (the driver waited for its own view only): ask again until one comes back
+      const firstAnswer = Effect.async<void>((resume) => {
+        waiting = () => resume(Effect.void)
+      })
+      let answered = false
+      for (let i = 0; i < 60 && !answered; i++) {
+        yield* small.send(request, target)
+        answered = (yield* Effect.timeoutOption(firstAnswer, '1 second'))._tag === 'Some'
+      }
+      if (!answered) return yield* Effect.die(new Error('the responder never answered'))
       yield* measure(200)
       const progress = (phase: string) => Effect.sync(() => console.error(`bench:hol: ${phase}`))
       yield* progress('idle')

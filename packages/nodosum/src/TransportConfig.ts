@@ -88,9 +88,10 @@ export const defaults: TransportSettings = {
   // The spec's LAN profile lets a stream's window grow to 6 MiB. Where the receiving process is
   // the bottleneck (loopback, a busy node) a bulk stream keeps its whole window queued in the
   // receiver's UDP socket, in front of every other stream's packets and the heartbeats: a small
-  // request waited 5-8x its idle time with 6 MiB, 1.6-2.5x with 1 MiB (docs/performance.md).
-  // 1 MiB per round trip still carries 1 GB/s at 1 ms and 500 MB/s at 2 ms.
-  maxStreamWindow: 1 * MiB,
+  // request waited 5-8x its idle time with 6 MiB, 1.6-3.4x with 1 MiB, and 512 KiB gave a lower
+  // tail than 1 MiB in every pair of runs made together (docs/performance.md). 512 KiB per
+  // round trip still carries 5 GB/s at 0.1 ms, 512 MB/s at 1 ms and 256 MB/s at 2 ms.
+  maxStreamWindow: 512 * KiB,
   // The spec's LAN profile starts connections at 1 MiB. quiche returns connection credit only
   // as the application reads, so bytes waiting on a paused stream stay charged to the
   // connection, and once they reach half the window no other stream on it can move.

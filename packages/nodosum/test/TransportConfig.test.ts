@@ -16,7 +16,7 @@ describe('TransportConfig', () => {
     const settings = Either.getOrThrow(TransportConfig.validate())
     expect(settings.maxStreams).toBe(100)
     expect(settings.streamWindow).toBe(512 * 1024)
-    expect(settings.maxStreamWindow).toBe(1024 * 1024)
+    expect(settings.maxStreamWindow).toBe(512 * 1024)
     expect(settings.connectionWindow).toBe(15 * 1024 * 1024)
     expect(settings.maxConnectionWindow).toBe(15 * 1024 * 1024)
     expect(Duration.toMillis(settings.handshakeTimeout)).toBe(5_000)

@@ -2,7 +2,7 @@ import type * as native from '@matrixai/quic/native/index.js'
 import type dgram from 'node:dgram'
 import { TransportError } from '../../NodosumError.js'
 import type { Address, ConnectionHandler, ConnectionStats, StreamHandler, TransportConnection, TransportLimits, TransportStream } from '../../Transport.js'
-import { guard, QuicStream, type StreamHost } from './stream.js'
+import { FIRST_READ, guard, QuicStream, READ_BUDGET, type StreamHost } from './stream.js'
 
 type QConn = native.Connection
 type HostPort = native.Host
@@ -149,14 +149,56 @@ export class QuicConnection implements TransportConnection, StreamHost {
     this.closeJs(error, error)
   }
 
-  /** Dispatches events, drains quiche's send queue, re-arms the timer. */
+  /**
+   * Dispatches events, drains quiche's send queue, re-arms the timer.
+   *
+   * Reading goes in two passes. First every readable stream, the most urgent first, gets one
+   * read of at most `FIRST_READ` bytes: a small message arrives whole in it, so a request is
+   * delivered, and what its handler writes (the answer) is sent, before any stream's bulk is
+   * read and decoded (when nothing was written, acknowledgements wait for the end of the turn
+   * as before: no extra datagram). Then the streams with more get the rest of their `READ_BUDGET`; what is
+   * left after it waits for the next turn.
+   */
   flush(): void {
     const qc = this.qc
     if (!this.established && qc.isEstablished()) this.handshakeDone()
     if (this.established && !this.jsClosed) {
-      for (const id of qc.readable()) this.readStream(id)
+      let more: Array<QuicStream> | undefined
+      const readable = this.readableByUrgency()
+      for (let i = 0; i < readable.length; i++) {
+        const s = this.readStream(readable[i]!)
+        if (s !== undefined && s.read(FIRST_READ)) (more ??= []).push(s)
+      }
+      if (more !== undefined) {
+        // a handler wrote (an answer): it leaves before the bulk is read (a write marks the connection dirty)
+        if (this.dirty) this.sendAll()
+        for (let i = 0; i < more.length; i++) if (more[i]!.read(READ_BUDGET - FIRST_READ)) this.markDirty()
+      }
       if (this.blocked.size > 0) this.checkWritable()
     }
+    this.sendAll()
+    if (qc.isClosed()) {
+      this.finalize()
+      return
+    }
+    this.armTimer()
+  }
+
+  /** The readable streams' ids, the most urgent first (quiche's order among equals). */
+  private readableByUrgency(): Array<number> {
+    const ids = [...this.qc.readable()]
+    if (ids.length < 2) return ids
+    let sorted = true
+    const urgencies = ids.map((id) => this.streams.get(id)?.urgency ?? 8)
+    for (let i = 1; i < urgencies.length && sorted; i++) if (urgencies[i]! < urgencies[i - 1]!) sorted = false
+    if (sorted) return ids
+    const order = ids.map((_, i) => i).sort((x, y) => urgencies[x]! - urgencies[y]! || x - y)
+    return order.map((i) => ids[i]!)
+  }
+
+  /** Hands quiche's send queue to the socket. */
+  private sendAll(): void {
+    const qc = this.qc
     const endpoint = this.endpoint
     const to = this.recvInfo.from
     for (let i = 0; i < 100_000; i++) {
@@ -171,11 +213,6 @@ export class QuicConnection implements TransportConnection, StreamHost {
       if (r === null) break
       endpoint.sendDatagram(buf, r[0], to)
     }
-    if (qc.isClosed()) {
-      this.finalize()
-      return
-    }
-    this.armTimer()
   }
 
   private armTimer(): void {
@@ -221,11 +258,12 @@ export class QuicConnection implements TransportConnection, StreamHost {
     }
   }
 
-  private readStream(id: number): void {
+  /** The stream of a readable id (a new one of the peer's is announced to the handler); undefined for none. */
+  private readStream(id: number): QuicStream | undefined {
     let s = this.streams.get(id)
     if (s === undefined) {
       // a new stream of the peer's (a closed one of ours would not come back readable)
-      if ((id & 1) === (this.initiator ? 0 : 1)) return
+      if ((id & 1) === (this.initiator ? 0 : 1)) return undefined
       s = new QuicStream(this, id, undefined)
       this.streams.set(id, s)
       this.streamsOpened++
@@ -233,7 +271,7 @@ export class QuicConnection implements TransportConnection, StreamHost {
       if (handler === undefined) this.pendingIncoming.push(s)
       else guard(s, () => handler.onStream(s!))
     }
-    s.read()
+    return s
   }
 
   /** True when a stream more urgent than `urgency` has bytes waiting for room in quiche. */

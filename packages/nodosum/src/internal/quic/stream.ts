@@ -9,7 +9,12 @@ const quiche = native.quiche
 /** Reset code a stream gets when a handler of ours throws. */
 export const HANDLER_FAILED = 0x0fff
 /** Bytes read from one stream per event-loop turn before the others get their turn. */
-const READ_BUDGET = 256 * 1024
+export const READ_BUDGET = 256 * 1024
+/**
+ * Bytes read from each readable stream in a turn's first pass: a small message (a request,
+ * a heartbeat) is whole in it, and is delivered and answered before any stream's bulk.
+ */
+export const FIRST_READ = 16 * 1024
 
 /** Parses quiche's thrown strings such as `StreamReset(42)`. */
 export const errorCode = (e: unknown): number | undefined => {
@@ -193,23 +198,25 @@ export class QuicStream implements TransportStream {
 
   isClosed = (): boolean => this.closed
 
-  /** Reads what quiche holds for this stream, unless paused or unclaimed. */
-  read(): void {
+  /**
+   * Reads what quiche holds for this stream, at most `budget` bytes (a small message is whole
+   * in the first read), unless paused or unclaimed. True when bytes remain for a later read.
+   */
+  read(budget: number = READ_BUDGET): boolean {
     const handler = this.handler
-    if (handler === undefined || this.paused || this.closed || this.readDone) return
+    if (handler === undefined || this.paused || this.closed || this.readDone) return false
     const qc = this.connection.qc
-    const buf = this.connection.readBuf
-    // a budget per stream per turn: a bulk stream cannot keep the others waiting for a whole turn
-    let budget = READ_BUDGET
+    const full = this.connection.readBuf
     for (let i = 0; i < 10_000 && budget > 0 && !this.paused && !this.closed; i++) {
+      const buf = budget < full.byteLength ? full.subarray(0, budget) : full
       let r: [number, boolean] | null
       try {
         r = qc.streamRecv(this.id, buf)
       } catch (e) {
         this.close(new TransportError({ reason: 'StreamReset', message: `stream ${this.id} reset by peer with code ${errorCode(e) ?? '?'}`, code: errorCode(e) }))
-        return
+        return false
       }
-      if (r === null) return
+      if (r === null) return false
       const [n, fin] = r
       budget -= n
       if (n > 0) guard(this, () => this.handler!.onData(buf.subarray(0, n)))
@@ -218,11 +225,10 @@ export class QuicStream implements TransportStream {
         const h = this.handler
         if (h?.onEnd !== undefined) guard(this, h.onEnd)
         this.maybeFinish()
-        return
+        return false
       }
     }
-    // more remains: come back next turn
-    this.connection.markDirty()
+    return !this.paused && !this.closed
   }
 
   peerStopped(e: unknown): void {

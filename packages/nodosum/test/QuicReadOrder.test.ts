@@ -1,0 +1,142 @@
+/**
+ * The order in which one turn of a QUIC connection reads its streams, on a scripted quiche
+ * connection (no sockets, no clock): a small message that arrived in the same burst as a bulk
+ * stream's bytes is delivered, and its answer sent, before the bulk stream is read past one
+ * small read.
+ */
+import { describe, expect, it } from 'vitest'
+import type { ConnectionHost } from '../src/internal/quic/connection.js'
+import { QuicConnection } from '../src/internal/quic/connection.js'
+import { defaultLimits } from '../src/TransportConfig.js'
+
+/** The first read of each stream in a turn (`FIRST_READ`) and a stream's budget per turn (`READ_BUDGET`). */
+const FIRST_READ = 16 * 1024
+const READ_BUDGET = 256 * 1024
+const BULK = 0
+const SMALL = 4
+
+/** A quiche connection holding `pending` bytes per stream, recording what the driver does. */
+const scripted = (pending: Map<number, number>, readableOrder: ReadonlyArray<number>) => {
+  const log: Array<string> = []
+  let datagrams = 0
+  const qc = {
+    isEstablished: () => true,
+    readable: () => readableOrder.filter((id) => (pending.get(id) ?? 0) > 0),
+    streamRecv: (id: number, buf: Uint8Array): [number, boolean] | null => {
+      const left = pending.get(id) ?? 0
+      if (left === 0) return null
+      const n = Math.min(left, buf.byteLength)
+      pending.set(id, left - n)
+      log.push(`read ${id} ${n}`)
+      return [n, false]
+    },
+    streamSend: (id: number, chunk: Uint8Array) => {
+      log.push(`write ${id} ${chunk.byteLength}`)
+      datagrams++
+      return chunk.byteLength
+    },
+    streamCapacity: () => 1 << 20,
+    streamPriority: () => undefined,
+    send: (): [number, object] | null => {
+      if (datagrams === 0) return null
+      datagrams--
+      log.push('send')
+      return [1, {}]
+    },
+    isClosed: () => false,
+    timeout: () => null
+  }
+  let dirty = 0
+  const host: ConnectionHost = {
+    localHost: { host: '127.0.0.1', port: 1 },
+    address: { host: '127.0.0.1', port: 1 },
+    options: { limits: defaultLimits, handshakeTimeoutMs: 1_000 },
+    readBuf: Buffer.alloc(64 * 1024),
+    scratch: Buffer.alloc(1500),
+    connectionId: () => 'c1',
+    // as the endpoint does: the connection is marked, and flushed once at the end of the turn
+    markDirty: (c) => {
+      c.dirty = true
+      dirty++
+    },
+    sendDatagram: () => {},
+    unregister: () => {},
+    handshakeStarted: () => {},
+    handshakeEnded: () => {},
+    onAccept: () => {},
+    onError: (e) => {
+      throw e
+    }
+  }
+  const connection = new QuicConnection(host, qc as never, false, new Uint8Array(20), { host: '127.0.0.1', port: 2 })
+  /** One event-loop turn's flush, as the endpoint runs it. */
+  const turn = () => {
+    connection.dirty = false
+    connection.flush()
+  }
+  return { connection, turn, log, dirty: () => dirty }
+}
+
+/** Bytes of `id` read before the first line matching `until`. */
+const readBefore = (log: ReadonlyArray<string>, id: number, until: (line: string) => boolean) => {
+  let bytes = 0
+  for (const line of log) {
+    if (until(line)) return bytes
+    const [what, of, n] = line.split(' ')
+    if (what === 'read' && Number(of) === id) bytes += Number(n)
+  }
+  throw new Error(`no line matched in ${log.join(', ')}`)
+}
+
+describe('QUIC read order in one turn', () => {
+  it('a small message and its answer go before the bulk stream is read past one small read', () => {
+    const pending = new Map([
+      [BULK, 4 * 1024 * 1024],
+      [SMALL, 100]
+    ])
+    // quiche lists the bulk stream first
+    const { connection, turn, log, dirty } = scripted(pending, [BULK, SMALL])
+    connection.setHandler({
+      onStream: (s) =>
+        s.setHandler({
+          onData: (chunk) => {
+            // the small stream answers at once, as a request handler does
+            if (s.id === SMALL && chunk.byteLength === 100) s.write(new Uint8Array(100))
+          }
+        })
+    })
+    turn()
+    // delivered (and answered) with at most one small read of bulk before it
+    expect(readBefore(log, BULK, (l) => l === `write ${SMALL} 100`)).toBeLessThanOrEqual(FIRST_READ)
+    // the answer left before the bulk stream's second read
+    expect(readBefore(log, BULK, (l) => l === 'send')).toBeLessThanOrEqual(FIRST_READ)
+    // the bulk stream still got its budget this turn, and the connection comes back for the rest
+    expect(4 * 1024 * 1024 - pending.get(BULK)!).toBe(READ_BUDGET)
+    expect(dirty()).toBeGreaterThan(0)
+  })
+
+  it('an urgent stream is read before a less urgent one quiche lists first', () => {
+    const pending = new Map([
+      [BULK, 64 * 1024],
+      [SMALL, 100]
+    ])
+    const { connection, turn, log } = scripted(pending, [BULK, SMALL])
+    const seen: Array<number> = []
+    connection.setHandler({
+      onStream: (s) => {
+        // the application sets priorities as it accepts a stream: small at 0, bulk at 7
+        s.setPriority({ urgency: s.id === SMALL ? 0 : 7, incremental: true })
+        s.setHandler({ onData: () => seen.push(s.id) })
+      }
+    })
+    // first turn: the streams appear (in quiche's order) and get their priorities
+    turn()
+    log.length = 0
+    seen.length = 0
+    pending.set(BULK, 64 * 1024)
+    pending.set(SMALL, 100)
+    turn()
+    expect(seen[0]).toBe(SMALL)
+    expect(readBefore(log, BULK, (l) => l === `read ${SMALL} 100`)).toBe(0)
+  })
+})

@@ -3,29 +3,11 @@
  * production, time moved by the test.
  */
 import { describe, expect, it } from '@effect/vitest'
-import * as Testing from '@mycorrizal/testing'
-import { MemoryTransport, Nodosum } from '@mycorrizal/nodosum'
-import { Streams } from '@mycorrizal/streams'
-import { Context, Effect, Fiber, Layer, Logger, LogLevel, type Scope } from 'effect'
+import { MemoryTransport } from '@mycorrizal/nodosum'
+import { Effect, Fiber, Logger, LogLevel, type Scope } from 'effect'
 import { Placement } from '../src/internal/placement.js'
-import * as Mycel from '../src/Mycel.js'
+import { advanceUntil, drive, type Node, node } from './testClockCluster.js'
 import type { MycelError } from '../src/MycelError.js'
-
-const secret = 'mycel-test-secret-of-at-least-32-characters'
-type Node = { readonly id: string; readonly mycel: Mycel.Mycel['Type']; readonly nodosum: Nodosum.Nodosum['Type'] }
-
-const node = (id: string, seeds: ReadonlyArray<string>) =>
-  Layer.build(
-    Mycel.layer({ requestTimeout: '500 millis', readyTimeout: '3 seconds', leaveTimeout: 0 }).pipe(
-      Layer.provideMerge(Streams.layer()),
-      Layer.provideMerge(Nodosum.layerMemory({ nodeId: id, host: id, port: 7001, clusterSecret: secret, seeds: [...seeds], heartbeatInterval: 50, failureTimeout: 300 }))
-    )
-  ).pipe(Effect.map((ctx): Node => ({ id, mycel: Context.get(ctx, Mycel.Mycel), nodosum: Context.get(ctx, Nodosum.Nodosum) })))
-
-/** The TestClock moves 10 ms at a time, with 10 event-loop turns after each step. */
-const advanceUntil = (condition: () => boolean, what: string, maxMs = 20_000) => Testing.advanceUntil(condition, what, maxMs, 10, 10)
-/** Runs `effect` to its end while the TestClock moves. */
-const drive = <A, E>(effect: Effect.Effect<A, E>, what: string, maxMs = 20_000) => Testing.advanceWhile(effect, what, maxMs, 10, 10)
 
 const cluster = (ids: ReadonlyArray<string>) =>
   Effect.gen(function* () {

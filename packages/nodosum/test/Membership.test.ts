@@ -58,6 +58,39 @@ describe('MembershipTable', () => {
     expect(brief(t.lost(3_000, 'b', 'c1', 'closed', false))).toEqual([])
   })
 
+  it('a tick late by more than two heartbeat intervals (this node stalled) fails no one; the next tick judges', () => {
+    // Node runs due timers before it reads sockets: after this node's own event loop was
+    // blocked, the first tick comes before the heartbeats that sat in the socket meanwhile
+    const stalling = () =>
+      new MembershipTable({ self: { id: 'a', instanceId: 'a-1', address: { host: 'a', port: 1 } }, failureTimeoutMs: 2_000, suspectTimeoutMs: 5_000, tickIntervalMs: 500, now: 0 })
+    const t = stalling()
+    t.connected(0, link('b', 'c1'))
+    t.connected(0, link('c', 'c2'))
+    expect(brief(t.tick(500, true))).toEqual(['Ping:b', 'Ping:c'])
+    // blocked from 500 to 3,500: both links look silent for 3.5 s
+    expect(brief(t.tick(3_500, true))).toEqual(['Ping:b', 'Ping:c'])
+    // the socket is read: c's heartbeat was there, b's was not
+    t.heard(3_501, 'c', 'c2')
+    expect(brief(t.tick(4_000, true))).toEqual([`Drop:c1:${ErrorCode.PeerFailed}`, 'Failed:b', 'Reconnect:b', 'Ping:c'])
+    expect(t.alive()).toEqual(['a', 'c'])
+  })
+
+  it('a stall defers the verdict once: a node late on every tick still fails a silent peer', () => {
+    const t = new MembershipTable({ self: { id: 'a', instanceId: 'a-1', address: { host: 'a', port: 1 } }, failureTimeoutMs: 2_000, suspectTimeoutMs: 5_000, tickIntervalMs: 500, now: 0 })
+    t.connected(0, link('b', 'c1'))
+    expect(brief(t.tick(3_000, true))).toEqual(['Ping:b'])
+    expect(brief(t.tick(6_000, true))).toEqual([`Drop:c1:${ErrorCode.PeerFailed}`, 'Failed:b', 'Reconnect:b'])
+  })
+
+  it('a suspect past its deadline is judged after a stall too, one tick later', () => {
+    const t = new MembershipTable({ self: { id: 'a', instanceId: 'a-1', address: { host: 'a', port: 1 } }, failureTimeoutMs: 2_000, suspectTimeoutMs: 1_000, tickIntervalMs: 500, now: 0 })
+    t.connected(0, link('b', 'c1'))
+    t.tick(500, true)
+    expect(brief(t.lost(600, 'b', 'c1', 'duplicate', true))).toEqual(['Timer:1600'])
+    expect(brief(t.tick(5_000, false))).toEqual([])
+    expect(brief(t.tick(5_500, true))).toEqual(['Failed:b', 'Reconnect:b'])
+  })
+
   it('a heartbeat on a connection that is not the link does not keep the member alive', () => {
     const t = table()
     t.connected(0, link('b', 'c1'))

@@ -282,6 +282,7 @@ const makeCores = (settings: NodosumSettings, self: Membership.MembershipOptions
     self,
     failureTimeoutMs: ms(settings.failureTimeout),
     suspectTimeoutMs: ms(settings.transport.handshakeTimeout),
+    tickIntervalMs: ms(settings.heartbeatInterval),
     now
   })
   const dialer = new Dialer.Dialer({

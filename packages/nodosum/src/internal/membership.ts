@@ -19,6 +19,12 @@
  *
  * "Failed" is decided in one place (`fail`). A suspect member is still reported alive: it
  * only lost a duplicate connection and its other one is expected.
+ *
+ * A stalled node judges no one: when a tick comes more than two `tickIntervalMs` after the one
+ * before, this node's own event loop was blocked meanwhile — and Node runs due timers before it
+ * reads its sockets, so the heartbeats that arrived during the stall are not yet heard. That
+ * tick fails no link and no suspect; the next one judges (a tick late again right after a
+ * deferred one judges anyway, so a node late on every tick still fails a silent peer).
  */
 import type { ControlMessage } from '@mycorrizal/wire'
 import type { Member, MembershipEvent, MemberState } from '../Nodosum.js'
@@ -72,6 +78,11 @@ export interface MembershipOptions {
   readonly failureTimeoutMs: number
   /** How long a member that lost a duplicate connection waits for the kept one (ms). */
   readonly suspectTimeoutMs: number
+  /**
+   * How often the shell calls `tick` (the heartbeat interval, ms). Given, a tick later than
+   * twice this after the one before is a stall of this node, and defers the verdict one tick.
+   */
+  readonly tickIntervalMs?: number
   readonly now: number
 }
 
@@ -79,8 +90,11 @@ export class MembershipTable {
   private readonly records = new Map<string, Record>()
   private readonly links = new Map<string, Link>()
   private leaving = false
+  private lastTick: number
+  private deferred = false
 
   constructor(readonly options: MembershipOptions) {
+    this.lastTick = options.now
     const self = options.self
     this.records.set(self.id, { ...self, state: 'alive', since: options.now, deadline: 0 })
   }
@@ -221,18 +235,23 @@ export class MembershipTable {
 
   /**
    * The clock moved (heartbeat or timer): a silent link or an expired suspect fails; every
-   * remaining link gets a heartbeat when `ping` is set.
+   * remaining link gets a heartbeat when `ping` is set. A tick right after a stall of this
+   * node fails no one (see the module's comment).
    */
   tick(now: number, ping: boolean): Array<Output> {
     const outputs: Array<Output> = []
+    const interval = this.options.tickIntervalMs
+    const stalled = interval !== undefined && !this.deferred && now - this.lastTick > 2 * interval
+    this.lastTick = now
+    this.deferred = stalled
     if (this.leaving) return outputs
     for (const link of [...this.links.values()]) {
       const silence = now - link.lastSeen
-      if (silence > this.options.failureTimeoutMs) this.fail(now, link.id, `no heartbeat for ${silence} ms`, outputs, true)
+      if (silence > this.options.failureTimeoutMs && !stalled) this.fail(now, link.id, `no heartbeat for ${silence} ms`, outputs, true)
       else if (ping) outputs.push({ _tag: 'Ping', id: link.id })
     }
     for (const record of this.records.values()) {
-      if (record.state === 'suspect' && now >= record.deadline && !this.links.has(record.id)) {
+      if (!stalled && record.state === 'suspect' && now >= record.deadline && !this.links.has(record.id)) {
         this.fail(now, record.id, 'duplicate connection closed and no other came', outputs, true)
       }
     }

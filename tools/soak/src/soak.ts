@@ -3,9 +3,12 @@
  * operations (put, get, delete on a bucket with R = 2) and messages on a named stream. Every
  * node reports its RSS, heap, open handles, operations and errors every few seconds; at the
  * end one JSON line compares the end of the run with a baseline taken after the warm-up.
+ * The traffic, the run's clock and the warm-up start on every node at once, when all three
+ * nodes are up (a node that starts slowly on a busy machine is not counted as a lost member).
  *
  *   npm run soak -- --minutes 10
  *   npm run soak -- --seconds 30 --rate 300
+ *   npm run soak -- --seconds 30 --join-delay-ms 9000   (n2 and n3 start 9 s after n1)
  */
 import { createMycorrizal } from 'mycorrizal'
 import { type ChildProcess, fork } from 'node:child_process'
@@ -56,6 +59,14 @@ const worker = async (settings: WorkerSettings) => {
     messagesReceived++
   })
   process.send!({ type: 'ready', id: node.id, port: node.address.port } satisfies WorkerMessage)
+  await new Promise<void>((resolve) => {
+    const go = (m: { type?: string }) => {
+      if (m.type !== 'start') return
+      process.off('message', go)
+      resolve()
+    }
+    process.on('message', go)
+  })
   let ops = 0
   let messagesSent = 0
   let errors = 0
@@ -164,7 +175,9 @@ export const summarize = (samples: ReadonlyArray<Sample>, warmupMs: number, dura
 }
 
 const main = async () => {
-  const { values } = parseArgs({ options: { minutes: { type: 'string' }, seconds: { type: 'string' }, rate: { type: 'string', default: '500' } } })
+  const { values } = parseArgs({
+    options: { minutes: { type: 'string' }, seconds: { type: 'string' }, rate: { type: 'string', default: '500' }, 'join-delay-ms': { type: 'string', default: '0' } }
+  })
   const seconds = values.seconds !== undefined ? Number(values.seconds) : Number(values.minutes ?? '10') * 60
   const rate = Number(values.rate)
   if (!Number.isFinite(seconds) || seconds < 10 || seconds > 24 * 3600) {
@@ -173,6 +186,11 @@ const main = async () => {
   }
   if (!Number.isInteger(rate) || rate < 10 || rate > 100_000) {
     console.error('--rate: cache operations per second per node, an integer from 10 to 100000')
+    process.exit(2)
+  }
+  const joinDelayMs = Number(values['join-delay-ms'])
+  if (!Number.isInteger(joinDelayMs) || joinDelayMs < 0 || joinDelayMs > 60_000) {
+    console.error('--join-delay-ms: how long n2 and n3 start after n1, an integer from 0 to 60000')
     process.exit(2)
   }
   const durationMs = seconds * 1000
@@ -218,7 +236,9 @@ const main = async () => {
     )
   process.once('SIGINT', () => void stopAll().then(() => process.exit(130)))
   const seedPort = await start('n1', [])
+  if (joinDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, joinDelayMs))
   await Promise.all(['n2', 'n3'].map((id) => start(id, [`127.0.0.1:${seedPort}`])))
+  for (const child of children) child.send({ type: 'start' })
   console.log(`soak: 3 nodes, ${rate} cache ops/s each plus messages, for ${seconds} s (baseline after ${Math.round(warmupMs / 1000)} s)`)
   await new Promise((resolve) => setTimeout(resolve, durationMs))
   // traffic stops everywhere first: a node that leaves while others still send would count as an error

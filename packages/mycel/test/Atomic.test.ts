@@ -247,4 +247,29 @@ describe('atomic operations (engine)', () => {
     expect(log.size).toBe(5)
     expect(log.list('k')?.map((x) => x.seq)).toEqual([7, 8, 9, 10, 11])
   })
+
+  it('records of two origins with the same seq are told apart, expire and are evicted one by one', () => {
+    let now = 0
+    const log = new OpLog(1_000, () => now, 4)
+    log.add('k', { origin: 'a', seq: 7, result: 1 })
+    now = 600
+    log.add('k', { origin: 'b', seq: 7, result: 2 })
+    log.add('k', { origin: 'b', seq: 7, result: 2 })
+    expect(log.size).toBe(2)
+    expect([log.find('k', 'a', 7)?.result, log.find('k', 'b', 7)?.result, log.find('k', 'c', 7)]).toEqual([1, 2, undefined])
+    // a's record expires, b's (learned later) stays
+    now = 1_200
+    log.add('k', { origin: 'a', seq: 8, result: 3 })
+    expect([log.find('k', 'a', 7), log.find('k', 'b', 7)?.result, log.size]).toEqual([undefined, 2, 2])
+    expect(log.list('k')?.map((r) => `${r.origin}${r.seq}`)).toEqual(['b7', 'a8'])
+    // past the limit the key's oldest go first, the same-seq one included
+    log.add('k', { origin: 'c', seq: 8, result: 4 })
+    log.add('k', { origin: 'a', seq: 9, result: 5 })
+    log.add('k', { origin: 'a', seq: 10, result: 6 })
+    expect(log.size).toBe(4)
+    expect(log.find('k', 'b', 7)).toBeUndefined()
+    expect(log.list('k')?.map((r) => `${r.origin}${r.seq}`)).toEqual(['a8', 'c8', 'a9', 'a10'])
+    log.add('k', { origin: 'a', seq: 11, result: 7 })
+    expect(log.list('k')?.map((r) => `${r.origin}${r.seq}`)).toEqual(['c8', 'a9', 'a10', 'a11'])
+  })
 })

@@ -194,10 +194,10 @@ export class Atomics {
   // ---- caller side --------------------------------------------------------------------
 
   /** Starts an operation of a client of this node; it completes through `result`/`fail`. */
-  start(op: number, bucket: BucketState, args: Omit<AtomicArgs, 'origin' | 'seq'>): void {
+  start(op: number, bucket: BucketState, kind: CacheMessage.AtomicOp, key: string, expected: Uint8Array | undefined, value: Uint8Array, delta: number, ttlMs: number | undefined): void {
     const e = this.e
-    const full: AtomicArgs = { ...args, origin: e.self, seq: e.nextTs() }
-    this.route({ op, bucket, args: full, attempts: 0, id: 0, peer: '', deadline: 0 })
+    const args: AtomicArgs = { op: kind, key, expected, value, delta, ttlMs, origin: e.self, seq: e.nextTs() }
+    this.route({ op, bucket, args, attempts: 0, id: 0, peer: '', deadline: 0 })
   }
 
   private route(call: AtomicCall): void {

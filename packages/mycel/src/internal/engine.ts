@@ -291,7 +291,10 @@ export class Engine implements Host {
     }
     // a write through this node: its near copy goes now, and no read begun before keeps one
     state.near?.written(args.key, undefined)
-    this.atomics.start(op, state, { ...args, value: new Uint8Array(args.value), expected: args.expected === undefined ? undefined : new Uint8Array(args.expected) })
+    // the caller's bytes are copied (it may reuse them); an increment has none
+    const value = args.value.byteLength === 0 ? EMPTY : new Uint8Array(args.value)
+    const expected = args.expected === undefined ? undefined : new Uint8Array(args.expected)
+    this.atomics.start(op, state, args.op, args.key, expected, value, args.delta, args.ttlMs)
     return PENDING
   }
 

@@ -240,6 +240,55 @@ describe('locks over MemoryTransport (TestClock)', () => {
     )
   )
 
+  it.effect('the Promise entry points (the facade\'s): mutual exclusion from three nodes, increasing tokens, a waiter woken by a release, typed rejections', () =>
+    run(
+      Effect.gen(function* () {
+        const nodes = yield* cluster(['a', 'b', 'c'])
+        let inside = 0
+        let overlaps = 0
+        const grants: Array<bigint> = []
+        const client = async (n: Node) => {
+          for (let i = 0; i < 10; i++) {
+            const lock = await n.locks.unsafeAcquire('invoice-7', { ttlMs: 5_000, waitMs: 60_000 })
+            if (++inside > 1) overlaps++
+            grants.push(lock.token)
+            expect(lock.isHeld()).toBe(true)
+            await Promise.resolve()
+            inside--
+            await lock.unsafeRelease!()
+            expect(lock.isHeld()).toBe(false)
+          }
+        }
+        yield* drive(Effect.promise(() => Promise.all(nodes.map(client))), 'contended Promise acquires', 120_000)
+        expect(overlaps).toBe(0)
+        expect(grants).toEqual(Array.from({ length: 30 }, (_, i) => BigInt(i + 1)))
+        const stats = nodes.map((n) => n.locks.stats())
+        expect(stats.reduce((s, x) => s + x.acquires, 0)).toBe(30)
+        expect(stats.reduce((s, x) => s + x.releases, 0)).toBe(30)
+        expect(stats.every((s) => s.held.length === 0)).toBe(true)
+        const [a, b] = nodes
+        // tryAcquire, extend, and the typed rejections
+        const held = yield* drive(Effect.promise(() => a!.locks.unsafeAcquire('report', { ttlMs: 30_000 })), 'acquire')
+        expect(yield* drive(Effect.promise(() => b!.locks.unsafeTryAcquire('report', { ttlMs: 1_000 })), 'try')).toBeUndefined()
+        const timeout = yield* drive(Effect.promise(() => b!.locks.unsafeAcquire('report', { ttlMs: 1_000, waitMs: 200 }).then(() => undefined, (e: unknown) => e)), 'timeout')
+        expect(timeout).toEqual(expect.objectContaining({ _tag: 'LockTimeout', name: 'report', holder: 'a' }))
+        const invalid = yield* drive(Effect.promise(() => b!.locks.unsafeTryAcquire('', { ttlMs: 1_000 }).then(() => undefined, (e: unknown) => e)), 'invalid')
+        expect(invalid).toEqual(expect.objectContaining({ _tag: 'CoordinationError', reason: 'InvalidLock' }))
+        yield* drive(Effect.promise(() => held.unsafeExtend!(60_000)), 'extend')
+        expect(held.remainingMs()).toBeGreaterThan(30_000)
+        // a waiter on this node is woken by its release
+        let got: Locks.Lock | undefined
+        void a!.locks.unsafeAcquire('report', { ttlMs: 1_000, waitMs: 60_000 }).then((l) => (got = l))
+        yield* advanceUntil(() => a!.locks.stats().contended >= 1, 'waiter contended')
+        yield* drive(Effect.promise(() => held.unsafeRelease!()), 'release')
+        yield* advanceUntil(() => got !== undefined, 'waiter woken', 1_000)
+        expect(got!.token).toBe(2n)
+        const lost = yield* drive(Effect.promise(() => held.unsafeExtend!(1_000).then(() => undefined, (e: unknown) => e)), 'extend after release')
+        expect(lost).toEqual(expect.objectContaining({ reason: 'LockLost' }))
+      })
+    )
+  )
+
   it.effect('invalid names and leases fail with InvalidLock', () =>
     run(
       Effect.gen(function* () {

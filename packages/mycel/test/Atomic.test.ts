@@ -1,4 +1,5 @@
 import { describe, expect, it } from '@effect/vitest'
+import { CacheMessage } from '@mycorrizal/wire'
 import { OpLog } from '../src/internal/oplog.js'
 import { Placement } from '../src/internal/placement.js'
 import { bytes, Net, text } from './harness.js'
@@ -172,6 +173,44 @@ describe('atomic operations (engine)', () => {
     expect(seen.at(-1)).toBe(`${p}>${caller}:AtomicResponse`)
   })
 
+  it('the operations applied to a key before the outputs are read replicate as one AtomicOps and one Put of the last value', () => {
+    const net = cluster(['a', 'b', 'c'])
+    const [p, r] = owners(['a', 'b', 'c'], 'c', 'hot')
+    const seen: Array<string> = []
+    let records = 0
+    net.drop = ({ from, to, message }) => {
+      seen.push(`${from}>${to}:${message._tag}`)
+      if (message._tag === 'AtomicOps') records += message.ops.length
+      return false
+    }
+    const engine = net.node(p!)
+    const ops = [9001, 9002, 9003, 9004, 9005]
+    // five increments in one go, as the shell runs a batch of inputs before it reads the outputs
+    for (const op of ops) engine.atomic(op, 'c', { op: CacheMessage.AtomicOp.Increment, key: 'hot', expected: undefined, value: new Uint8Array(0), delta: 2, ttlMs: undefined }, net.clock(p!))
+    net.run()
+    expect(ops.map((op) => net.atomic(op))).toEqual([2, 4, 6, 8, 10])
+    expect(seen).toEqual([`${p}>${r}:AtomicOps`, `${p}>${r}:Put`, `${r}>${p}:Ack`])
+    expect(records).toBe(5)
+    expect(text(net.held(r!, 'c', 'hot')?.value)).toBe('10')
+    // the replica knows every operation's record: a retry of any of them after a failover is not applied again
+    expect(net.node(r!).buckets.get('c')!.records.size).toBe(5)
+  })
+
+  it('no answer of a gathered operation before its replication is acknowledged', () => {
+    const net = cluster(['a', 'b', 'c'])
+    const [p, r] = owners(['a', 'b', 'c'], 'c', 'held')
+    net.hold = ({ from, message }) => from === r && message._tag === 'Ack'
+    const engine = net.node(p!)
+    for (const op of [9101, 9102, 9103]) engine.atomic(op, 'c', { op: CacheMessage.AtomicOp.Increment, key: 'held', expected: undefined, value: new Uint8Array(0), delta: 1, ttlMs: undefined }, net.clock(p!))
+    // a putIfAbsent that changes nothing waits for them too
+    engine.atomic(9104, 'c', { op: CacheMessage.AtomicOp.PutIfAbsent, key: 'held', expected: undefined, value: bytes('x'), delta: 0, ttlMs: undefined }, net.clock(p!))
+    net.run()
+    for (const op of [9101, 9102, 9103, 9104]) expect(net.results.has(op)).toBe(false)
+    net.hold = undefined
+    net.run()
+    expect([9101, 9102, 9103, 9104].map((op) => net.atomic(op))).toEqual([1, 2, 3, false])
+  })
+
   it('a retry is recognised after thousands of later operations on the key (a burst), while its caller may still retry', () => {
     const net = cluster(['a', 'b', 'c'])
     const [p, r] = owners(['a', 'b', 'c'], 'c', 'burst')
@@ -207,5 +246,30 @@ describe('atomic operations (engine)', () => {
     for (let i = 5; i < 12; i++) log.add('k', { origin: 'a', seq: i, result: i })
     expect(log.size).toBe(5)
     expect(log.list('k')?.map((x) => x.seq)).toEqual([7, 8, 9, 10, 11])
+  })
+
+  it('records of two origins with the same seq are told apart, expire and are evicted one by one', () => {
+    let now = 0
+    const log = new OpLog(1_000, () => now, 4)
+    log.add('k', { origin: 'a', seq: 7, result: 1 })
+    now = 600
+    log.add('k', { origin: 'b', seq: 7, result: 2 })
+    log.add('k', { origin: 'b', seq: 7, result: 2 })
+    expect(log.size).toBe(2)
+    expect([log.find('k', 'a', 7)?.result, log.find('k', 'b', 7)?.result, log.find('k', 'c', 7)]).toEqual([1, 2, undefined])
+    // a's record expires, b's (learned later) stays
+    now = 1_200
+    log.add('k', { origin: 'a', seq: 8, result: 3 })
+    expect([log.find('k', 'a', 7), log.find('k', 'b', 7)?.result, log.size]).toEqual([undefined, 2, 2])
+    expect(log.list('k')?.map((r) => `${r.origin}${r.seq}`)).toEqual(['b7', 'a8'])
+    // past the limit the key's oldest go first, the same-seq one included
+    log.add('k', { origin: 'c', seq: 8, result: 4 })
+    log.add('k', { origin: 'a', seq: 9, result: 5 })
+    log.add('k', { origin: 'a', seq: 10, result: 6 })
+    expect(log.size).toBe(4)
+    expect(log.find('k', 'b', 7)).toBeUndefined()
+    expect(log.list('k')?.map((r) => `${r.origin}${r.seq}`)).toEqual(['a8', 'c8', 'a9', 'a10'])
+    log.add('k', { origin: 'a', seq: 11, result: 7 })
+    expect(log.list('k')?.map((r) => `${r.origin}${r.seq}`)).toEqual(['c8', 'a9', 'a10', 'a11'])
   })
 })

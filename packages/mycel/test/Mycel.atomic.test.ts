@@ -73,6 +73,26 @@ describe('atomic operations over MemoryTransport (TestClock)', () => {
     )
   )
 
+  it.effect('increments a caller starts in one turn on a key its node is primary for reach the other owner as one Put; each gets its own count', () =>
+    run(
+      Effect.gen(function* () {
+        const ids = ['a', 'b', 'c']
+        const nodes = yield* cluster(ids)
+        const p = new Placement()
+        p.setNodes(ids)
+        const [primary, replica] = p.owners('c', 'turn', 2).map((id) => nodes.find((n) => n.id === id)!)
+        // the first operation on the key after the join fetches it from the other owner (the rest wait for that)
+        expect(yield* drive(Effect.promise(() => primary!.mycel.unsafeIncrement('c', 'turn')), 'first')).toBe(1)
+        const puts = () => replica!.mycel.stats('c')!.puts
+        const before = puts()
+        const counts = yield* drive(Effect.promise(() => Promise.all(Array.from({ length: 30 }, () => primary!.mycel.unsafeIncrement('c', 'turn')))), 'increments')
+        expect(counts).toEqual(Array.from({ length: 30 }, (_, i) => i + 2))
+        expect(puts() - before).toBe(1)
+        expect(text(yield* drive(replica!.mycel.get('c', 'turn'), 'get'))).toBe('31')
+      })
+    )
+  )
+
   it.effect('compareAndSet is linearizable per key: concurrent read-modify-write loops from three nodes lose no update', () =>
     run(
       Effect.gen(function* () {

@@ -350,8 +350,8 @@ export const createMycorrizal = async (config: MycorrizalConfig): Promise<Mycorr
     token: lock.token,
     isHeld: () => lock.isHeld(),
     remainingMs: () => lock.remainingMs(),
-    extend: (ttlMs) => run(lock.extend(ttlMs)),
-    release: () => run(lock.release)
+    extend: (ttlMs) => (lock.unsafeExtend === undefined ? run(lock.extend(ttlMs)) : lock.unsafeExtend(ttlMs)),
+    release: () => (lock.unsafeRelease === undefined ? run(lock.release) : lock.unsafeRelease())
   })
 
   const onMembership = (listener: (change: MembershipChange) => void) => {
@@ -408,8 +408,8 @@ export const createMycorrizal = async (config: MycorrizalConfig): Promise<Mycorr
       stats: () => topics.stats()
     },
     locks: {
-      acquire: (name, options) => run(locks.acquire(name, options)).then(wrapLock),
-      tryAcquire: (name, options) => run(locks.tryAcquire(name, options)).then((lock) => (lock === undefined ? undefined : wrapLock(lock))),
+      acquire: (name, options) => locks.unsafeAcquire(name, options).then(wrapLock),
+      tryAcquire: (name, options) => locks.unsafeTryAcquire(name, options).then((lock) => (lock === undefined ? undefined : wrapLock(lock))),
       inspect: (name) => run(locks.inspect(name)),
       stats: () => locks.stats()
     },

@@ -17,11 +17,18 @@
  * (publish_p99_ratio = publish_p99_us / redis_publish_p99_us, the target is ≤ 2;
  * incr_ratio = incr_ops_s / redis_incr_ops_s and lock_ratio = lock_cycles_s /
  * redis_lock_cycles_s, the targets are ≥ 1).
+ * The increment and lock phases also give the CPU time per operation (us) over every process that
+ * served them, warm-up included ("incr_cpu_us", "redis_incr_cpu_us", "lock_cpu_us",
+ * "redis_lock_cpu_us": both node processes; Redis's two processes and redis-server): a figure a
+ * busy machine moves much less than the throughput. BENCH_PROFILE_DIR=<dir> writes CPU profiles of
+ * the node processes during those phases (`profile.ts`).
  * BENCH_WORK=publish (or incr, lock; comma-separated) runs only those phases; the last line then
  * carries only their figures. BENCH_TAIL=1 also prints the publish latencies' tail (p90 to max).
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
+import { profiled } from './profile.js'
 import { percentile, printResult } from './report.js'
 
 const MESSAGES = Number(process.env['BENCH_MESSAGES'] ?? 5_000)
@@ -42,6 +49,18 @@ const RELEASE_LUA = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.
 type Work = 'publish' | 'incr' | 'lock'
 type Role = { readonly kind: 'mycel' | 'redis'; readonly publisher: boolean; readonly seed: string | undefined; readonly port: number; readonly work: Work }
 type FromChild = { type: 'ready'; port?: number } | { type: 'subscribed' } | { type: 'done'; samples: Array<number>; received: number; opsPerSec?: number }
+
+/** CPU time (us) a process has used so far, from /proc (0 where /proc is missing). */
+const processCpuUs = (pid: number | undefined): number => {
+  if (pid === undefined) return 0
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+    // utime and stime are fields 14 and 15 of the whole line, in clock ticks (100 per second on Linux)
+    return ((Number(fields[11]) + Number(fields[12])) * 1_000_000) / 100
+  } catch {
+    return 0
+  }
+}
 
 const freePort = () =>
   new Promise<number>((resolve) => {
@@ -123,17 +142,17 @@ const child = async (role: Role) => {
       while (!node.mycel.ready() && Date.now() < until) await new Promise((r) => setTimeout(r, 20))
       if (!role.publisher) {
         send({ type: 'subscribed' })
-        await waitFor('stop')
+        await profiled('mycel-lock-server', () => waitFor('stop'))
         send({ type: 'done', samples: [], received })
       } else {
         await waitFor('go')
         const tokens = new Map<string, bigint>()
-        const opsPerSec = await lockBench(async (name) => {
+        const opsPerSec = await profiled('mycel-lock-driver', () => lockBench(async (name) => {
           const lock = await node.locks.acquire(name, { ttlMs: LOCK_TTL_MS, waitMs: 5_000 })
           if (lock.token <= (tokens.get(name) ?? 0n)) throw new Error(`token ${lock.token} of ${name} did not increase`)
           tokens.set(name, lock.token)
           await lock.release()
-        })
+        }))
         send({ type: 'done', samples: [], received, opsPerSec })
         await waitFor('stop')
       }
@@ -144,14 +163,16 @@ const child = async (role: Role) => {
       await node.mycel.createBucket('counters', 600_000, 10_000)
       if (!role.publisher) {
         send({ type: 'subscribed' })
-        await waitFor('stop')
+        await profiled('mycel-incr-server', () => waitFor('stop'))
         send({ type: 'done', samples: [], received })
       } else {
         await waitFor('go')
         const text = new TextDecoder()
-        const opsPerSec = await incrBench(
-          (key) => node.mycel.increment('counters', key),
-          async (key) => Number(text.decode((await node.mycel.get('counters', key)) ?? new Uint8Array(0)))
+        const opsPerSec = await profiled('mycel-incr-driver', () =>
+          incrBench(
+            (key) => node.mycel.increment('counters', key),
+            async (key) => Number(text.decode((await node.mycel.get('counters', key)) ?? new Uint8Array(0)))
+          )
         )
         send({ type: 'done', samples: [], received, opsPerSec })
         await waitFor('stop')
@@ -230,7 +251,7 @@ const child = async (role: Role) => {
   process.exit(0)
 }
 
-const phase = async (kind: Role['kind'], port: number, work: Work = 'publish') => {
+const phase = async (kind: Role['kind'], port: number, work: Work = 'publish', serverPid?: number) => {
   const children: Array<ChildProcess> = []
   const inbox: Array<Array<FromChild>> = [[], []]
   const next = (i: number, type: FromChild['type']) =>
@@ -253,8 +274,12 @@ const phase = async (kind: Role['kind'], port: number, work: Work = 'publish') =
     if (i === 0 && ready.type === 'ready' && ready.port !== undefined) seed = `127.0.0.1:${ready.port}`
   }
   await next(0, 'subscribed')
+  // CPU of every process that served the phase (both children; redis-server for Redis), warm-up included
+  const pids = [...children.map((c) => c.pid), ...(kind === 'redis' ? [serverPid] : [])]
+  const cpuBefore = pids.reduce((sum, pid) => sum + processCpuUs(pid), 0)
   children[1]!.send({ type: 'go' })
   const published = (await next(1, 'done')) as Extract<FromChild, { type: 'done' }>
+  const cpuUs = pids.reduce((sum, pid) => sum + processCpuUs(pid), 0) - cpuBefore
   for (const c of children) c.send({ type: 'stop' })
   const subscriber = (await next(0, 'done')) as Extract<FromChild, { type: 'done' }>
   await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))))
@@ -262,7 +287,7 @@ const phase = async (kind: Role['kind'], port: number, work: Work = 'publish') =
     const s = published.samples
     console.log(`${kind} tail: p90 ${percentile(s, 0.9).toFixed(0)} p95 ${percentile(s, 0.95).toFixed(0)} p99 ${percentile(s, 0.99).toFixed(0)} p99.9 ${percentile(s, 0.999).toFixed(0)} max ${Math.max(...s).toFixed(0)}; >2ms ${s.filter((x) => x > 2000).length}, >5ms ${s.filter((x) => x > 5000).length}`)
   }
-  return { p50: percentile(published.samples, 0.5), p99: percentile(published.samples, 0.99), received: subscriber.received, opsPerSec: published.opsPerSec ?? 0 }
+  return { p50: percentile(published.samples, 0.5), p99: percentile(published.samples, 0.99), received: subscriber.received, opsPerSec: published.opsPerSec ?? 0, cpuUs }
 }
 
 const main = async () => {
@@ -300,26 +325,34 @@ const main = async () => {
     }
     if (WORK.has('incr')) {
       const incr = await phase('mycel', port, 'incr')
-      console.log(`mycel:  ${Math.round(incr.opsPerSec)} increments/s (${INCRS} of ${COUNTERS} keys, ${INCR_IN_FLIGHT} in flight, replicated to R = 2)`)
-      const redisIncr = await phase('redis', port, 'incr')
-      console.log(`redis:  ${Math.round(redisIncr.opsPerSec)} INCR/s (the same keys, ${INCR_IN_FLIGHT} in flight on one connection)`)
+      const incrCpu = incr.cpuUs / (INCR_WARMUP + INCRS)
+      console.log(`mycel:  ${Math.round(incr.opsPerSec)} increments/s (${INCRS} of ${COUNTERS} keys, ${INCR_IN_FLIGHT} in flight, replicated to R = 2), ${incrCpu.toFixed(1)} us of CPU per increment`)
+      const redisIncr = await phase('redis', port, 'incr', redis.pid)
+      const redisIncrCpu = redisIncr.cpuUs / (INCR_WARMUP + INCRS)
+      console.log(`redis:  ${Math.round(redisIncr.opsPerSec)} INCR/s (the same keys, ${INCR_IN_FLIGHT} in flight on one connection), ${redisIncrCpu.toFixed(1)} us of CPU per INCR`)
       result = {
         ...result,
         incr_ops_s: Math.round(incr.opsPerSec),
         redis_incr_ops_s: Math.round(redisIncr.opsPerSec),
-        incr_ratio: Number((incr.opsPerSec / redisIncr.opsPerSec).toFixed(3))
+        incr_ratio: Number((incr.opsPerSec / redisIncr.opsPerSec).toFixed(3)),
+        incr_cpu_us: Number(incrCpu.toFixed(1)),
+        redis_incr_cpu_us: Number(redisIncrCpu.toFixed(1))
       }
     }
     if (WORK.has('lock')) {
       const locks = await phase('mycel', port, 'lock')
-      console.log(`mycel:  ${Math.round(locks.opsPerSec)} lock cycles/s (acquire + release, ${LOCK_IN_FLIGHT} workers on their own names, R = 2)`)
-      const redisLocks = await phase('redis', port, 'lock')
-      console.log(`redis:  ${Math.round(redisLocks.opsPerSec)} lock cycles/s (SET NX PX + Lua compare-and-delete, ${LOCK_IN_FLIGHT} workers on one connection)`)
+      const lockCpu = locks.cpuUs / (LOCK_WARMUP + LOCKS)
+      console.log(`mycel:  ${Math.round(locks.opsPerSec)} lock cycles/s (acquire + release, ${LOCK_IN_FLIGHT} workers on their own names, R = 2), ${lockCpu.toFixed(1)} us of CPU per cycle`)
+      const redisLocks = await phase('redis', port, 'lock', redis.pid)
+      const redisLockCpu = redisLocks.cpuUs / (LOCK_WARMUP + LOCKS)
+      console.log(`redis:  ${Math.round(redisLocks.opsPerSec)} lock cycles/s (SET NX PX + Lua compare-and-delete, ${LOCK_IN_FLIGHT} workers on one connection), ${redisLockCpu.toFixed(1)} us of CPU per cycle`)
       result = {
         ...result,
         lock_cycles_s: Math.round(locks.opsPerSec),
         redis_lock_cycles_s: Math.round(redisLocks.opsPerSec),
-        lock_ratio: Number((locks.opsPerSec / redisLocks.opsPerSec).toFixed(3))
+        lock_ratio: Number((locks.opsPerSec / redisLocks.opsPerSec).toFixed(3)),
+        lock_cpu_us: Number(lockCpu.toFixed(1)),
+        redis_lock_cpu_us: Number(redisLockCpu.toFixed(1))
       }
     }
     printResult(result)

@@ -495,8 +495,13 @@ export const runSeed = (options: SimOptions): Promise<RunResult> => {
     const lockClient = (node: SimNode, name: string, ttlMs: number, holdMs: number) => {
       const op: Op = { id: nextOp++, node: node.id, kind: 'lock', bucket: Locks.BUCKET, key: name, inv: now() }
       history.ops.push(op)
+      // every other client goes through the Promise entry points (the facade's), the others through the Effects
+      const promised = op.id % 2 === 1
+      const locks = node.locks!
+      const acquire = promised ? Effect.tryPromise({ try: () => locks.unsafeTryAcquire(name, { ttlMs }), catch: (e) => e }) : locks.tryAcquire(name, { ttlMs })
+      const release = (lock: Locks.Lock) => (promised && lock.unsafeRelease !== undefined ? Effect.tryPromise({ try: lock.unsafeRelease, catch: (e) => e }) : lock.release)
       node.run!(
-        node.locks!.tryAcquire(name, { ttlMs }).pipe(
+        acquire.pipe(
           Effect.tap((lock) =>
             Effect.sync(() => {
               op.comp = now()
@@ -513,7 +518,7 @@ export const runSeed = (options: SimOptions): Promise<RunResult> => {
               ? Effect.void
               : Effect.sleep(holdMs).pipe(
                   Effect.andThen(Effect.sync(() => (op.releasedAt = now()))),
-                  Effect.andThen(Effect.ignore(lock.release))
+                  Effect.andThen(Effect.ignore(release(lock)))
                 )
           ),
           Effect.onExit((exit) =>
@@ -560,7 +565,10 @@ export const runSeed = (options: SimOptions): Promise<RunResult> => {
           : kind === 'delete'
             ? mycel.delete(bucket, key)
             : kind === 'incr'
-              ? mycel.increment(bucket, key, size)
+              ? // every other increment through the Promise entry point (the facade's), the others through the Effect
+                op.id % 2 === 1
+                ? Effect.tryPromise({ try: () => mycel.unsafeIncrement(bucket, key, size), catch: (e) => e })
+                : mycel.increment(bucket, key, size)
               : mycel.get(bucket, key)
       node.run!(
         effect.pipe(

@@ -4,12 +4,20 @@
  * `compareAndSet` on the exact bytes it read (atomic at the key's primary, replicated before it
  * answers). It measures each holder's lease on the monotonic clock from the moment it sent the
  * write, keeps what this node holds, wakes local waiters on a local release, counts.
+ *
+ * Each operation has two forms: Effects (the `Locks` and `Elections` services), and Promises with
+ * no Effect fiber (`unsafeAttempt`, `unsafeRelease`, `unsafeExtend`, used by the facade): the same
+ * rules over the cache's Promise entry points. An acquire that has to wait for a holder goes on
+ * as the Effect (its retries sleep on the Effect clock).
  */
 import type { Nodosum } from '@mycorrizal/nodosum'
 import type { Mycel, MycelError } from '@mycorrizal/mycel'
 import type * as Clock from 'effect/Clock'
+import * as Cause from 'effect/Cause'
 import * as Deferred from 'effect/Deferred'
 import * as Effect from 'effect/Effect'
+import * as Exit from 'effect/Exit'
+import * as Runtime from 'effect/Runtime'
 import { CoordinationError, LockTimeout } from '../CoordinationError.js'
 import {
   acquireNext,
@@ -69,7 +77,7 @@ export interface LockCoreOptions {
 const mycelFailure = (e: MycelError) =>
   new CoordinationError({ reason: e.reason === 'Closed' ? 'Closed' : 'Unavailable', message: `lock record: ${e.reason}: ${e.message}` })
 
-export const makeLockCore = (mycel: Mycel.Mycel['Type'], nodosum: Nodosum.Nodosum['Type'], clock: Clock.Clock, options: LockCoreOptions) => {
+export const makeLockCore = (mycel: Mycel.Mycel['Type'], nodosum: Nodosum.Nodosum['Type'], clock: Clock.Clock, options: LockCoreOptions, runtime: Runtime.Runtime<never> = Runtime.defaultRuntime) => {
   const { bucket, maxClockSkewMs } = options
   const self = nodosum.nodeId
   const wall = () => clock.unsafeCurrentTimeMillis()
@@ -159,6 +167,132 @@ export const makeLockCore = (mycel: Mycel.Mycel['Type'], nodosum: Nodosum.Nodosu
       return got.hold !== undefined ? got : { hold: undefined, seen: got.seen }
     })
 
+  // ---- the same without Effect (the facade's Promise entry points) ---------------------
+
+  const invalid = (name: string, ttlMs: number): CoordinationError | undefined => {
+    const bad = invalidName(name) ?? invalidTtl(ttlMs)
+    return bad === undefined ? undefined : new CoordinationError({ reason: 'InvalidLock', message: bad })
+  }
+
+  const tooFewMembers = (minMembers: number): CoordinationError | undefined => {
+    if (nodosum.nodes().length >= minMembers) return undefined
+    counts.refused++
+    return new CoordinationError({ reason: 'NotEnoughMembers', message: `this node sees ${nodosum.nodes().length} members, fewer than minMembers (${minMembers})` })
+  }
+
+  const unsafeRead = (name: string): Promise<Uint8Array | undefined> =>
+    mycel.unsafeGet(bucket, name).catch((e: MycelError) => {
+      throw mycelFailure(e)
+    })
+
+  /** `swap` as a Promise. */
+  const unsafeSwap = async (name: string, expected: Uint8Array | undefined, next: Uint8Array): Promise<boolean> => {
+    try {
+      return await mycel.unsafeCompareAndSet(bucket, name, expected, next, RECORD_TTL_MS)
+    } catch (error) {
+      const e = error as MycelError
+      if (e.reason === 'Closed') throw mycelFailure(e)
+      const now = await unsafeRead(name)
+      if (sameBytes(now, next)) return true
+      if (sameBytes(now, expected)) throw mycelFailure(e)
+      return false
+    }
+  }
+
+  const decodedNow = (name: string, bytes: Uint8Array | undefined): LockRecord | undefined => {
+    if (bytes === undefined) return undefined
+    const record = decodeRecord(bytes)
+    if (record === undefined) throw new CoordinationError({ reason: 'InvalidLock', message: `the record of lock '${name}' in bucket '${bucket}' is not a lock record` })
+    return record
+  }
+
+  /** `takeOver` as a Promise. */
+  const unsafeTakeOver = async (name: string, bytes: Uint8Array | undefined, ttlMs: number): Promise<{ readonly hold?: Hold; readonly seen: LockRecord | undefined }> => {
+    const current = decodedNow(name, bytes)
+    const sentAt = mono()
+    const next = acquireNext(current, self, wall(), ttlMs, maxClockSkewMs)
+    if (next === undefined) return { seen: current }
+    const nextBytes = encodeRecord(next)
+    if (!(await unsafeSwap(name, bytes, nextBytes))) return { seen: current }
+    const hold: Hold = { name, token: next.token, record: next, bytes: nextBytes, deadline: leaseDeadline(sentAt, ttlMs), ended: false }
+    holds.set(name, hold)
+    remember(name, nextBytes)
+    counts.acquires++
+    return { hold, seen: current }
+  }
+
+  /** `attempt` as a Promise: one compareAndSet when this node wrote the record last, else a read first. */
+  const unsafeAttempt = async (name: string, ttlMs: number): Promise<{ readonly hold?: Hold | undefined; readonly seen?: LockRecord | undefined }> => {
+    const guess = known.get(name)
+    if (guess !== undefined) {
+      const got = await unsafeTakeOver(name, guess, ttlMs)
+      if (got.hold !== undefined) return got
+      known.delete(name)
+    }
+    return unsafeTakeOver(name, await unsafeRead(name), ttlMs)
+  }
+
+  /** `tryAcquire` as a Promise. */
+  const unsafeTryAcquire = async (name: string, ttlMs: number, minMembers = options.minMembers) => {
+    const bad = invalid(name, ttlMs) ?? tooFewMembers(minMembers)
+    if (bad !== undefined) throw bad
+    const got = await unsafeAttempt(name, ttlMs)
+    if (got.hold === undefined) counts.contended++
+    return got
+  }
+
+  /**
+   * `acquire` as a Promise: the first attempt without Effect; a lock found held is waited for by
+   * the Effect loop (backoff on the Effect clock, woken by a local release), for what is left of `waitMs`.
+   */
+  const unsafeAcquire = async (name: string, ttlMs: number, waitMs: number, minMembers = options.minMembers): Promise<Hold> => {
+    const bad = invalid(name, ttlMs) ?? (Number.isInteger(waitMs) && waitMs >= 0 ? undefined : new CoordinationError({ reason: 'InvalidLock', message: `waitMs is an integer ≥ 0, got ${waitMs}` }))
+    if (bad !== undefined) throw bad
+    const start = mono()
+    const refused = tooFewMembers(minMembers)
+    if (refused !== undefined) throw refused
+    const got = await unsafeAttempt(name, ttlMs)
+    if (got.hold !== undefined) return got.hold
+    counts.contended++
+    const exit = await Runtime.runPromiseExit(runtime)(waitLoop(name, ttlMs, waitMs, minMembers, start, 1, got.seen))
+    if (Exit.isSuccess(exit)) return exit.value
+    throw Cause.squash(exit.cause)
+  }
+
+  /** `release` as a Promise. */
+  const unsafeRelease = async (hold: Hold): Promise<void> => {
+    if (hold.ended) return
+    const nextBytes = encodeRecord(releaseNext(hold.record))
+    let stillOurs: boolean
+    try {
+      stillOurs = await unsafeSwap(hold.name, hold.bytes, nextBytes)
+    } catch (e) {
+      ended(hold, true)
+      throw e
+    }
+    if (stillOurs) remember(hold.name, nextBytes)
+    else known.delete(hold.name)
+    ended(hold, stillOurs)
+    wake(hold.name)
+  }
+
+  /** `extend` as a Promise. */
+  const unsafeExtend = async (hold: Hold, ttlMs: number, minMembers = options.minMembers): Promise<void> => {
+    const bad = invalid(hold.name, ttlMs) ?? (hold.ended ? new CoordinationError({ reason: 'LockLost', message: `lock '${hold.name}' (token ${hold.token}) is no longer held here` }) : tooFewMembers(minMembers))
+    if (bad !== undefined) throw bad
+    const sentAt = mono()
+    const next = extendNext(hold.record, wall(), ttlMs)
+    const nextBytes = encodeRecord(next)
+    if (!(await unsafeSwap(hold.name, hold.bytes, nextBytes))) {
+      ended(hold, false)
+      throw new CoordinationError({ reason: 'LockLost', message: `lock '${hold.name}' (token ${hold.token}) was taken by another holder after its lease` })
+    }
+    hold.record = next
+    hold.bytes = nextBytes
+    remember(hold.name, nextBytes)
+    hold.deadline = Math.max(hold.deadline, leaseDeadline(sentAt, ttlMs))
+  }
+
   const wake = (name: string) => {
     const set = waiters.get(name)
     if (set === undefined) return
@@ -189,31 +323,38 @@ export const makeLockCore = (mycel: Mycel.Mycel['Type'], nodosum: Nodosum.Nodosu
       return got
     })
 
-  const acquire = (name: string, ttlMs: number, waitMs: number, minMembers = options.minMembers) =>
+  /** Attempts from `from` on (0-based) until granted or `waitMs` from `start` passed; `seen` the record found before. */
+  const waitLoop = (name: string, ttlMs: number, waitMs: number, minMembers: number, start: number, from: number, before: LockRecord | undefined) =>
     Effect.gen(function* () {
-      yield* check(name, ttlMs)
-      if (!Number.isInteger(waitMs) || waitMs < 0) return yield* new CoordinationError({ reason: 'InvalidLock', message: `waitMs is an integer ≥ 0, got ${waitMs}` })
-      const start = mono()
-      let seen: LockRecord | undefined
-      for (let i = 0; ; i++) {
+      let seen = before
+      for (let i = from; ; i++) {
+        if (i > 0) {
+          const left = start + waitMs - mono()
+          if (left <= 0) {
+            counts.timeouts++
+            const holder = holderAt(seen, wall(), maxClockSkewMs)
+            return yield* new LockTimeout({
+              name,
+              waitedMs: mono() - start,
+              ...(holder === undefined ? {} : { holder }),
+              message: `lock '${name}' stayed held${holder === undefined ? '' : ` by ${holder}`} for ${waitMs} ms`
+            })
+          }
+          yield* pause(name, retryDelayMs(i - 1, Math.random(), seen, wall(), maxClockSkewMs, left))
+        }
         yield* enoughMembers(minMembers)
         const got = yield* attempt(name, ttlMs)
         if (got.hold !== undefined) return got.hold
         if (i === 0) counts.contended++
         seen = got.seen ?? seen
-        const left = start + waitMs - mono()
-        if (left <= 0) {
-          counts.timeouts++
-          const holder = holderAt(seen, wall(), maxClockSkewMs)
-          return yield* new LockTimeout({
-            name,
-            waitedMs: mono() - start,
-            ...(holder === undefined ? {} : { holder }),
-            message: `lock '${name}' stayed held${holder === undefined ? '' : ` by ${holder}`} for ${waitMs} ms`
-          })
-        }
-        yield* pause(name, retryDelayMs(i, Math.random(), seen, wall(), maxClockSkewMs, left))
       }
+    })
+
+  const acquire = (name: string, ttlMs: number, waitMs: number, minMembers = options.minMembers) =>
+    Effect.gen(function* () {
+      yield* check(name, ttlMs)
+      if (!Number.isInteger(waitMs) || waitMs < 0) return yield* new CoordinationError({ reason: 'InvalidLock', message: `waitMs is an integer ≥ 0, got ${waitMs}` })
+      return yield* waitLoop(name, ttlMs, waitMs, minMembers, mono(), 0, undefined)
     })
 
   const isHeld = (hold: Hold) => !hold.ended && mono() < hold.deadline
@@ -264,7 +405,28 @@ export const makeLockCore = (mycel: Mycel.Mycel['Type'], nodosum: Nodosum.Nodosu
     for (const hold of [...holds.values()]) if (t >= hold.deadline) ended(hold, false)
   }
 
-  return { self, wall, mono, holds, counts, attempt, tryAcquire, acquire, extend, release, isHeld, read, sweep, maxClockSkewMs, ended }
+  return {
+    self,
+    wall,
+    mono,
+    holds,
+    counts,
+    attempt,
+    tryAcquire,
+    acquire,
+    extend,
+    release,
+    unsafeAttempt,
+    unsafeTryAcquire,
+    unsafeAcquire,
+    unsafeRelease,
+    unsafeExtend,
+    isHeld,
+    read,
+    sweep,
+    maxClockSkewMs,
+    ended
+  }
 }
 
 export type LockCore = ReturnType<typeof makeLockCore>

@@ -55,6 +55,10 @@ export interface Lock {
   readonly extend: (ttlMs: number) => Effect.Effect<void, CoordinationError>
   /** Frees the lock for the next holder (nothing when it is no longer this holder's). */
   readonly release: Effect.Effect<void, CoordinationError>
+  /** `extend` for a Promise caller: no Effect fiber; rejects with `CoordinationError`. */
+  readonly unsafeExtend?: (ttlMs: number) => Promise<void>
+  /** `release` for a Promise caller: no Effect fiber; rejects with `CoordinationError`. */
+  readonly unsafeRelease?: () => Promise<void>
 }
 
 /** A lock this node holds, for the debug view. */
@@ -94,6 +98,13 @@ export interface LocksService {
   /** The record of `name` as this node reads it from the cache. */
   readonly inspect: (name: string) => Effect.Effect<LockView, CoordinationError>
   readonly stats: () => LockStats
+  /**
+   * `acquire` for a Promise caller (the facade's): the attempt runs without an Effect fiber (a
+   * lock found held is waited for as by `acquire`); rejects with `CoordinationError` or `LockTimeout`.
+   */
+  readonly unsafeAcquire: (name: string, options: AcquireOptions) => Promise<Lock>
+  /** `tryAcquire` for a Promise caller: no Effect fiber; rejects with `CoordinationError`. */
+  readonly unsafeTryAcquire: (name: string, options: AcquireOptions) => Promise<Lock | undefined>
 }
 
 export const lockOf = (core: LockCore, hold: Hold): Lock => ({
@@ -102,7 +113,9 @@ export const lockOf = (core: LockCore, hold: Hold): Lock => ({
   isHeld: () => core.isHeld(hold),
   remainingMs: () => (hold.ended ? 0 : Math.max(0, hold.deadline - core.mono())),
   extend: (ttlMs) => core.extend(hold, ttlMs),
-  release: core.release(hold)
+  release: core.release(hold),
+  unsafeExtend: (ttlMs) => core.unsafeExtend(hold, ttlMs),
+  unsafeRelease: () => core.unsafeRelease(hold)
 })
 
 export const viewOf = (core: LockCore, name: string) =>
@@ -136,10 +149,11 @@ export const makeCore = (bucket: string, options: LocksOptions): Effect.Effect<L
     const mycel = yield* Mycel.Mycel
     const nodosum = yield* Nodosum.Nodosum
     const clock = yield* Effect.clock
+    const runtime = yield* Effect.runtime<never>()
     yield* mycel
       .createBucket(bucket, RECORD_TTL_MS, s.maxLocks, { replicas: 2 })
       .pipe(Effect.catchIf((e) => e.reason === 'BucketExists', () => Effect.void), Effect.mapError((e) => new CoordinationErrorClass({ reason: 'Unavailable', message: e.message })))
-    return makeLockCore(mycel, nodosum, clock, { bucket, maxClockSkewMs: s.maxClockSkewMs, minMembers: s.minMembers })
+    return makeLockCore(mycel, nodosum, clock, { bucket, maxClockSkewMs: s.maxClockSkewMs, minMembers: s.minMembers }, runtime)
   })
 
 export const makeLocks = (options: LocksOptions = {}): Effect.Effect<LocksService, CoordinationError, Mycel.Mycel | Nodosum.Nodosum> =>
@@ -148,6 +162,8 @@ export const makeLocks = (options: LocksOptions = {}): Effect.Effect<LocksServic
     const service: LocksService = {
       acquire: (name, o) => Effect.map(core.acquire(name, o.ttlMs, o.waitMs ?? 0, o.minMembers), (hold) => lockOf(core, hold)),
       tryAcquire: (name, o) => Effect.map(core.tryAcquire(name, o.ttlMs, o.minMembers), (got) => (got.hold === undefined ? undefined : lockOf(core, got.hold))),
+      unsafeAcquire: (name, o) => core.unsafeAcquire(name, o.ttlMs, o.waitMs ?? 0, o.minMembers).then((hold) => lockOf(core, hold)),
+      unsafeTryAcquire: (name, o) => core.unsafeTryAcquire(name, o.ttlMs, o.minMembers).then((got) => (got.hold === undefined ? undefined : lockOf(core, got.hold))),
       inspect: (name) => viewOf(core, name),
       stats: () => {
         core.sweep()

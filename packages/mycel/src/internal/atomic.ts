@@ -13,7 +13,9 @@
  * preceded on the same stream by an `AtomicOps` with the operation's id and result, and answers
  * once acknowledged. Operations on one key are applied one after the other in arrival order;
  * replication of one does not wait for the one before (a stream keeps their order, and the
- * later value contains the earlier one). An answer that changes nothing (false, NotInteger,
+ * later value contains the earlier one). The operations applied to a key until the engine's
+ * outputs are next read (one received payload, the calls of one turn) share one replication:
+ * one AtomicOps with every record, one Put of the last value, answered on its acknowledgement. An answer that changes nothing (false, NotInteger,
  * Overflow) waits until the operations applied before it on the key are acknowledged, so no
  * caller sees a state that may still be lost.
  *
@@ -72,18 +74,31 @@ interface Outcome {
   readonly result: number
 }
 
-/** An operation applied at this primary, waiting for its replication. */
+/** An operation applied at this primary: its record and who waits for its answer. */
+export interface AppliedOp {
+  readonly record: CacheMessage.AtomicRecord
+  readonly replies: Array<Reply>
+}
+
+/**
+ * One replication of a key at this primary: the operations applied to it since the engine's
+ * outputs were last read (one input, or a batch of inputs the shell handles in one go), sent to
+ * the other owners as one `AtomicOps` with every record and one `Put` of the last value (which
+ * contains the earlier ones). Each operation is answered once that Put is acknowledged.
+ */
 export interface AtomicExec {
   readonly bucket: BucketState
   readonly key: string
-  readonly value: Uint8Array
-  readonly version: Version
+  /** The last operation's value and version (what the replicas store). */
+  value: Uint8Array
+  version: Version
   /** The lifetime given to the replicas (undefined: the bucket's). */
-  readonly ttlMs: number | undefined
-  readonly record: CacheMessage.AtomicRecord
-  readonly replies: Array<Reply>
-  /** Answers that wait for this operation's end. */
+  ttlMs: number | undefined
+  readonly ops: Array<AppliedOp>
+  /** Answers that wait for this replication's end. */
   readonly followers: Array<() => void>
+  /** Sent once: no operation joins it after. */
+  sent: boolean
   generation: number
   attempts: number
   waiting: number
@@ -95,8 +110,10 @@ interface KeyState {
   /** AtomicFetch answers awaited. */
   fetching: number
   readonly queue: Array<{ readonly args: AtomicArgs; readonly reply: Reply }>
-  /** Applied operations awaiting their replication, in order. */
+  /** Replications under way (applied, not yet acknowledged), in order. */
   readonly inflight: Set<AtomicExec>
+  /** The replication still gathering operations (not sent yet), if any. */
+  open: AtomicExec | undefined
 }
 
 /** An operation of this node sent to a primary. */
@@ -169,16 +186,18 @@ export class Atomics {
   private readonly calls = new Map<number, AtomicCall>()
   private nextId = 1
   private readonly keys = new Map<BucketState, Map<string, KeyState>>()
+  /** Replications not sent yet, in the order their keys were first written. */
+  private pending: Array<AtomicExec> = []
 
   constructor(private readonly e: Engine) {}
 
   // ---- caller side --------------------------------------------------------------------
 
   /** Starts an operation of a client of this node; it completes through `result`/`fail`. */
-  start(op: number, bucket: BucketState, args: Omit<AtomicArgs, 'origin' | 'seq'>): void {
+  start(op: number, bucket: BucketState, kind: CacheMessage.AtomicOp, key: string, expected: Uint8Array | undefined, value: Uint8Array, delta: number, ttlMs: number | undefined): void {
     const e = this.e
-    const full: AtomicArgs = { ...args, origin: e.self, seq: e.nextTs() }
-    this.route({ op, bucket, args: full, attempts: 0, id: 0, peer: '', deadline: 0 })
+    const args: AtomicArgs = { op: kind, key, expected, value, delta, ttlMs, origin: e.self, seq: e.nextTs() }
+    this.route({ op, bucket, args, attempts: 0, id: 0, peer: '', deadline: 0 })
   }
 
   private route(call: AtomicCall): void {
@@ -319,7 +338,7 @@ export class Atomics {
     let byKey = this.keys.get(bucket)
     if (byKey === undefined) this.keys.set(bucket, (byKey = new Map()))
     let ks = byKey.get(key)
-    if (ks === undefined) byKey.set(key, (ks = { fetching: 0, queue: [], inflight: new Set() }))
+    if (ks === undefined) byKey.set(key, (ks = { fetching: 0, queue: [], inflight: new Set(), open: undefined }))
     return ks
   }
 
@@ -346,9 +365,11 @@ export class Atomics {
     if (record !== undefined) {
       bucket.atomicReplays++
       for (const exec of ks.inflight) {
-        if (exec.record.origin === args.origin && exec.record.seq === args.seq) {
-          exec.replies.push(reply)
-          return
+        for (const applied of exec.ops) {
+          if (applied.record.origin === args.origin && applied.record.seq === args.seq) {
+            applied.replies.push(reply)
+            return
+          }
         }
       }
       this.release(bucket, key, ks)
@@ -446,9 +467,39 @@ export class Atomics {
     const record: CacheMessage.AtomicRecord = { origin: args.origin, seq: args.seq, result }
     bucket.records.add(key, record)
     bucket.atomics++
-    const exec: AtomicExec = { bucket, key, value: next, version, ttlMs, record, replies: [reply], followers: [], generation: 0, attempts: 0, waiting: 0, done: false }
+    const applied: AppliedOp = { record, replies: [reply] }
+    const open = ks.open
+    if (open !== undefined) {
+      // a later value contains the earlier one: the key's replication carries this one too
+      open.value = next
+      open.version = version
+      open.ttlMs = ttlMs
+      open.ops.push(applied)
+      return
+    }
+    const exec: AtomicExec = { bucket, key, value: next, version, ttlMs, ops: [applied], followers: [], sent: false, generation: 0, attempts: 0, waiting: 0, done: false }
     ks.inflight.add(exec)
-    this.replicate(exec)
+    ks.open = exec
+    this.pending.push(exec)
+  }
+
+  /** True when applied operations wait for `sendPending`. */
+  get hasPending(): boolean {
+    return this.pending.length > 0
+  }
+
+  /** Sends the replications gathered since the outputs were last read: one per key. */
+  sendPending(): void {
+    const pending = this.pending
+    if (pending.length === 0) return
+    this.pending = []
+    for (let i = 0; i < pending.length; i++) {
+      const exec = pending[i]!
+      exec.sent = true
+      const ks = this.keys.get(exec.bucket)?.get(exec.key)
+      if (ks !== undefined && ks.open === exec) ks.open = undefined
+      if (!exec.done) this.replicate(exec)
+    }
   }
 
   /** An answer that changes nothing: given once the operations applied before it are acknowledged. */
@@ -482,13 +533,13 @@ export class Atomics {
         if (needed) return this.finish(exec, { status: S.Overloaded, result: 0 }, e.overloaded(bucket, owner))
         continue
       }
-      e.send(bucket.name, owner, { _tag: 'AtomicOps', key, ops: [exec.record] })
+      sendOps(e, bucket.name, owner, key, exec.ops)
       const id = e.requests.allocate()
       e.requests.add({ id, peer: owner, deadline: e.now + e.options.requestTimeoutMs, bytes, kind: 'atomic', exec, generation: exec.generation, needed })
       if (needed) exec.waiting++
       e.send(bucket.name, owner, { _tag: 'Put', id, key, value: exec.value, ts: exec.version.ts, node: exec.version.node, ttlMs: exec.ttlMs ?? 0, ack: true })
     }
-    if (exec.waiting === 0) this.finish(exec, { status: S.Applied, result: exec.record.result })
+    if (exec.waiting === 0) this.finish(exec, APPLIED)
   }
 
   onReplicaAnswer(request: Request & { readonly kind: 'atomic' }, answer: CacheMessage.Ack | CacheMessage.AckOlder | NoAnswer): void {
@@ -533,7 +584,7 @@ export class Atomics {
 
   private stored(exec: AtomicExec): void {
     exec.waiting--
-    if (exec.waiting === 0) this.finish(exec, { status: S.Applied, result: exec.record.result })
+    if (exec.waiting === 0) this.finish(exec, APPLIED)
   }
 
   private finish(exec: AtomicExec, outcome: Outcome, error?: MycelError): void {
@@ -542,9 +593,14 @@ export class Atomics {
     const { bucket, key } = exec
     const ks = this.keys.get(bucket)?.get(key)
     ks?.inflight.delete(exec)
-    for (const r of exec.replies) {
-      if (error !== undefined && !('peer' in r)) this.e.fail(r.op, error)
-      else this.reply(bucket, key, r, outcome)
+    if (ks !== undefined && ks.open === exec) ks.open = undefined
+    for (const applied of exec.ops) {
+      // each operation's own result when applied; the failure for every one otherwise
+      const own = outcome === APPLIED ? { status: S.Applied, result: applied.record.result } : outcome
+      for (const r of applied.replies) {
+        if (error !== undefined && !('peer' in r)) this.e.fail(r.op, error)
+        else this.reply(bucket, key, r, own)
+      }
     }
     for (const f of exec.followers) f()
     if (ks !== undefined) this.release(bucket, key, ks)
@@ -563,7 +619,20 @@ export class Atomics {
       }
     }
     this.keys.clear()
+    this.pending = []
   }
 }
 
 const EMPTY = new Uint8Array(0)
+/** The outcome of a replication every owner needed acknowledged (each operation answers its own result). */
+const APPLIED: Outcome = { status: S.Applied, result: 0 }
+
+/** Sends the records of `ops` to `to`, in messages of at most RECORDS_PER_MESSAGE. */
+const sendOps = (e: Engine, bucket: string, to: string, key: string, ops: ReadonlyArray<AppliedOp>): void => {
+  for (let i = 0; i < ops.length; i += RECORDS_PER_MESSAGE) {
+    const n = Math.min(RECORDS_PER_MESSAGE, ops.length - i)
+    const records: Array<CacheMessage.AtomicRecord> = new Array(n)
+    for (let j = 0; j < n; j++) records[j] = ops[i + j]!.record
+    e.send(bucket, to, { _tag: 'AtomicOps', key, ops: records })
+  }
+}

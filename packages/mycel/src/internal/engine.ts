@@ -39,7 +39,7 @@ export class Engine implements Host {
   now: number
   /** The time of the last input, as the shell's clock gave it. */
   private input: number
-  readonly out: Array<Output> = []
+  private readonly outputs: Array<Output> = []
   readonly buckets = new Map<string, BucketState>()
   readonly requests: RequestTable<Request>
   readonly placement = new Placement()
@@ -94,24 +94,34 @@ export class Engine implements Host {
 
   // ---- outputs ------------------------------------------------------------------------
 
+  /**
+   * The outputs so far; the reader takes them (splices or empties the array). Reading them first
+   * sends the atomic operations' replications gathered since the last read (`atomic.ts`): the
+   * operations applied to a key between two reads go to its other owners as one value.
+   */
+  get out(): Array<Output> {
+    if (this.atomics.hasPending) this.atomics.sendPending()
+    return this.outputs
+  }
+
   send(bucket: string, to: string, message: CacheMessage.CacheMessage): void {
-    if (!this.closed) this.out.push({ _tag: 'Send', bucket, to, message })
+    if (!this.closed) this.outputs.push({ _tag: 'Send', bucket, to, message })
   }
 
   done(op: number, value: Uint8Array | undefined): void {
-    this.out.push({ _tag: 'Done', op, value })
+    this.outputs.push({ _tag: 'Done', op, value })
   }
 
   result(op: number, result: number | boolean): void {
-    this.out.push({ _tag: 'Result', op, result })
+    this.outputs.push({ _tag: 'Result', op, result })
   }
 
   fail(op: number, error: MycelError): void {
-    this.out.push({ _tag: 'Fail', op, error })
+    this.outputs.push({ _tag: 'Fail', op, error })
   }
 
   log(level: LogLevel, message: string, annotations: Record<string, unknown> = {}): void {
-    if (!this.closed) this.out.push({ _tag: 'Log', level, message, annotations })
+    if (!this.closed) this.outputs.push({ _tag: 'Log', level, message, annotations })
   }
 
   /** Runs `run` at the first tick at or after `at`. */
@@ -281,7 +291,10 @@ export class Engine implements Host {
     }
     // a write through this node: its near copy goes now, and no read begun before keeps one
     state.near?.written(args.key, undefined)
-    this.atomics.start(op, state, { ...args, value: new Uint8Array(args.value), expected: args.expected === undefined ? undefined : new Uint8Array(args.expected) })
+    // the caller's bytes are copied (it may reuse them); an increment has none
+    const value = args.value.byteLength === 0 ? EMPTY : new Uint8Array(args.value)
+    const expected = args.expected === undefined ? undefined : new Uint8Array(args.expected)
+    this.atomics.start(op, state, args.op, args.key, expected, value, args.delta, args.ttlMs)
     return PENDING
   }
 
@@ -610,7 +623,7 @@ export class Engine implements Host {
       for (const read of bucket.gets.values()) for (const op of read.ops) this.fail(op, closedError())
       bucket.gets.clear()
     }
-    this.out.splice(0, this.out.length, ...this.out.filter((o) => o._tag === 'Done' || o._tag === 'Result' || o._tag === 'Fail'))
+    this.outputs.splice(0, this.outputs.length, ...this.outputs.filter((o) => o._tag === 'Done' || o._tag === 'Result' || o._tag === 'Fail'))
   }
 }
 

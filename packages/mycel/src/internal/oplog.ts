@@ -18,14 +18,20 @@ export const MAX_RECORDS = 262_144
 interface Kept {
   readonly record: CacheMessage.AtomicRecord
   /** When this node learned it (ms, the engine's clock). */
-  readonly at: number
+  at: number
+  /** A record with the same seq from another origin (rare: seqs are hybrid-clock times), learned later. */
+  other: Kept | undefined
 }
 
-const id = (origin: string, seq: number) => `${origin}\u0000${seq}`
+/** One key's records, by seq (in the order learned), and how many. */
+interface KeyRecords {
+  readonly bySeq: Map<number, Kept>
+  n: number
+}
 
 export class OpLog {
   /** Records by key (least recently used first), each in the order learned. */
-  private readonly byKey = new Map<string, Map<string, Kept>>()
+  private readonly byKey = new Map<string, KeyRecords>()
   private count = 0
 
   constructor(
@@ -35,33 +41,63 @@ export class OpLog {
   ) {}
 
   find(key: string, origin: string, seq: number): CacheMessage.AtomicRecord | undefined {
-    return this.byKey.get(key)?.get(id(origin, seq))?.record
+    let kept = this.byKey.get(key)?.bySeq.get(seq)
+    while (kept !== undefined && kept.record.origin !== origin) kept = kept.other
+    return kept?.record
   }
 
   add(key: string, record: CacheMessage.AtomicRecord): void {
     const now = this.now()
     let records = this.byKey.get(key)
-    if (records === undefined) records = new Map()
+    if (records === undefined) records = { bySeq: new Map(), n: 0 }
     else this.byKey.delete(key)
     this.byKey.set(key, records)
+    const bySeq = records.bySeq
     // the oldest first: drop what no caller can still retry
-    for (const [k, kept] of records) {
-      if (kept.at > now - this.retainMs) break
-      records.delete(k)
-      this.count--
+    const cutoff = now - this.retainMs
+    for (const [seq, first] of bySeq) {
+      let kept: Kept | undefined = first
+      while (kept !== undefined && kept.at <= cutoff) {
+        kept = kept.other
+        records.n--
+        this.count--
+      }
+      if (kept === undefined) {
+        bySeq.delete(seq)
+        continue
+      }
+      // a younger record of the same seq stays in its place
+      if (kept !== first) bySeq.set(seq, kept)
+      break
     }
-    const rid = id(record.origin, record.seq)
-    if (!records.has(rid)) this.count++
-    records.set(rid, { record, at: now })
+    const head = bySeq.get(record.seq)
+    let same = head
+    while (same !== undefined && same.record.origin !== record.origin) same = same.other
+    if (same !== undefined) {
+      same.at = now
+    } else {
+      const kept: Kept = { record, at: now, other: undefined }
+      if (head === undefined) bySeq.set(record.seq, kept)
+      else {
+        let last = head
+        while (last.other !== undefined) last = last.other
+        last.other = kept
+      }
+      records.n++
+      this.count++
+    }
     while (this.count > this.maxRecords) {
       const [first, oldest] = this.byKey.entries().next().value!
       if (first !== key) {
         this.byKey.delete(first)
-        this.count -= oldest.size
+        this.count -= oldest.n
         continue
       }
       // this key holds every record: its oldest go
-      oldest.delete(oldest.keys().next().value!)
+      const [seq, kept] = oldest.bySeq.entries().next().value!
+      if (kept.other === undefined) oldest.bySeq.delete(seq)
+      else oldest.bySeq.set(seq, kept.other)
+      oldest.n--
       this.count--
     }
   }
@@ -76,7 +112,7 @@ export class OpLog {
     if (records === undefined) return undefined
     const from = this.now() - this.retainMs
     const out: Array<CacheMessage.AtomicRecord> = []
-    for (const kept of records.values()) if (kept.at > from) out.push(kept.record)
+    for (const first of records.bySeq.values()) for (let kept: Kept | undefined = first; kept !== undefined; kept = kept.other) if (kept.at > from) out.push(kept.record)
     return out.length === 0 ? undefined : out
   }
 

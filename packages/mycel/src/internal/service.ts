@@ -171,6 +171,12 @@ interface Shell {
   readonly sendNow: () => void
   readonly operation: <A extends Answer>(start: (op: number) => A | MycelError | typeof PENDING) => Effect.Effect<A, MycelError>
   readonly operationPromise: <A extends Answer>(start: (op: number) => A | MycelError | typeof PENDING) => Promise<A>
+  /**
+   * `operationPromise` for atomic operations: the outputs are carried out at the end of the
+   * current microtasks, so the operations a caller starts in one go on a key replicate as one
+   * value (`atomic.ts`); they wait for the outbox's flush anyway.
+   */
+  readonly atomicPromise: <A extends Answer>(start: (op: number) => A | MycelError | typeof PENDING) => Promise<A>
   readonly isClosed: () => boolean
 }
 
@@ -313,6 +319,26 @@ export const makeService = (options: MycelOptions = {}) =>
       return result instanceof MycelError ? Promise.reject(result) : Promise.resolve(result)
     }
 
+    let flushQueued = false
+    const deferredFlush = () => {
+      flushQueued = false
+      flush()
+    }
+    const atomicPromise = <A extends Answer>(start: (op: number) => A | MycelError | typeof PENDING): Promise<A> => {
+      const op = completions.start()
+      let result: A | MycelError | typeof PENDING
+      try {
+        result = start(op)
+      } finally {
+        if (!flushQueued) {
+          flushQueued = true
+          queueMicrotask(deferredFlush)
+        }
+      }
+      if (result === PENDING) return completions.promise<A>(op)
+      return result instanceof MycelError ? Promise.reject(result) : Promise.resolve(result)
+    }
+
     yield* nodosum.events.pipe(
       Stream.runForEach(() =>
         Effect.sync(() => {
@@ -351,12 +377,12 @@ export const makeService = (options: MycelOptions = {}) =>
     // joining, an alone node turns ready after settling, a joiner after its ready timeout at most
     flush()
 
-    return serviceOver({ engine, app, bucketStreams, now, log, flush, sendNow: outbox.flush, operation, operationPromise, isClosed: () => closed })
+    return serviceOver({ engine, app, bucketStreams, now, log, flush, sendNow: outbox.flush, operation, operationPromise, atomicPromise, isClosed: () => closed })
   })
 
 /** The cache's operations over a running shell (the engine and what carries out its outputs). */
 const serviceOver = (shell: Shell): MycelService => {
-  const { engine, app, bucketStreams, now, log, flush, sendNow, operation, operationPromise } = shell
+  const { engine, app, bucketStreams, now, log, flush, sendNow, operation, operationPromise, atomicPromise } = shell
   /** Starts an atomic operation on the engine (the same for the Effect and the Promise entry points). */
   const atomic = (bucket: string, args: AtomicCall) => (op: number) => engine.atomic(op, bucket, args, now())
   return {
@@ -413,10 +439,10 @@ const serviceOver = (shell: Shell): MycelService => {
     compareAndSet: (bucket, key, expected, value, ttl) =>
       ttlOf(ttl, 'ttl').pipe(Effect.flatMap((ttlMs) => operation<boolean>(atomic(bucket, compareAndSetArgs(key, expected, value, ttlMs))))),
     increment: (bucket, key, delta = 1, ttl) => ttlOf(ttl, 'ttl').pipe(Effect.flatMap((ttlMs) => operation<number>(atomic(bucket, incrementArgs(key, delta, ttlMs))))),
-    unsafePutIfAbsent: (bucket, key, value, ttl) => withTtl(ttl, (ttlMs) => operationPromise<boolean>(atomic(bucket, putIfAbsentArgs(key, value, ttlMs)))),
+    unsafePutIfAbsent: (bucket, key, value, ttl) => withTtl(ttl, (ttlMs) => atomicPromise<boolean>(atomic(bucket, putIfAbsentArgs(key, value, ttlMs)))),
     unsafeCompareAndSet: (bucket, key, expected, value, ttl) =>
-      withTtl(ttl, (ttlMs) => operationPromise<boolean>(atomic(bucket, compareAndSetArgs(key, expected, value, ttlMs)))),
-    unsafeIncrement: (bucket, key, delta = 1, ttl) => withTtl(ttl, (ttlMs) => operationPromise<number>(atomic(bucket, incrementArgs(key, delta, ttlMs)))),
+      withTtl(ttl, (ttlMs) => atomicPromise<boolean>(atomic(bucket, compareAndSetArgs(key, expected, value, ttlMs)))),
+    unsafeIncrement: (bucket, key, delta = 1, ttl) => withTtl(ttl, (ttlMs) => atomicPromise<number>(atomic(bucket, incrementArgs(key, delta, ttlMs)))),
     stats: (bucket) => engine.stats(bucket),
     buckets: () => [...engine.buckets.keys()],
     ready: () => engine.ready(now())

@@ -49,6 +49,8 @@ export class QuicConnection implements TransportConnection, StreamHost {
   aliasKey: string | null = null
   private recvInfo: native.RecvInfo
   dirty = false
+  /** Received this turn; its packets are sent at the end of it (`QuicEndpoint`'s send pass). */
+  sendQueued = false
   established = false
   /** The JS side is done (closed locally, by the peer, or failed). */
   private jsClosed = false
@@ -149,17 +151,26 @@ export class QuicConnection implements TransportConnection, StreamHost {
     this.closeJs(error, error)
   }
 
+  /** One whole turn at once: `receive`, then `transmit` (the timer's, the dialer's first packet). */
+  flush(): void {
+    this.receive()
+    this.transmit()
+  }
+
   /**
-   * Dispatches events, drains quiche's send queue, re-arms the timer.
+   * Dispatches events: delivers what the streams received and moves waiting bytes into quiche.
+   * Sending is left to `transmit`, which the endpoint runs once the microtasks the handlers
+   * started have run, so answers written a few microtasks after their request leave in the
+   * datagram that acknowledges it (quiche sends an ACK-only packet when asked to send after
+   * ack-eliciting packets arrived with nothing else queued).
    *
    * Reading goes in two passes. First every readable stream, the most urgent first, gets one
    * read of at most `FIRST_READ` bytes: a small message arrives whole in it, so a request is
-   * delivered, and what its handler writes (the answer) is sent, before any stream's bulk is
-   * read and decoded (when nothing was written, acknowledgements wait for the end of the turn
-   * as before: no extra datagram). Then the streams with more get the rest of their `READ_BUDGET`; what is
-   * left after it waits for the next turn.
+   * delivered, and what its handler writes at once (the answer) is sent, before any stream's
+   * bulk is read and decoded. Then the streams with more get the rest of their `READ_BUDGET`;
+   * what is left after it waits for the next turn.
    */
-  flush(): void {
+  receive(): void {
     const qc = this.qc
     if (!this.established && qc.isEstablished()) this.handshakeDone()
     if (this.established && !this.jsClosed) {
@@ -176,8 +187,13 @@ export class QuicConnection implements TransportConnection, StreamHost {
       }
       if (this.blocked.size > 0) this.checkWritable()
     }
+  }
+
+  /** Drains quiche's send queue to the socket, then re-arms the timer (or finalizes a closed connection). */
+  transmit(): void {
+    if (this.finalized) return
     this.sendAll()
-    if (qc.isClosed()) {
+    if (this.qc.isClosed()) {
       this.finalize()
       return
     }

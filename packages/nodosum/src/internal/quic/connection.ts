@@ -62,6 +62,8 @@ export class QuicConnection implements TransportConnection, StreamHost {
   private readonly streams = new Map<number, QuicStream>()
   private readonly blocked = new Set<QuicStream>()
   private readonly pendingIncoming: Array<QuicStream> = []
+  private readonly readableIds: Array<number> = []
+  private readonly readableUrgencies: Array<number> = []
   private handler: ConnectionHandler | undefined
   private nextStreamId: number
   streamsOpened = 0
@@ -200,13 +202,23 @@ export class QuicConnection implements TransportConnection, StreamHost {
     this.armTimer()
   }
 
-  /** The readable streams' ids, the most urgent first (quiche's order among equals). */
+  /**
+   * The readable streams' ids, the most urgent first (quiche's order among equals). The list is
+   * reused from turn to turn (valid until the next call); only a list out of order is sorted.
+   */
   private readableByUrgency(): Array<number> {
-    const ids = [...this.qc.readable()]
+    const ids = this.readableIds
+    ids.length = 0
+    for (const id of this.qc.readable()) ids.push(id)
     if (ids.length < 2) return ids
+    const urgencies = this.readableUrgencies
+    urgencies.length = 0
     let sorted = true
-    const urgencies = ids.map((id) => this.streams.get(id)?.urgency ?? 8)
-    for (let i = 1; i < urgencies.length && sorted; i++) if (urgencies[i]! < urgencies[i - 1]!) sorted = false
+    for (let i = 0; i < ids.length; i++) {
+      const u = this.streams.get(ids[i]!)?.urgency ?? 8
+      if (i > 0 && u < urgencies[i - 1]!) sorted = false
+      urgencies.push(u)
+    }
     if (sorted) return ids
     const order = ids.map((_, i) => i).sort((x, y) => urgencies[x]! - urgencies[y]! || x - y)
     return order.map((i) => ids[i]!)

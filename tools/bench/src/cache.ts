@@ -16,10 +16,12 @@
  * operation over every process that served it: "cpu_ratio" (Redis's drivers and server ÷
  * Mycel's node processes; above 1, Mycel spends less CPU per operation), "mycel_cpu_us_per_op",
  * "redis_cpu_us_per_op", and the same with "zipf_" — a figure a busy machine moves less than
- * ops/s. BENCH_PROFILE_DIR=<dir> writes a
+ * ops/s. "mycel_datagrams_per_op" (and "zipf_"): UDP datagrams the three nodes sent during the
+ * measured run per operation (every operation, local answers included). BENCH_PROFILE_DIR=<dir> writes a
  * CPU profile of each driver process's measured run there (`profile.ts`).
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process'
+import dgram from 'node:dgram'
 import { readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { profiled } from './profile.js'
@@ -67,7 +69,7 @@ interface NearCounts {
 type FromChild =
   | { type: 'ready'; port?: number }
   | { type: 'loaded' }
-  | { type: 'done'; ops: number; seconds: number; samples: Array<number>; errors: Record<string, number>; cpuUs: number; near?: NearCounts }
+  | { type: 'done'; ops: number; seconds: number; samples: Array<number>; errors: Record<string, number>; cpuUs: number; near?: NearCounts; datagrams?: number }
 
 /** CPU time (us) a process has used so far, from /proc (the redis-server's; 0 where /proc is missing). */
 const processCpuUs = (pid: number | undefined): number => {
@@ -78,6 +80,17 @@ const processCpuUs = (pid: number | undefined): number => {
     return ((Number(fields[11]) + Number(fields[12])) * 1_000_000) / 100
   } catch {
     return 0
+  }
+}
+
+/** UDP datagrams this process has sent (the QUIC transport's): counted by wrapping `dgram.Socket#send`. */
+let datagramsSent = 0
+const countDatagrams = () => {
+  const proto = dgram.Socket.prototype as unknown as { send: (...args: Array<unknown>) => void }
+  const send = proto.send
+  proto.send = function (this: unknown, ...args: Array<unknown>) {
+    datagramsSent++
+    return send.apply(this, args)
   }
 }
 
@@ -178,6 +191,7 @@ const child = async (role: Role) => {
     await preload(role.index, (k, v) => node.mycel.put('bench', k, v))
     send({ type: 'loaded' })
     await waitFor('go')
+    countDatagrams()
     const result = await profiled(`mycel-${role.workload}-${role.index}`, () =>
       drive(
         role.workload,
@@ -186,7 +200,7 @@ const child = async (role: Role) => {
       )
     )
     const n = node.mycel.stats('bench')?.near
-    send({ type: 'done', ...result, ...(n === undefined ? {} : { near: { hits: n.hits, misses: n.misses, invalidations: n.invalidations, sent: n.invalidationsSent, broadcasts: n.broadcasts } }) })
+    send({ type: 'done', ...result, datagrams: datagramsSent, ...(n === undefined ? {} : { near: { hits: n.hits, misses: n.misses, invalidations: n.invalidations, sent: n.invalidationsSent, broadcasts: n.broadcasts } }) })
     await waitFor('stop')
     await node.shutdown()
     process.exit(0)
@@ -261,7 +275,8 @@ const phase = async (roles: (index: number, seed: string | undefined) => Role, s
   // CPU per operation over every process that served it (drivers, and the server when there is one)
   const ops = done.reduce((sum, d) => sum + d.ops, 0)
   const cpuUsPerOp = (done.reduce((sum, d) => sum + d.cpuUs, 0) + serverCpuUs) / Math.max(1, ops)
-  return { opsS, p99: percentile(samples, 0.99), p50: percentile(samples, 0.5), near, errors, cpuUsPerOp }
+  const datagrams = done.reduce((sum, d) => sum + (d.datagrams ?? 0), 0)
+  return { opsS, p99: percentile(samples, 0.99), p50: percentile(samples, 0.5), near, errors, cpuUsPerOp, datagramsPerOp: datagrams / Math.max(1, ops) }
 }
 
 const main = async () => {
@@ -294,7 +309,7 @@ const main = async () => {
           : 'no near cache'
       const mycel = await phase((index, seed) => ({ kind: 'mycel', index, seed, workload }))
       console.log(
-        `${workload} mycel: ${mycel.opsS.toFixed(0)} ops/s, p50 ${mycel.p50.toFixed(0)} us, p99 ${mycel.p99.toFixed(0)} us, ${mycel.cpuUsPerOp.toFixed(1)} us of CPU per operation (${mix}; 3 processes x ${IN_FLIGHT} in flight; ${near})`
+        `${workload} mycel: ${mycel.opsS.toFixed(0)} ops/s, p50 ${mycel.p50.toFixed(0)} us, p99 ${mycel.p99.toFixed(0)} us, ${mycel.cpuUsPerOp.toFixed(1)} us of CPU per operation, ${mycel.datagramsPerOp.toFixed(3)} datagrams sent per operation (${mix}; 3 processes x ${IN_FLIGHT} in flight; ${near})`
       )
       if (Object.keys(mycel.errors).length > 0) console.log(`${workload} mycel: failed operations (counted in ops/s): ${JSON.stringify(mycel.errors)}`)
       if (mycel.near !== undefined) {
@@ -313,6 +328,7 @@ const main = async () => {
       result[`${prefix}ratio`] = Number((mycel.opsS / baseline.opsS).toFixed(3))
       cpu[`${prefix}mycel_cpu_us_per_op`] = Number(mycel.cpuUsPerOp.toFixed(1))
       cpu[`${prefix}redis_cpu_us_per_op`] = Number(baseline.cpuUsPerOp.toFixed(1))
+      cpu[`${prefix}mycel_datagrams_per_op`] = Number(mycel.datagramsPerOp.toFixed(3))
     }
     // CPU per operation is less sensitive to a busy machine than ops/s: Redis's over Mycel's is the CPU-bound ratio
     for (const prefix of ['', 'zipf_']) {

@@ -43,6 +43,8 @@ export class Placement {
   private nodes: Array<string> = []
   private hashes: Uint32Array = new Uint32Array(0)
   private readonly scores: Array<number> = []
+  /** The indices picked by the lookup under way (reused: a lookup allocates only its answer). */
+  private readonly picked: Array<number> = []
 
   /** The alive members (order does not matter). */
   setNodes(nodes: ReadonlyArray<string>): void {
@@ -64,7 +66,8 @@ export class Placement {
     const scores = this.scores
     for (let i = 0; i < n; i++) scores[i] = mix(h ^ this.hashes[i]!)
     // partial selection: R is small
-    const picked: Array<number> = []
+    const picked = this.picked
+    picked.length = 0
     for (let k = 0; k < r; k++) {
       let best = -1
       let bestScore = -1

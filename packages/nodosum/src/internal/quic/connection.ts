@@ -49,6 +49,8 @@ export class QuicConnection implements TransportConnection, StreamHost {
   aliasKey: string | null = null
   private recvInfo: native.RecvInfo
   dirty = false
+  /** Received this turn; its packets are sent at the end of it (`QuicEndpoint`'s send pass). */
+  sendQueued = false
   established = false
   /** The JS side is done (closed locally, by the peer, or failed). */
   private jsClosed = false
@@ -60,6 +62,8 @@ export class QuicConnection implements TransportConnection, StreamHost {
   private readonly streams = new Map<number, QuicStream>()
   private readonly blocked = new Set<QuicStream>()
   private readonly pendingIncoming: Array<QuicStream> = []
+  private readonly readableIds: Array<number> = []
+  private readonly readableUrgencies: Array<number> = []
   private handler: ConnectionHandler | undefined
   private nextStreamId: number
   streamsOpened = 0
@@ -149,17 +153,26 @@ export class QuicConnection implements TransportConnection, StreamHost {
     this.closeJs(error, error)
   }
 
+  /** One whole turn at once: `receive`, then `transmit` (the timer's, the dialer's first packet). */
+  flush(): void {
+    this.receive()
+    this.transmit()
+  }
+
   /**
-   * Dispatches events, drains quiche's send queue, re-arms the timer.
+   * Dispatches events: delivers what the streams received and moves waiting bytes into quiche.
+   * Sending is left to `transmit`, which the endpoint runs once the microtasks the handlers
+   * started have run, so answers written a few microtasks after their request leave in the
+   * datagram that acknowledges it (quiche sends an ACK-only packet when asked to send after
+   * ack-eliciting packets arrived with nothing else queued).
    *
    * Reading goes in two passes. First every readable stream, the most urgent first, gets one
    * read of at most `FIRST_READ` bytes: a small message arrives whole in it, so a request is
-   * delivered, and what its handler writes (the answer) is sent, before any stream's bulk is
-   * read and decoded (when nothing was written, acknowledgements wait for the end of the turn
-   * as before: no extra datagram). Then the streams with more get the rest of their `READ_BUDGET`; what is
-   * left after it waits for the next turn.
+   * delivered, and what its handler writes at once (the answer) is sent, before any stream's
+   * bulk is read and decoded. Then the streams with more get the rest of their `READ_BUDGET`;
+   * what is left after it waits for the next turn.
    */
-  flush(): void {
+  receive(): void {
     const qc = this.qc
     if (!this.established && qc.isEstablished()) this.handshakeDone()
     if (this.established && !this.jsClosed) {
@@ -176,21 +189,36 @@ export class QuicConnection implements TransportConnection, StreamHost {
       }
       if (this.blocked.size > 0) this.checkWritable()
     }
+  }
+
+  /** Drains quiche's send queue to the socket, then re-arms the timer (or finalizes a closed connection). */
+  transmit(): void {
+    if (this.finalized) return
     this.sendAll()
-    if (qc.isClosed()) {
+    if (this.qc.isClosed()) {
       this.finalize()
       return
     }
     this.armTimer()
   }
 
-  /** The readable streams' ids, the most urgent first (quiche's order among equals). */
+  /**
+   * The readable streams' ids, the most urgent first (quiche's order among equals). The list is
+   * reused from turn to turn (valid until the next call); only a list out of order is sorted.
+   */
   private readableByUrgency(): Array<number> {
-    const ids = [...this.qc.readable()]
+    const ids = this.readableIds
+    ids.length = 0
+    for (const id of this.qc.readable()) ids.push(id)
     if (ids.length < 2) return ids
+    const urgencies = this.readableUrgencies
+    urgencies.length = 0
     let sorted = true
-    const urgencies = ids.map((id) => this.streams.get(id)?.urgency ?? 8)
-    for (let i = 1; i < urgencies.length && sorted; i++) if (urgencies[i]! < urgencies[i - 1]!) sorted = false
+    for (let i = 0; i < ids.length; i++) {
+      const u = this.streams.get(ids[i]!)?.urgency ?? 8
+      if (i > 0 && u < urgencies[i - 1]!) sorted = false
+      urgencies.push(u)
+    }
     if (sorted) return ids
     const order = ids.map((_, i) => i).sort((x, y) => urgencies[x]! - urgencies[y]! || x - y)
     return order.map((i) => ids[i]!)

@@ -125,6 +125,9 @@ export class QuicEndpoint implements ConnectionHost {
   private readonly conns = new Map<string, QuicConnection>()
   private dirty: Array<QuicConnection> = []
   private spare: Array<QuicConnection> = []
+  /** Connections received this turn, waiting for the send pass. */
+  private sending: Array<QuicConnection> = []
+  private sendingSpare: Array<QuicConnection> = []
   private flushScheduled = false
   private sendBuf: Buffer
   /** Shared read buffer: `onData` gets views into it, valid only during the call. */
@@ -211,26 +214,61 @@ export class QuicEndpoint implements ConnectionHost {
     return connection
   }
 
+  /**
+   * Marks `c` for this turn's two passes: a receive pass (events dispatched, handlers run) and,
+   * after the microtasks those handlers started, a send pass. Both immediates are queued
+   * together, so they run in the same check phase with the microtasks between them: an answer
+   * written a few microtasks after its request (a batching outbox, a Promise-based handler)
+   * leaves in the datagram that acknowledges the request, not in a second one after an ACK-only
+   * packet, and not a turn later.
+   */
   markDirty(c: QuicConnection): void {
     if (c.dirty) return
     c.dirty = true
     this.dirty.push(c)
     if (!this.flushScheduled) {
       this.flushScheduled = true
-      setImmediate(this.runFlush)
+      setImmediate(this.runReceive)
+      setImmediate(this.runTransmit)
     }
   }
 
-  private runFlush = (): void => {
-    this.flushScheduled = false
+  /** Receive pass over the dirty connections; each is queued for the send pass. */
+  private receiveDirty(): void {
     const list = this.dirty
+    if (list.length === 0) return
     this.dirty = this.spare
     this.spare = list
     for (let i = 0; i < list.length; i++) {
       const c = list[i]!
       c.dirty = false
+      if (!c.sendQueued) {
+        c.sendQueued = true
+        this.sending.push(c)
+      }
       try {
-        c.flush()
+        c.receive()
+      } catch (e) {
+        this.onError(e)
+      }
+    }
+    list.length = 0
+  }
+
+  private runReceive = (): void => this.receiveDirty()
+
+  private runTransmit = (): void => {
+    this.flushScheduled = false
+    // connections written to since the receive pass (by the handlers' microtasks) get theirs too
+    this.receiveDirty()
+    const list = this.sending
+    this.sending = this.sendingSpare
+    this.sendingSpare = list
+    for (let i = 0; i < list.length; i++) {
+      const c = list[i]!
+      c.sendQueued = false
+      try {
+        c.transmit()
       } catch (e) {
         this.onError(e)
       }

@@ -20,7 +20,6 @@ import * as Layer from 'effect/Layer'
 import * as Logger from 'effect/Logger'
 import * as LogLevel from 'effect/LogLevel'
 import * as ManagedRuntime from 'effect/ManagedRuntime'
-import * as EffectStream from 'effect/Stream'
 
 /** Everything a node needs; every field is validated with a message naming it. */
 export interface MycorrizalConfig extends NodosumConfig.NodosumSettingsInput {
@@ -304,19 +303,24 @@ export const createMycorrizal = async (config: MycorrizalConfig): Promise<Mycorr
   const listeners = new Set<(change: MembershipChange) => void>()
   const types = { Joined: 'joined', Left: 'left', Failed: 'failed' } as const
   const membershipReader = Layer.scopedDiscard(
-    Effect.flatMap(Nodosum.Nodosum, (nodosum) =>
-      Effect.forkScoped(
-        EffectStream.runForEach(nodosum.events, (event) =>
-          Effect.sync(() => {
-            const change: MembershipChange = { type: types[event._tag], nodeId: event.member.id }
-            for (const l of [...listeners]) {
-              try {
-                l(change)
-              } catch {
-                // a listener's failure is its own
-              }
-            }
-          })
+    Effect.flatMap(Nodosum.Nodosum, (nodosum) => nodosum.subscribe).pipe(
+      Effect.flatMap((changes) =>
+        Effect.forkScoped(
+          changes.take.pipe(
+            Effect.andThen((event) =>
+              Effect.sync(() => {
+                const change: MembershipChange = { type: types[event._tag], nodeId: event.member.id }
+                for (const l of [...listeners]) {
+                  try {
+                    l(change)
+                  } catch {
+                    // a listener's failure is its own
+                  }
+                }
+              })
+            ),
+            Effect.forever
+          )
         )
       )
     )

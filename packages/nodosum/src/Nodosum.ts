@@ -12,6 +12,8 @@
  */
 import * as Context from 'effect/Context'
 import type * as Effect from 'effect/Effect'
+import type * as Queue from 'effect/Queue'
+import type * as Scope from 'effect/Scope'
 import type * as Stream from 'effect/Stream'
 import type { ClusterError } from './NodosumError.js'
 import type { PeerStream, PeerStreamHandler } from './PeerStream.js'
@@ -83,8 +85,19 @@ export class Nodosum extends Context.Tag('@mycorrizal/nodosum/Nodosum')<
     readonly members: () => ReadonlyArray<Member>
     /** Ids of the alive members, self included, sorted. */
     readonly nodes: () => ReadonlyArray<string>
-    /** Membership changes from now on. */
+    /**
+     * Membership changes from now on, from when the stream starts running. `effect/Stream` is
+     * loaded when this member is first read (synchronously: Node's `require()` of the ES module,
+     * the same instance an `import` gives), not when the package is imported or a node starts;
+     * `subscribe` gives the same changes without it.
+     */
     readonly events: Stream.Stream<MembershipEvent>
+    /**
+     * Membership changes from now on, as a subscription to the node's membership hub: every
+     * change after this Effect returns, once each, in order; ends with the scope. Needs no
+     * `effect/Stream` (take with `dequeue.take`, `dequeue.takeAll`).
+     */
+    readonly subscribe: Effect.Effect<Queue.Dequeue<MembershipEvent>, never, Scope.Scope>
     /**
      * Opens an application stream to an alive peer; STREAM_INIT is sent first. Throws
      * `ClusterError` (UnknownNode) for a peer that is not alive and `TransportError`

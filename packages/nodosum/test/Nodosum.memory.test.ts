@@ -242,6 +242,41 @@ describe('Nodosum over MemoryTransport', () => {
     )
   )
 
+  it.effect('subscribe: every change after it returns, in order, with no fiber started first; the events stream sees the same', () =>
+    withNetwork(
+      Effect.gen(function* () {
+        const a = yield* node({ nodeId: 'a', host: 'a', port: 7001 })
+        const b = yield* node({ nodeId: 'b', host: 'b', port: 7001, seeds: ['a:7001'] })
+        // the subscription is in place when the Effect returns: nothing is forked, yet nothing is missed
+        const changes = yield* a.subscribe
+        const stream = yield* a.events.pipe(Stream.take(2), Stream.runCollect, Effect.fork)
+        yield* Effect.yieldNow()
+        yield* b.discover
+        yield* untilMesh([a, b], ['a', 'b'])
+        yield* b.leave
+        yield* advanceUntil(() => a.nodes().length === 1, 'a dropped b', 2_000)
+        const taken = (yield* changes.takeAll).pipe(Chunk.toReadonlyArray).map((e) => `${e._tag}:${e.member.id}`)
+        expect(taken).toEqual(['Joined:b', 'Left:b'])
+        expect(Chunk.toReadonlyArray(yield* Fiber.join(stream)).map((e) => `${e._tag}:${e.member.id}`)).toEqual(taken)
+        // the member is read once: the same stream every time
+        expect(a.events).toBe(a.events)
+      })
+    )
+  )
+
+  it.effect('subscribe ends with its scope: a closed subscription takes no more changes', () =>
+    withNetwork(
+      Effect.gen(function* () {
+        const a = yield* node({ nodeId: 'a', host: 'a', port: 7001 })
+        const b = yield* node({ nodeId: 'b', host: 'b', port: 7001, seeds: ['a:7001'] })
+        const changes = yield* Effect.scoped(a.subscribe)
+        yield* b.discover
+        yield* untilMesh([a, b], ['a', 'b'])
+        expect(yield* changes.isShutdown).toBe(true)
+      })
+    )
+  )
+
   it.effect('a killed node is reported failed by every survivor after the failure timeout', () =>
     withNetwork(
       Effect.gen(function* () {

@@ -148,7 +148,34 @@ export const importCost = (project: InstalledProject, specifier: string): Import
  * Every module URL that `import(specifier)` loads, in a new `node` process inside the project
  * (read by a module resolve hook).
  */
-export const loadedModules = (project: InstalledProject, specifier: string): ReadonlyArray<string> => {
+export const loadedModules = (project: InstalledProject, specifier: string): ReadonlyArray<string> =>
+  modulesLoadedBy(project, `await import(${JSON.stringify(specifier)})`).loaded
+
+/** What `modulesLoadedBy` saw: the modules loaded, and what the script printed on its last line. */
+export interface LoadedBy {
+  /** Every module URL loaded while the script ran (imports, and the files `require()` loaded). */
+  readonly loaded: ReadonlyArray<string>
+  /** The last line the script wrote with `console.log` before it ended, parsed as JSON (`null` if none). */
+  readonly result: unknown
+}
+
+/**
+ * Runs `body` (the body of an async ES module; it may `await`, and `console.log` one JSON line
+ * as its result) in a new `node` process inside the project and returns every module URL it
+ * loaded: those an `import` resolved (read by a module resolve hook) and the files `require()`
+ * loaded (read from its cache, which also holds an ES module that `require()` loaded: the
+ * resolve hook does not see those). Inside `body`, `await loadedNow()` gives the same list
+ * so far.
+ */
+export const modulesLoadedBy = (project: InstalledProject, body: string): LoadedBy => parseLoaded(project.runModule(loadingScript(body)))
+
+/** `modulesLoadedBy` without blocking the event loop (for scripts that start nodes). */
+export const modulesLoadedByAsync = async (project: InstalledProject, body: string): Promise<LoadedBy> =>
+  parseLoaded(await project.runModuleAsync(loadingScript(body)))
+
+const parseLoaded = (out: string): LoadedBy => JSON.parse(out.trim().split('\n').at(-1)!) as LoadedBy
+
+const loadingScript = (body: string): string => {
   const hooks = `
     let port
     export function initialize(data) { port = data.port; port.on('message', () => port.postMessage({ done: true })) }
@@ -157,23 +184,39 @@ export const loadedModules = (project: InstalledProject, specifier: string): Rea
       port.postMessage({ url: resolved.url })
       return resolved
     }`
-  const out = project.runModule(`
-    import { register } from 'node:module'
+  return `
+    import { createRequire, register } from 'node:module'
+    import { pathToFileURL } from 'node:url'
     import { MessageChannel } from 'node:worker_threads'
     const { port1, port2 } = new MessageChannel()
     const urls = new Set()
-    let done
-    const flushed = new Promise((resolve) => (done = resolve))
-    port1.on('message', (m) => (m.done ? done() : urls.add(m.url)))
+    const flushes = []
+    port1.on('message', (m) => (m.done ? flushes.shift()() : urls.add(m.url)))
+    const requireCache = createRequire(import.meta.url).cache
+    const loadedNow = async () => {
+      // the hooks answer in order: once this comes back, every URL before it has arrived
+      await new Promise((resolve) => {
+        flushes.push(resolve)
+        port1.postMessage({ flush: true })
+      })
+      for (const file of Object.keys(requireCache)) urls.add(pathToFileURL(file).href)
+      return [...urls]
+    }
     register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(hooks)}), { data: { port: port2 }, transferList: [port2] })
-    await import(${JSON.stringify(specifier)})
-    // the hooks answer in order: once this comes back, every URL before it has arrived
-    port1.postMessage({ flush: true })
-    await flushed
+    const lines = []
+    const log = console.log
+    console.log = (...args) => lines.push(args.join(' '))
+    try {
+      await (async () => {
+        ${body}
+      })()
+    } finally {
+      console.log = log
+    }
+    const loaded = await loadedNow()
     port1.close()
-    console.log(JSON.stringify([...urls]))
-  `)
-  return JSON.parse(out.trim().split('\n').at(-1)!) as Array<string>
+    console.log(JSON.stringify({ loaded, result: lines.length === 0 ? null : JSON.parse(lines.at(-1)) }))
+  `
 }
 
 /** The median of some numbers. */

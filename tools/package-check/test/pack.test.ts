@@ -2,9 +2,13 @@ import { afterAll, beforeAll, describe, expect, it } from '@effect/vitest'
 import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { importCost, loadedModules, median, packAndInstallAsync, publishablePackages, runBin, testDependencies, type InstalledProject } from '../src/PackageCheck.js'
+import { importCost, loadedModules, median, modulesLoadedByAsync, packAndInstallAsync, publishablePackages, runBin, testDependencies, type InstalledProject } from '../src/PackageCheck.js'
 
 const packages = publishablePackages()
+
+/** `effect/Stream` and the modules only it brings (its channel machinery, sinks, STM queues). */
+const streamModules = (urls: ReadonlyArray<string>) =>
+  urls.filter((url) => /\/node_modules\/effect\/dist\/(esm|cjs)\/(Stream|Channel|Sink|TPubSub|TQueue|internal\/(stream|channel|core-stream|sink))\.js$/.test(url))
 let project: InstalledProject
 
 describe('npm pack of every publishable package', () => {
@@ -151,6 +155,49 @@ describe('npm pack of every publishable package', () => {
     // Schema (with fast-check) comes when settings are validated: the config modules build their schemas on first use
     expect(of('effect').filter((url) => /\/(Schema|SchemaAST|ParseResult|Arbitrary|FastCheck)\.js$/.test(url))).toEqual([])
     expect(of('fast-check')).toEqual([])
+    // effect/Stream (and its channel machinery) comes when Nodosum.events is first read
+    expect(streamModules(urls)).toEqual([])
+  }, 60_000)
+
+  it('a node that never reads Nodosum.events never loads effect/Stream; reading it loads the ES module (no second copy of Effect) and it delivers the changes', async () => {
+    const { loaded, result } = await modulesLoadedByAsync(
+      project,
+      `
+      const { createMycorrizal } = await import('mycorrizal')
+      const afterImport = await loadedNow()
+      const wait = async (f) => { for (let i = 0; i < 1000 && !f(); i++) await new Promise((r) => setTimeout(r, 10)) }
+      const secret = 'dev-secret-of-at-least-32-characters'
+      const a = await createMycorrizal({ nodeId: 'a', host: '127.0.0.1', port: 0, clusterSecret: secret, logLevel: 'none' })
+      const joined = []
+      a.onMembership((e) => joined.push(e.type + ':' + e.nodeId))
+      const b = await createMycorrizal({ nodeId: 'b', host: '127.0.0.1', port: 0, seeds: ['127.0.0.1:' + a.address.port], clusterSecret: secret, logLevel: 'none' })
+      await wait(() => a.nodes().length === 2 && b.nodes().length === 2 && joined.length > 0)
+      for (const n of [a, b]) await n.mycel.createBucket('sessions', 60000, 1000)
+      await a.mycel.put('sessions', 'k', new Uint8Array([1]))
+      const afterStart = await loadedNow()
+      const events = a.services.nodosum.events
+      const afterRead = await loadedNow()
+      const Stream = await import('effect/Stream')
+      const Effect = await import('effect/Effect')
+      const left = Effect.runPromise(Stream.runHead(Stream.filter(events, (e) => e._tag === 'Left')))
+      await new Promise((r) => setImmediate(r))
+      await b.shutdown()
+      const change = await left
+      console.log(JSON.stringify({ afterImport, afterStart, afterRead, joined, left: change._tag === 'Some' ? change.value.member.id : null, same: events === a.services.nodosum.events }))
+      await a.shutdown()
+    `
+    )
+    const r = result as { afterImport: Array<string>; afterStart: Array<string>; afterRead: Array<string>; joined: Array<string>; left: string | null; same: boolean }
+    expect(r.afterImport.some((url) => url.includes('/node_modules/mycorrizal/'))).toBe(true)
+    expect(streamModules(r.afterImport)).toEqual([])
+    // two nodes started and joined, onMembership told (of the leave at the end too), the cache used: still no effect/Stream
+    expect(r.joined).toEqual(['joined:b', 'left:b'])
+    expect(streamModules(r.afterStart)).toEqual([])
+    // the first read of the member loads it: the ES module's file, which import('effect/Stream') then shares
+    expect(streamModules(r.afterRead)).toContainEqual(expect.stringMatching(/\/node_modules\/effect\/dist\/esm\/Stream\.js$/))
+    expect(loaded.filter((url) => url.includes('/node_modules/effect/dist/cjs/'))).toEqual([])
+    expect(r.left).toBe('b')
+    expect(r.same).toBe(true)
   }, 60_000)
 
   it('importing mycorrizal costs at most 4 times importing effect/Effect alone (CPU time, medians of 5 fresh processes)', async () => {

@@ -14,7 +14,6 @@ import * as Effect from 'effect/Effect'
 import * as Exit from 'effect/Exit'
 import * as FiberSet from 'effect/FiberSet'
 import * as Runtime from 'effect/Runtime'
-import * as Stream from 'effect/Stream'
 import { CoordinationError } from '../CoordinationError.js'
 import { streamName, TopicsEngine, type Output, type TopicStats } from './topics.js'
 
@@ -280,13 +279,16 @@ export const makeService = (options: TopicsOptions = {}) =>
       flush()
     })
 
-    yield* nodosum.events.pipe(
-      Stream.runForEach(() =>
+    // subscribed before the fiber starts: no change between here and its first take is missed
+    const changes = yield* nodosum.subscribe
+    yield* changes.take.pipe(
+      Effect.andThen(
         Effect.sync(() => {
           engine.membership(nodosum.nodes(), now())
           flush()
         })
       ),
+      Effect.forever,
       Effect.forkScoped
     )
     yield* Effect.addFinalizer(() =>

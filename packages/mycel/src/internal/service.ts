@@ -13,7 +13,6 @@ import * as Effect from 'effect/Effect'
 import * as FiberSet from 'effect/FiberSet'
 import * as LogLevel from 'effect/LogLevel'
 import * as Runtime from 'effect/Runtime'
-import * as Stream from 'effect/Stream'
 import { MycelError } from '../MycelError.js'
 import { Completions, type Answer } from './completions.js'
 import { Engine, type EngineOptions, PENDING, type Output } from './engine.js'
@@ -339,13 +338,16 @@ export const makeService = (options: MycelOptions = {}) =>
       return result instanceof MycelError ? Promise.reject(result) : Promise.resolve(result)
     }
 
-    yield* nodosum.events.pipe(
-      Stream.runForEach(() =>
+    // subscribed before the fiber starts: no change between here and its first take is missed
+    const changes = yield* nodosum.subscribe
+    yield* changes.take.pipe(
+      Effect.andThen(
         Effect.sync(() => {
           engine.membership(nodosum.nodes(), now())
           flush()
         })
       ),
+      Effect.forever,
       Effect.forkScoped
     )
     // registered after the membership fiber, so it runs first at shutdown: a graceful leave hands

@@ -14,7 +14,6 @@ import * as Redacted from 'effect/Redacted'
 import * as Runtime from 'effect/Runtime'
 import * as Schedule from 'effect/Schedule'
 import type * as Scope from 'effect/Scope'
-import * as Stream from 'effect/Stream'
 import { randomBytes } from 'node:crypto'
 import { networkInterfaces } from 'node:os'
 import * as Certificates from '../Certificates.js'
@@ -26,6 +25,7 @@ import type { PeerStream } from '../PeerStream.js'
 import { type Address, formatAddress, Transport, type TransportConnection } from '../Transport.js'
 import * as Auth from './auth.js'
 import * as Dialer from './dialer.js'
+import * as EventStream from './eventStream.js'
 import { FramedStream } from './framed.js'
 import type { Refusal, Role } from './handshake.js'
 import * as Membership from './membership.js'
@@ -46,6 +46,7 @@ export const make = (settings: NodosumSettings, certificate: Uint8Array): Effect
     const fibers = yield* FiberSet.make<unknown, unknown>()
     const fork = yield* FiberSet.runtime(fibers)<never>()
     const events = yield* PubSub.unbounded<MembershipEvent>()
+    let eventStream: Nodosum['Type']['events'] | undefined
     const log = (level: keyof typeof levels, message: string, annotations: Record<string, unknown> = {}) =>
       runSync(Effect.logWithLevel(levels[level], message).pipe(Effect.annotateLogs({ node: settings.nodeId, ...annotations })))
     const at = (time: number, f: () => void) => fork(Effect.sleep(Math.max(0, time - now())).pipe(Effect.andThen(Effect.sync(f))))
@@ -237,7 +238,11 @@ export const make = (settings: NodosumSettings, certificate: Uint8Array): Effect
       boundAddress: transport.address,
       members: () => table.members(),
       nodes: () => table.alive(),
-      events: Stream.fromPubSub(events),
+      // effect/Stream is loaded when this is first read (eventStream.ts); `subscribe` needs only the PubSub
+      get events() {
+        return (eventStream ??= EventStream.fromPubSub(events))
+      },
+      subscribe: PubSub.subscribe(events),
       openStream: (peerId, appId, streamName, handler) => {
         const peer = peerOf(peerId)
         if (peer === undefined) throw new ClusterError({ reason: 'UnknownNode', message: `node '${peerId}' is not an alive member` })

@@ -15,7 +15,6 @@ import * as Layer from 'effect/Layer'
 import * as LogLevel from 'effect/LogLevel'
 import * as Runtime from 'effect/Runtime'
 import type * as Scope from 'effect/Scope'
-import * as EStream from 'effect/Stream'
 import type { Application, ApplicationConfig } from '../Application.js'
 import { Streams, type StreamsOptions } from '../Streams.js'
 import * as StreamsConfig from '../StreamsConfig.js'
@@ -65,8 +64,10 @@ export const make = (options: StreamsOptions = {}): Effect.Effect<Streams['Type'
     )
     yield* Effect.addFinalizer(() => Effect.sync(() => registry.close()))
     // peers that fail or leave take their QUIC streams with them
-    yield* nodosum.events.pipe(
-      EStream.runForEach((event) => Effect.sync(() => (event._tag === 'Joined' ? undefined : registry.forget(event.member.id)))),
+    const changes = yield* nodosum.subscribe
+    yield* changes.take.pipe(
+      Effect.andThen((event) => Effect.sync(() => (event._tag === 'Joined' ? undefined : registry.forget(event.member.id)))),
+      Effect.forever,
       Effect.forkScoped
     )
     const register = (config: ApplicationConfig) =>

@@ -22,8 +22,8 @@
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process'
 import dgram from 'node:dgram'
-import { readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
+import { processCpuUs } from './cpu.js'
 import { profiled } from './profile.js'
 import { percentile, printResult } from './report.js'
 import { ScrambledZipfian } from './zipf.js'
@@ -70,18 +70,6 @@ type FromChild =
   | { type: 'ready'; port?: number }
   | { type: 'loaded' }
   | { type: 'done'; ops: number; seconds: number; samples: Array<number>; errors: Record<string, number>; cpuUs: number; near?: NearCounts; datagrams?: number }
-
-/** CPU time (us) a process has used so far, from /proc (the redis-server's; 0 where /proc is missing). */
-const processCpuUs = (pid: number | undefined): number => {
-  if (pid === undefined) return 0
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-    // utime and stime are fields 14 and 15 of the whole line, in clock ticks (100 per second on Linux)
-    return ((Number(fields[11]) + Number(fields[12])) * 1_000_000) / 100
-  } catch {
-    return 0
-  }
-}
 
 /** UDP datagrams this process has sent (the QUIC transport's): counted by wrapping `dgram.Socket#send`. */
 let datagramsSent = 0

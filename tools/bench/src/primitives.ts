@@ -26,8 +26,8 @@
  * carries only their figures. BENCH_TAIL=1 also prints the publish latencies' tail (p90 to max).
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
+import { processesCpuUs } from './cpu.js'
 import { profiled } from './profile.js'
 import { percentile, printResult } from './report.js'
 
@@ -49,18 +49,6 @@ const RELEASE_LUA = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.
 type Work = 'publish' | 'incr' | 'lock'
 type Role = { readonly kind: 'mycel' | 'redis'; readonly publisher: boolean; readonly seed: string | undefined; readonly port: number; readonly work: Work }
 type FromChild = { type: 'ready'; port?: number } | { type: 'subscribed' } | { type: 'done'; samples: Array<number>; received: number; opsPerSec?: number }
-
-/** CPU time (us) a process has used so far, from /proc (0 where /proc is missing). */
-const processCpuUs = (pid: number | undefined): number => {
-  if (pid === undefined) return 0
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-    // utime and stime are fields 14 and 15 of the whole line, in clock ticks (100 per second on Linux)
-    return ((Number(fields[11]) + Number(fields[12])) * 1_000_000) / 100
-  } catch {
-    return 0
-  }
-}
 
 const freePort = () =>
   new Promise<number>((resolve) => {
@@ -276,10 +264,10 @@ const phase = async (kind: Role['kind'], port: number, work: Work = 'publish', s
   await next(0, 'subscribed')
   // CPU of every process that served the phase (both children; redis-server for Redis), warm-up included
   const pids = [...children.map((c) => c.pid), ...(kind === 'redis' ? [serverPid] : [])]
-  const cpuBefore = pids.reduce((sum, pid) => sum + processCpuUs(pid), 0)
+  const cpuBefore = processesCpuUs(pids)
   children[1]!.send({ type: 'go' })
   const published = (await next(1, 'done')) as Extract<FromChild, { type: 'done' }>
-  const cpuUs = pids.reduce((sum, pid) => sum + processCpuUs(pid), 0) - cpuBefore
+  const cpuUs = processesCpuUs(pids) - cpuBefore
   for (const c of children) c.send({ type: 'stop' })
   const subscriber = (await next(0, 'done')) as Extract<FromChild, { type: 'done' }>
   await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))))

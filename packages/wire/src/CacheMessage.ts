@@ -576,6 +576,18 @@ export const encodeBatch = (
   return i
 }
 
+/** One message to `each`, or its fault to `malformed` (what `each` throws is not a fault of the bytes). */
+const decodeOne = (bytes: Uint8Array, each: (message: CacheMessage) => void, malformed: (error: WireError) => void): void => {
+  let message: CacheMessage
+  try {
+    message = decode(bytes)
+  } catch (e) {
+    malformed(e as WireError)
+    return
+  }
+  each(message)
+}
+
 /**
  * Decodes a payload of a bucket's stream — one message, or a `Batch` of them — and hands each
  * message to `each` in order. A malformed message is passed to `malformed` and the others are
@@ -583,17 +595,7 @@ export const encodeBatch = (
  * a Batch inside a Batch) is passed to `malformed` once, after the messages before the fault.
  */
 export const decodeEach = (bytes: Uint8Array, each: (message: CacheMessage) => void, malformed: (error: WireError) => void): void => {
-  if (bytes.length === 0 || bytes[0] !== BATCH_TYPE) {
-    let message: CacheMessage
-    try {
-      message = decode(bytes)
-    } catch (e) {
-      malformed(e as WireError)
-      return
-    }
-    each(message)
-    return
-  }
+  if (bytes.length === 0 || bytes[0] !== BATCH_TYPE) return decodeOne(bytes, each, malformed)
   const r = new SystemMessage.Reader(bytes)
   let n: number
   try {
@@ -615,14 +617,7 @@ export const decodeEach = (bytes: Uint8Array, each: (message: CacheMessage) => v
       malformed(e as WireError)
       return
     }
-    let message: CacheMessage
-    try {
-      message = decode(inner)
-    } catch (e) {
-      malformed(e as WireError)
-      continue
-    }
-    each(message)
+    decodeOne(inner, each, malformed)
   }
   if (r.remaining !== 0) malformed(new WireError({ reason: 'TrailingBytes', message: `cache: ${r.remaining} bytes left after a Batch` }))
 }

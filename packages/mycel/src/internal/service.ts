@@ -305,38 +305,36 @@ export const makeService = (options: MycelOptions = {}) =>
         return result instanceof MycelError ? Effect.fail(result) : Effect.succeed(result)
       })
 
-    /** The same for a Promise caller: no fiber; a result at hand resolves at once. */
-    const operationPromise = <A extends Answer>(start: (op: number) => A | MycelError | typeof PENDING): Promise<A> => {
+    /**
+     * An operation for a Promise caller: no fiber; a result at hand resolves at once. `after`
+     * carries out the engine's outputs once the operation started (even when it threw).
+     */
+    const promiseOf = <A extends Answer>(start: (op: number) => A | MycelError | typeof PENDING, after: () => void): Promise<A> => {
       const op = completions.start()
       let result: A | MycelError | typeof PENDING
       try {
         result = start(op)
       } finally {
-        flush()
+        after()
       }
       if (result === PENDING) return completions.promise<A>(op)
       return result instanceof MycelError ? Promise.reject(result) : Promise.resolve(result)
     }
+    const operationPromise = <A extends Answer>(start: (op: number) => A | MycelError | typeof PENDING): Promise<A> => promiseOf(start, flush)
 
+    // the atomic operations of one turn share a replication: their outputs are carried out once,
+    // after the turn's microtasks
     let flushQueued = false
     const deferredFlush = () => {
       flushQueued = false
       flush()
     }
-    const atomicPromise = <A extends Answer>(start: (op: number) => A | MycelError | typeof PENDING): Promise<A> => {
-      const op = completions.start()
-      let result: A | MycelError | typeof PENDING
-      try {
-        result = start(op)
-      } finally {
-        if (!flushQueued) {
-          flushQueued = true
-          queueMicrotask(deferredFlush)
-        }
-      }
-      if (result === PENDING) return completions.promise<A>(op)
-      return result instanceof MycelError ? Promise.reject(result) : Promise.resolve(result)
+    const queueFlush = () => {
+      if (flushQueued) return
+      flushQueued = true
+      queueMicrotask(deferredFlush)
     }
+    const atomicPromise = <A extends Answer>(start: (op: number) => A | MycelError | typeof PENDING): Promise<A> => promiseOf(start, queueFlush)
 
     // subscribed before the fiber starts: no change between here and its first take is missed
     const changes = yield* nodosum.subscribe

@@ -28,6 +28,18 @@ describe('BucketStore', () => {
     })
   )
 
+  it.effect('versionTs: the stored version of a value or tombstone, 0 when absent or expired, without touching counters', () =>
+    Effect.gen(function* () {
+      const store = yield* storeOn({ maxEntries: 10, defaultTtlMs: 1_000 })
+      store.put('a', v('1'), { ts: 7, node: 'n' })
+      store.delete('d', { ts: 9, node: 'n' })
+      expect([store.versionTs('a'), store.versionTs('d'), store.versionTs('none')]).toEqual([7, 9, 0])
+      yield* TestClock.adjust(Duration.millis(1_000))
+      expect([store.versionTs('a'), store.versionTs('d')]).toEqual([0, 0])
+      expect(store.stats().hits + store.stats().misses).toBe(0)
+    })
+  )
+
   it.effect('evicts the least recently used at the entry limit, counted as lru', () =>
     Effect.gen(function* () {
       const store = yield* storeOn({ maxEntries: 3, defaultTtlMs: 60_000 })

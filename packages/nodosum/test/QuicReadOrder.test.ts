@@ -22,6 +22,7 @@ const scripted = (pending: Map<number, number>, readableOrder: ReadonlyArray<num
   const qc = {
     isEstablished: () => true,
     readable: () => readableOrder.filter((id) => (pending.get(id) ?? 0) > 0),
+    isReadable: () => readableOrder.some((id) => (pending.get(id) ?? 0) > 0),
     streamRecv: (id: number, buf: Uint8Array): [number, boolean] | null => {
       const left = pending.get(id) ?? 0
       if (left === 0) return null

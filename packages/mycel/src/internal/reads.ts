@@ -30,12 +30,13 @@ export const startGet = (e: Engine, op: number, name: string, key: string): Uint
   if (bucket instanceof MycelError) return bucket
   const owners = e.placement.owners(name, key, bucket.config.replicas)
   if (owners.length === 0 || owners.includes(e.self)) {
-    const entry = bucket.store.peek(key)
-    if (entry !== undefined) e.observe(entry.version.ts)
-    const local = bucket.store.getValue(key)
+    const store = bucket.store
+    const ts = store.versionTs(key)
+    if (ts > 0) e.observe(ts)
+    const local = store.getValue(key)
     if (local !== undefined || owners.length <= 1 || !e.rebalancing()) return local
     // while keys move (a join, a failure) a new owner may not have a key yet: ask the others
-    return ask(e, bucket, key, owners.filter((o) => o !== e.self), op, entry?.version, false)
+    return ask(e, bucket, key, owners.filter((o) => o !== e.self), op, store.peek(key)?.version, false)
   }
   const near = bucket.near
   if (near !== undefined) {

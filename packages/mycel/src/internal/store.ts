@@ -268,12 +268,30 @@ export class BucketStore {
     return entryOf(slot)
   }
 
-  /** The value, or undefined on a miss (absent, expired or deleted); counts hits and misses. */
+  /**
+   * The value, or undefined on a miss (absent, expired or deleted); counts hits and misses.
+   * The local read of every get: one lookup, no entry built.
+   */
   getValue(key: string): Uint8Array | undefined {
-    const value = this.get(key)?.value
-    if (value === undefined) this.misses++
-    else this.hits++
-    return value
+    const slot = this.index.get(key)
+    if (slot !== undefined) {
+      if (slot.expiresAt > this.options.now()) {
+        this.touch(slot)
+        this.hits++
+        return valueOf(slot)
+      }
+      this.removeSlot(slot, 'expired')
+    }
+    this.misses++
+    return undefined
+  }
+
+  /** The version's ts of what is stored for `key` (a value or tombstone), 0 when nothing is or it expired. */
+  versionTs(key: string): number {
+    const slot = this.index.get(key)
+    if (slot !== undefined) return slot.expiresAt > this.options.now() ? slot.ts : 0
+    const tomb = this.tombstones.get(key)
+    return tomb === undefined || tomb.expiresAt <= this.options.now() ? 0 : tomb.version.ts
   }
 
   /** The entry without touching LRU order or counters, if not expired. */

@@ -227,6 +227,9 @@ export class QuicStream implements TransportStream {
         this.maybeFinish()
         return false
       }
+      // quiche fills the buffer while it has contiguous bytes: a short read drained the stream
+      // (asking again only to be told so costs a trip through the binding)
+      if (n < buf.byteLength) return false
     }
     return !this.paused && !this.closed
   }

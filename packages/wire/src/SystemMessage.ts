@@ -81,6 +81,14 @@ export class Writer {
     if (n > 0xffff) throw invalid(`string of ${n} bytes is over 65535`)
     this.u16(n)
     this.room(n)
+    if (n === s.length) {
+      // ASCII (ids, names, most keys): byte per character, no view or result object per string
+      const buf = this.buf
+      const at = this.length
+      for (let i = 0; i < n; i++) buf[at + i] = s.charCodeAt(i)
+      this.length += n
+      return this
+    }
     this.length += encoder.encodeInto(s, this.buf.subarray(this.length, this.length + n)).written
     return this
   }

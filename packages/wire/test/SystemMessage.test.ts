@@ -1,6 +1,7 @@
 import { describe, expect, it } from '@effect/vitest'
 import fc from 'fast-check'
 import { ControlMessage, SystemMessage, WireError } from '../src/index.js'
+import { isWellFormed } from '../src/internal/utf8.js'
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
 const fromHex = (h: string) => new Uint8Array(Buffer.from(h, 'hex'))
@@ -87,6 +88,30 @@ describe('SystemMessage toolkit', () => {
     expect(reasonOf(() => new SystemMessage.Writer().u64(2 ** 53))).toBe('InvalidField')
     expect(reasonOf(() => new SystemMessage.Writer().string('x'.repeat(70_000)))).toBe('InvalidField')
     expect(reasonOf(() => new SystemMessage.Writer().string('\udc00'))).toBe('InvalidUtf8')
+  })
+
+  it('strings: ASCII and any other Unicode give the bytes of TextEncoder, one writer reused (fast-check)', () => {
+    const w = new SystemMessage.Writer(4)
+    const strings = fc.oneof(
+      fc.string({ maxLength: 80 }),
+      fc.string({ unit: 'grapheme', maxLength: 40 }),
+      fc.string({ unit: 'binary', maxLength: 40 }).filter(isWellFormed)
+    )
+    fc.assert(
+      fc.property(fc.array(strings, { maxLength: 5 }), (list) => {
+        w.reset()
+        for (const s of list) w.string(s)
+        const expected = list.flatMap((s) => {
+          const utf8 = new TextEncoder().encode(s)
+          return [utf8.length >> 8, utf8.length & 0xff, ...utf8]
+        })
+        expect([...w.finish()]).toEqual(expected)
+        const r = new SystemMessage.Reader(w.finish())
+        expect(list.map(() => r.string())).toEqual(list)
+        r.finish()
+      }),
+      { numRuns: 2_000 }
+    )
   })
 
   it('round-trips every field type (fast-check)', () => {

@@ -193,6 +193,45 @@ describe('atomic operations (engine)', () => {
     for (const n of [p!, r!]) expect(text(net.held(n, 'c', 'w')?.value)).toBe('6')
   })
 
+  it('answered by its replication: the primary fails before the Ack reaches it, the caller goes on from its answer and no increment is applied twice', () => {
+    const net = cluster(['a', 'b', 'c'])
+    const [p, r] = owners(['a', 'b', 'c'], 'c', 'f')
+    for (let i = 1; i <= 3; i++) expect(net.atomic(net.increment(r!, 'c', 'f'))).toBe(i)
+    // the caller's acknowledgements never reach the primary: the caller has its answers all the same
+    net.drop = ({ from, message }) => from === r && message._tag === 'Ack'
+    const ops = [net.increment(r!, 'c', 'f'), net.increment(r!, 'c', 'f')]
+    net.run()
+    expect(ops.map((op) => net.atomic(op))).toEqual([4, 5])
+    net.drop = () => false
+    // the primary fails: the caller is now an owner of the survivors and continues from its answers
+    net.members(['a', 'b', 'c'].filter((n) => n !== p))
+    expect(net.atomic(net.increment(r!, 'c', 'f'))).toBe(6)
+    const third = ['a', 'b', 'c'].find((n) => n !== p && n !== r)!
+    expect(net.atomic(net.increment(third, 'c', 'f'))).toBe(7)
+    expect(text(net.must(net.get(third, 'c', 'f')))).toBe('7')
+  })
+
+  it('a final Put the caller holds a newer version of is no answer: the AtomicResponse answers', () => {
+    const net = cluster(['a', 'b', 'c'])
+    const [p, r] = owners(['a', 'b', 'c'], 'c', 'o')
+    expect(net.atomic(net.increment(r!, 'c', 'o'))).toBe(1)
+    const seen: Array<string> = []
+    net.drop = ({ from, to, message }) => {
+      seen.push(`${from}>${to}:${message._tag}`)
+      // a newer version reaches the caller (the replica) ahead of the primary's replication
+      if (message._tag === 'Put' && to === r && text(message.value) === '2') net.node(r!).buckets.get('c')!.store.put('o', bytes('99'), { ts: message.ts + 1, node: 'zz' }, undefined)
+      return false
+    }
+    const op = net.increment(r!, 'c', 'o')
+    net.run()
+    // the caller answered AckOlder, so it did not answer itself; the primary's answer came
+    expect(seen).toContain(`${r}>${p}:AckOlder`)
+    expect(seen.at(-1)).toBe(`${p}>${r}:AtomicResponse`)
+    // the primary's view: an owner holds a version it has not seen, the outcome is unknown
+    const outcome = net.await(op)
+    expect(!outcome.ok && outcome.error.reason).toBe('Conflict')
+  })
+
   it('with writeConcern all and three owners no owner answers itself: the primary answers once every one acknowledged', () => {
     const net = new Net({})
     for (const id of ['a', 'b', 'c']) net.add(id)

@@ -15,8 +15,9 @@
  * next owner without writeConcern 'all'), that owner's AtomicOps is `final`: once it stores the
  * Put after it (and acknowledges it Stored) it answers its own operations among the records
  * itself, and the primary sends it no AtomicResponse for them — a caller that is that owner
- * (always with R = 2 on two nodes) is answered after two one-way trips instead of four. Operations on one key are applied one after the other in arrival order;
- * replication of one does not wait for the one before (a stream keeps their order, and the
+ * (always with R = 2 on two nodes) is answered after two one-way trips instead of four.
+ * Operations on one key are applied one after the other in arrival order; replication of one
+ * does not wait for the one before (a stream keeps their order, and the
  * later value contains the earlier one). The operations applied to a key until the engine's
  * outputs are next read (one received payload, the calls of one turn) share one replication:
  * one AtomicOps with every record, one Put of the last value, answered on its acknowledgement. An answer that changes nothing (false, NotInteger,

@@ -158,19 +158,101 @@ describe('atomic operations (engine)', () => {
 
   it('the wire: an Atomic asks the primary, an AtomicOps goes ahead of every replica Put', () => {
     const net = cluster(['a', 'b', 'c'])
-    const [p] = owners(['a', 'b', 'c'], 'c', 'w')
-    const caller = ['a', 'b', 'c'].find((n) => n !== p)!
+    const [p, r] = owners(['a', 'b', 'c'], 'c', 'w')
+    const caller = ['a', 'b', 'c'].find((n) => n !== p && n !== r)!
     const seen: Array<string> = []
     net.drop = ({ from, to, message }) => {
       seen.push(`${from}>${to}:${message._tag}`)
       return false
     }
-    net.atomic(net.increment(caller, 'c', 'w'))
-    expect(seen[0]).toBe(`${caller}>${p}:Atomic`)
-    const puts = seen.filter((s) => s.endsWith(':Put'))
-    expect(puts.length).toBeGreaterThan(0)
-    for (const put of puts) expect(seen[seen.indexOf(put) - 1]).toBe(put.replace(':Put', ':AtomicOps'))
-    expect(seen.at(-1)).toBe(`${p}>${caller}:AtomicResponse`)
+    expect(net.atomic(net.increment(caller, 'c', 'w'))).toBe(1)
+    expect(seen).toEqual([`${caller}>${p}:Atomic`, `${p}>${r}:AtomicOps`, `${p}>${r}:Put`, `${r}>${p}:Ack`, `${p}>${caller}:AtomicResponse`])
+  })
+
+  it('a caller that is the owner the primary waits for answers itself once it stores the Put: no AtomicResponse', () => {
+    const net = cluster(['a', 'b', 'c'])
+    const [p, r] = owners(['a', 'b', 'c'], 'c', 'w')
+    const seen: Array<string> = []
+    const finals: Array<boolean | undefined> = []
+    net.drop = ({ from, to, message }) => {
+      seen.push(`${from}>${to}:${message._tag}`)
+      if (message._tag === 'AtomicOps') finals.push(message.final)
+      return false
+    }
+    expect(net.atomic(net.increment(r!, 'c', 'w', 5))).toBe(5)
+    expect(net.atomic(net.compareAndSet(r!, 'c', 'w', bytes('5'), bytes('6')))).toBe(true)
+    const x = Array.from({ length: 100 }, (_, i) => `x${i}`).find((k) => owners(['a', 'b', 'c'], 'c', k).join() === [p, r].join())!
+    expect(net.atomic(net.putIfAbsent(r!, 'c', x, bytes('1')))).toBe(true)
+    const one = [`${r}>${p}:Atomic`, `${p}>${r}:AtomicOps`, `${p}>${r}:Put`, `${r}>${p}:Ack`]
+    expect(seen).toEqual([...one, ...one, ...one])
+    expect(finals).toEqual([true, true, true])
+    // an answer that changes nothing still comes from the primary
+    seen.length = 0
+    expect(net.atomic(net.compareAndSet(r!, 'c', 'w', bytes('5'), bytes('7')))).toBe(false)
+    expect(seen).toEqual([`${r}>${p}:Atomic`, `${p}>${r}:AtomicResponse`])
+    for (const n of [p!, r!]) expect(text(net.held(n, 'c', 'w')?.value)).toBe('6')
+  })
+
+  it('answered by its replication: the primary fails before the Ack reaches it, the caller goes on from its answer and no increment is applied twice', () => {
+    const net = cluster(['a', 'b', 'c'])
+    const [p, r] = owners(['a', 'b', 'c'], 'c', 'f')
+    for (let i = 1; i <= 3; i++) expect(net.atomic(net.increment(r!, 'c', 'f'))).toBe(i)
+    // the caller's acknowledgements never reach the primary: the caller has its answers all the same
+    net.drop = ({ from, message }) => from === r && message._tag === 'Ack'
+    const ops = [net.increment(r!, 'c', 'f'), net.increment(r!, 'c', 'f')]
+    net.run()
+    expect(ops.map((op) => net.atomic(op))).toEqual([4, 5])
+    net.drop = () => false
+    // the primary fails: the caller is now an owner of the survivors and continues from its answers
+    net.members(['a', 'b', 'c'].filter((n) => n !== p))
+    expect(net.atomic(net.increment(r!, 'c', 'f'))).toBe(6)
+    const third = ['a', 'b', 'c'].find((n) => n !== p && n !== r)!
+    expect(net.atomic(net.increment(third, 'c', 'f'))).toBe(7)
+    expect(text(net.must(net.get(third, 'c', 'f')))).toBe('7')
+  })
+
+  it('a final Put the caller holds a newer version of is no answer: the AtomicResponse answers', () => {
+    const net = cluster(['a', 'b', 'c'])
+    const [p, r] = owners(['a', 'b', 'c'], 'c', 'o')
+    expect(net.atomic(net.increment(r!, 'c', 'o'))).toBe(1)
+    const seen: Array<string> = []
+    net.drop = ({ from, to, message }) => {
+      seen.push(`${from}>${to}:${message._tag}`)
+      // a newer version reaches the caller (the replica) ahead of the primary's replication
+      if (message._tag === 'Put' && to === r && text(message.value) === '2') net.node(r!).buckets.get('c')!.store.put('o', bytes('99'), { ts: message.ts + 1, node: 'zz' }, undefined)
+      return false
+    }
+    const op = net.increment(r!, 'c', 'o')
+    net.run()
+    // the caller answered AckOlder, so it did not answer itself; the primary's answer came
+    expect(seen).toContain(`${r}>${p}:AckOlder`)
+    expect(seen.at(-1)).toBe(`${p}>${r}:AtomicResponse`)
+    // the primary's view: an owner holds a version it has not seen, the outcome is unknown
+    const outcome = net.await(op)
+    expect(!outcome.ok && outcome.error.reason).toBe('Conflict')
+  })
+
+  it('with writeConcern all and three owners no owner answers itself: the primary answers once every one acknowledged', () => {
+    const net = new Net({})
+    for (const id of ['a', 'b', 'c']) net.add(id)
+    net.members(['a', 'b', 'c'])
+    net.createBucket('all3', { replicas: 3, writeConcern: 'all' })
+    net.advance(11_000)
+    const [p, r, s] = owners(['a', 'b', 'c'], 'all3', 'k', 3)
+    const finals: Array<boolean | undefined> = []
+    net.drop = ({ message }) => {
+      if (message._tag === 'AtomicOps') finals.push(message.final)
+      return false
+    }
+    // the last owner's acknowledgement held back: the caller, an owner that stored, has no answer yet
+    net.hold = ({ from, message }) => from === s && message._tag === 'Ack'
+    const op = net.increment(r!, 'all3', 'k')
+    net.run()
+    expect(net.results.has(op)).toBe(false)
+    net.hold = undefined
+    expect(net.atomic(op)).toBe(1)
+    expect(finals).toEqual([false, false])
+    expect(p).not.toBe(r)
   })
 
   it('the operations applied to a key before the outputs are read replicate as one AtomicOps and one Put of the last value', () => {

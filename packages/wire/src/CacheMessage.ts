@@ -18,7 +18,7 @@
  * | 0x0c | SyncVersions | reply bool, ranges: u16 each, entries: key, ts f64, node (every key of those ranges the sender holds) |
  * | 0x0d | Atomic | id u32, op u8 (0 putIfAbsent, 1 compareAndSet, 2 increment), key, origin, seq f64, hasExpected bool, expected bytes, value bytes, delta f64, ttlMs u32 (0: none given) |
  * | 0x0e | AtomicResponse | id u32, status u8 (AtomicStatus), result f64 (the new count; 1 or 0 for true or false) |
- * | 0x0f | AtomicOps | key, ops: origin, seq f64, result f64 (atomic operations applied to the key, with their results) |
+ * | 0x0f | AtomicOps (version 2) | key, ops: origin, seq f64, result f64 (atomic operations applied to the key, with their results), final bool (the receiver's Stored Ack of the Put that follows completes them: it answers its own operations among them itself) |
  * | 0x10 | AtomicFetch | id u32, key: answered by AtomicOps (when the owner remembers operations) then a GetResponse with the id |
  * | 0x11 | NearGet | id u32, key, ttlMs u32: a Get from a node that keeps the value in its near cache for at most ttlMs; answered by a GetResponse |
  * | 0x12 | NearInvalidate | key, ts f64, node: the key was written at this version; a near copy older than it is dropped (ts 0: version unknown, dropped anyway) |
@@ -224,6 +224,13 @@ export interface AtomicOps {
   readonly _tag: 'AtomicOps'
   readonly key: string
   readonly ops: ReadonlyArray<AtomicRecord>
+  /**
+   * Set by a primary on the replication whose `Put` (next on the stream) is the last one it
+   * waits for: once the receiver stores that Put (and acknowledges it Stored), these operations
+   * are replicated, so the receiver answers its own operations among them at once and the
+   * primary sends no `AtomicResponse` for them. Absent: false.
+   */
+  readonly final?: boolean
 }
 
 /** A primary asks an owner for its copy of a key (and the operations it remembers) before applying an atomic operation. */
@@ -456,13 +463,15 @@ const set = SystemMessage.messageSet<CacheMessage>('cache', [
   SystemMessage.define<AtomicOps>({
     tag: 'AtomicOps',
     type: 0x0f,
-    version: 1,
+    version: 2,
     write: (w, m) => {
-      w.string(m.key).array(m.ops, (w2, o) => {
-        w2.string(o.origin).f64(o.seq).f64(o.result)
-      })
+      w.string(m.key)
+        .array(m.ops, (w2, o) => {
+          w2.string(o.origin).f64(o.seq).f64(o.result)
+        })
+        .bool(m.final === true)
     },
-    read: (r) => ({ _tag: 'AtomicOps', key: r.string(), ops: r.array((r2) => ({ origin: r2.string(), seq: r2.f64(), result: r2.f64() }), 18) })
+    read: (r) => ({ _tag: 'AtomicOps', key: r.string(), ops: r.array((r2) => ({ origin: r2.string(), seq: r2.f64(), result: r2.f64() }), 18), final: r.bool() })
   }),
   SystemMessage.define<AtomicFetch>({
     tag: 'AtomicFetch',

@@ -43,7 +43,10 @@ describe('CacheMessage', () => {
     ).toBe('0d01' + '00000008' + '01' + '00016b' + '000161' + '3ff0000000000000' + '01' + '0000000101' + '0000000102' + '0000000000000000' + '00000000')
     expect(hex(CacheMessage.encode({ _tag: 'AtomicResponse', id: 9, status: CacheMessage.AtomicStatus.Applied, result: 2 }))).toBe('0e01' + '00000009' + '00' + '4000000000000000')
     expect(hex(CacheMessage.encode({ _tag: 'AtomicOps', key: 'k', ops: [{ origin: 'a', seq: 1, result: 2 }] }))).toBe(
-      '0f01' + '00016b' + '00000001' + '000161' + '3ff0000000000000' + '4000000000000000'
+      '0f02' + '00016b' + '00000001' + '000161' + '3ff0000000000000' + '4000000000000000' + '00'
+    )
+    expect(hex(CacheMessage.encode({ _tag: 'AtomicOps', key: 'k', ops: [{ origin: 'a', seq: 1, result: 2 }], final: true }))).toBe(
+      '0f02' + '00016b' + '00000001' + '000161' + '3ff0000000000000' + '4000000000000000' + '01'
     )
     expect(hex(CacheMessage.encode({ _tag: 'AtomicFetch', id: 10, key: 'k' }))).toBe('1001' + '0000000a' + '00016b')
     expect(hex(CacheMessage.encode({ _tag: 'NearGet', id: 11, key: 'k', ttlMs: 1000 }))).toBe('1101' + '0000000b' + '00016b' + '000003e8')
@@ -88,7 +91,8 @@ describe('CacheMessage', () => {
       { _tag: 'Atomic', id: 9, op: 1, key: 'k', origin: 'n2', seq: 5, hasExpected: true, expected: new Uint8Array([1, 2]), value: new Uint8Array([3]), delta: 0, ttlMs: 0 },
       { _tag: 'AtomicResponse', id: 10, status: 3, result: 0 },
       { _tag: 'AtomicResponse', id: 11, status: 0, result: 9007199254740991 },
-      { _tag: 'AtomicOps', key: 'c', ops: [{ origin: 'n1', seq: 2, result: 42 }, { origin: 'n2', seq: 3, result: 1 }] },
+      { _tag: 'AtomicOps', key: 'c', ops: [{ origin: 'n1', seq: 2, result: 42 }, { origin: 'n2', seq: 3, result: 1 }], final: false },
+      { _tag: 'AtomicOps', key: 'c', ops: [{ origin: 'n1', seq: 4, result: 43 }], final: true },
       { _tag: 'AtomicFetch', id: 12, key: 'c' },
       { _tag: 'NearGet', id: 13, key: 'user:é', ttlMs: 0xffffffff },
       { _tag: 'NearInvalidate', key: 'user:é', ts: 1732000000000123, node: 'n1' },
@@ -107,7 +111,9 @@ describe('CacheMessage', () => {
     expect(() => CacheMessage.decode(Buffer.from('0601' + 'ffffffff', 'hex'))).toThrow(expect.objectContaining({ reason: 'UnexpectedEof' }))
     expect(() => CacheMessage.decode(Buffer.from('0e01' + '00000009' + '0b' + '4000000000000000', 'hex'))).toThrow(WireError)
     expect(() => CacheMessage.decode(Buffer.from('0d01' + '00000008' + '03' + '00016b', 'hex'))).toThrow(WireError)
-    expect(() => CacheMessage.decode(Buffer.from('0f01' + '00016b' + 'ffffffff', 'hex'))).toThrow(expect.objectContaining({ reason: 'UnexpectedEof' }))
+    expect(() => CacheMessage.decode(Buffer.from('0f02' + '00016b' + 'ffffffff', 'hex'))).toThrow(expect.objectContaining({ reason: 'UnexpectedEof' }))
+    // version 1 (no final flag) is refused, not misread
+    expect(() => CacheMessage.decode(Buffer.from('0f01' + '00016b' + '00000000', 'hex'))).toThrow(expect.objectContaining({ reason: 'UnsupportedVersion' }))
   })
 
   it('handoff batch sizes are exact', () => {
@@ -123,7 +129,7 @@ describe('CacheMessage', () => {
     const m: CacheMessage.Atomic = { _tag: 'Atomic', id: 1, op: 0, key: 'kéy', origin: 'nöde', seq: 1, hasExpected: true, expected: new Uint8Array(3), value: new Uint8Array(10), delta: 0, ttlMs: 0 }
     expect(CacheMessage.encode(m).length).toBe(CacheMessage.atomicOverhead('kéy', 'nöde') + 13)
     const ops = CacheMessage.encode({ _tag: 'AtomicOps', key: '', ops: [{ origin: 'nöde', seq: 1, result: 1 }] })
-    expect(ops.length).toBe(2 + 2 + 4 + CacheMessage.atomicRecordSize('nöde'))
+    expect(ops.length).toBe(2 + 2 + 4 + CacheMessage.atomicRecordSize('nöde') + 1)
   })
 
   it('putOverhead is exact', () => {

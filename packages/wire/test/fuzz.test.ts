@@ -155,7 +155,7 @@ describe('fuzz: cache messages', () => {
       CacheMessage.encode({ _tag: 'BucketInfo', ttlMs: 5, maxSize: 6, replicas: 2 }),
       CacheMessage.encode({ _tag: 'Atomic', id: 6, op: 1, key: 'c', origin: 'n1', seq: 7, hasExpected: true, expected: new Uint8Array(3), value: new Uint8Array(4), delta: 0, ttlMs: 9 }),
       CacheMessage.encode({ _tag: 'AtomicResponse', id: 6, status: 0, result: 12 }),
-      CacheMessage.encode({ _tag: 'AtomicOps', key: 'c', ops: [{ origin: 'n1', seq: 7, result: 12 }] }),
+      CacheMessage.encode({ _tag: 'AtomicOps', key: 'c', ops: [{ origin: 'n1', seq: 7, result: 12 }], final: true }),
       CacheMessage.encode({ _tag: 'AtomicFetch', id: 8, key: 'c' }),
       CacheMessage.encode({ _tag: 'NearGet', id: 9, key: 'user:9', ttlMs: 1000 }),
       CacheMessage.encode({ _tag: 'NearInvalidate', key: 'user:9', ts: 17e11, node: 'n1' })

@@ -9,7 +9,8 @@
  * key's primary, replicated to the other node before it answers), against INCR of the same keys
  * from one ioredis connection with the same number in flight. The counts are checked after.
  * Locks: the same two node processes; one drives BENCH_LOCKS acquire + release cycles,
- * LOCK_IN_FLIGHT workers at once, each on its own lock name (no contention: the cost of a cycle),
+ * LOCK_IN_FLIGHT workers at once, each on its own lock name (no contention: the cost of a cycle)
+ * and each an equal share of the cycles (the same mix of local and remote primaries every run),
  * against `SET key value NX PX ttl` + a Lua compare-and-delete release from one ioredis
  * connection with the same workers.
  * Last line: {"publish_p50_us","publish_p99_us","redis_publish_p50_us","redis_publish_p99_us","publish_p99_ratio",
@@ -94,13 +95,16 @@ const incrBench = async (increment: (key: string) => Promise<unknown>, read: (ke
   return opsPerSec
 }
 
-/** `count` acquire + release cycles, LOCK_IN_FLIGHT workers each on its own name; cycles per second. */
+/**
+ * `count` acquire + release cycles, LOCK_IN_FLIGHT workers each on its own name and each with an
+ * equal share (so every run and every tree has the same mix of names whose primary is this node
+ * and names whose primary is the other: a faster kind does not get a larger share); cycles per second.
+ */
 const lockLoad = async (count: number, cycle: (name: string, n: number) => Promise<void>) => {
-  let next = 0
   const started = performance.now()
   await Promise.all(
     Array.from({ length: LOCK_IN_FLIGHT }, async (_, w) => {
-      while (next < count) await cycle(`lock:${w}`, next++)
+      for (let n = w; n < count; n += LOCK_IN_FLIGHT) await cycle(`lock:${w}`, n)
     })
   )
   return count / ((performance.now() - started) / 1000)

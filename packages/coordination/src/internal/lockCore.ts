@@ -52,6 +52,12 @@ export interface Hold {
   ended: boolean
 }
 
+/** The record this node wrote last for a name: its bytes and what they decode to. */
+interface Known {
+  readonly bytes: Uint8Array
+  readonly record: LockRecord
+}
+
 /** Counts of one lock table. */
 export interface LockCounts {
   /** Locks granted to this node. */
@@ -92,7 +98,8 @@ export const makeLockCore = (mycel: Mycel.Mycel['Type'], nodosum: Nodosum.Nodosu
   }
 
   const enoughMembers = (minMembers: number) => {
-    if (nodosum.nodes().length >= minMembers) return Effect.void
+    // this node counts itself: 1 always holds (and spares the member list)
+    if (minMembers <= 1 || nodosum.nodes().length >= minMembers) return Effect.void
     counts.refused++
     return Effect.fail(
       new CoordinationError({ reason: 'NotEnoughMembers', message: `this node sees ${nodosum.nodes().length} members, fewer than minMembers (${minMembers})` })
@@ -131,16 +138,16 @@ export const makeLockCore = (mycel: Mycel.Mycel['Type'], nodosum: Nodosum.Nodosu
    * wrote since — one round trip instead of two for a node that takes a lock again. Bounded:
    * cleared past `MAX_KNOWN` names.
    */
-  const known = new Map<string, Uint8Array>()
-  const remember = (name: string, bytes: Uint8Array) => {
+  const known = new Map<string, Known>()
+  const remember = (name: string, bytes: Uint8Array, record: LockRecord) => {
     if (known.size >= MAX_KNOWN && !known.has(name)) known.clear()
-    known.set(name, bytes)
+    known.set(name, { bytes, record })
   }
 
-  /** Tries to take the lock over `bytes` (what the record holds, as far as this node knows). */
-  const takeOver = (name: string, bytes: Uint8Array | undefined, ttlMs: number) =>
+  /** Tries to take the lock over `bytes` (what the record holds, as far as this node knows; `record` when decoded already). */
+  const takeOver = (name: string, bytes: Uint8Array | undefined, ttlMs: number, record?: LockRecord) =>
     Effect.gen(function* () {
-      const current = yield* decoded(name, bytes)
+      const current = record ?? (yield* decoded(name, bytes))
       // the lease starts before the wall-clock time written in the record
       const sentAt = mono()
       const next = acquireNext(current, self, wall(), ttlMs, maxClockSkewMs)
@@ -149,7 +156,7 @@ export const makeLockCore = (mycel: Mycel.Mycel['Type'], nodosum: Nodosum.Nodosu
       if (!(yield* swap(name, bytes, nextBytes))) return { seen: current, stale: true } as const
       const hold: Hold = { name, token: next.token, record: next, bytes: nextBytes, deadline: leaseDeadline(sentAt, ttlMs), ended: false }
       holds.set(name, hold)
-      remember(name, nextBytes)
+      remember(name, nextBytes, next)
       counts.acquires++
       return { hold } as const
     })
@@ -159,7 +166,7 @@ export const makeLockCore = (mycel: Mycel.Mycel['Type'], nodosum: Nodosum.Nodosu
     Effect.gen(function* () {
       const guess = known.get(name)
       if (guess !== undefined) {
-        const got = yield* takeOver(name, guess, ttlMs)
+        const got = yield* takeOver(name, guess.bytes, ttlMs, guess.record)
         if (got.hold !== undefined) return got
         known.delete(name)
       }
@@ -175,7 +182,7 @@ export const makeLockCore = (mycel: Mycel.Mycel['Type'], nodosum: Nodosum.Nodosu
   }
 
   const tooFewMembers = (minMembers: number): CoordinationError | undefined => {
-    if (nodosum.nodes().length >= minMembers) return undefined
+    if (minMembers <= 1 || nodosum.nodes().length >= minMembers) return undefined
     counts.refused++
     return new CoordinationError({ reason: 'NotEnoughMembers', message: `this node sees ${nodosum.nodes().length} members, fewer than minMembers (${minMembers})` })
   }
@@ -207,8 +214,8 @@ export const makeLockCore = (mycel: Mycel.Mycel['Type'], nodosum: Nodosum.Nodosu
   }
 
   /** `takeOver` as a Promise. */
-  const unsafeTakeOver = async (name: string, bytes: Uint8Array | undefined, ttlMs: number): Promise<{ readonly hold?: Hold; readonly seen: LockRecord | undefined }> => {
-    const current = decodedNow(name, bytes)
+  const unsafeTakeOver = async (name: string, bytes: Uint8Array | undefined, ttlMs: number, record?: LockRecord): Promise<{ readonly hold?: Hold; readonly seen: LockRecord | undefined }> => {
+    const current = record ?? decodedNow(name, bytes)
     const sentAt = mono()
     const next = acquireNext(current, self, wall(), ttlMs, maxClockSkewMs)
     if (next === undefined) return { seen: current }
@@ -216,7 +223,7 @@ export const makeLockCore = (mycel: Mycel.Mycel['Type'], nodosum: Nodosum.Nodosu
     if (!(await unsafeSwap(name, bytes, nextBytes))) return { seen: current }
     const hold: Hold = { name, token: next.token, record: next, bytes: nextBytes, deadline: leaseDeadline(sentAt, ttlMs), ended: false }
     holds.set(name, hold)
-    remember(name, nextBytes)
+    remember(name, nextBytes, next)
     counts.acquires++
     return { hold, seen: current }
   }
@@ -225,7 +232,7 @@ export const makeLockCore = (mycel: Mycel.Mycel['Type'], nodosum: Nodosum.Nodosu
   const unsafeAttempt = async (name: string, ttlMs: number): Promise<{ readonly hold?: Hold | undefined; readonly seen?: LockRecord | undefined }> => {
     const guess = known.get(name)
     if (guess !== undefined) {
-      const got = await unsafeTakeOver(name, guess, ttlMs)
+      const got = await unsafeTakeOver(name, guess.bytes, ttlMs, guess.record)
       if (got.hold !== undefined) return got
       known.delete(name)
     }
@@ -262,7 +269,8 @@ export const makeLockCore = (mycel: Mycel.Mycel['Type'], nodosum: Nodosum.Nodosu
   /** `release` as a Promise. */
   const unsafeRelease = async (hold: Hold): Promise<void> => {
     if (hold.ended) return
-    const nextBytes = encodeRecord(releaseNext(hold.record))
+    const next = releaseNext(hold.record)
+    const nextBytes = encodeRecord(next)
     let stillOurs: boolean
     try {
       stillOurs = await unsafeSwap(hold.name, hold.bytes, nextBytes)
@@ -270,7 +278,7 @@ export const makeLockCore = (mycel: Mycel.Mycel['Type'], nodosum: Nodosum.Nodosu
       ended(hold, true)
       throw e
     }
-    if (stillOurs) remember(hold.name, nextBytes)
+    if (stillOurs) remember(hold.name, nextBytes, next)
     else known.delete(hold.name)
     ended(hold, stillOurs)
     wake(hold.name)
@@ -289,7 +297,7 @@ export const makeLockCore = (mycel: Mycel.Mycel['Type'], nodosum: Nodosum.Nodosu
     }
     hold.record = next
     hold.bytes = nextBytes
-    remember(hold.name, nextBytes)
+    remember(hold.name, nextBytes, next)
     hold.deadline = Math.max(hold.deadline, leaseDeadline(sentAt, ttlMs))
   }
 
@@ -381,16 +389,17 @@ export const makeLockCore = (mycel: Mycel.Mycel['Type'], nodosum: Nodosum.Nodosu
       }
       hold.record = next
       hold.bytes = nextBytes
-      remember(hold.name, nextBytes)
+      remember(hold.name, nextBytes, next)
       hold.deadline = Math.max(hold.deadline, leaseDeadline(sentAt, ttlMs))
     })
 
   const release = (hold: Hold) =>
     Effect.gen(function* () {
       if (hold.ended) return
-      const nextBytes = encodeRecord(releaseNext(hold.record))
+      const next = releaseNext(hold.record)
+      const nextBytes = encodeRecord(next)
       const stillOurs = yield* swap(hold.name, hold.bytes, nextBytes).pipe(Effect.tapError(() => Effect.sync(() => ended(hold, true))))
-      if (stillOurs) remember(hold.name, nextBytes)
+      if (stillOurs) remember(hold.name, nextBytes, next)
       else known.delete(hold.name)
       ended(hold, stillOurs)
       wake(hold.name)

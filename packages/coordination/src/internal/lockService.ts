@@ -113,7 +113,10 @@ export const lockOf = (core: LockCore, hold: Hold): Lock => ({
   isHeld: () => core.isHeld(hold),
   remainingMs: () => (hold.ended ? 0 : Math.max(0, hold.deadline - core.mono())),
   extend: (ttlMs) => core.extend(hold, ttlMs),
-  release: core.release(hold),
+  // built when asked for: a Promise caller never uses it
+  get release() {
+    return core.release(hold)
+  },
   unsafeExtend: (ttlMs) => core.unsafeExtend(hold, ttlMs),
   unsafeRelease: () => core.unsafeRelease(hold)
 })

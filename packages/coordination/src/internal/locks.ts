@@ -38,8 +38,16 @@ const encoder = new TextEncoder()
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
 const decoder = new TextDecoder('utf-8', { fatal: true })
 
+/** The holder id encoded last: a node writes records with its own id, so it encodes it once. */
+let lastHolder = ''
+let lastHolderBytes = new Uint8Array(0)
+
 export const encodeRecord = (record: LockRecord): Uint8Array => {
-  const holder = encoder.encode(record.holder)
+  if (record.holder !== lastHolder) {
+    lastHolderBytes = encoder.encode(record.holder)
+    lastHolder = record.holder
+  }
+  const holder = lastHolderBytes
   const out = new Uint8Array(HEADER + holder.byteLength)
   const view = new DataView(out.buffer)
   out[0] = FORMAT | (record.released ? RELEASED : 0)
@@ -68,7 +76,8 @@ export const decodeRecord = (bytes: Uint8Array): LockRecord | undefined => {
 export const invalidName = (name: string): string | undefined => {
   if (typeof name !== 'string' || name.length === 0) return 'a lock name is not empty'
   if (LONE_SURROGATE.test(name)) return 'a lock name is well-formed Unicode'
-  if (encoder.encode(name).byteLength > MAX_NAME_BYTES) return `a lock name is at most ${MAX_NAME_BYTES} bytes of UTF-8`
+  // a UTF-16 unit is at most 3 bytes of UTF-8: only a long name is encoded to be measured
+  if (name.length * 3 > MAX_NAME_BYTES && encoder.encode(name).byteLength > MAX_NAME_BYTES) return `a lock name is at most ${MAX_NAME_BYTES} bytes of UTF-8`
   return undefined
 }
 

@@ -11,8 +11,13 @@
  * a version above the one it holds; it then replicates it like a put (to every other owner; the
  * next owner's acknowledgement awaited, every owner's with writeConcern 'all'), each `Put`
  * preceded on the same stream by an `AtomicOps` with the operation's id and result, and answers
- * once acknowledged. Operations on one key are applied one after the other in arrival order;
- * replication of one does not wait for the one before (a stream keeps their order, and the
+ * once acknowledged. When one owner's acknowledgement completes the replication (R = 2, or the
+ * next owner without writeConcern 'all'), that owner's AtomicOps is `final`: once it stores the
+ * Put after it (and acknowledges it Stored) it answers its own operations among the records
+ * itself, and the primary sends it no AtomicResponse for them — a caller that is that owner
+ * (always with R = 2 on two nodes) is answered after two one-way trips instead of four.
+ * Operations on one key are applied one after the other in arrival order; replication of one
+ * does not wait for the one before (a stream keeps their order, and the
  * later value contains the earlier one). The operations applied to a key until the engine's
  * outputs are next read (one received payload, the calls of one turn) share one replication:
  * one AtomicOps with every record, one Put of the last value, answered on its acknowledgement. An answer that changes nothing (false, NotInteger,
@@ -99,6 +104,12 @@ export interface AtomicExec {
   readonly followers: Array<() => void>
   /** Sent once: no operation joins it after. */
   sent: boolean
+  /**
+   * The one owner whose acknowledgement this replication waits for, when there is one: its
+   * AtomicOps goes `final`, so once it stores the Put it answers its own operations among them,
+   * and a Stored acknowledgement from it needs no AtomicResponse for them.
+   */
+  final: string | undefined
   generation: number
   attempts: number
   waiting: number
@@ -114,6 +125,14 @@ interface KeyState {
   readonly inflight: Set<AtomicExec>
   /** The replication still gathering operations (not sent yet), if any. */
   open: AtomicExec | undefined
+}
+
+/** A `final` AtomicOps received: completes this node's operations once the Put after it is stored. */
+export interface FinalOps {
+  readonly bucket: BucketState
+  readonly from: string
+  readonly key: string
+  readonly ops: ReadonlyArray<CacheMessage.AtomicRecord>
 }
 
 /** An operation of this node sent to a primary. */
@@ -184,6 +203,10 @@ export const atomicError = (status: Status, bucket: string, key: string, detail 
 export class Atomics {
   /** This node's operations sent to primaries, by request id, in deadline order. */
   private readonly calls = new Map<number, AtomicCall>()
+  /** The same calls by operation seq (unique per node: the hybrid clock), to answer them from a `final` AtomicOps. */
+  private readonly bySeq = new Map<number, AtomicCall>()
+  /** `final` AtomicOps received whose Put has not arrived yet (one per bucket and sender at most). */
+  private finals: Array<FinalOps> = []
   private nextId = 1
   private readonly keys = new Map<BucketState, Map<string, KeyState>>()
   /** Replications not sent yet, in the order their keys were first written. */
@@ -214,6 +237,7 @@ export class Atomics {
     call.peer = primary
     call.deadline = e.now + 2 * e.options.requestTimeoutMs
     this.calls.set(call.id, call)
+    this.bySeq.set(args.seq, call)
     e.send(bucket.name, primary, {
       _tag: 'Atomic',
       id: call.id,
@@ -227,6 +251,12 @@ export class Atomics {
       delta: args.delta,
       ttlMs: args.ttlMs ?? 0
     })
+  }
+
+  /** Takes the call out of the tables. */
+  private take(call: AtomicCall): void {
+    this.calls.delete(call.id)
+    if (this.bySeq.get(call.args.seq) === call) this.bySeq.delete(call.args.seq)
   }
 
   private allocate(): number {
@@ -250,7 +280,7 @@ export class Atomics {
   onResponse(from: string, m: CacheMessage.AtomicResponse): void {
     const call = this.calls.get(m.id)
     if (call === undefined || call.peer !== from) return
-    this.calls.delete(m.id)
+    this.take(call)
     const e = this.e
     switch (m.status) {
       case S.Applied:
@@ -267,7 +297,7 @@ export class Atomics {
   callGone(id: number, peer: string): void {
     const call = this.calls.get(id)
     if (call === undefined || call.peer !== peer) return
-    this.calls.delete(id)
+    this.take(call)
     this.retry(call, `'${peer}' left or could not be reached`)
   }
 
@@ -282,7 +312,7 @@ export class Atomics {
   refused(bucket: string, node: string): void {
     for (const call of [...this.calls.values()]) {
       if (call.peer !== node || call.bucket.name !== bucket) continue
-      this.calls.delete(call.id)
+      this.take(call)
       this.e.fail(call.op, atomicError(S.BucketNotFound, bucket, call.args.key))
     }
   }
@@ -299,9 +329,55 @@ export class Atomics {
       due.push(call)
     }
     for (const call of due) {
-      this.calls.delete(call.id)
+      this.take(call)
       call.bucket.timeouts++
       this.e.fail(call.op, atomicError(S.Timeout, call.bucket.name, call.args.key, ` (no answer from '${call.peer}' within ${2 * this.e.options.requestTimeoutMs} ms)`))
+    }
+  }
+
+  /** An AtomicOps arrived (its records are merged): a `final` one waits for the Put after it. */
+  onOps(bucket: BucketState, from: string, m: CacheMessage.AtomicOps): void {
+    if (m.final !== true) return
+    const finals = this.finals
+    for (let i = 0; i < finals.length; i++) {
+      if (finals[i]!.bucket === bucket && finals[i]!.from === from) {
+        finals[i] = { bucket, from, key: m.key, ops: m.ops }
+        return
+      }
+    }
+    finals.push({ bucket, from, key: m.key, ops: m.ops })
+  }
+
+  /** True when a `final` AtomicOps waits for its Put. */
+  get hasFinals(): boolean {
+    return this.finals.length > 0
+  }
+
+  /** A Put or Delete from `from` arrived: the `final` AtomicOps ahead of it, if any (taken: it applies to that message only). */
+  takeFinal(bucket: BucketState, from: string): FinalOps | undefined {
+    const finals = this.finals
+    for (let i = 0; i < finals.length; i++) {
+      const f = finals[i]!
+      if (f.bucket !== bucket || f.from !== from) continue
+      finals.splice(i, 1)
+      return f
+    }
+    return undefined
+  }
+
+  /**
+   * The Put after a `final` AtomicOps is stored here and acknowledged Stored: every owner the
+   * primary waited for holds the value, so this node's operations among the records are done
+   * (with their recorded results), whichever primary they were last sent to.
+   */
+  replicated(final: FinalOps): void {
+    const e = this.e
+    for (const r of final.ops) {
+      if (r.origin !== e.self) continue
+      const call = this.bySeq.get(r.seq)
+      if (call === undefined || call.bucket !== final.bucket || call.args.key !== final.key) continue
+      this.take(call)
+      e.result(call.op, call.args.op === CacheMessage.AtomicOp.Increment ? r.result : true)
     }
   }
 
@@ -477,7 +553,7 @@ export class Atomics {
       open.ops.push(applied)
       return
     }
-    const exec: AtomicExec = { bucket, key, value: next, version, ttlMs, ops: [applied], followers: [], sent: false, generation: 0, attempts: 0, waiting: 0, done: false }
+    const exec: AtomicExec = { bucket, key, value: next, version, ttlMs, ops: [applied], followers: [], sent: false, final: undefined, generation: 0, attempts: 0, waiting: 0, done: false }
     ks.inflight.add(exec)
     ks.open = exec
     this.pending.push(exec)
@@ -523,17 +599,20 @@ export class Atomics {
     if (e.closed) return this.finish(exec, { status: S.Closed, result: 0 })
     const others = e.placement.owners(bucket.name, key, bucket.config.replicas).filter((o) => o !== e.self)
     const bytes = exec.value.byteLength + key.length * 3 + 64
+    const all = bucket.config.writeConcern === 'all'
     exec.generation++
     exec.waiting = 0
+    // the one owner whose acknowledgement completes the replication answers its own operations
+    exec.final = others.length > 0 && (!all || others.length === 1) ? others[0] : undefined
     for (let i = 0; i < others.length; i++) {
       const owner = others[i]!
       // the next owner (the new primary, when this node is no longer it), or every owner with 'all'
-      const needed = bucket.config.writeConcern === 'all' || i === 0
+      const needed = all || i === 0
       if (e.overBudget(owner, bytes)) {
         if (needed) return this.finish(exec, { status: S.Overloaded, result: 0 }, e.overloaded(bucket, owner))
         continue
       }
-      sendOps(e, bucket.name, owner, key, exec.ops)
+      sendOps(e, bucket.name, owner, key, exec.ops, owner === exec.final)
       const id = e.requests.allocate()
       e.requests.add({ id, peer: owner, deadline: e.now + e.options.requestTimeoutMs, bytes, kind: 'atomic', exec, generation: exec.generation, needed })
       if (needed) exec.waiting++
@@ -571,7 +650,7 @@ export class Atomics {
     }
     switch (answer.status) {
       case CacheMessage.AckStatus.Stored:
-        return this.stored(exec)
+        return this.stored(exec, request.peer)
       case CacheMessage.AckStatus.BucketNotFound:
         return this.finish(exec, { status: S.BucketNotFound, result: 0 })
       case CacheMessage.AckStatus.Refused:
@@ -582,12 +661,14 @@ export class Atomics {
     }
   }
 
-  private stored(exec: AtomicExec): void {
+  /** An owner stored the value; `peer` when it acknowledged Stored (a `final` owner then answered its own operations). */
+  private stored(exec: AtomicExec, peer?: string): void {
     exec.waiting--
-    if (exec.waiting === 0) this.finish(exec, APPLIED)
+    if (exec.waiting === 0) this.finish(exec, APPLIED, undefined, peer !== undefined && peer === exec.final ? peer : undefined)
   }
 
-  private finish(exec: AtomicExec, outcome: Outcome, error?: MycelError): void {
+  /** Answers every operation of the replication; `answered`: a peer that answered its own operations (no AtomicResponse to it). */
+  private finish(exec: AtomicExec, outcome: Outcome, error?: MycelError, answered?: string): void {
     if (exec.done) return
     exec.done = true
     const { bucket, key } = exec
@@ -598,6 +679,7 @@ export class Atomics {
       // each operation's own result when applied; the failure for every one otherwise
       const own = outcome === APPLIED ? { status: S.Applied, result: applied.record.result } : outcome
       for (const r of applied.replies) {
+        if (answered !== undefined && 'peer' in r && r.peer === answered) continue
         if (error !== undefined && !('peer' in r)) this.e.fail(r.op, error)
         else this.reply(bucket, key, r, own)
       }
@@ -611,6 +693,8 @@ export class Atomics {
     const e = this.e
     for (const call of this.calls.values()) e.fail(call.op, closedError())
     this.calls.clear()
+    this.bySeq.clear()
+    this.finals = []
     for (const byKey of this.keys.values()) {
       for (const ks of byKey.values()) {
         for (const { reply } of ks.queue) if (!('peer' in reply)) e.fail(reply.op, closedError())
@@ -627,12 +711,12 @@ const EMPTY = new Uint8Array(0)
 /** The outcome of a replication every owner needed acknowledged (each operation answers its own result). */
 const APPLIED: Outcome = { status: S.Applied, result: 0 }
 
-/** Sends the records of `ops` to `to`, in messages of at most RECORDS_PER_MESSAGE. */
-const sendOps = (e: Engine, bucket: string, to: string, key: string, ops: ReadonlyArray<AppliedOp>): void => {
+/** Sends the records of `ops` to `to`, in messages of at most RECORDS_PER_MESSAGE; the last one `final` when asked. */
+const sendOps = (e: Engine, bucket: string, to: string, key: string, ops: ReadonlyArray<AppliedOp>, final: boolean): void => {
   for (let i = 0; i < ops.length; i += RECORDS_PER_MESSAGE) {
     const n = Math.min(RECORDS_PER_MESSAGE, ops.length - i)
     const records: Array<CacheMessage.AtomicRecord> = new Array(n)
     for (let j = 0; j < n; j++) records[j] = ops[i + j]!.record
-    e.send(bucket, to, { _tag: 'AtomicOps', key, ops: records })
+    e.send(bucket, to, { _tag: 'AtomicOps', key, ops: records, final: final && i + n >= ops.length })
   }
 }

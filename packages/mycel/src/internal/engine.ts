@@ -372,6 +372,8 @@ export class Engine implements Host {
     switch (message._tag) {
       case 'Put':
       case 'Delete': {
+        // a `final` AtomicOps ahead of this message: this node's operations in it are done once it is stored
+        const final = this.atomics.hasFinals ? this.atomics.takeFinal(bucket, from) : undefined
         if (!this.validTs(message.ts)) {
           bucket.refused++
           this.log('Warning', 'refused a write with an invalid version', { bucket: name, from, ts: message.ts })
@@ -390,6 +392,7 @@ export class Engine implements Host {
         const held = stored ? undefined : store.peek(message.key)
         if (held === undefined || (held.version.ts === version.ts && held.version.node === version.node)) {
           this.send(name, from, { _tag: 'Ack', id: message.id, status: CacheMessage.AckStatus.Stored })
+          if (final !== undefined && message._tag === 'Put' && final.key === message.key) this.atomics.replicated(final)
         } else {
           this.send(name, from, { _tag: 'AckOlder', id: message.id, ts: held.version.ts, node: held.version.node })
         }
@@ -400,6 +403,7 @@ export class Engine implements Host {
         return
       case 'AtomicOps':
         bucket.records.merge(message.key, message.ops)
+        this.atomics.onOps(bucket, from, message)
         return
       case 'NearInvalidate': {
         const near = bucket.near

@@ -27,6 +27,11 @@ interface Kept {
 interface KeyRecords {
   readonly bySeq: Map<number, Kept>
   n: number
+  /**
+   * At most the time the first record (the oldest learned) was learned: until `oldest + retainMs`
+   * none can have expired, so an add skips the sweep.
+   */
+  oldest: number
 }
 
 export class OpLog {
@@ -49,26 +54,30 @@ export class OpLog {
   add(key: string, record: CacheMessage.AtomicRecord): void {
     const now = this.now()
     let records = this.byKey.get(key)
-    if (records === undefined) records = { bySeq: new Map(), n: 0 }
+    if (records === undefined) records = { bySeq: new Map(), n: 0, oldest: now }
     else this.byKey.delete(key)
     this.byKey.set(key, records)
     const bySeq = records.bySeq
     // the oldest first: drop what no caller can still retry
     const cutoff = now - this.retainMs
-    for (const [seq, first] of bySeq) {
-      let kept: Kept | undefined = first
-      while (kept !== undefined && kept.at <= cutoff) {
-        kept = kept.other
-        records.n--
-        this.count--
+    if (records.oldest <= cutoff) {
+      records.oldest = now
+      for (const [seq, first] of bySeq) {
+        let kept: Kept | undefined = first
+        while (kept !== undefined && kept.at <= cutoff) {
+          kept = kept.other
+          records.n--
+          this.count--
+        }
+        if (kept === undefined) {
+          bySeq.delete(seq)
+          continue
+        }
+        // a younger record of the same seq stays in its place
+        if (kept !== first) bySeq.set(seq, kept)
+        records.oldest = kept.at
+        break
       }
-      if (kept === undefined) {
-        bySeq.delete(seq)
-        continue
-      }
-      // a younger record of the same seq stays in its place
-      if (kept !== first) bySeq.set(seq, kept)
-      break
     }
     const head = bySeq.get(record.seq)
     let same = head

@@ -14,23 +14,15 @@ const FIRST_READ = 16 * 1024
 const READ_BUDGET = 256 * 1024
 const BULK = 0
 const SMALL = 4
-/** A stream the peer opens later. */
-const LATER = 8
 
 /** A quiche connection holding `pending` bytes per stream, recording what the driver does. */
 const scripted = (pending: Map<number, number>, readableOrder: ReadonlyArray<number>) => {
   const log: Array<string> = []
   let datagrams = 0
-  /** Times quiche's readable-stream list was built. */
-  let lists = 0
   const qc = {
     isEstablished: () => true,
-    readable: () => {
-      lists++
-      return readableOrder.filter((id) => (pending.get(id) ?? 0) > 0)
-    },
+    readable: () => readableOrder.filter((id) => (pending.get(id) ?? 0) > 0),
     isReadable: () => readableOrder.some((id) => (pending.get(id) ?? 0) > 0),
-    streamReadable: (id: number) => (pending.get(id) ?? 0) > 0,
     streamRecv: (id: number, buf: Uint8Array): [number, boolean] | null => {
       const left = pending.get(id) ?? 0
       if (left === 0) return null
@@ -83,7 +75,7 @@ const scripted = (pending: Map<number, number>, readableOrder: ReadonlyArray<num
     connection.dirty = false
     connection.flush()
   }
-  return { connection, turn, log, dirty: () => dirty, lists: () => lists }
+  return { connection, turn, log, dirty: () => dirty }
 }
 
 /** Bytes of `id` read before the first line matching `until`. */
@@ -147,35 +139,5 @@ describe('QUIC read order in one turn', () => {
     turn()
     expect(seen[0]).toBe(SMALL)
     expect(readBefore(log, BULK, (l) => l === `read ${SMALL} 100`)).toBe(0)
-  })
-
-  it('with streams it knows readable, no list is built; a stream the peer opens meanwhile is read in the same turn', () => {
-    const pending = new Map([
-      [BULK, 100],
-      [SMALL, 100]
-    ])
-    const { connection, turn, lists } = scripted(pending, [BULK, SMALL, LATER])
-    const seen: Array<string> = []
-    connection.setHandler({ onStream: (s) => s.setHandler({ onData: (chunk) => seen.push(`${s.id}:${chunk.byteLength}`) }) })
-    // first turn: both streams are new, found in quiche's list
-    turn()
-    expect(seen).toEqual(['0:100', '4:100'])
-    expect(lists()).toBe(1)
-    // known streams only: each is asked, the list is not built
-    for (let i = 0; i < 5; i++) {
-      pending.set(SMALL, 10)
-      turn()
-    }
-    expect(seen.slice(2)).toEqual(['4:10', '4:10', '4:10', '4:10', '4:10'])
-    expect(lists()).toBe(1)
-    // nothing readable: nothing asked
-    turn()
-    expect(lists()).toBe(1)
-    // a known stream and the peer's new one at once: both read in this turn
-    pending.set(SMALL, 20)
-    pending.set(LATER, 30)
-    turn()
-    expect(seen.slice(7)).toEqual(['4:20', '8:30'])
-    expect([pending.get(SMALL), pending.get(LATER)]).toEqual([0, 0])
   })
 })

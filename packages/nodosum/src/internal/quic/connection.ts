@@ -11,9 +11,6 @@ export const cidKey = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOff
 
 const isCryptoCode = (code: number) => code >= 0x100 && code <= 0x1ff
 
-/** Up to this many streams, a receive pass asks each stream whether it is readable instead of building quiche's list. */
-const PROBE_STREAMS = 16
-
 /** Application close code of a connection that sent more than it may before authenticating (`ErrorCode.NotAuthenticated`). */
 export const NOT_AUTHENTICATED = 0x101
 
@@ -67,8 +64,6 @@ export class QuicConnection implements TransportConnection, StreamHost {
   private readonly pendingIncoming: Array<QuicStream> = []
   private readonly readableIds: Array<number> = []
   private readonly readableUrgencies: Array<number> = []
-  /** Receive passes that found something to read; a stream read in this one has `readTurn` equal to it. */
-  private turn = 0
   private handler: ConnectionHandler | undefined
   private nextStreamId: number
   streamsOpened = 0
@@ -181,30 +176,18 @@ export class QuicConnection implements TransportConnection, StreamHost {
     const qc = this.qc
     if (!this.established && qc.isEstablished()) this.handshakeDone()
     if (this.established && !this.jsClosed) {
-      if (qc.isReadable()) {
-        this.turn++
-        const probe = this.streams.size <= PROBE_STREAMS
-        this.readStreams(probe ? this.probeReadable() : this.listReadable())
-        // a stream the probe could not cover (the peer's new one, a reset one quiche lists)
-        if (probe && !this.jsClosed && qc.isReadable()) this.readStreams(this.listReadable())
+      let more: Array<QuicStream> | undefined
+      const readable = this.readableByUrgency()
+      for (let i = 0; i < readable.length; i++) {
+        const s = this.readStream(readable[i]!)
+        if (s !== undefined && s.read(FIRST_READ)) (more ??= []).push(s)
+      }
+      if (more !== undefined) {
+        // a handler wrote (an answer): it leaves before the bulk is read (a write marks the connection dirty)
+        if (this.dirty) this.sendAll()
+        for (let i = 0; i < more.length; i++) if (more[i]!.read(READ_BUDGET - FIRST_READ)) this.markDirty()
       }
       if (this.blocked.size > 0) this.checkWritable()
-    }
-  }
-
-  /** The two read passes over `ids` (see `receive`). */
-  private readStreams(ids: ReadonlyArray<number>): void {
-    let more: Array<QuicStream> | undefined
-    for (let i = 0; i < ids.length; i++) {
-      const s = this.readStream(ids[i]!)
-      if (s === undefined) continue
-      s.readTurn = this.turn
-      if (s.read(FIRST_READ)) (more ??= []).push(s)
-    }
-    if (more !== undefined) {
-      // a handler wrote (an answer): it leaves before the bulk is read (a write marks the connection dirty)
-      if (this.dirty) this.sendAll()
-      for (let i = 0; i < more.length; i++) if (more[i]!.read(READ_BUDGET - FIRST_READ)) this.markDirty()
     }
   }
 
@@ -220,31 +203,17 @@ export class QuicConnection implements TransportConnection, StreamHost {
   }
 
   /**
-   * The ids of the streams this connection knows that have bytes (or an end) to read, the most
-   * urgent first. quiche's readable-stream iterator costs ~25-30 µs to build through the binding
-   * (~30 times `streamReadable` or `isReadable`), so with few streams each one is asked.
+   * The readable streams' ids, the most urgent first (quiche's order among equals). The list is
+   * reused from turn to turn (valid until the next call); only a list out of order is sorted.
+   * quiche's readable-stream iterator costs ~25-30 µs to build through the binding, ~30 times
+   * `isReadable()`, and most receive passes carry only acknowledgements: it is built only when
+   * some stream has something to read.
    */
-  private probeReadable(): Array<number> {
+  private readableByUrgency(): Array<number> {
     const ids = this.readableIds
     ids.length = 0
-    const qc = this.qc
-    for (const id of this.streams.keys()) if (qc.streamReadable(id)) ids.push(id)
-    return this.byUrgency(ids)
-  }
-
-  /**
-   * quiche's readable streams not read yet in this turn, the most urgent first (quiche's order
-   * among equals).
-   */
-  private listReadable(): Array<number> {
-    const ids = this.readableIds
-    ids.length = 0
-    for (const id of this.qc.readable()) if (this.streams.get(id)?.readTurn !== this.turn) ids.push(id)
-    return this.byUrgency(ids)
-  }
-
-  /** Orders `ids` by their streams' urgency, stable; the list is reused from call to call, only one out of order is sorted. */
-  private byUrgency(ids: Array<number>): Array<number> {
+    if (!this.qc.isReadable()) return ids
+    for (const id of this.qc.readable()) ids.push(id)
     if (ids.length < 2) return ids
     const urgencies = this.readableUrgencies
     urgencies.length = 0

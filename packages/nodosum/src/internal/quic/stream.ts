@@ -53,8 +53,6 @@ export class QuicStream implements TransportStream {
   private readDone = false
   private paused = false
   private closed = false
-  /** The connection's receive pass that last read this stream (`connection.ts`). */
-  readTurn = 0
 
   constructor(
     readonly connection: StreamHost,

@@ -18,7 +18,8 @@
  * "redis_cpu_us_per_op", and the same with "zipf_" — a figure a busy machine moves less than
  * ops/s. "mycel_datagrams_per_op" (and "zipf_"): UDP datagrams the three nodes sent during the
  * measured run per operation (every operation, local answers included). BENCH_PROFILE_DIR=<dir> writes a
- * CPU profile of each driver process's measured run there (`profile.ts`).
+ * CPU profile of each driver process's measured run there, BENCH_HEAP_PROFILE_DIR=<dir> a sampling
+ * heap profile (where it allocates) instead (`profile.ts`). BENCH_TURN_MS: see `TURN_MS`.
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process'
 import dgram from 'node:dgram'

@@ -28,6 +28,7 @@
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process'
 import { createServer } from 'node:net'
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks'
 import { processesCpuUs } from './cpu.js'
 import { profiled } from './profile.js'
 import { percentile, printResult } from './report.js'
@@ -61,6 +62,30 @@ const freePort = () =>
 
 const send = (message: FromChild) => process.send!(message)
 const waitFor = (type: string) => new Promise<void>((resolve) => process.on('message', (m: { type: string }) => m.type === type && resolve()))
+
+/**
+ * With BENCH_TAIL=1, how late this process's event loop ran while it published or subscribed
+ * (timer lateness at 1 ms resolution, and garbage-collection pauses): printed when `done` is called.
+ */
+const loopDelay = (): ((who: string) => void) | undefined => {
+  if (process.env['BENCH_TAIL'] !== '1') return undefined
+  const h = monitorEventLoopDelay({ resolution: 1 })
+  h.enable()
+  const gcs: Array<number> = []
+  const observer = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) gcs.push(e.duration)
+  })
+  observer.observe({ entryTypes: ['gc'] })
+  return (who) => {
+    h.disable()
+    observer.disconnect()
+    const ms = (ns: number) => (ns / 1e6).toFixed(1)
+    const over = (limit: number) => gcs.filter((d) => d > limit).length
+    console.log(
+      `${who} event loop: delay p50 ${ms(h.percentile(50))} ms, p99 ${ms(h.percentile(99))}, max ${ms(h.max)}; ${gcs.length} collections, ${gcs.reduce((a, d) => a + d, 0).toFixed(1)} ms, ${over(1)} over 1 ms, ${over(5)} over 5 ms`
+    )
+  }
+}
 
 /** Publishes one message at a time; latency of each after the warm-up (us). */
 const drive = async (publish: () => Promise<unknown>) => {
@@ -175,11 +200,15 @@ const child = async (role: Role) => {
     if (!role.publisher) {
       await node.topics.subscribe('bench', () => void received++)
       send({ type: 'subscribed' })
-      await waitFor('stop')
+      const loop = loopDelay()
+      await profiled('mycel-publish-subscriber', () => waitFor('stop'))
+      loop?.('subscriber')
       send({ type: 'done', samples: [], received })
     } else {
       await waitFor('go')
-      const samples = await drive(() => node.topics.publish('bench', PAYLOAD))
+      const loop = loopDelay()
+      const samples = await profiled('mycel-publish-publisher', () => drive(() => node.topics.publish('bench', PAYLOAD)))
+      loop?.('publisher')
       send({ type: 'done', samples, received })
       await waitFor('stop')
     }

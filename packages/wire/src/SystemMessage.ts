@@ -277,6 +277,9 @@ export interface MessageSet<A extends { readonly _tag: string }> {
   readonly decodeEffect: (bytes: Uint8Array) => Effect.Effect<A, WireError>
 }
 
+/** The largest encoding buffer a message set keeps for its next `encode`. */
+const KEEP_WRITER_BYTES = 64 * 1024
+
 /** Builds a message set from codecs with distinct type bytes. */
 export const messageSet = <A extends { readonly _tag: string }>(name: string, codecs: ReadonlyArray<MessageCodec<A>>): MessageSet<A> => {
   const byType = new Array<MessageCodec<A> | undefined>(256)
@@ -313,11 +316,18 @@ export const messageSet = <A extends { readonly _tag: string }>(name: string, co
     w.u8(codec.type).u8(codec.version)
     codec.write(w, value)
   }
+  // one writer kept per message set for `encode` (the bytes are copied out); a nested or failed
+  // call leaves it aside and uses a fresh one, and one grown past KEEP_WRITER_BYTES is let go
+  let spare: Writer | undefined = new Writer()
   return {
     encode: (value) => {
-      const w = new Writer()
+      const w = spare ?? new Writer()
+      spare = undefined
+      w.reset()
       encodeTo(w, value)
-      return w.finish().slice()
+      const bytes = w.finish().slice()
+      if (w.capacity <= KEEP_WRITER_BYTES) spare = w
+      return bytes
     },
     encodeTo,
     decode,

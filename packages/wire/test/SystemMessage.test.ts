@@ -114,6 +114,46 @@ describe('SystemMessage toolkit', () => {
     )
   })
 
+  it('encode: each call returns its own bytes; a failed call, a nested call and a large message leave later calls right', () => {
+    const first = Example.encode({ _tag: 'Bye', code: 1, data: new Uint8Array([1, 2, 3]) })
+    const second = Example.encode({ _tag: 'Bye', code: 2, data: new Uint8Array([4]) })
+    expect(Example.decode(first)).toEqual({ _tag: 'Bye', code: 1, data: new Uint8Array([1, 2, 3]) })
+    expect(Example.decode(second)).toEqual({ _tag: 'Bye', code: 2, data: new Uint8Array([4]) })
+    // a message whose field is out of range fails half-written
+    expect(reasonOf(() => Example.encode({ _tag: 'Bye', code: 70_000, data: new Uint8Array(0) }))).toBe('InvalidField')
+    expect(hex(Example.encode({ _tag: 'Bye', code: 3, data: new Uint8Array(0) }))).toBe('4201000300000000')
+    // a message larger than the kept buffer, then a small one
+    expect(Example.encode({ _tag: 'Bye', code: 4, data: new Uint8Array(100_000) }).byteLength).toBe(2 + 2 + 4 + 100_000)
+    expect(hex(Example.encode({ _tag: 'Bye', code: 5, data: new Uint8Array(0) }))).toBe('4201000500000000')
+    // a codec that encodes another message of its own set while it writes
+    interface Wrap {
+      readonly _tag: 'Wrap'
+      readonly inner: Bye
+    }
+    const Nested: SystemMessage.MessageSet<Wrap | Bye> = SystemMessage.messageSet<Wrap | Bye>('nested', [
+      SystemMessage.define<Wrap>({
+        tag: 'Wrap',
+        type: 0x01,
+        version: 1,
+        write: (w, m) => {
+          w.u8(7)
+          w.bytes(Nested.encode(m.inner))
+          w.u8(8)
+        },
+        read: (r) => {
+          r.u8()
+          const inner = Nested.decode(r.bytesField().slice()) as Bye
+          r.u8()
+          return { _tag: 'Wrap', inner }
+        }
+      }),
+      SystemMessage.define<Bye>({ tag: 'Bye', type: 0x02, version: 1, write: (w, m) => void w.u16(m.code).bytes(m.data), read: (r) => ({ _tag: 'Bye', code: r.u16(), data: r.bytesField().slice() }) })
+    ])
+    const wrapped: Wrap = { _tag: 'Wrap', inner: { _tag: 'Bye', code: 9, data: new Uint8Array([9, 9]) } }
+    expect(Nested.decode(Nested.encode(wrapped))).toEqual(wrapped)
+    expect(Nested.decode(Nested.encode(wrapped))).toEqual(wrapped)
+  })
+
   it('round-trips every field type (fast-check)', () => {
     fc.assert(
       fc.property(fc.string({ maxLength: 100 }), fc.nat(), fc.option(fc.string(), { nil: undefined }), (name, times, note) => {

@@ -13,36 +13,46 @@ import { join } from 'node:path'
 const post = (session: Session, method: string, params?: object) =>
   new Promise<unknown>((resolve, reject) => session.post(method, params, (error, result) => (error === null ? resolve(result) : reject(error))))
 
-export const profiled = async <A>(name: string, run: () => Promise<A>): Promise<A> => {
-  const heapDir = process.env['BENCH_HEAP_PROFILE_DIR']
-  if (heapDir !== undefined) return heapProfiled(heapDir, name, run)
-  const dir = process.env['BENCH_PROFILE_DIR']
-  if (dir === undefined) return run()
-  const session = new Session()
-  session.connect()
-  await post(session, 'Profiler.enable')
-  await post(session, 'Profiler.setSamplingInterval', { interval: 200 })
-  await post(session, 'Profiler.start')
-  try {
-    return await run()
-  } finally {
-    const { profile } = (await post(session, 'Profiler.stop')) as { profile: unknown }
-    writeFileSync(join(dir, `${name}.${process.pid}.cpuprofile`), JSON.stringify(profile))
-    session.disconnect()
-  }
+/** One of V8's profilers: how it starts and stops, and the file its profile goes to. */
+interface Profiler {
+  readonly start: ReadonlyArray<readonly [method: string, params?: object]>
+  readonly stop: string
+  readonly suffix: string
 }
 
-const heapProfiled = async <A>(dir: string, name: string, run: () => Promise<A>): Promise<A> => {
+const cpu: Profiler = {
+  start: [['Profiler.enable'], ['Profiler.setSamplingInterval', { interval: 200 }], ['Profiler.start']],
+  stop: 'Profiler.stop',
+  suffix: 'cpuprofile'
+}
+
+const heap: Profiler = {
+  start: [
+    ['HeapProfiler.enable'],
+    // every object, collected or not: a hot path's garbage is what the samples are for
+    ['HeapProfiler.startSampling', { samplingInterval: 16_384, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true }]
+  ],
+  stop: 'HeapProfiler.stopSampling',
+  suffix: 'heapprofile'
+}
+
+export const profiled = async <A>(name: string, run: () => Promise<A>): Promise<A> => {
+  const heapDir = process.env['BENCH_HEAP_PROFILE_DIR']
+  const cpuDir = process.env['BENCH_PROFILE_DIR']
+  if (heapDir !== undefined) return profiledWith(heap, heapDir, name, run)
+  if (cpuDir !== undefined) return profiledWith(cpu, cpuDir, name, run)
+  return run()
+}
+
+const profiledWith = async <A>(profiler: Profiler, dir: string, name: string, run: () => Promise<A>): Promise<A> => {
   const session = new Session()
   session.connect()
-  await post(session, 'HeapProfiler.enable')
-  // every object, collected or not: a hot path's garbage is what the samples are for
-  await post(session, 'HeapProfiler.startSampling', { samplingInterval: 16_384, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true })
+  for (const [method, params] of profiler.start) await post(session, method, params)
   try {
     return await run()
   } finally {
-    const { profile } = (await post(session, 'HeapProfiler.stopSampling')) as { profile: unknown }
-    writeFileSync(join(dir, `${name}.${process.pid}.heapprofile`), JSON.stringify(profile))
+    const { profile } = (await post(session, profiler.stop)) as { profile: unknown }
+    writeFileSync(join(dir, `${name}.${process.pid}.${profiler.suffix}`), JSON.stringify(profile))
     session.disconnect()
   }
 }

@@ -207,6 +207,9 @@ export const register = (registry: Registry, sources: Sources, options: MetricsO
     totalCounter(registry, 'mycorrizal_cache_near_invalidations_total', 'Near copies dropped because an owner said the key was written, per bucket', ['bucket'], (set) =>
       eachNear((bucket, n) => set({ bucket }, n.invalidations))
     )
+    totalCounter(registry, 'mycorrizal_cache_near_updates_total', 'Near copies given the new value by an owner that wrote the key, per bucket', ['bucket'], (set) =>
+      eachNear((bucket, n) => set({ bucket }, n.updates))
+    )
     totalCounter(registry, 'mycorrizal_cache_near_evictions_total', 'Near copies dropped for room or by a membership change, per bucket', ['bucket'], (set) =>
       eachNear((bucket, n) => set({ bucket }, n.evictions))
     )

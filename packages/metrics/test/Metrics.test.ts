@@ -201,8 +201,11 @@ describe('Metrics', () => {
         expect(s.get(key('mycorrizal_cache_near_misses_total', { bucket: 'hot' }))).toBe(near.misses)
         expect(s.get(key('mycorrizal_cache_near_entries', { bucket: 'hot' }))).toBe(near.entries)
         expect(near.entries).toBe(near.misses)
-        // writes on a invalidate b's copies (of the keys a owns: b's are read from its own store)
+        // writes on a update b's copies (of the keys a owns: b's are read from its own store), deletes invalidate them
         for (let i = 0; i < 20; i++) yield* a.mycel.put('hot', `k${i}`, bytes('new'))
+        yield* until(() => b.mycel.stats('hot')!.near!.updates === near.entries, 'the updates at b')
+        expect(samples(yield* b.metrics.text).get(key('mycorrizal_cache_near_updates_total', { bucket: 'hot' }))).toBe(near.entries)
+        for (let i = 0; i < 20; i++) yield* a.mycel.delete('hot', `k${i}`)
         yield* until(() => b.mycel.stats('hot')!.near!.invalidations === near.entries, 'the invalidations at b')
         expect(samples(yield* b.metrics.text).get(key('mycorrizal_cache_near_invalidations_total', { bucket: 'hot' }))).toBe(near.entries)
         expect(samples(yield* b.metrics.text).get(key('mycorrizal_cache_near_evictions_total', { bucket: 'hot' }))).toBe(0)

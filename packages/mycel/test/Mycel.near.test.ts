@@ -5,6 +5,7 @@
 import { describe, expect, it } from '@effect/vitest'
 import { MemoryTransport } from '@mycorrizal/nodosum'
 import { Duration, Effect, Logger, LogLevel, type Scope, TestClock } from 'effect'
+import { NEAR_UPDATE_MAX_BYTES } from '../src/internal/near.js'
 import { Placement } from '../src/internal/placement.js'
 import { advanceUntil, drive, type Node, node } from './testClockCluster.js'
 
@@ -34,7 +35,7 @@ const keyOwnedBy = (ids: ReadonlyArray<string>, owners: ReadonlyArray<string>) =
 }
 
 describe('near cache over MemoryTransport (TestClock)', () => {
-  it.effect('a remote read is kept; a write from a third node invalidates it; a write through the reader is visible at once', () =>
+  it.effect('a remote read is kept; a write from a third node updates it, a large one invalidates it; a write through the reader is visible at once', () =>
     run(
       Effect.gen(function* () {
         const ids = ['a', 'b', 'c', 'd']
@@ -48,10 +49,17 @@ describe('near cache over MemoryTransport (TestClock)', () => {
         expect(text(yield* Effect.promise(() => c!.mycel.unsafeGet('c', key)))).toBe('v1')
         expect(c!.mycel.stats('c')!.remoteGets).toBe(remote)
         expect(c!.mycel.stats('c')!.near).toMatchObject({ hits: 2, misses: 1, entries: 1 })
-        // d writes: the owner c read from tells c
+        // d writes: the owner c read from sends c the new value
         yield* drive(d!.mycel.put('c', key, bytes('v2')), 'put v2')
+        yield* advanceUntil(() => c!.mycel.stats('c')!.near!.updates === 1, 'the update at c')
+        expect(text(yield* c!.mycel.get('c', key))).toBe('v2')
+        expect(c!.mycel.stats('c')!.remoteGets).toBe(remote)
+        // a value over NEAR_UPDATE_MAX_BYTES: c is told to drop its copy, and reads it again
+        const large = 'L'.repeat(NEAR_UPDATE_MAX_BYTES + 1)
+        yield* drive(d!.mycel.put('c', key, bytes(large)), 'put a large value')
         yield* advanceUntil(() => c!.mycel.stats('c')!.near!.invalidations === 1, 'the invalidation at c')
-        expect(text(yield* drive(c!.mycel.get('c', key), 'get after the write'))).toBe('v2')
+        expect(text(yield* drive(c!.mycel.get('c', key), 'get after the write'))).toBe(large)
+        expect(c!.mycel.stats('c')!.remoteGets).toBe(remote + 1)
         // c writes: its next get sees its own write, whatever the invalidations do
         yield* drive(c!.mycel.put('c', key, bytes('mine')), 'put through c')
         expect(text(yield* drive(c!.mycel.get('c', key), 'get after its own write'))).toBe('mine')

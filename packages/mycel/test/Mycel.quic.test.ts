@@ -49,7 +49,7 @@ describe('Mycel over QUIC', () => {
 })
 
 describe('Mycel over QUIC: near cache', () => {
-  it.live('three in-process nodes: a node keeps what it read from the others; a write anywhere invalidates it', () =>
+  it.live('three in-process nodes: a node keeps what it read from the others; a write anywhere updates it (a large one invalidates it)', () =>
     Effect.gen(function* () {
       const a = yield* node('a')
       const seed = `127.0.0.1:${a.nodosum.boundAddress.port}`
@@ -66,10 +66,18 @@ describe('Mycel over QUIC: near cache', () => {
       expect(near.misses).toBeGreaterThan(0)
       expect(near.entries).toBe(near.misses)
       expect(near.hits).toBe(2 * near.misses)
-      // b rewrites every key: each copy c holds is invalidated, and c reads the new values
+      // b rewrites every key: each copy c holds is given the new value, and c reads it without a message
       for (let i = 0; i < 60; i++) yield* b.mycel.put('hot', `k${i}`, value(i + 1000))
-      yield* until(() => c.mycel.stats('hot')!.near!.invalidations === near.entries, 'every near copy invalidated')
+      yield* until(() => c.mycel.stats('hot')!.near!.updates === near.entries, 'every near copy updated')
+      const remote = c.mycel.stats('hot')!.remoteGets
       for (let i = 0; i < 60; i++) expect(text(yield* c.mycel.get('hot', `k${i}`))).toBe(`value-${i + 1000}`)
+      expect(c.mycel.stats('hot')!.remoteGets).toBe(remote)
+      // values too large for an update: each copy is invalidated, and c reads the new values from their owners
+      const large = (i: number) => new TextEncoder().encode(`value-${i}`.padEnd(2_000, '.'))
+      for (let i = 0; i < 60; i++) yield* b.mycel.put('hot', `k${i}`, large(i + 3000))
+      yield* until(() => c.mycel.stats('hot')!.near!.invalidations === near.entries, 'every near copy invalidated')
+      for (let i = 0; i < 60; i++) expect(text(yield* c.mycel.get('hot', `k${i}`))).toBe(`value-${i + 3000}`.padEnd(2_000, '.'))
+      expect(c.mycel.stats('hot')!.remoteGets).toBe(remote + near.entries)
       // a write through c is visible to c at once
       for (let i = 0; i < 60; i++) yield* c.mycel.put('hot', `k${i}`, value(i + 2000))
       for (let i = 0; i < 60; i++) expect(text(yield* c.mycel.get('hot', `k${i}`))).toBe(`value-${i + 2000}`)

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from '@effect/vitest'
 import type { CacheMessage } from '@mycorrizal/wire'
-import { NearCache, NearReaders, READERS_PER_KEY } from '../src/internal/near.js'
+import { NEAR_UPDATE_MAX_BYTES, NearCache, NearReaders, READERS_PER_KEY } from '../src/internal/near.js'
 import { Placement } from '../src/internal/placement.js'
 import { nearConfigOf } from '../src/internal/service.js'
 import { MycelError } from '../src/MycelError.js'
@@ -46,6 +46,31 @@ describe('NearCache', () => {
     expect(near.refused).toBe(2)
   })
 
+  it("an owner's update gives a held copy the newer value and keeps its expiry; an older one or one without a copy keeps nothing", () => {
+    const near = new NearCache({ maxSize: 10, ttlMs: 1_000, trackedKeys: 10 })
+    near.offer('k', bytes('v2'), v(2), near.mark(), 0)
+    near.update('k', bytes('v1'), v(1), 10) // older than the copy: it stays
+    expect(text(near.get('k', 10))).toBe('v2')
+    const mark = near.mark()
+    near.update('k', bytes('v3'), v(3), 20)
+    expect(text(near.get('k', 20))).toBe('v3')
+    expect(near.updates).toBe(1)
+    // a read begun before the update may not put v2 back
+    expect(near.offer('k', bytes('v2'), v(2), mark, 30)).toBe(false)
+    // the copy still expires when the one read at 0 did
+    expect(text(near.get('k', 999))).toBe('v3')
+    expect(near.get('k', 1_000)).toBeUndefined()
+    // no copy: the value is not kept (this node did not ask for it), only fenced
+    near.update('x', bytes('x2'), v(2), 1_000)
+    expect(near.size).toBe(0)
+    expect(near.offer('x', bytes('x1'), v(1), near.mark(), 1_001)).toBe(false)
+    // an expired copy is dropped, not renewed
+    near.offer('e', bytes('e1'), v(1), near.mark(), 1_000)
+    near.update('e', bytes('e2'), v(2), 2_000)
+    expect(near.size).toBe(0)
+    expect(near.updates).toBe(1)
+  })
+
   it('a write through this node drops its copy and refuses older answers after it', () => {
     const near = new NearCache({ maxSize: 10, ttlMs: 1_000, trackedKeys: 10 })
     near.offer('k', bytes('old'), v(5), near.mark(), 0)
@@ -85,6 +110,21 @@ describe('NearReaders', () => {
     expect(readers.written('k', 500)).toEqual(['b'])
     expect(readers.written('k', 500)).toBeUndefined()
     expect(readers.idle(500)).toBe(true)
+  })
+
+  it('a write sent as an update keeps the readers it names until their copies expire', () => {
+    const readers = new NearReaders(() => 100)
+    readers.register('k', 'b', 1_000, 0)
+    readers.register('k', 'c', 100, 0)
+    expect(readers.written('k', 50, true)).toEqual(['b', 'c'])
+    expect(readers.written('k', 500, true)).toEqual(['b'])
+    expect(readers.written('k', 600, true)).toEqual(['b'])
+    // an invalidation (a delete, a large value) forgets them
+    expect(readers.written('k', 700)).toEqual(['b'])
+    expect(readers.written('k', 800, true)).toBeUndefined()
+    readers.register('j', 'b', 100, 1_000)
+    expect(readers.written('j', 1_100, true)).toBeUndefined()
+    expect(readers.size).toBe(0)
   })
 
   it(`past ${READERS_PER_KEY} readers of a key, its invalidation is broadcast`, () => {
@@ -182,29 +222,55 @@ describe('cache engine: near cache', () => {
     expect(near(net, 'a')).toMatchObject({ hits: 0, misses: 0, entries: 0, trackedKeys: 1 })
   })
 
-  it('a write from a third node invalidates the copy: the next get reads the new value', () => {
+  it('a write from a third node updates the copy: the next get answers the new value on this node, without a message', () => {
     const { net, key } = setup()
     net.must(net.get('c', 's', key))
-    const invalidations = counting(net, 'NearInvalidate', () => net.must(net.put('d', 's', key, bytes('v2'))))
     // only the owner that served the read remembers c (b stored the write, but c never read from b)
-    expect(invalidations).toBe(1)
-    expect(near(net, 'c')).toMatchObject({ invalidations: 1, entries: 0 })
+    expect(counting(net, 'NearUpdate', () => net.must(net.put('d', 's', key, bytes('v2'))))).toBe(1)
+    expect(near(net, 'c')).toMatchObject({ updates: 1, invalidations: 0, entries: 1 })
+    const sent = net.sent
     expect(text(net.must(net.get('c', 's', key)))).toBe('v2')
-    expect(near(net, 'a').invalidationsSent).toBe(1)
+    expect(net.sent).toBe(sent)
+    // a keeps c as a reader: the next write updates it again
+    expect(counting(net, 'NearUpdate', () => net.must(net.put('d', 's', key, bytes('v3'))))).toBe(1)
+    expect(text(net.must(net.get('c', 's', key)))).toBe('v3')
+    expect(near(net, 'a').invalidationsSent).toBe(2)
+  })
+
+  it(`a value over ${NEAR_UPDATE_MAX_BYTES} bytes or a delete invalidates the copy: the next get reads again`, () => {
+    const { net, key } = setup()
+    net.must(net.get('c', 's', key))
+    const large = 'L'.repeat(NEAR_UPDATE_MAX_BYTES + 1)
+    expect(counting(net, 'NearInvalidate', () => net.must(net.put('d', 's', key, bytes(large))))).toBe(1)
+    expect(near(net, 'c')).toMatchObject({ invalidations: 1, updates: 0, entries: 0 })
+    expect(counting(net, 'NearGet', () => expect(text(net.must(net.get('c', 's', key)))).toBe(large))).toBe(1)
     // a delete from d too
-    net.must(net.del('d', 's', key))
+    expect(counting(net, 'NearInvalidate', () => net.must(net.del('d', 's', key)))).toBe(1)
     expect(net.must(net.get('c', 's', key))).toBeUndefined()
   })
 
-  it('an invalidation that is lost leaves the copy stale for at most the near ttl', () => {
+  it('an invalidation or update that is lost leaves the copy stale for at most the near ttl; an update keeps the expiry of the read', () => {
+    for (const lost of ['NearInvalidate', 'NearUpdate'] as const) {
+      const { net, key } = setup()
+      net.must(net.get('c', 's', key))
+      net.drop = ({ message }) => message._tag === lost
+      net.must(net.put('d', 's', key, lost === 'NearUpdate' ? bytes('v2') : bytes('V'.repeat(NEAR_UPDATE_MAX_BYTES + 1))))
+      net.advance(TTL - 100)
+      expect(text(net.must(net.get('c', 's', key)))).toBe('v1') // stale, within the window
+      net.advance(100)
+      expect(text(net.must(net.get('c', 's', key)))?.slice(0, 2)).toBe(lost === 'NearUpdate' ? 'v2' : 'VV')
+    }
+    // an update that arrives does not extend the copy's life: it goes at the ttl of its read
     const { net, key } = setup()
     net.must(net.get('c', 's', key))
-    net.drop = ({ message }) => message._tag === 'NearInvalidate'
-    net.must(net.put('d', 's', key, bytes('v2')))
     net.advance(TTL - 100)
-    expect(text(net.must(net.get('c', 's', key)))).toBe('v1') // stale, within the window
+    net.must(net.put('d', 's', key, bytes('v2')))
+    expect(near(net, 'c').updates).toBe(1)
     net.advance(100)
-    expect(text(net.must(net.get('c', 's', key)))).toBe('v2')
+    expect(counting(net, 'NearGet', () => expect(text(net.must(net.get('c', 's', key)))).toBe('v2'))).toBe(1)
+    // and the owner stopped naming c when that copy expired (c registered again with this read)
+    net.advance(TTL)
+    expect(counting(net, 'NearUpdate', () => net.must(net.put('d', 's', key, bytes('v3'))))).toBe(0)
   })
 
   it('a write through this node is visible to its next get at once, even when the invalidations are lost', () => {
@@ -243,17 +309,46 @@ describe('cache engine: near cache', () => {
     expect(counting(net, 'NearGet', () => net.must(net.get('c', 's', key)))).toBe(1)
   })
 
-  it('the invalidation of one owner cannot overtake its own answer (same link, in order)', () => {
+  it('an update that overtakes the read response wins too: the older answer is returned but not kept', () => {
     const { net, key } = setup()
-    net.hold = ({ from, to }) => from === 'a' && to === 'c'
+    net.hold = ({ from, to, message }) => from === 'a' && to === 'c' && message._tag === 'GetResponse'
     const read = net.get('c', 's', key)
-    net.must(net.put('d', 's', key, bytes('v2')))
+    const newer = { ts: net.held('a', 's', key)!.version.ts + 1_000, node: 'd' }
+    net.node('c').receive('s', 'b', { _tag: 'NearUpdate', key, value: bytes('v2'), ts: newer.ts, node: newer.node }, net.clock('c'))
     net.hold = undefined
     net.run()
     expect(text(net.must(read))).toBe('v1')
-    // a served the read before the write, so it remembered c and invalidated it after its answer
-    expect(near(net, 'c')).toMatchObject({ entries: 0, invalidations: 1 })
-    expect(text(net.must(net.get('c', 's', key)))).toBe('v2')
+    // c held no copy, so the update's value is not kept either: the next get asks
+    expect(near(net, 'c')).toMatchObject({ entries: 0, refused: 1, updates: 0 })
+    expect(counting(net, 'NearGet', () => net.must(net.get('c', 's', key)))).toBe(1)
+  })
+
+  it("an update older than the copy (from an owner that lags) is ignored: a node's own write stays visible", () => {
+    const { net, key } = setup()
+    net.must(net.put('c', 's', key, bytes('mine')))
+    expect(text(net.must(net.get('c', 's', key)))).toBe('mine')
+    expect(near(net, 'c').entries).toBe(1)
+    const mine = net.held('a', 's', key)!.version
+    // an owner that has not seen c's write yet reports the value before it
+    net.node('c').receive('s', 'b', { _tag: 'NearUpdate', key, value: bytes('v1'), ts: mine.ts - 1, node: mine.node }, net.clock('c'))
+    expect(near(net, 'c').updates).toBe(0)
+    expect(counting(net, 'NearGet', () => expect(text(net.must(net.get('c', 's', key)))).toBe('mine'))).toBe(0)
+  })
+
+  it('the invalidation or update of one owner cannot overtake its own answer (same link, in order)', () => {
+    for (const large of [false, true]) {
+      const { net, key } = setup()
+      net.hold = ({ from, to }) => from === 'a' && to === 'c'
+      const read = net.get('c', 's', key)
+      const v2 = large ? 'W'.repeat(NEAR_UPDATE_MAX_BYTES + 1) : 'v2'
+      net.must(net.put('d', 's', key, bytes(v2)))
+      net.hold = undefined
+      net.run()
+      expect(text(net.must(read))).toBe('v1')
+      // a served the read before the write, so it remembered c and told it after its answer
+      expect(near(net, 'c')).toMatchObject(large ? { entries: 0, invalidations: 1 } : { entries: 1, updates: 1 })
+      expect(counting(net, 'NearGet', () => expect(text(net.must(net.get('c', 's', key)))).toBe(v2))).toBe(large ? 1 : 0)
+    }
   })
 
   it('a membership change drops every near copy', () => {

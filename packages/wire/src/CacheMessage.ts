@@ -23,6 +23,7 @@
  * | 0x11 | NearGet | id u32, key, ttlMs u32: a Get from a node that keeps the value in its near cache for at most ttlMs; answered by a GetResponse |
  * | 0x12 | NearInvalidate | key, ts f64, node: the key was written at this version; a near copy older than it is dropped (ts 0: version unknown, dropped anyway) |
  * | 0x13 | Batch | messages: array of byte strings, each one cache message other than a Batch (an envelope: `encodeBatch`, `decodeEach`) |
+ * | 0x14 | NearUpdate | key, value bytes, ts f64, node: the key was written at this version with this value; a near copy older than it takes the value (a reader without a copy keeps nothing) |
  *
  * A `Batch` carries the messages one node has for one peer on one bucket's stream in one turn of
  * its event loop, in the order they were written; the receiver handles them in that order, as if
@@ -260,6 +261,19 @@ export interface NearInvalidate {
   readonly node: string
 }
 
+/**
+ * The key was written at (ts, node) on an owner with `value`: a reader holding an older near copy
+ * replaces it with this value (its expiry unchanged) instead of dropping it and reading again.
+ * Sent instead of a `NearInvalidate` for small values.
+ */
+export interface NearUpdate {
+  readonly _tag: 'NearUpdate'
+  readonly key: string
+  readonly value: Uint8Array
+  readonly ts: number
+  readonly node: string
+}
+
 export type CacheMessage =
   | Put
   | Delete
@@ -279,6 +293,7 @@ export type CacheMessage =
   | AtomicFetch
   | NearGet
   | NearInvalidate
+  | NearUpdate
 
 const status = <S extends number>(r: SystemMessage.Reader, max: number, what: string): S => {
   const s = r.u8()
@@ -499,6 +514,15 @@ const set = SystemMessage.messageSet<CacheMessage>('cache', [
       w.string(m.key).f64(m.ts).string(m.node)
     },
     read: (r) => ({ _tag: 'NearInvalidate', key: r.string(), ts: r.f64(), node: r.string() })
+  }),
+  SystemMessage.define<NearUpdate>({
+    tag: 'NearUpdate',
+    type: 0x14,
+    version: 1,
+    write: (w, m) => {
+      w.string(m.key).bytes(m.value).f64(m.ts).string(m.node)
+    },
+    read: (r) => ({ _tag: 'NearUpdate', key: r.string(), value: copy(r.bytesField()), ts: r.f64(), node: r.string() })
   })
 ])
 

@@ -51,6 +51,9 @@ describe('CacheMessage', () => {
     expect(hex(CacheMessage.encode({ _tag: 'AtomicFetch', id: 10, key: 'k' }))).toBe('1001' + '0000000a' + '00016b')
     expect(hex(CacheMessage.encode({ _tag: 'NearGet', id: 11, key: 'k', ttlMs: 1000 }))).toBe('1101' + '0000000b' + '00016b' + '000003e8')
     expect(hex(CacheMessage.encode({ _tag: 'NearInvalidate', key: 'k', ts: 1, node: 'a' }))).toBe('1201' + '00016b' + '3ff0000000000000' + '000161')
+    expect(hex(CacheMessage.encode({ _tag: 'NearUpdate', key: 'k', value: new Uint8Array([0xab]), ts: 1, node: 'a' }))).toBe(
+      '1401' + '00016b' + '00000001ab' + '3ff0000000000000' + '000161'
+    )
     const versions: CacheMessage.SyncVersions = { _tag: 'SyncVersions', reply: false, ranges: [1, 2], entries: [{ key: 'k', ts: 1, node: 'a' }] }
     expect(CacheMessage.encode(versions).byteLength).toBe(CacheMessage.syncVersionsOverhead + 2 * 2 + CacheMessage.syncVersionSize('k', 'a'))
   })
@@ -96,7 +99,9 @@ describe('CacheMessage', () => {
       { _tag: 'AtomicFetch', id: 12, key: 'c' },
       { _tag: 'NearGet', id: 13, key: 'user:é', ttlMs: 0xffffffff },
       { _tag: 'NearInvalidate', key: 'user:é', ts: 1732000000000123, node: 'n1' },
-      { _tag: 'NearInvalidate', key: '', ts: 0, node: '' }
+      { _tag: 'NearInvalidate', key: '', ts: 0, node: '' },
+      { _tag: 'NearUpdate', key: 'user:é', value: new Uint8Array([1, 2, 3]), ts: 1732000000000123, node: 'n1' },
+      { _tag: 'NearUpdate', key: '', value: new Uint8Array(0), ts: 0, node: '' }
     ]
     for (const m of all) {
       const buf = Buffer.from(CacheMessage.encode(m))

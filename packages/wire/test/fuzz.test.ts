@@ -158,7 +158,8 @@ describe('fuzz: cache messages', () => {
       CacheMessage.encode({ _tag: 'AtomicOps', key: 'c', ops: [{ origin: 'n1', seq: 7, result: 12 }], final: true }),
       CacheMessage.encode({ _tag: 'AtomicFetch', id: 8, key: 'c' }),
       CacheMessage.encode({ _tag: 'NearGet', id: 9, key: 'user:9', ttlMs: 1000 }),
-      CacheMessage.encode({ _tag: 'NearInvalidate', key: 'user:9', ts: 17e11, node: 'n1' })
+      CacheMessage.encode({ _tag: 'NearInvalidate', key: 'user:9', ts: 17e11, node: 'n1' }),
+      CacheMessage.encode({ _tag: 'NearUpdate', key: 'user:9', value: new Uint8Array(30).fill(5), ts: 17e11, node: 'n1' })
     ]
     fuzzMessages(0xcace, valid, CacheMessage.decode)
   }, 120_000)
@@ -169,7 +170,8 @@ describe('fuzz: cache messages', () => {
       { _tag: 'Get', id: 4, key: 'user:9' },
       { _tag: 'Ack', id: 3, status: 1 },
       { _tag: 'Put', id: 1, key: 'sess:1', value: new Uint8Array(40).fill(3), ts: 17e11, node: 'n1', ttlMs: 1000, ack: true },
-      { _tag: 'NearInvalidate', key: 'user:9', ts: 17e11, node: 'n1' }
+      { _tag: 'NearInvalidate', key: 'user:9', ts: 17e11, node: 'n1' },
+      { _tag: 'NearUpdate', key: 'user:9', value: new Uint8Array(30).fill(5), ts: 17e11, node: 'n1' }
     ]
     CacheMessage.encodeBatch(w, messages, 0, 1 << 20, () => {})
     const valid = [w.finish().slice(), CacheMessage.encode(messages[0]!)]

@@ -88,6 +88,7 @@ export class BucketState {
               hits: this.near.hits,
               misses: this.near.misses,
               invalidations: this.near.invalidations,
+              updates: this.near.updates,
               evictions: this.near.evictions,
               refused: this.near.refused,
               entries: this.near.size,

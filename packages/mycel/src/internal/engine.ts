@@ -14,6 +14,7 @@ import { MycelError } from '../MycelError.js'
 import { AntiEntropy } from './antientropy.js'
 import { Atomics, atomicError, recordRetainMs, sendRecords } from './atomic.js'
 import { BucketState, type BucketConfig } from './bucket.js'
+import { NEAR_UPDATE_MAX_BYTES } from './near.js'
 import { Placement } from './placement.js'
 import { onGetAnswer, startGet } from './reads.js'
 import { Rebalance } from './rebalance.js'
@@ -210,7 +211,7 @@ export class Engine implements Host {
     this.advance(now)
     if (this.buckets.has(name)) return new MycelError({ reason: 'BucketExists', message: `bucket '${name}' exists` })
     const bucket = new BucketState(name, config, () => this.now, recordRetainMs(this.options.requestTimeoutMs))
-    bucket.store.onWrite = (key, version) => this.invalidateReaders(bucket, key, version)
+    bucket.store.onWrite = (key, version, value) => this.invalidateReaders(bucket, key, version, value)
     this.buckets.set(name, bucket)
     this.log('Info', 'bucket created', { bucket: name, ttlMs: config.ttlMs, maxSize: config.maxSize, replicas: config.replicas })
     // tell the others how this node configured it (a mismatch is logged there)
@@ -220,13 +221,20 @@ export class Engine implements Host {
     return bucket
   }
 
-  /** `key` changed in this node's store: the nodes that read it near are told (see `near.ts`). */
-  private invalidateReaders(bucket: BucketState, key: string, version: Version): void {
+  /**
+   * `key` changed in this node's store (to `value`; undefined: deleted): the nodes that read it
+   * near are sent the new value when it is small, else told to drop their copy (see `near.ts`).
+   */
+  private invalidateReaders(bucket: BucketState, key: string, version: Version, value: Uint8Array | undefined): void {
     const readers = bucket.readers
     if (readers.idle(this.now) || this.closed) return
-    const targets = readers.written(key, this.now)
+    const update = value !== undefined && value.byteLength <= NEAR_UPDATE_MAX_BYTES
+    const targets = readers.written(key, this.now, update)
     if (targets === undefined) return
-    const message: CacheMessage.NearInvalidate = { _tag: 'NearInvalidate', key, ts: version.ts, node: version.node }
+    const message: CacheMessage.NearInvalidate | CacheMessage.NearUpdate =
+      update && targets !== 'all'
+        ? { _tag: 'NearUpdate', key, value, ts: version.ts, node: version.node }
+        : { _tag: 'NearInvalidate', key, ts: version.ts, node: version.node }
     for (const peer of targets === 'all' ? this.members : targets) {
       if (peer === this.self) continue
       readers.sent++
@@ -410,6 +418,13 @@ export class Engine implements Host {
         if (near === undefined) return
         // a version this node refuses says nothing of the order: the copy goes all the same
         near.invalidate(message.key, message.ts > 0 && this.validTs(message.ts) ? { ts: message.ts, node: message.node } : undefined)
+        return
+      }
+      case 'NearUpdate': {
+        const near = bucket.near
+        if (near === undefined) return
+        if (message.ts > 0 && this.validTs(message.ts)) near.update(message.key, message.value, { ts: message.ts, node: message.node }, now)
+        else near.invalidate(message.key, undefined)
         return
       }
       case 'AtomicFetch':

@@ -10,13 +10,22 @@
  * change clears every copy and raises the floor.
  *
  * `NearReaders` (an owner): which nodes read which key with a `NearGet` (and until when their
- * copies may live), so a write that changes the key here is followed by a `NearInvalidate` to
- * them. Bounded per key (`READERS_PER_KEY`) and per bucket (`trackedKeys`): past either, the
+ * copies may live), so a write that changes the key here is followed by a `NearUpdate` carrying
+ * the new value (values up to `NEAR_UPDATE_MAX_BYTES`: the readers keep their copies and stay
+ * remembered) or a `NearInvalidate` (larger values and deletes: they drop them) to them. Bounded per key (`READERS_PER_KEY`) and per bucket (`trackedKeys`): past either, the
  * invalidation of that key (per key) or of every key of the bucket (per bucket, until the
  * dropped readers' copies have expired) goes to every member instead. `trackedKeys` 0 is the
  * broadcast variant: the owner remembers only that someone reads.
  */
 import { newer, type Version } from './store.js'
+
+/**
+ * The largest value an owner sends its near readers in a `NearUpdate`; a larger one is a
+ * `NearInvalidate` (the readers read it again if they need it). An update saves the reader a
+ * miss and a round trip on a key that is both read and written often; past this size its bytes
+ * on the bucket's stream cost more than that.
+ */
+export const NEAR_UPDATE_MAX_BYTES = 1024
 
 /** Readers remembered per key before the key's invalidations are broadcast. */
 export const READERS_PER_KEY = 16
@@ -55,6 +64,8 @@ export class NearCache {
   misses = 0
   /** Copies dropped by an invalidation from an owner. */
   invalidations = 0
+  /** Copies given a newer value by an owner's update (`NearUpdate`). */
+  updates = 0
   /** Copies dropped for room (LRU) or by a membership change. */
   evictions = 0
   /** Read responses not kept: older than a fence, or the read started before a clear. */
@@ -130,6 +141,25 @@ export class NearCache {
     if (held !== undefined && (version === undefined || newer(version, held.version))) {
       this.entries.delete(key)
       this.invalidations++
+    }
+    this.fence(key, version)
+  }
+
+  /**
+   * An owner says `key` was written at `version` with `value`: a copy older than it takes the
+   * value and keeps its expiry (the owner still counts this node among the key's readers until
+   * then); without a copy nothing is kept. Reads in flight may not keep anything older.
+   */
+  update(key: string, value: Uint8Array, version: Version, now: number): void {
+    const held = this.entries.get(key)
+    if (held !== undefined && newer(version, held.version)) {
+      if (held.expiresAt > now) {
+        // set on a present key keeps its place in the LRU order
+        this.entries.set(key, { value, version, expiresAt: held.expiresAt })
+        this.updates++
+      } else {
+        this.entries.delete(key)
+      }
     }
     this.fence(key, version)
   }
@@ -221,17 +251,30 @@ export class NearReaders {
     if (record.nodes.size > READERS_PER_KEY) record.nodes = null
   }
 
-  /** `key` changed here: who must drop their copy. The record is forgotten (its readers re-register when they read again). */
-  written(key: string, now: number): InvalidationTargets {
+  /**
+   * `key` changed here: who must hear of it. With `keep` false (they are told to drop their copy)
+   * the record is forgotten: its readers register again when they read again. With `keep` true
+   * (they are sent the new value and keep their copy until it expires) the readers named stay
+   * remembered; a broadcast (`'all'`) is always an invalidation, and forgets the record.
+   */
+  written(key: string, now: number, keep = false): InvalidationTargets {
     const record = this.records.get(key)
-    if (record !== undefined) this.records.delete(key)
     if (now < this.broadcastUntil || (record !== undefined && record.nodes === null && record.until > now)) {
+      if (record !== undefined) this.records.delete(key)
       this.broadcasts++
       return 'all'
     }
-    if (record === undefined || record.nodes === null || record.until <= now) return undefined
+    if (record === undefined) return undefined
+    if (record.nodes === null || record.until <= now) {
+      this.records.delete(key)
+      return undefined
+    }
     const out: Array<string> = []
-    for (const [node, until] of record.nodes) if (until > now) out.push(node)
+    for (const [node, until] of record.nodes) {
+      if (until > now) out.push(node)
+      else if (keep) record.nodes.delete(node)
+    }
+    if (!keep || out.length === 0) this.records.delete(key)
     return out.length === 0 ? undefined : out
   }
 

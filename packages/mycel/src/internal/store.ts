@@ -128,7 +128,7 @@ export class BucketStore {
   private readonly maxTombstones: number
 
   /** Called after every write that changed the key (a newer value or tombstone): the near cache's invalidations. */
-  onWrite: ((key: string, version: Version) => void) | undefined = undefined
+  onWrite: ((key: string, version: Version, value: Uint8Array | undefined) => void) | undefined = undefined
 
   constructor(readonly options: StoreOptions) {
     this.maxTombstones = options.maxTombstones ?? options.maxEntries
@@ -348,7 +348,7 @@ export class BucketStore {
       if (current !== undefined && current.tombstone) this.tombstones.delete(key)
       this.setValue(key, value, version, expiresAt)
     }
-    if (this.onWrite !== undefined) this.onWrite(key, version)
+    if (this.onWrite !== undefined) this.onWrite(key, version, value)
     return true
   }
 

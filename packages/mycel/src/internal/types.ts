@@ -42,6 +42,8 @@ export interface NearCacheStats {
   readonly misses: number
   /** Near copies dropped because an owner said the key was written. */
   readonly invalidations: number
+  /** Near copies given the new value by an owner that wrote the key (`NearUpdate`), kept instead of dropped. */
+  readonly updates: number
   /** Near copies dropped for room or by a membership change. */
   readonly evictions: number
   /** Read answers not kept: older than a version this node was told of, or read across a membership change. */
@@ -50,7 +52,7 @@ export interface NearCacheStats {
   readonly entries: number
   readonly maxSize: number
   readonly ttlMs: number
-  /** As an owner: invalidations sent to readers (one per reader; per member when broadcast). */
+  /** As an owner: invalidations and updates sent to readers (one per reader; per member when broadcast). */
   readonly invalidationsSent: number
   /** As an owner: writes whose invalidation went to every member. */
   readonly broadcasts: number

@@ -1,8 +1,9 @@
 /**
  * Cache benchmark: three node processes on loopback, each driving its own embedded Mycorrizal
  * node (100-byte values, 100,000 keys, 64 operations in flight per process), against the same
- * three driver processes using ioredis on one redis-server started here. Two workloads, each
- * run on Mycel then on Redis with fresh processes:
+ * three driver processes using ioredis on one redis-server started here. Each driver runs the
+ * mix for BENCH_WARMUP_SECONDS (default 2) first; then the three measured runs (BENCH_SECONDS,
+ * default 5) start together. Two workloads, each run on Mycel then on Redis with fresh processes:
  *
  * - uniform: 90 % get / 10 % put, keys drawn uniformly;
  * - zipf: YCSB workload B, 95 % get / 5 % put, keys drawn by YCSB's scrambled Zipfian (constant
@@ -34,6 +35,13 @@ const KEYS = Number(process.env['BENCH_KEYS'] ?? 100_000)
 const IN_FLIGHT = 64
 const VALUE_BYTES = 100
 const seconds = Number(process.env['BENCH_SECONDS'] ?? 5)
+/**
+ * Seconds each driver runs the same mix before the measured run (BENCH_WARMUP_SECONDS, default
+ * 2; Mycel and Redis alike): the JIT compiles the hot paths and a near cache fills, so the
+ * measured run is the steady state a service that has been up a while sees, not its first
+ * seconds.
+ */
+const WARMUP_SECONDS = Number(process.env['BENCH_WARMUP_SECONDS'] ?? 2)
 const SAMPLE_LIMIT = 50_000
 /**
  * A driver's worker yields to the event loop when the current turn has run this long (ms;
@@ -69,12 +77,16 @@ interface NearCounts {
   hits: number
   misses: number
   invalidations: number
+  updates: number
+  evictions: number
+  refused: number
   sent: number
   broadcasts: number
 }
 type FromChild =
   | { type: 'ready'; port?: number }
   | { type: 'loaded' }
+  | { type: 'warm' }
   | { type: 'done'; ops: number; seconds: number; samples: Array<number>; errors: Record<string, number>; cpuUs: number; near?: NearCounts; datagrams?: number }
 
 /** UDP datagrams this process has sent (the QUIC transport's): counted by wrapping `dgram.Socket#send`. */
@@ -96,9 +108,11 @@ const freePort = () =>
     })
   })
 
-/** Runs 64 workers doing the mix for `seconds`; returns op count, time and latency samples (us). */
-const drive = async (workload: Workload, get: (key: string) => Promise<unknown>, put: (key: string, value: Uint8Array) => Promise<unknown>) => {
-  const choose = chooser(workload)
+/** Runs 64 workers doing the mix for `seconds`; returns op count, time and latency samples (us). A process builds its key chooser once (the Zipfian one precomputes 100,000 hashes). */
+const choosers = new Map<Workload, ReturnType<typeof chooser>>()
+const drive = async (workload: Workload, get: (key: string) => Promise<unknown>, put: (key: string, value: Uint8Array) => Promise<unknown>, seconds: number) => {
+  let choose = choosers.get(workload)
+  if (choose === undefined) choosers.set(workload, (choose = chooser(workload)))
   const value = new Uint8Array(VALUE_BYTES).fill(42)
   const samples: Array<number> = []
   const errors: Record<string, number> = {}
@@ -186,15 +200,24 @@ const child = async (role: Role) => {
     send({ type: 'loaded' })
     await waitFor('go')
     countDatagrams()
-    const result = await profiled(`mycel-${role.workload}-${role.index}`, () =>
-      drive(
-        role.workload,
-        (k) => node.mycel.get('bench', k),
-        (k, v) => node.mycel.put('bench', k, v)
-      )
-    )
-    const n = node.mycel.stats('bench')?.near
-    send({ type: 'done', ...result, datagrams: datagramsSent, ...(n === undefined ? {} : { near: { hits: n.hits, misses: n.misses, invalidations: n.invalidations, sent: n.invalidationsSent, broadcasts: n.broadcasts } }) })
+    const get = (k: string) => node.mycel.get('bench', k)
+    const put = (k: string, v: Uint8Array) => node.mycel.put('bench', k, v)
+    if (WARMUP_SECONDS > 0) await drive(role.workload, get, put, WARMUP_SECONDS)
+    send({ type: 'warm' })
+    await waitFor('measure')
+    const near = () => {
+      const n = node.mycel.stats('bench')?.near
+      return n === undefined ? undefined : { hits: n.hits, misses: n.misses, invalidations: n.invalidations, updates: n.updates, evictions: n.evictions, refused: n.refused, sent: n.invalidationsSent, broadcasts: n.broadcasts }
+    }
+    const nearBefore = near()
+    datagramsSent = 0
+    const result = await profiled(`mycel-${role.workload}-${role.index}`, () => drive(role.workload, get, put, seconds))
+    const nearAfter = near()
+    const nearRun =
+      nearAfter === undefined || nearBefore === undefined
+        ? undefined
+        : (Object.fromEntries(Object.entries(nearAfter).map(([k, v]) => [k, v - nearBefore[k as keyof NearCounts]])) as unknown as NearCounts)
+    send({ type: 'done', ...result, datagrams: datagramsSent, ...(nearRun === undefined ? {} : { near: nearRun }) })
     await waitFor('stop')
     await node.shutdown()
     process.exit(0)
@@ -206,13 +229,12 @@ const child = async (role: Role) => {
   await preload(role.index, (k, v) => redis.set(k, Buffer.from(v)))
   send({ type: 'loaded' })
   await waitFor('go')
-  const result = await profiled(`redis-${role.workload}-${role.index}`, () =>
-    drive(
-      role.workload,
-      (k) => redis.getBuffer(k),
-      (k, v) => redis.set(k, Buffer.from(v))
-    )
-  )
+  const get = (k: string) => redis.getBuffer(k)
+  const put = (k: string, v: Uint8Array) => redis.set(k, Buffer.from(v))
+  if (WARMUP_SECONDS > 0) await drive(role.workload, get, put, WARMUP_SECONDS)
+  send({ type: 'warm' })
+  await waitFor('measure')
+  const result = await profiled(`redis-${role.workload}-${role.index}`, () => drive(role.workload, get, put, seconds))
   send({ type: 'done', ...result })
   await waitFor('stop')
   redis.disconnect()
@@ -247,8 +269,11 @@ const phase = async (roles: (index: number, seed: string | undefined) => Role, s
   }
   for (const c of children) c.send({ type: 'load' })
   await Promise.all(children.map((_, i) => next(i, 'loaded')))
-  const serverCpu = processCpuUs(serverPid)
   for (const c of children) c.send({ type: 'go' })
+  // every driver warmed up (see WARMUP_SECONDS) before the measured runs start together
+  await Promise.all(children.map((_, i) => next(i, 'warm')))
+  const serverCpu = processCpuUs(serverPid)
+  for (const c of children) c.send({ type: 'measure' })
   const done = (await Promise.all(children.map((_, i) => next(i, 'done')))) as Array<Extract<FromChild, { type: 'done' }>>
   const serverCpuUs = processCpuUs(serverPid) - serverCpu
   for (const c of children) c.send({ type: 'stop' })
@@ -261,7 +286,7 @@ const phase = async (roles: (index: number, seed: string | undefined) => Role, s
           for (const k of Object.keys(sum) as Array<keyof NearCounts>) sum[k] += d.near?.[k] ?? 0
           return sum
         },
-        { hits: 0, misses: 0, invalidations: 0, sent: 0, broadcasts: 0 }
+        { hits: 0, misses: 0, invalidations: 0, updates: 0, evictions: 0, refused: 0, sent: 0, broadcasts: 0 }
       )
     : undefined
   const errors: Record<string, number> = {}
@@ -309,7 +334,7 @@ const main = async () => {
       if (mycel.near !== undefined) {
         const n = mycel.near
         const rate = n.hits + n.misses === 0 ? 0 : (100 * n.hits) / (n.hits + n.misses)
-        console.log(`${workload} near cache: ${n.hits} hits, ${n.misses} misses (${rate.toFixed(1)} % of gets of keys owned elsewhere), ${n.invalidations} copies invalidated, ${n.sent} invalidations sent, ${n.broadcasts} broadcast writes`)
+        console.log(`${workload} near cache: ${n.hits} hits, ${n.misses} misses (${rate.toFixed(1)} % of gets of keys owned elsewhere), ${n.updates} copies updated, ${n.invalidations} invalidated, ${n.evictions} evicted, ${n.refused} answers not kept, ${n.sent} updates and invalidations sent, ${n.broadcasts} broadcast writes`)
       }
       const baseline = await phase((index) => ({ kind: 'redis', index, port, workload }), redis.pid)
       console.log(

@@ -323,6 +323,40 @@ describe('cache engine: near cache', () => {
     expect(counting(net, 'NearGet', () => net.must(net.get('c', 's', key)))).toBe(1)
   })
 
+  it('a put of a small value through a node holding a copy keeps its own value as the copy, until the old copy would have expired', () => {
+    const { net, key } = setup()
+    net.must(net.get('c', 's', key))
+    net.advance(300)
+    net.must(net.put('c', 's', key, bytes('mine')))
+    expect(counting(net, 'NearGet', () => expect(text(net.must(net.get('c', 's', key)))).toBe('mine'))).toBe(0)
+    // the owner c read from still names c: a write from d reaches the copy
+    expect(counting(net, 'NearUpdate', () => net.must(net.put('d', 's', key, bytes('v3'))))).toBe(1)
+    expect(counting(net, 'NearGet', () => expect(text(net.must(net.get('c', 's', key)))).toBe('v3'))).toBe(0)
+    // the copy ends when the one read at 0 would have
+    net.advance(TTL - 300)
+    expect(counting(net, 'NearGet', () => expect(text(net.must(net.get('c', 's', key)))).toBe('v3'))).toBe(1)
+  })
+
+  it('a put through a node keeps no copy when there was none, the value is large, or something newer arrived meanwhile', () => {
+    const { net, key } = setup()
+    // no copy before the put
+    net.must(net.put('c', 's', key, bytes('mine')))
+    expect(counting(net, 'NearGet', () => expect(text(net.must(net.get('c', 's', key)))).toBe('mine'))).toBe(1)
+    // a large value: the owner forgets its readers (an invalidation), so c may not keep it
+    const large = 'L'.repeat(NEAR_UPDATE_MAX_BYTES + 1)
+    net.must(net.put('c', 's', key, bytes(large)))
+    expect(counting(net, 'NearGet', () => expect(text(net.must(net.get('c', 's', key)))).toBe(large))).toBe(1)
+    // a newer version told to c while its put waits for its acknowledgement
+    net.hold = ({ from, to, message }) => from === 'a' && to === 'c' && message._tag === 'Ack'
+    const put = net.put('c', 's', key, bytes('mine2'))
+    const mine = net.held('a', 's', key)!.version
+    net.node('c').receive('s', 'b', { _tag: 'NearInvalidate', key, ts: mine.ts + 1_000, node: 'd' }, net.clock('c'))
+    net.hold = undefined
+    net.run()
+    net.must(put)
+    expect(near(net, 'c').entries).toBe(0)
+  })
+
   it("an update older than the copy (from an owner that lags) is ignored: a node's own write stays visible", () => {
     const { net, key } = setup()
     net.must(net.put('c', 's', key, bytes('mine')))

@@ -93,6 +93,11 @@ export interface WriteOp {
   /** True when some owner other than this node is asked: the latency is recorded. */
   remote: boolean
   done: boolean
+  /**
+   * The near copy this write dropped: when it would have expired and the near cache's mark just
+   * after (undefined: there was none). A put of a small value puts its own value back until then.
+   */
+  nearCopy: { readonly until: number; readonly mark: number } | undefined
 }
 
 export interface HandoffBatchState {

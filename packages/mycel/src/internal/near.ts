@@ -102,8 +102,11 @@ export class NearCache {
     return this.seq
   }
 
-  /** A read marked `mark` found `value` at `version`: kept unless a fence or a clear says it may be stale. */
-  offer(key: string, value: Uint8Array, version: Version, mark: number, now: number): boolean {
+  /**
+   * A read marked `mark` found `value` at `version`: kept (until `expiresAt`, by default the near
+   * TTL from now) unless a fence or a clear says it may be stale.
+   */
+  offer(key: string, value: Uint8Array, version: Version, mark: number, now: number, expiresAt = now + this.config.ttlMs): boolean {
     if (mark < this.floor) {
       this.refused++
       return false
@@ -118,7 +121,7 @@ export class NearCache {
       if (newer(held.version, version)) return false
       this.entries.delete(key)
     }
-    this.entries.set(key, { value, version, expiresAt: now + this.config.ttlMs })
+    this.entries.set(key, { value, version, expiresAt })
     if (this.entries.size > this.config.maxSize) {
       // a batch at a time, with one iterator: a Map's iterator walks past the slots its deletions
       // left at the front, so evicting one entry per insert from the front costs O(n) each
@@ -164,10 +167,15 @@ export class NearCache {
     this.fence(key, version)
   }
 
-  /** A write through this node (at `version`, when known): its copy goes, and nothing older is kept after. */
-  written(key: string, version: Version | undefined): void {
-    this.entries.delete(key)
+  /**
+   * A write through this node (at `version`, when known): its copy goes, and nothing older is kept
+   * after. Returns when the copy it dropped would have expired (undefined: there was none).
+   */
+  written(key: string, version: Version | undefined): number | undefined {
+    const held = this.entries.get(key)
+    if (held !== undefined) this.entries.delete(key)
     this.fence(key, version)
+    return held?.expiresAt
   }
 
   private fence(key: string, version: Version | undefined): void {

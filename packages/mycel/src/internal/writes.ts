@@ -20,6 +20,7 @@
 import { CacheMessage } from '@mycorrizal/wire'
 import { MycelError } from '../MycelError.js'
 import type { BucketState } from './bucket.js'
+import { NEAR_UPDATE_MAX_BYTES } from './near.js'
 import { closedError, type Host as Engine, type NoAnswer, PENDING, type Pending, type Request, type WriteOp } from './host.js'
 
 export type { WriteOp } from './host.js'
@@ -43,7 +44,7 @@ export const startWrite = (e: Engine, op: number, name: string, key: string, val
       return new MycelError({ reason: 'ValueTooLarge', message: `a value of ${value.byteLength} bytes does not fit in one message (${e.options.maxMessageSize} bytes)` })
     }
   }
-  const write: WriteOp = { op, bucket, key, value, ttlMs, version: undefined, generation: 0, goneAttempts: 0, rewrites: 0, waiting: 0, startedAt: e.now, remote: false, done: false }
+  const write: WriteOp = { op, bucket, key, value, ttlMs, version: undefined, generation: 0, goneAttempts: 0, rewrites: 0, waiting: 0, startedAt: e.now, remote: false, done: false, nearCopy: undefined }
   e.activeWrites.add(write)
   const result = issue(e, write)
   if (result !== PENDING) e.activeWrites.delete(write)
@@ -63,7 +64,11 @@ const issue = (e: Engine, w: WriteOp): undefined | MycelError | Pending => {
   }
   const version = w.version
   // a write through this node: its near copy goes now, and nothing older than this write is kept after
-  bucket.near?.written(key, version)
+  const near = bucket.near
+  if (near !== undefined) {
+    const until = near.written(key, version)
+    if (until !== undefined && w.nearCopy === undefined) w.nearCopy = { until, mark: near.mark() }
+  }
   w.generation++
   w.waiting = 0
   for (let i = 0; i < owners.length; i++) {
@@ -116,12 +121,28 @@ const rewrite = (e: Engine, w: WriteOp, ts: number): undefined | MycelError | Pe
   return issue(e, w)
 }
 
+/**
+ * A put of a small value that dropped this node's near copy puts its own value back, until the
+ * dropped copy would have expired: the owner that counted this node among the key's readers
+ * still does (it sends updates for such values and keeps its readers), so later writes reach
+ * this copy as they would have reached the old one. Not kept when anything newer was seen
+ * meanwhile, or the near cache was cleared (the mark).
+ */
+const keepOwnWrite = (e: Engine, w: WriteOp): void => {
+  const copy = w.nearCopy
+  const near = w.bucket.near
+  if (copy === undefined || near === undefined || w.value === undefined || w.version === undefined) return
+  if (w.value.byteLength > NEAR_UPDATE_MAX_BYTES || copy.until <= e.now) return
+  near.offer(w.key, new Uint8Array(w.value), w.version, copy.mark, e.now, copy.until)
+}
+
 const finish = (e: Engine, w: WriteOp, result: undefined | MycelError | Pending): void => {
   if (result === PENDING) return
   w.done = true
   e.activeWrites.delete(w)
   if (result === undefined) {
     if (w.remote) w.bucket.remoteWriteLatency.observe((e.now - w.startedAt) * 1000)
+    keepOwnWrite(e, w)
     e.done(w.op, undefined)
   } else {
     e.fail(w.op, result)

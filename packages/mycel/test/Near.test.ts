@@ -26,6 +26,17 @@ describe('NearCache', () => {
     expect({ hits: near.hits, misses: near.misses, evictions: near.evictions, size: near.size }).toEqual({ hits: 3, misses: 2, evictions: 1, size: 1 })
   })
 
+  it('a hit moves its copy to the LRU end only when more than maxSize / 8 others went there since (hot copies stay put)', () => {
+    const near = new NearCache({ maxSize: 16, ttlMs: 1_000, trackedKeys: 10 })
+    for (const k of ['a', 'b', 'c', 'd', 'e']) near.offer(k, bytes(k), v(1), near.mark(), 0)
+    near.get('a', 1) // four placed since a: moved to the end
+    near.get('d', 1) // one placed since d (and a): stays
+    for (let i = 0; i < 11; i++) near.offer(`f${i}`, bytes('f'), v(1), near.mark(), 1)
+    // the 17th copy drops the two at the front: b and c; a was moved behind them
+    near.offer('g', bytes('g'), v(1), near.mark(), 1)
+    expect(['a', 'b', 'c', 'd', 'e'].map((k) => near.get(k, 2) !== undefined)).toEqual([true, false, false, true, true])
+  })
+
   it('an invalidation drops an older copy, not a newer one, and fences reads in flight', () => {
     const near = new NearCache({ maxSize: 10, ttlMs: 1_000, trackedKeys: 10 })
     near.offer('k', bytes('v2'), v(2), near.mark(), 0)

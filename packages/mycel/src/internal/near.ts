@@ -41,15 +41,17 @@ export interface NearConfig {
 }
 
 interface NearEntry {
-  readonly value: Uint8Array
-  readonly version: Version
+  value: Uint8Array
+  version: Version
   readonly expiresAt: number
+  /** `NearCache.placed` when the entry last went to the LRU's end. */
+  placed: number
 }
 
 interface Fence {
   /** The newest version seen for the key; undefined: unknown (any read started before `seq` is refused). */
-  readonly version: Version | undefined
-  readonly seq: number
+  version: Version | undefined
+  seq: number
 }
 
 export class NearCache {
@@ -60,6 +62,10 @@ export class NearCache {
   private seq = 0
   /** Reads marked below this store nothing (a fence they may have missed was dropped, or everything was cleared). */
   private floor = 0
+  /** Counts moves to the LRU's end (inserts, and hits on entries far from it). */
+  private placed = 0
+  /** A hit moves its entry to the LRU's end only when more than this many others went there since it did. */
+  private readonly recent: number
   hits = 0
   misses = 0
   /** Copies dropped by an invalidation from an owner. */
@@ -73,13 +79,18 @@ export class NearCache {
 
   constructor(readonly config: NearConfig) {
     this.maxFences = Math.max(1024, config.maxSize)
+    this.recent = config.maxSize >> 3
   }
 
   get size(): number {
     return this.entries.size
   }
 
-  /** The copy of `key` if it is there and not expired (a hit moves it to the LRU's end). */
+  /**
+   * The copy of `key` if it is there and not expired. A hit moves it to the LRU's end unless it
+   * is among the last eighth of `maxSize` that went there (a hot key is hit far more often than
+   * that: moving it on every hit costs a Map delete and insert each, and its holes a rehash).
+   */
   get(key: string, now: number): Uint8Array | undefined {
     const entry = this.entries.get(key)
     if (entry === undefined) {
@@ -91,8 +102,11 @@ export class NearCache {
       this.misses++
       return undefined
     }
-    this.entries.delete(key)
-    this.entries.set(key, entry)
+    if (this.placed - entry.placed > this.recent) {
+      this.entries.delete(key)
+      this.entries.set(key, entry)
+      entry.placed = ++this.placed
+    }
     this.hits++
     return entry.value
   }
@@ -121,7 +135,7 @@ export class NearCache {
       if (newer(held.version, version)) return false
       this.entries.delete(key)
     }
-    this.entries.set(key, { value, version, expiresAt })
+    this.entries.set(key, { value, version, expiresAt, placed: ++this.placed })
     if (this.entries.size > this.config.maxSize) {
       // a batch at a time, with one iterator: a Map's iterator walks past the slots its deletions
       // left at the front, so evicting one entry per insert from the front costs O(n) each
@@ -157,8 +171,8 @@ export class NearCache {
     const held = this.entries.get(key)
     if (held !== undefined && newer(version, held.version)) {
       if (held.expiresAt > now) {
-        // set on a present key keeps its place in the LRU order
-        this.entries.set(key, { value, version, expiresAt: held.expiresAt })
+        held.value = value
+        held.version = version
         this.updates++
       } else {
         this.entries.delete(key)
@@ -181,10 +195,16 @@ export class NearCache {
   private fence(key: string, version: Version | undefined): void {
     const before = this.fences.get(key)
     this.seq++
-    // a known version stays the newest seen; an unknown one refuses what started before it
-    const v = before?.version !== undefined && (version === undefined || newer(before.version, version)) ? before.version : version
-    if (before !== undefined) this.fences.delete(key)
-    this.fences.set(key, { version: version === undefined ? undefined : v, seq: this.seq })
+    if (before !== undefined) {
+      // a known version stays the newest seen; an unknown one refuses what started before it.
+      // Changed in place: the fence keeps its place in the order they are dropped in, so it may
+      // go before fences older than its seq, which only raises the floor sooner (reads begun
+      // before it keep nothing), never lets a stale answer in
+      before.version = version === undefined ? undefined : before.version !== undefined && newer(before.version, version) ? before.version : version
+      before.seq = this.seq
+      return
+    }
+    this.fences.set(key, { version, seq: this.seq })
     if (this.fences.size > this.maxFences) {
       // the oldest quarter at once (one iterator; see `offer`)
       let drop = this.fences.size - this.maxFences + Math.floor(this.maxFences / 4)

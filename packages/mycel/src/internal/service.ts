@@ -200,17 +200,18 @@ export const makeService = (options: MycelOptions = {}) =>
     let flushing = false
     let timerAt = Infinity
 
+    /** A payload for `to` could not be sent: the engine hears of each message it carried. */
+    const sendFailed = (bucket: string, to: string, carried: ReadonlyArray<CacheMessage.CacheMessage>, e: { readonly message: string }) => {
+      if (closed) return
+      for (const message of carried) engine.sendFailed(bucket, to, message, e.message, now())
+      flush()
+    }
     // what the engine sends goes out once per turn, per bucket and peer, as one payload (outbox.ts)
     const outbox = new Outbox(
       {
         send: (bucket, to, bytes, carried) => {
           const stream = bucketStreams.get(bucket)
           if (stream === undefined || closed) return
-          const failed = (e: { readonly message: string }) => {
-            if (closed) return
-            for (const message of carried) engine.sendFailed(bucket, to, message, e.message, now())
-            flush()
-          }
           try {
             const waiting = stream.offer(bytes, [to])
             if (waiting !== undefined) {
@@ -221,12 +222,12 @@ export const makeService = (options: MycelOptions = {}) =>
                 () => engine.queuedChanged(to, -n),
                 (e: Error) => {
                   engine.queuedChanged(to, -n)
-                  failed(e)
+                  sendFailed(bucket, to, carried, e)
                 }
               )
             }
           } catch (e) {
-            failed(e as Error)
+            sendFailed(bucket, to, carried, e as Error)
           }
         },
         unencodable: (bucket, to, message, error) => {

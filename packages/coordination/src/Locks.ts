@@ -23,7 +23,7 @@ import * as Layer from 'effect/Layer'
 import { makeLocks, type LocksOptions, type LocksService } from './internal/lockService.js'
 
 export type { AcquireOptions, HeldLockInfo, Lock, LocksOptions, LocksService, LockStats, LockView } from './internal/lockService.js'
-export { BUCKET } from './internal/lockService.js'
+export { BUCKET, REPLICAS } from './internal/lockService.js'
 export { MAX_NAME_BYTES, MAX_TTL_MS, MIN_TTL_MS } from './internal/locks.js'
 
 /** The locks of this node. */

@@ -32,7 +32,7 @@
  *   no two holds of a name overlap, each judged by its holder's own lease (from the grant to the
  *   earlier of its release and the end of its lease on its own clock). A cut (and `settleMs`
  *   after it) gives each side a primary for the lock's record, and R kills within `killWindowMs`
- *   may take the record: grants then are not held to it (what the locks README says a partition
+ *   (R of the locks' bucket, `lockReplicas`: 2 whatever the cache's R) may take the record: grants then are not held to it (what the locks README says a partition
  *   can do); so does a node's clock stepping by more than the failure timeout (its failure
  *   detector declares every peer failed, and it acts alone for a moment). An overlap is also excused when a node whose clock ran ahead of the earlier
  *   holder's by more than the locks' clock-skew allowance took the lock in between (or is the
@@ -289,7 +289,7 @@ const checkLocks = (history: History, cut: ReadonlyArray<readonly [number, numbe
   // a clock stepping by more than the failure timeout cuts its node off for a moment
   const cuts = [...cut, ...clockSteps(history).map((t) => [t, t] as const)]
   const disturbed = (from: number, to: number) =>
-    cuts.some(([a, b]) => a <= to && b + config.settleMs >= from) || killsExcuse(faults, config.replicas, config.killWindowMs, from, to)
+    cuts.some(([a, b]) => a <= to && b + config.settleMs >= from) || killsExcuse(faults, config.lockReplicas ?? config.replicas, config.killWindowMs, from, to)
   const byName = new Map<string, Array<Op>>()
   for (const op of ops) {
     if (op.kind !== 'lock' || op.res !== 'ok' || op.token === undefined || op.comp === undefined) continue

@@ -35,6 +35,8 @@ export interface RunConfig {
   readonly killWindowMs: number
   /** The locks' clock-skew allowance (`maxClockSkewMs`); absent in histories without locks. */
   readonly lockSkewMs?: number
+  /** Owners of each lock record (the locks bucket's replicas, not `replicas`); absent in histories without locks. */
+  readonly lockReplicas?: number
   /** The nodes' failure timeout: a clock step larger than it cuts the node off for a moment (P8). */
   readonly failureTimeoutMs?: number
 }

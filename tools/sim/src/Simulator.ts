@@ -176,6 +176,7 @@ const plan = (options: SimOptions) => {
     settleMs: 3_000,
     killWindowMs: 6_000,
     lockSkewMs: LOCK_SKEW_MS,
+    lockReplicas: Locks.REPLICAS,
     failureTimeoutMs: nodeSettings.failureTimeout
   }
   const runtimePrng = prng.fork()

@@ -180,6 +180,20 @@ describe('checker', () => {
       expect(p8(lockHistory([grant('l', 1, 0, 10, 500, 300), grant('l', 2, 200, 210, 500, undefined, 'n2')])).some((m) => m.includes('while #'))).toBe(true)
     })
 
+    it("kills of the lock bucket's R owners (lockReplicas, not the cache's R) within the kill window excuse a token starting over (seed 322)", () => {
+      const repeat = [grant('l', 1, 0, 10, 500, 100), grant('l', 1, 2_000, 2_010, 500, undefined, 'n2')]
+      const twoKills: Array<Fault> = [
+        { at: 1_000, kind: 'kill', nodes: ['n3'] },
+        { at: 1_800, kind: 'kill', nodes: ['n1'] }
+      ]
+      // the cache's R is 3 here: two kills would not take a cache key, but they take a lock record (R = 2)
+      const r3 = { ...locks, replicas: 3 }
+      expect(p8({ ...lockHistory(repeat, twoKills), config: { ...r3, lockReplicas: 2 } })).toEqual([])
+      expect(p8({ ...lockHistory(repeat, twoKills), config: { ...r3, lockReplicas: 3 } }).some((m) => m.includes('granted to #'))).toBe(true)
+      // one kill does not
+      expect(p8({ ...lockHistory(repeat, twoKills.slice(0, 1)), config: { ...r3, lockReplicas: 2 } }).some((m) => m.includes('granted to #'))).toBe(true)
+    })
+
     it('a cut excuses every lock violation; a clock ahead by more than the allowance excuses only an overlap', () => {
       const overlap = [grant('l', 1, 0, 10, 500, 300), grant('l', 2, 200, 210, 500, undefined, 'n2')]
       const cut: Array<Fault> = [

@@ -12,6 +12,8 @@ import { holderAt } from './locks.js'
 
 /** The cache bucket of lock records. */
 export const BUCKET = 'system.locks'
+/** Owners of each lock's record (the bucket's replicas): R kills in a row may take a record, and its tokens start over. */
+export const REPLICAS = 2
 
 export interface LocksOptions {
   /**
@@ -144,7 +146,7 @@ export const settings = (options: LocksOptions) => {
   return { maxClockSkewMs, minMembers, maxLocks }
 }
 
-/** Creates `bucket` (R = 2) and the lock core over it. */
+/** Creates `bucket` (R = `REPLICAS`) and the lock core over it. */
 export const makeCore = (bucket: string, options: LocksOptions): Effect.Effect<LockCore, CoordinationError, Mycel.Mycel | Nodosum.Nodosum> =>
   Effect.gen(function* () {
     const s = settings(options)
@@ -154,7 +156,7 @@ export const makeCore = (bucket: string, options: LocksOptions): Effect.Effect<L
     const clock = yield* Effect.clock
     const runtime = yield* Effect.runtime<never>()
     yield* mycel
-      .createBucket(bucket, RECORD_TTL_MS, s.maxLocks, { replicas: 2 })
+      .createBucket(bucket, RECORD_TTL_MS, s.maxLocks, { replicas: REPLICAS })
       .pipe(Effect.catchIf((e) => e.reason === 'BucketExists', () => Effect.void), Effect.mapError((e) => new CoordinationErrorClass({ reason: 'Unavailable', message: e.message })))
     return makeLockCore(mycel, nodosum, clock, { bucket, maxClockSkewMs: s.maxClockSkewMs, minMembers: s.minMembers }, runtime)
   })

@@ -123,6 +123,21 @@ describe('checker', () => {
     expect(promises(history(ops, [skew]))).toEqual(['P2'])
   })
 
+  it('with a clock skewed, writes within settleMs after the heal are not ordered either (the sides have not found each other yet, seeds 433, 481); later ones are', () => {
+    const partition: Array<Fault> = [
+      { at: 5, kind: 'partition', nodes: ['n1'], detail: '| n2,n3' },
+      { at: 100, kind: 'heal', nodes: [] }
+    ]
+    const skew: Fault = { at: 1, kind: 'skew', nodes: ['n2'], detail: '-5000 ms', offsetMs: -5_000 }
+    // 500 ms after the heal (settleMs is 1,000 here)
+    const soon = [put('a', 'A1', 600, 610), put('a', 'A2', 620, 630, 'n2'), hit('a', 'A1', 5_000, 'n1', true)]
+    expect(promises(history(soon, [skew, ...partition]))).toEqual([])
+    expect(promises(history(soon, partition))).toEqual(['P2'])
+    // 2 s after it: held
+    const later = [put('a', 'A1', 2_100, 2_110), put('a', 'A2', 2_120, 2_130, 'n2'), hit('a', 'A1', 5_000, 'n1', true)]
+    expect(promises(history(later, [skew, ...partition]))).toEqual(['P2'])
+  })
+
   it('a read right after its node\'s clock stepped past the failure timeout is not checked (the node is cut off for a moment, seed 57); a smaller step is', () => {
     const ops = [put('a', 'A1', 10, 20), miss('a', 2_015, 'n1')]
     const withTimeout = (faults: Array<Fault>): History => ({ ...history(ops, faults), config: { ...config, failureTimeoutMs: 1_000 } })

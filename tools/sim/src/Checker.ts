@@ -32,8 +32,8 @@
  *   no two holds of a name overlap, each judged by its holder's own lease (from the grant to the
  *   earlier of its release and the end of its lease on its own clock). A cut (and `settleMs`
  *   after it) gives each side a primary for the lock's record, and R kills within `killWindowMs`
- *   (R of the locks' bucket, `lockReplicas`: 2 whatever the cache's R) may take the record: grants then are not held to it (what the locks README says a partition
- *   can do); so does a node's clock stepping by more than the failure timeout (its failure
+ *   (R of the locks' bucket, `lockReplicas`: 2 whatever the cache's R) may take the record:
+ *   grants then are not held to it (what the locks README says a partition can do); so does a node's clock stepping by more than the failure timeout (its failure
  *   detector declares every peer failed, and it acts alone for a moment). An overlap is also excused when a node whose clock ran ahead of the earlier
  *   holder's by more than the locks' clock-skew allowance took the lock in between (or is the
  *   later holder): its release freed the lock for the next one (the model's stated assumption).

@@ -14,7 +14,7 @@ import { MycelError } from '../MycelError.js'
 import { AntiEntropy } from './antientropy.js'
 import { Atomics, atomicError, recordRetainMs, sendRecords } from './atomic.js'
 import { BucketState, type BucketConfig } from './bucket.js'
-import { NEAR_UPDATE_MAX_BYTES } from './near.js'
+import { sentAsUpdate } from './near.js'
 import { Placement } from './placement.js'
 import { onGetAnswer, startGet } from './reads.js'
 import { Rebalance } from './rebalance.js'
@@ -228,7 +228,7 @@ export class Engine implements Host {
   private invalidateReaders(bucket: BucketState, key: string, version: Version, value: Uint8Array | undefined): void {
     const readers = bucket.readers
     if (readers.idle(this.now) || this.closed) return
-    const update = value !== undefined && value.byteLength <= NEAR_UPDATE_MAX_BYTES
+    const update = sentAsUpdate(value)
     const targets = readers.written(key, this.now, update)
     if (targets === undefined) return
     const message: CacheMessage.NearInvalidate | CacheMessage.NearUpdate =
@@ -413,18 +413,14 @@ export class Engine implements Host {
         bucket.records.merge(message.key, message.ops)
         this.atomics.onOps(bucket, from, message)
         return
-      case 'NearInvalidate': {
-        const near = bucket.near
-        if (near === undefined) return
-        // a version this node refuses says nothing of the order: the copy goes all the same
-        near.invalidate(message.key, message.ts > 0 && this.validTs(message.ts) ? { ts: message.ts, node: message.node } : undefined)
-        return
-      }
+      case 'NearInvalidate':
       case 'NearUpdate': {
         const near = bucket.near
         if (near === undefined) return
-        if (message.ts > 0 && this.validTs(message.ts)) near.update(message.key, message.value, { ts: message.ts, node: message.node }, now)
-        else near.invalidate(message.key, undefined)
+        // a version this node refuses says nothing of the order: the copy goes all the same
+        const version = message.ts > 0 && this.validTs(message.ts) ? { ts: message.ts, node: message.node } : undefined
+        if (message._tag === 'NearUpdate' && version !== undefined) near.update(message.key, message.value, version, now)
+        else near.invalidate(message.key, version)
         return
       }
       case 'AtomicFetch':

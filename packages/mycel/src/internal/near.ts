@@ -12,7 +12,8 @@
  * `NearReaders` (an owner): which nodes read which key with a `NearGet` (and until when their
  * copies may live), so a write that changes the key here is followed by a `NearUpdate` carrying
  * the new value (values up to `NEAR_UPDATE_MAX_BYTES`: the readers keep their copies and stay
- * remembered) or a `NearInvalidate` (larger values and deletes: they drop them) to them. Bounded per key (`READERS_PER_KEY`) and per bucket (`trackedKeys`): past either, the
+ * remembered) or a `NearInvalidate` (larger values and deletes: they drop them) to them.
+ * Bounded per key (`READERS_PER_KEY`) and per bucket (`trackedKeys`): past either, the
  * invalidation of that key (per key) or of every key of the bucket (per bucket, until the
  * dropped readers' copies have expired) goes to every member instead. `trackedKeys` 0 is the
  * broadcast variant: the owner remembers only that someone reads.
@@ -26,6 +27,9 @@ import { newer, type Version } from './store.js'
  * on the bucket's stream cost more than that.
  */
 export const NEAR_UPDATE_MAX_BYTES = 1024
+
+/** True when an owner sends a key written to `value` (undefined: deleted) to its near readers as a `NearUpdate`, keeping them remembered. */
+export const sentAsUpdate = (value: Uint8Array | undefined): value is Uint8Array => value !== undefined && value.byteLength <= NEAR_UPDATE_MAX_BYTES
 
 /** Readers remembered per key before the key's invalidations are broadcast. */
 export const READERS_PER_KEY = 16

@@ -20,7 +20,7 @@
 import { CacheMessage } from '@mycorrizal/wire'
 import { MycelError } from '../MycelError.js'
 import type { BucketState } from './bucket.js'
-import { NEAR_UPDATE_MAX_BYTES } from './near.js'
+import { sentAsUpdate } from './near.js'
 import { closedError, type Host as Engine, type NoAnswer, PENDING, type Pending, type Request, type WriteOp } from './host.js'
 
 export type { WriteOp } from './host.js'
@@ -131,8 +131,7 @@ const rewrite = (e: Engine, w: WriteOp, ts: number): undefined | MycelError | Pe
 const keepOwnWrite = (e: Engine, w: WriteOp): void => {
   const copy = w.nearCopy
   const near = w.bucket.near
-  if (copy === undefined || near === undefined || w.value === undefined || w.version === undefined) return
-  if (w.value.byteLength > NEAR_UPDATE_MAX_BYTES || copy.until <= e.now) return
+  if (copy === undefined || near === undefined || !sentAsUpdate(w.value) || w.version === undefined || copy.until <= e.now) return
   near.offer(w.key, new Uint8Array(w.value), w.version, copy.mark, e.now, copy.until)
 }
 

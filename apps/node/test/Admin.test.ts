@@ -333,7 +333,9 @@ describe('Admin HTTP API', () => {
               statuses.add(response.status)
               expect(response.status).toBeLessThan(500)
             }),
-            { numRuns: 400 }
+            // a fixed seed: the coverage asserted below (a 403 needs a read-only token on a write)
+            // must not depend on the draw; without it one run in many drew no 403
+            { numRuns: 400, seed: 0x4d79636f }
           )
         )
         expect([...statuses].sort()).toEqual(expect.arrayContaining([200, 204, 401, 403, 404]))

@@ -25,6 +25,7 @@
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process'
 import dgram from 'node:dgram'
 import { createServer } from 'node:net'
+import { inbox, type Inbox, killingOnFailure } from './children.js'
 import { processCpuUs } from './cpu.js'
 import { profiled } from './profile.js'
 import { percentile, printResult } from './report.js'
@@ -244,58 +245,47 @@ const child = async (role: Role) => {
 /** Starts the drivers, loads, runs, and returns ops/s and p99 over all three. */
 const phase = async (roles: (index: number, seed: string | undefined) => Role, serverPid?: number) => {
   const children: Array<ChildProcess> = []
-  const messages: Array<Array<FromChild>> = []
-  const next = (i: number, type: FromChild['type']) =>
-    new Promise<FromChild>((resolve) => {
-      const check = () => {
-        const found = messages[i]!.find((m) => m.type === type)
-        if (found !== undefined) {
-          messages[i]!.splice(messages[i]!.indexOf(found), 1)
-          resolve(found)
-          return true
-        }
-        return false
-      }
-      if (!check()) children[i]!.on('message', () => void check())
-    })
-  let seed: string | undefined
-  for (let i = 0; i < PROCESSES; i++) {
-    const c = fork(new URL(import.meta.url).pathname, ['child', JSON.stringify(roles(i, seed))], { execArgv: process.execArgv })
-    children.push(c)
-    messages.push([])
-    c.on('message', (m: FromChild) => messages[i]!.push(m))
-    const ready = await next(i, 'ready')
-    if (i === 0 && ready.type === 'ready' && ready.port !== undefined) seed = `127.0.0.1:${ready.port}`
-  }
-  for (const c of children) c.send({ type: 'load' })
-  await Promise.all(children.map((_, i) => next(i, 'loaded')))
-  for (const c of children) c.send({ type: 'go' })
-  // every driver warmed up (see WARMUP_SECONDS) before the measured runs start together
-  await Promise.all(children.map((_, i) => next(i, 'warm')))
-  const serverCpu = processCpuUs(serverPid)
-  for (const c of children) c.send({ type: 'measure' })
-  const done = (await Promise.all(children.map((_, i) => next(i, 'done')))) as Array<Extract<FromChild, { type: 'done' }>>
-  const serverCpuUs = processCpuUs(serverPid) - serverCpu
-  for (const c of children) c.send({ type: 'stop' })
-  await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))))
-  const opsS = done.reduce((sum, d) => sum + d.ops / d.seconds, 0)
-  const samples = done.flatMap((d) => d.samples)
-  const near = done.some((d) => d.near !== undefined)
-    ? done.reduce(
-        (sum, d) => {
-          for (const k of Object.keys(sum) as Array<keyof NearCounts>) sum[k] += d.near?.[k] ?? 0
-          return sum
-        },
-        { hits: 0, misses: 0, invalidations: 0, updates: 0, evictions: 0, refused: 0, sent: 0, broadcasts: 0 }
-      )
-    : undefined
-  const errors: Record<string, number> = {}
-  for (const d of done) for (const [k, n] of Object.entries(d.errors)) errors[k] = (errors[k] ?? 0) + n
-  // CPU per operation over every process that served it (drivers, and the server when there is one)
-  const ops = done.reduce((sum, d) => sum + d.ops, 0)
-  const cpuUsPerOp = (done.reduce((sum, d) => sum + d.cpuUs, 0) + serverCpuUs) / Math.max(1, ops)
-  const datagrams = done.reduce((sum, d) => sum + (d.datagrams ?? 0), 0)
-  return { opsS, p99: percentile(samples, 0.99), p50: percentile(samples, 0.5), near, errors, cpuUsPerOp, datagramsPerOp: datagrams / Math.max(1, ops) }
+  const inboxes: Array<Inbox<FromChild>> = []
+  const next = <T extends FromChild['type']>(i: number, type: T) => inboxes[i]!(type)
+  return killingOnFailure(children, async () => {
+    let seed: string | undefined
+    for (let i = 0; i < PROCESSES; i++) {
+      const c = fork(new URL(import.meta.url).pathname, ['child', JSON.stringify(roles(i, seed))], { execArgv: process.execArgv })
+      children.push(c)
+      inboxes.push(inbox<FromChild>(c))
+      const ready = await next(i, 'ready')
+      if (i === 0 && ready.type === 'ready' && ready.port !== undefined) seed = `127.0.0.1:${ready.port}`
+    }
+    for (const c of children) c.send({ type: 'load' })
+    await Promise.all(children.map((_, i) => next(i, 'loaded')))
+    for (const c of children) c.send({ type: 'go' })
+    // every driver warmed up (see WARMUP_SECONDS) before the measured runs start together
+    await Promise.all(children.map((_, i) => next(i, 'warm')))
+    const serverCpu = processCpuUs(serverPid)
+    for (const c of children) c.send({ type: 'measure' })
+    const done = await Promise.all(children.map((_, i) => next(i, 'done')))
+    const serverCpuUs = processCpuUs(serverPid) - serverCpu
+    for (const c of children) c.send({ type: 'stop' })
+    await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))))
+    const opsS = done.reduce((sum, d) => sum + d.ops / d.seconds, 0)
+    const samples = done.flatMap((d) => d.samples)
+    const near = done.some((d) => d.near !== undefined)
+      ? done.reduce(
+          (sum, d) => {
+            for (const k of Object.keys(sum) as Array<keyof NearCounts>) sum[k] += d.near?.[k] ?? 0
+            return sum
+          },
+          { hits: 0, misses: 0, invalidations: 0, updates: 0, evictions: 0, refused: 0, sent: 0, broadcasts: 0 }
+        )
+      : undefined
+    const errors: Record<string, number> = {}
+    for (const d of done) for (const [k, n] of Object.entries(d.errors)) errors[k] = (errors[k] ?? 0) + n
+    // CPU per operation over every process that served it (drivers, and the server when there is one)
+    const ops = done.reduce((sum, d) => sum + d.ops, 0)
+    const cpuUsPerOp = (done.reduce((sum, d) => sum + d.cpuUs, 0) + serverCpuUs) / Math.max(1, ops)
+    const datagrams = done.reduce((sum, d) => sum + (d.datagrams ?? 0), 0)
+    return { opsS, p99: percentile(samples, 0.99), p50: percentile(samples, 0.5), near, errors, cpuUsPerOp, datagramsPerOp: datagrams / Math.max(1, ops) }
+  })
 }
 
 const main = async () => {

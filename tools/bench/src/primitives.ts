@@ -29,6 +29,7 @@
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process'
 import { createServer } from 'node:net'
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks'
+import { inbox, type Inbox, killingOnFailure } from './children.js'
 import { processesCpuUs } from './cpu.js'
 import { profiled } from './profile.js'
 import { percentile, printResult } from './report.js'
@@ -274,41 +275,33 @@ const child = async (role: Role) => {
 
 const phase = async (kind: Role['kind'], port: number, work: Work = 'publish', serverPid?: number) => {
   const children: Array<ChildProcess> = []
-  const inbox: Array<Array<FromChild>> = [[], []]
-  const next = (i: number, type: FromChild['type']) =>
-    new Promise<FromChild>((resolve) => {
-      const check = () => {
-        const found = inbox[i]!.find((m) => m.type === type)
-        if (found === undefined) return false
-        inbox[i]!.splice(inbox[i]!.indexOf(found), 1)
-        resolve(found)
-        return true
-      }
-      if (!check()) children[i]!.on('message', () => void check())
-    })
-  let seed: string | undefined
-  for (const [i, publisher] of [false, true].entries()) {
-    const c = fork(new URL(import.meta.url).pathname, ['child', JSON.stringify({ kind, publisher, seed, port, work } satisfies Role)], { execArgv: process.execArgv })
-    children.push(c)
-    c.on('message', (m: FromChild) => inbox[i]!.push(m))
-    const ready = await next(i, 'ready')
-    if (i === 0 && ready.type === 'ready' && ready.port !== undefined) seed = `127.0.0.1:${ready.port}`
-  }
-  await next(0, 'subscribed')
-  // CPU of every process that served the phase (both children; redis-server for Redis), warm-up included
-  const pids = [...children.map((c) => c.pid), ...(kind === 'redis' ? [serverPid] : [])]
-  const cpuBefore = processesCpuUs(pids)
-  children[1]!.send({ type: 'go' })
-  const published = (await next(1, 'done')) as Extract<FromChild, { type: 'done' }>
-  const cpuUs = processesCpuUs(pids) - cpuBefore
-  for (const c of children) c.send({ type: 'stop' })
-  const subscriber = (await next(0, 'done')) as Extract<FromChild, { type: 'done' }>
-  await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))))
-  if (process.env['BENCH_TAIL'] !== undefined && published.samples.length > 0) {
-    const s = published.samples
-    console.log(`${kind} tail: p90 ${percentile(s, 0.9).toFixed(0)} p95 ${percentile(s, 0.95).toFixed(0)} p99 ${percentile(s, 0.99).toFixed(0)} p99.9 ${percentile(s, 0.999).toFixed(0)} max ${Math.max(...s).toFixed(0)}; >2ms ${s.filter((x) => x > 2000).length}, >5ms ${s.filter((x) => x > 5000).length}`)
-  }
-  return { p50: percentile(published.samples, 0.5), p99: percentile(published.samples, 0.99), received: subscriber.received, opsPerSec: published.opsPerSec ?? 0, cpuUs }
+  const inboxes: Array<Inbox<FromChild>> = []
+  const next = <T extends FromChild['type']>(i: number, type: T) => inboxes[i]!(type)
+  return killingOnFailure(children, async () => {
+    let seed: string | undefined
+    for (const [i, publisher] of [false, true].entries()) {
+      const c = fork(new URL(import.meta.url).pathname, ['child', JSON.stringify({ kind, publisher, seed, port, work } satisfies Role)], { execArgv: process.execArgv })
+      children.push(c)
+      inboxes.push(inbox<FromChild>(c))
+      const ready = await next(i, 'ready')
+      if (i === 0 && ready.type === 'ready' && ready.port !== undefined) seed = `127.0.0.1:${ready.port}`
+    }
+    await next(0, 'subscribed')
+    // CPU of every process that served the phase (both children; redis-server for Redis), warm-up included
+    const pids = [...children.map((c) => c.pid), ...(kind === 'redis' ? [serverPid] : [])]
+    const cpuBefore = processesCpuUs(pids)
+    children[1]!.send({ type: 'go' })
+    const published = await next(1, 'done')
+    const cpuUs = processesCpuUs(pids) - cpuBefore
+    for (const c of children) c.send({ type: 'stop' })
+    const subscriber = await next(0, 'done')
+    await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))))
+    if (process.env['BENCH_TAIL'] !== undefined && published.samples.length > 0) {
+      const s = published.samples
+      console.log(`${kind} tail: p90 ${percentile(s, 0.9).toFixed(0)} p95 ${percentile(s, 0.95).toFixed(0)} p99 ${percentile(s, 0.99).toFixed(0)} p99.9 ${percentile(s, 0.999).toFixed(0)} max ${Math.max(...s).toFixed(0)}; >2ms ${s.filter((x) => x > 2000).length}, >5ms ${s.filter((x) => x > 5000).length}`)
+    }
+    return { p50: percentile(published.samples, 0.5), p99: percentile(published.samples, 0.99), received: subscriber.received, opsPerSec: published.opsPerSec ?? 0, cpuUs }
+  })
 }
 
 const main = async () => {

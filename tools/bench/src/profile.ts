@@ -6,7 +6,7 @@
  * (V8's sampling heap profiler, garbage included: `<dir>/<name>.<pid>.heapprofile`). Without
  * either, `run` runs as is.
  */
-import { writeFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { Session } from 'node:inspector'
 import { join } from 'node:path'
 
@@ -52,6 +52,7 @@ const profiledWith = async <A>(profiler: Profiler, dir: string, name: string, ru
     return await run()
   } finally {
     const { profile } = (await post(session, profiler.stop)) as { profile: unknown }
+    mkdirSync(dir, { recursive: true })
     writeFileSync(join(dir, `${name}.${process.pid}.${profiler.suffix}`), JSON.stringify(profile))
     session.disconnect()
   }

@@ -266,16 +266,99 @@ describe('atomic operations (engine)', () => {
       return false
     }
     const engine = net.node(p!)
-    const ops = [9001, 9002, 9003, 9004, 9005]
-    // five increments in one go, as the shell runs a batch of inputs before it reads the outputs
-    for (const op of ops) engine.atomic(op, 'c', { op: CacheMessage.AtomicOp.Increment, key: 'hot', expected: undefined, value: new Uint8Array(0), delta: 2, ttlMs: undefined }, net.clock(p!))
+    const increment = (op: number, delta: number) =>
+      engine.atomic(op, 'c', { op: CacheMessage.AtomicOp.Increment, key: 'hot', expected: undefined, value: new Uint8Array(0), delta, ttlMs: undefined }, net.clock(p!))
+    // in one go, as the shell runs a batch of inputs before it reads the outputs: increments of
+    // another sign go apart, a compareAndSet after them, then two increments that go as one
+    increment(9001, 2)
+    increment(9002, -1)
+    engine.atomic(9003, 'c', { op: CacheMessage.AtomicOp.CompareAndSet, key: 'hot', expected: bytes('1'), value: bytes('10'), delta: 0, ttlMs: undefined }, net.clock(p!))
+    increment(9004, 5)
+    increment(9005, 5)
     net.run()
-    expect(ops.map((op) => net.atomic(op))).toEqual([2, 4, 6, 8, 10])
+    expect([9001, 9002, 9003, 9004, 9005].map((op) => net.atomic(op))).toEqual([2, 1, true, 15, 20])
     expect(seen).toEqual([`${p}>${r}:AtomicOps`, `${p}>${r}:Put`, `${r}>${p}:Ack`])
-    expect(records).toBe(5)
-    expect(text(net.held(r!, 'c', 'hot')?.value)).toBe('10')
+    expect(records).toBe(4)
+    expect(text(net.held(r!, 'c', 'hot')?.value)).toBe('20')
     // the replica knows every operation's record: a retry of any of them after a failover is not applied again
-    expect(net.node(r!).buckets.get('c')!.records.size).toBe(5)
+    expect(net.node(r!).buckets.get('c')!.records.size).toBe(4)
+    expect(engine.stats('c')!.incrementsGathered).toBe(2)
+  })
+
+  it('increments of a key started in one turn go to its primary as one operation; each answers the count after its own delta', () => {
+    const net = cluster(['a', 'b', 'c'])
+    const [p, r] = owners(['a', 'b', 'c'], 'c', 'many')
+    const caller = ['a', 'b', 'c'].find((n) => n !== p && n !== r)!
+    const requests: Array<number> = []
+    net.drop = ({ message }) => {
+      if (message._tag === 'Atomic') requests.push(message.delta)
+      return false
+    }
+    const engine = net.node(caller)
+    const deltas = [1, 2, 3, 4]
+    deltas.forEach((delta, i) => engine.atomic(9201 + i, 'c', { op: CacheMessage.AtomicOp.Increment, key: 'many', expected: undefined, value: new Uint8Array(0), delta, ttlMs: undefined }, net.clock(caller)))
+    net.run()
+    expect(deltas.map((_, i) => net.atomic(9201 + i))).toEqual([1, 3, 6, 10])
+    expect(requests).toEqual([10])
+    expect(net.node(p!).buckets.get('c')!.records.size).toBe(1)
+    expect(engine.stats('c')!.incrementsGathered).toBe(4)
+    // a get started after them in the same turn reads them
+    net.increment(caller, 'c', 'many', 1)
+    const get = net.get(caller, 'c', 'many')
+    expect(text(net.must(get))).toBe('11')
+  })
+
+  it('the owner a primary answers through (R = 2) answers gathered increments itself, once their value is stored', () => {
+    const net = cluster(['a', 'b'])
+    const [p, r] = owners(['a', 'b'], 'c', 'pair')
+    const tags: Array<string> = []
+    net.drop = ({ from, message }) => {
+      tags.push(`${from === p ? 'p' : 'r'}:${message._tag}`)
+      return false
+    }
+    const engine = net.node(r!)
+    for (let i = 0; i < 3; i++) engine.atomic(9301 + i, 'c', { op: CacheMessage.AtomicOp.Increment, key: 'pair', expected: undefined, value: new Uint8Array(0), delta: 7, ttlMs: undefined }, net.clock(r!))
+    net.run()
+    expect([9301, 9302, 9303].map((op) => net.atomic(op))).toEqual([7, 14, 21])
+    expect(tags).toEqual(['r:Atomic', 'p:AtomicOps', 'p:Put', 'r:Ack'])
+  })
+
+  it('gathered increments whose sum leaves the safe integers go again one by one: those that fit are applied', () => {
+    const net = cluster(['a', 'b', 'c'])
+    const [p] = owners(['a', 'b', 'c'], 'c', 'edge')
+    net.must(net.put(p!, 'c', 'edge', bytes(String(Number.MAX_SAFE_INTEGER - 3))))
+    const engine = net.node(p!)
+    for (let i = 0; i < 3; i++) engine.atomic(9401 + i, 'c', { op: CacheMessage.AtomicOp.Increment, key: 'edge', expected: undefined, value: new Uint8Array(0), delta: 2, ttlMs: undefined }, net.clock(p!))
+    net.run()
+    expect(net.atomic(9401)).toBe(Number.MAX_SAFE_INTEGER - 1)
+    for (const op of [9402, 9403]) {
+      const r = net.await(op)
+      expect(r.ok ? 'ok' : r.error.reason).toBe('Overflow')
+    }
+    expect(text(net.held(p!, 'c', 'edge')?.value)).toBe(String(Number.MAX_SAFE_INTEGER - 1))
+  })
+
+  it('gathered increments fail together, and a retry after their primary failed is applied once', () => {
+    const net = cluster(['a', 'b', 'c'])
+    const [p, r] = owners(['a', 'b', 'c'], 'c', 'retry')
+    const caller = ['a', 'b', 'c'].find((n) => n !== p && n !== r)!
+    // the primary applies and replicates them; its answer is lost, and it fails
+    net.drop = ({ from, to, message }) => from === p && to === caller && message._tag === 'AtomicResponse'
+    const engine = net.node(caller)
+    for (let i = 0; i < 3; i++) engine.atomic(9501 + i, 'c', { op: CacheMessage.AtomicOp.Increment, key: 'retry', expected: undefined, value: new Uint8Array(0), delta: 1, ttlMs: undefined }, net.clock(caller))
+    net.run()
+    expect(text(net.held(r!, 'c', 'retry')?.value)).toBe('3')
+    net.drop = () => false
+    net.members(['a', 'b', 'c'].filter((n) => n !== p))
+    // asked again with the same id at the new primary: the recorded count, not three more
+    expect([9501, 9502, 9503].map((op) => net.atomic(op))).toEqual([1, 2, 3])
+    expect(text(net.must(net.get(caller, 'c', 'retry')))).toBe('3')
+    // with no primary that answers, each of them fails with the same error
+    net.drop = ({ message }) => message._tag === 'Atomic'
+    for (let i = 0; i < 2; i++) engine.atomic(9601 + i, 'c', { op: CacheMessage.AtomicOp.Increment, key: 'retry', expected: undefined, value: new Uint8Array(0), delta: 1, ttlMs: undefined }, net.clock(caller))
+    net.run()
+    const failed = [9601, 9602].map((op) => net.await(op, 30_000))
+    expect(failed.map((f) => (f.ok ? 'ok' : f.error.reason))).toEqual(['Timeout', 'Timeout'])
   })
 
   it('no answer of a gathered operation before its replication is acknowledged', () => {

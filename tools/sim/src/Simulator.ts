@@ -107,6 +107,8 @@ interface PlannedOp {
   readonly size: number
   /** lock: how long the holder keeps it before releasing (may exceed the lease). */
   readonly holdMs?: number
+  /** incr: how many increments the node starts at once through the Promise entry point (they go to the primary as one operation). */
+  readonly burst?: number
 }
 
 interface Event {
@@ -208,6 +210,13 @@ const plan = (options: SimOptions) => {
       if (o.kind === 'incr' || (o.bucket !== 'main' && o.bucket !== 'blobs') || !nearPrng.chance(0.6)) continue
       ops.push({ ...o, kind: 'get', size: 0, at: o.at + nearPrng.int(10, 600) })
     }
+  }
+  // some increments come in bursts: several of one key started on one node at once (drawn after
+  // everything else, so the other draws of a seed stay as they were)
+  const burstPrng = prng.fork()
+  for (let i = 0; i < ops.length; i++) {
+    const o = ops[i]!
+    if (o.kind === 'incr' && burstPrng.chance(0.25)) ops[i] = { ...o, burst: burstPrng.int(2, 5) }
   }
   ops.sort((a, b) => a.at - b.at)
   return { config, ops, activeEnd, faultTimes, runtimePrng, keys }
@@ -538,7 +547,7 @@ export const runSeed = (options: SimOptions): Promise<RunResult> => {
       )
     }
 
-    const issue = (node: SimNode, kind: OpKind, bucket: string, key: string, size: number, final = false) => {
+    const issue = (node: SimNode, kind: OpKind, bucket: string, key: string, size: number, final = false, promise = false) => {
       const id = nextOp++
       let value: Uint8Array | undefined
       let hash: string | undefined
@@ -567,7 +576,7 @@ export const runSeed = (options: SimOptions): Promise<RunResult> => {
             ? mycel.delete(bucket, key)
             : kind === 'incr'
               ? // every other increment through the Promise entry point (the facade's), the others through the Effect
-                op.id % 2 === 1
+                promise || op.id % 2 === 1
                 ? Effect.tryPromise({ try: () => mycel.unsafeIncrement(bucket, key, size), catch: (e) => e })
                 : mycel.increment(bucket, key, size)
               : mycel.get(bucket, key)
@@ -614,6 +623,7 @@ export const runSeed = (options: SimOptions): Promise<RunResult> => {
         const up = upNodes().filter((n) => !n.paused)
         if (up.length === 0) return
         if (p.kind === 'lock') lockClient(up[p.nodeHint % up.length]!, p.key, p.size, p.holdMs ?? 0)
+        else if (p.burst !== undefined) for (let i = 0; i < p.burst; i++) issue(up[p.nodeHint % up.length]!, p.kind, p.bucket, p.key, p.size, false, true)
         else issue(up[p.nodeHint % up.length]!, p.kind, p.bucket, p.key, p.size)
       })
     }

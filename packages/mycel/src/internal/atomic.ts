@@ -24,6 +24,16 @@
  * Overflow) waits until the operations applied before it on the key are acknowledged, so no
  * caller sees a state that may still be lost.
  *
+ * Increments of one key that a node starts one after the other before the engine's outputs are
+ * next read (the calls of one turn) go as one operation with the sum of their deltas
+ * (`Gathered`): one request, one record, one id. They are concurrent — none has answered — so
+ * taking effect together, in the order they were started, is a linearization of them: each
+ * answers the count after its own delta (the combined result less the deltas started after it).
+ * Only consecutive deltas of one sign and one lifetime go together, so every count in between is
+ * a safe integer when the last one is; an Overflow of the sum sends each increment again alone.
+ * The node's operations on a key still start in the order they were called: another operation
+ * on the key (atomic, put, delete or get) first starts the increments gathered before it.
+ *
  * Each operation carries an id (origin node, seq from the origin's hybrid clock). The primary
  * records the id and result of every operation it applied (`oplog.ts`), the other owners get the
  * records with the value, so a primary — the same or the next one after a failover — answers a
@@ -135,6 +145,16 @@ export interface FinalOps {
   readonly ops: ReadonlyArray<CacheMessage.AtomicRecord>
 }
 
+/** Consecutive increments of one key, of one sign and lifetime, started in one turn: one operation for all. */
+interface Gathered {
+  readonly bucket: BucketState
+  readonly key: string
+  readonly ttlMs: number | undefined
+  readonly negative: boolean
+  delta: number
+  readonly parts: Array<{ readonly op: number; readonly delta: number }>
+}
+
 /** An operation of this node sent to a primary. */
 interface AtomicCall {
   readonly op: number
@@ -211,6 +231,11 @@ export class Atomics {
   private readonly keys = new Map<BucketState, Map<string, KeyState>>()
   /** Replications not sent yet, in the order their keys were first written. */
   private pending: Array<AtomicExec> = []
+  /** Increments started since the outputs were last read, by bucket and key, in the order started. */
+  private gathering = new Map<string, Array<Gathered>>()
+  /** Gathered increments under way, by the (negative) operation number they go as. */
+  private readonly gathered = new Map<number, Gathered>()
+  private nextGathered = -1
 
   constructor(private readonly e: Engine) {}
 
@@ -218,9 +243,81 @@ export class Atomics {
 
   /** Starts an operation of a client of this node; it completes through `result`/`fail`. */
   start(op: number, bucket: BucketState, kind: CacheMessage.AtomicOp, key: string, expected: Uint8Array | undefined, value: Uint8Array, delta: number, ttlMs: number | undefined): void {
+    const id = gatherId(bucket.name, key)
+    if (kind !== CacheMessage.AtomicOp.Increment) {
+      if (this.gathering.size > 0) this.startGatheredOf(id)
+      return this.startNow(op, bucket, kind, key, expected, value, delta, ttlMs)
+    }
+    let groups = this.gathering.get(id)
+    if (groups === undefined) this.gathering.set(id, (groups = []))
+    let g = groups[groups.length - 1]
+    const negative = delta < 0
+    if (g === undefined || g.negative !== negative || g.ttlMs !== ttlMs || !Number.isSafeInteger(g.delta + delta)) {
+      groups.push((g = { bucket, key, ttlMs, negative, delta: 0, parts: [] }))
+    }
+    g.delta += delta
+    g.parts.push({ op, delta })
+  }
+
+  /** Another operation on a key starts: the increments gathered on it before start first. */
+  before(bucket: string, key: string): void {
+    if (this.gathering.size > 0) this.startGatheredOf(gatherId(bucket, key))
+  }
+
+  private startGatheredOf(id: string): void {
+    const groups = this.gathering.get(id)
+    if (groups === undefined) return
+    this.gathering.delete(id)
+    for (let i = 0; i < groups.length; i++) this.startGathered(groups[i]!)
+  }
+
+  private startNow(op: number, bucket: BucketState, kind: CacheMessage.AtomicOp, key: string, expected: Uint8Array | undefined, value: Uint8Array, delta: number, ttlMs: number | undefined): void {
     const e = this.e
     const args: AtomicArgs = { op: kind, key, expected, value, delta, ttlMs, origin: e.self, seq: e.nextTs() }
     this.route({ op, bucket, args, attempts: 0, id: 0, peer: '', deadline: 0 })
+  }
+
+  /** Starts gathered increments as one operation (a lone one as itself). */
+  private startGathered(g: Gathered): void {
+    const increment = CacheMessage.AtomicOp.Increment
+    if (g.parts.length === 1) return this.startNow(g.parts[0]!.op, g.bucket, increment, g.key, undefined, EMPTY, g.delta, g.ttlMs)
+    const op = this.nextGathered
+    this.nextGathered = op <= -MAX_CALL_ID ? -1 : op - 1
+    this.gathered.set(op, g)
+    g.bucket.incrementsGathered += g.parts.length
+    this.startNow(op, g.bucket, increment, g.key, undefined, EMPTY, g.delta, g.ttlMs)
+  }
+
+  /** True for the number of gathered increments under way (the engine hands their outcome to `settleGathered`). */
+  static isGathered(op: number): boolean {
+    return op < 0
+  }
+
+  /**
+   * The outcome of gathered increments: each answers the count after its own delta; a failure
+   * fails each, except an Overflow of the sum, after which each goes again alone.
+   */
+  settleGathered(op: number, error: MycelError | undefined, count: number): void {
+    const g = this.gathered.get(op)
+    if (g === undefined) return
+    this.gathered.delete(op)
+    const e = this.e
+    const { parts } = g
+    if (error === undefined) {
+      const counts: Array<number> = new Array(parts.length)
+      let c = count
+      for (let i = parts.length - 1; i >= 0; i--) {
+        counts[i] = c
+        c -= parts[i]!.delta
+      }
+      for (let i = 0; i < parts.length; i++) e.result(parts[i]!.op, counts[i]!)
+      return
+    }
+    if (error.reason === 'Overflow' && !e.closed) {
+      for (const part of parts) this.startNow(part.op, g.bucket, CacheMessage.AtomicOp.Increment, g.key, undefined, EMPTY, part.delta, g.ttlMs)
+      return
+    }
+    for (const part of parts) e.fail(part.op, error)
   }
 
   private route(call: AtomicCall): void {
@@ -561,11 +658,16 @@ export class Atomics {
 
   /** True when applied operations wait for `sendPending`. */
   get hasPending(): boolean {
-    return this.pending.length > 0
+    return this.pending.length > 0 || this.gathering.size > 0
   }
 
-  /** Sends the replications gathered since the outputs were last read: one per key. */
+  /** Starts the increments gathered since the outputs were last read, then sends the replications: one per key. */
   sendPending(): void {
+    if (this.gathering.size > 0) {
+      const gathering = this.gathering
+      this.gathering = new Map()
+      for (const groups of gathering.values()) for (let i = 0; i < groups.length; i++) this.startGathered(groups[i]!)
+    }
     const pending = this.pending
     if (pending.length === 0) return
     this.pending = []
@@ -704,10 +806,14 @@ export class Atomics {
     }
     this.keys.clear()
     this.pending = []
+    const gathering = [...this.gathering.values()]
+    this.gathering = new Map()
+    for (const groups of gathering) for (const g of groups) for (const part of g.parts) e.fail(part.op, closedError())
   }
 }
 
 const EMPTY = new Uint8Array(0)
+const gatherId = (bucket: string, key: string): string => `${bucket}\u0000${key}`
 /** The outcome of a replication every owner needed acknowledged (each operation answers its own result). */
 const APPLIED: Outcome = { status: S.Applied, result: 0 }
 

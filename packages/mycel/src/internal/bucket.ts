@@ -43,6 +43,8 @@ export class BucketState {
   /** Atomic operations applied here as the primary, and retries answered from their records. */
   atomics = 0
   atomicReplays = 0
+  /** Increments started here that went to their primary together with others of the same key (one operation for several). */
+  incrementsGathered = 0
   /** Values read from other owners (when the bucket's near cache is on). */
   readonly near: NearCache | undefined
   /** As an owner: the nodes that keep near copies of keys read here. */
@@ -77,6 +79,7 @@ export class BucketState {
       rewrites: this.rewrites,
       atomics: this.atomics,
       atomicReplays: this.atomicReplays,
+      incrementsGathered: this.incrementsGathered,
       tombstones: this.store.tombstoneCount,
       replicas: this.config.replicas,
       ttlMs: this.config.ttlMs,

@@ -114,11 +114,13 @@ export class Engine implements Host {
   }
 
   result(op: number, result: number | boolean): void {
-    this.outputs.push({ _tag: 'Result', op, result })
+    if (Atomics.isGathered(op)) this.atomics.settleGathered(op, undefined, result as number)
+    else this.outputs.push({ _tag: 'Result', op, result })
   }
 
   fail(op: number, error: MycelError): void {
-    this.outputs.push({ _tag: 'Fail', op, error })
+    if (Atomics.isGathered(op)) this.atomics.settleGathered(op, error, 0)
+    else this.outputs.push({ _tag: 'Fail', op, error })
   }
 
   log(level: LogLevel, message: string, annotations: Record<string, unknown> = {}): void {
@@ -260,16 +262,19 @@ export class Engine implements Host {
 
   put(op: number, bucket: string, key: string, value: Uint8Array, ttlMs: number | undefined, now: number): undefined | MycelError | Pending {
     this.advance(now)
+    this.atomics.before(bucket, key)
     return startWrite(this, op, bucket, key, new Uint8Array(value), ttlMs)
   }
 
   delete(op: number, bucket: string, key: string, now: number): undefined | MycelError | Pending {
     this.advance(now)
+    this.atomics.before(bucket, key)
     return startWrite(this, op, bucket, key, undefined, undefined)
   }
 
   get(op: number, bucket: string, key: string, now: number): Uint8Array | undefined | MycelError | Pending {
     this.advance(now)
+    this.atomics.before(bucket, key)
     return startGet(this, op, bucket, key)
   }
 

@@ -101,6 +101,8 @@ export interface BucketStats {
   readonly atomics: number
   /** Retried atomic operations answered with the recorded result instead of being applied again. */
   readonly atomicReplays: number
+  /** Increments started on this node that went to their key's primary as one operation with others of the same key started in the same turn. */
+  readonly incrementsGathered: number
   /** Tombstones held (deleted keys remembered until every copy of what they deleted expired). */
   readonly tombstones: number
   readonly replicas: number

@@ -18,11 +18,15 @@
  * (publish_p99_ratio = publish_p99_us / redis_publish_p99_us, the target is ≤ 2;
  * incr_ratio = incr_ops_s / redis_incr_ops_s and lock_ratio = lock_cycles_s /
  * redis_lock_cycles_s, the targets are ≥ 1).
- * The increment and lock phases also give the CPU time per operation (us) over every process that
- * served them, warm-up included ("incr_cpu_us", "redis_incr_cpu_us", "lock_cpu_us",
+ * Every phase first warms up for BENCH_WARMUP_SECONDS (default 3) with the same operations, Mycel and
+ * Redis alike, so the figures are those of a running service, not of code the JIT has not
+ * compiled yet (a warm-up of a few hundred operations measured Mycel's increments at 40 % of
+ * their steady rate); then the measured run.
+ * The increment and lock phases also give the CPU time per operation (us) of the measured run over
+ * every process that served it ("incr_cpu_us", "redis_incr_cpu_us", "lock_cpu_us",
  * "redis_lock_cpu_us": both node processes; Redis's two processes and redis-server): a figure a
  * busy machine moves much less than the throughput. BENCH_PROFILE_DIR=<dir> writes CPU profiles of
- * the node processes during those phases (`profile.ts`).
+ * the node processes during the measured runs (`profile.ts`).
  * BENCH_WORK=publish (or incr, lock; comma-separated) runs only those phases; the last line then
  * carries only their figures. BENCH_TAIL=1 also prints the publish latencies' tail (p90 to max).
  */
@@ -35,14 +39,13 @@ import { profiled } from './profile.js'
 import { percentile, printResult } from './report.js'
 
 const MESSAGES = Number(process.env['BENCH_MESSAGES'] ?? 5_000)
-const WARMUP = 500
+/** Warm-up of every phase (ms), before its measured run. */
+const WARMUP_MS = Number(process.env['BENCH_WARMUP_SECONDS'] ?? 3) * 1000
 const PAYLOAD = new Uint8Array(100).fill(42)
 const INCRS = Number(process.env['BENCH_INCRS'] ?? 20_000)
-const INCR_WARMUP = 1_000
 const INCR_IN_FLIGHT = 64
 const COUNTERS = 16
 const LOCKS = Number(process.env['BENCH_LOCKS'] ?? 5_000)
-const LOCK_WARMUP = 500
 const LOCK_IN_FLIGHT = 16
 const LOCK_TTL_MS = 10_000
 const WORK = new Set((process.env['BENCH_WORK'] ?? 'publish,incr,lock').split(',').map((w) => w.trim()))
@@ -51,7 +54,11 @@ const RELEASE_LUA = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.
 
 type Work = 'publish' | 'incr' | 'lock'
 type Role = { readonly kind: 'mycel' | 'redis'; readonly publisher: boolean; readonly seed: string | undefined; readonly port: number; readonly work: Work }
-type FromChild = { type: 'ready'; port?: number } | { type: 'subscribed' } | { type: 'done'; samples: Array<number>; received: number; opsPerSec?: number }
+type FromChild =
+  | { type: 'ready'; port?: number }
+  | { type: 'subscribed' }
+  | { type: 'warm'; warmed: number }
+  | { type: 'done'; samples: Array<number>; received: number; opsPerSec?: number }
 
 const freePort = () =>
   new Promise<number>((resolve) => {
@@ -88,15 +95,36 @@ const loopDelay = (): ((who: string) => void) | undefined => {
   }
 }
 
-/** Publishes one message at a time; latency of each after the warm-up (us). */
-const drive = async (publish: () => Promise<unknown>) => {
-  const samples: Array<number> = []
-  for (let i = 0; i < WARMUP + MESSAGES; i++) {
-    const t = performance.now()
-    await publish()
-    if (i >= WARMUP) samples.push((performance.now() - t) * 1000)
-  }
-  return samples
+/**
+ * Runs `chunk` (which returns the operations it made) until WARMUP_MS passed, tells the parent
+ * how many operations that was, and waits for it to start measuring.
+ */
+const warmUp = async (chunk: () => Promise<number>): Promise<number> => {
+  let warmed = 0
+  const until = performance.now() + WARMUP_MS
+  do warmed += await chunk()
+  while (performance.now() < until)
+  const measure = waitFor('measure')
+  send({ type: 'warm', warmed })
+  await measure
+  return warmed
+}
+
+/** Publishes one message at a time; after the warm-up, the latency of each (us). */
+const drive = async (publish: () => Promise<unknown>, name: string) => {
+  await warmUp(async () => {
+    for (let i = 0; i < 100; i++) await publish()
+    return 100
+  })
+  return profiled(name, async () => {
+    const samples: Array<number> = []
+    for (let i = 0; i < MESSAGES; i++) {
+      const t = performance.now()
+      await publish()
+      samples.push((performance.now() - t) * 1000)
+    }
+    return samples
+  })
 }
 
 /** `count` increments of the counter keys, INCR_IN_FLIGHT at a time; ops per second. */
@@ -112,12 +140,15 @@ const incrLoad = async (count: number, increment: (key: string) => Promise<unkno
 }
 
 /** Warm-up, then the measured run; checks that the counts sum to every increment made. */
-const incrBench = async (increment: (key: string) => Promise<unknown>, read: (key: string) => Promise<number>) => {
-  await incrLoad(INCR_WARMUP, increment)
-  const opsPerSec = await incrLoad(INCRS, increment)
+const incrBench = async (increment: (key: string) => Promise<unknown>, read: (key: string) => Promise<number>, name: string) => {
+  const warmed = await warmUp(async () => {
+    await incrLoad(1_000, increment)
+    return 1_000
+  })
+  const opsPerSec = await profiled(name, () => incrLoad(INCRS, increment))
   let total = 0
   for (let i = 0; i < COUNTERS; i++) total += await read(`counter:${i}`)
-  if (total !== INCR_WARMUP + INCRS) throw new Error(`the counters sum to ${total}, not ${INCR_WARMUP + INCRS}`)
+  if (total !== warmed + INCRS) throw new Error(`the counters sum to ${total}, not ${warmed + INCRS}`)
   return opsPerSec
 }
 
@@ -136,9 +167,12 @@ const lockLoad = async (count: number, cycle: (name: string, n: number) => Promi
   return count / ((performance.now() - started) / 1000)
 }
 
-const lockBench = async (cycle: (name: string, n: number) => Promise<void>) => {
-  await lockLoad(LOCK_WARMUP, cycle)
-  return lockLoad(LOCKS, cycle)
+const lockBench = async (cycle: (name: string, n: number) => Promise<void>, name: string) => {
+  await warmUp(async () => {
+    await lockLoad(LOCK_IN_FLIGHT * 16, cycle)
+    return LOCK_IN_FLIGHT * 16
+  })
+  return profiled(name, () => lockLoad(LOCKS, cycle))
 }
 
 const child = async (role: Role) => {
@@ -160,17 +194,18 @@ const child = async (role: Role) => {
       while (!node.mycel.ready() && Date.now() < until) await new Promise((r) => setTimeout(r, 20))
       if (!role.publisher) {
         send({ type: 'subscribed' })
+        await waitFor('measure')
         await profiled('mycel-lock-server', () => waitFor('stop'))
         send({ type: 'done', samples: [], received })
       } else {
         await waitFor('go')
         const tokens = new Map<string, bigint>()
-        const opsPerSec = await profiled('mycel-lock-driver', () => lockBench(async (name) => {
+        const opsPerSec = await lockBench(async (name) => {
           const lock = await node.locks.acquire(name, { ttlMs: LOCK_TTL_MS, waitMs: 5_000 })
           if (lock.token <= (tokens.get(name) ?? 0n)) throw new Error(`token ${lock.token} of ${name} did not increase`)
           tokens.set(name, lock.token)
           await lock.release()
-        }))
+        }, 'mycel-lock-driver')
         send({ type: 'done', samples: [], received, opsPerSec })
         await waitFor('stop')
       }
@@ -181,16 +216,16 @@ const child = async (role: Role) => {
       await node.mycel.createBucket('counters', 600_000, 10_000)
       if (!role.publisher) {
         send({ type: 'subscribed' })
+        await waitFor('measure')
         await profiled('mycel-incr-server', () => waitFor('stop'))
         send({ type: 'done', samples: [], received })
       } else {
         await waitFor('go')
         const text = new TextDecoder()
-        const opsPerSec = await profiled('mycel-incr-driver', () =>
-          incrBench(
-            (key) => node.mycel.increment('counters', key),
-            async (key) => Number(text.decode((await node.mycel.get('counters', key)) ?? new Uint8Array(0)))
-          )
+        const opsPerSec = await incrBench(
+          (key) => node.mycel.increment('counters', key),
+          async (key) => Number(text.decode((await node.mycel.get('counters', key)) ?? new Uint8Array(0))),
+          'mycel-incr-driver'
         )
         send({ type: 'done', samples: [], received, opsPerSec })
         await waitFor('stop')
@@ -201,6 +236,7 @@ const child = async (role: Role) => {
     if (!role.publisher) {
       await node.topics.subscribe('bench', () => void received++)
       send({ type: 'subscribed' })
+      await waitFor('measure')
       const loop = loopDelay()
       await profiled('mycel-publish-subscriber', () => waitFor('stop'))
       loop?.('subscriber')
@@ -208,7 +244,7 @@ const child = async (role: Role) => {
     } else {
       await waitFor('go')
       const loop = loopDelay()
-      const samples = await profiled('mycel-publish-publisher', () => drive(() => node.topics.publish('bench', PAYLOAD)))
+      const samples = await drive(() => node.topics.publish('bench', PAYLOAD), 'mycel-publish-publisher')
       loop?.('publisher')
       send({ type: 'done', samples, received })
       await waitFor('stop')
@@ -232,7 +268,7 @@ const child = async (role: Role) => {
         const value = `holder:${n}`
         if ((await redis.set(name, value, 'PX', LOCK_TTL_MS, 'NX')) !== 'OK') throw new Error(`${name} was held`)
         if ((await release(name, value)) !== 1) throw new Error(`${name} was not released`)
-      })
+      }, 'redis-lock-driver')
       send({ type: 'done', samples: [], received, opsPerSec })
       await waitFor('stop')
     }
@@ -249,7 +285,8 @@ const child = async (role: Role) => {
       await redis.del(...Array.from({ length: COUNTERS }, (_, i) => `counter:${i}`))
       const opsPerSec = await incrBench(
         (key) => redis.incr(key),
-        async (key) => Number(await redis.get(key))
+        async (key) => Number(await redis.get(key)),
+        'redis-incr-driver'
       )
       send({ type: 'done', samples: [], received, opsPerSec })
       await waitFor('stop')
@@ -265,7 +302,7 @@ const child = async (role: Role) => {
     send({ type: 'done', samples: [], received })
   } else {
     await waitFor('go')
-    const samples = await drive(() => redis.publish('bench', Buffer.from(PAYLOAD)))
+    const samples = await drive(() => redis.publish('bench', Buffer.from(PAYLOAD)), 'redis-publish-publisher')
     send({ type: 'done', samples, received })
     await waitFor('stop')
   }
@@ -287,10 +324,12 @@ const phase = async (kind: Role['kind'], port: number, work: Work = 'publish', s
       if (i === 0 && ready.type === 'ready' && ready.port !== undefined) seed = `127.0.0.1:${ready.port}`
     }
     await next(0, 'subscribed')
-    // CPU of every process that served the phase (both children; redis-server for Redis), warm-up included
+    children[1]!.send({ type: 'go' })
+    const { warmed } = await next(1, 'warm')
+    // CPU of every process that served the measured run (both children; redis-server for Redis)
     const pids = [...children.map((c) => c.pid), ...(kind === 'redis' ? [serverPid] : [])]
     const cpuBefore = processesCpuUs(pids)
-    children[1]!.send({ type: 'go' })
+    for (const c of children) c.send({ type: 'measure' })
     const published = await next(1, 'done')
     const cpuUs = processesCpuUs(pids) - cpuBefore
     for (const c of children) c.send({ type: 'stop' })
@@ -300,7 +339,7 @@ const phase = async (kind: Role['kind'], port: number, work: Work = 'publish', s
       const s = published.samples
       console.log(`${kind} tail: p90 ${percentile(s, 0.9).toFixed(0)} p95 ${percentile(s, 0.95).toFixed(0)} p99 ${percentile(s, 0.99).toFixed(0)} p99.9 ${percentile(s, 0.999).toFixed(0)} max ${Math.max(...s).toFixed(0)}; >2ms ${s.filter((x) => x > 2000).length}, >5ms ${s.filter((x) => x > 5000).length}`)
     }
-    return { p50: percentile(published.samples, 0.5), p99: percentile(published.samples, 0.99), received: subscriber.received, opsPerSec: published.opsPerSec ?? 0, cpuUs }
+    return { p50: percentile(published.samples, 0.5), p99: percentile(published.samples, 0.99), received: subscriber.received, warmed, opsPerSec: published.opsPerSec ?? 0, cpuUs }
   })
 }
 
@@ -324,10 +363,10 @@ const main = async () => {
     let result: Record<string, number> = {}
     if (WORK.has('publish')) {
       const topics = await phase('mycel', port)
-      console.log(`topics: publish p50 ${topics.p50.toFixed(0)} us, p99 ${topics.p99.toFixed(0)} us; the subscriber got ${topics.received} of ${WARMUP + MESSAGES}`)
+      console.log(`topics: publish p50 ${topics.p50.toFixed(0)} us, p99 ${topics.p99.toFixed(0)} us; the subscriber got ${topics.received} of ${topics.warmed + MESSAGES}`)
       const baseline = await phase('redis', port)
-      console.log(`redis:  publish p50 ${baseline.p50.toFixed(0)} us, p99 ${baseline.p99.toFixed(0)} us; the subscriber got ${baseline.received} of ${WARMUP + MESSAGES}`)
-      if (topics.received !== WARMUP + MESSAGES) throw new Error(`the topic subscriber got ${topics.received} messages, not ${WARMUP + MESSAGES}`)
+      console.log(`redis:  publish p50 ${baseline.p50.toFixed(0)} us, p99 ${baseline.p99.toFixed(0)} us; the subscriber got ${baseline.received} of ${baseline.warmed + MESSAGES}`)
+      if (topics.received !== topics.warmed + MESSAGES) throw new Error(`the topic subscriber got ${topics.received} messages, not ${topics.warmed + MESSAGES}`)
       result = {
         ...result,
         publish_p50_us: Math.round(topics.p50),
@@ -339,10 +378,10 @@ const main = async () => {
     }
     if (WORK.has('incr')) {
       const incr = await phase('mycel', port, 'incr')
-      const incrCpu = incr.cpuUs / (INCR_WARMUP + INCRS)
+      const incrCpu = incr.cpuUs / INCRS
       console.log(`mycel:  ${Math.round(incr.opsPerSec)} increments/s (${INCRS} of ${COUNTERS} keys, ${INCR_IN_FLIGHT} in flight, replicated to R = 2), ${incrCpu.toFixed(1)} us of CPU per increment`)
       const redisIncr = await phase('redis', port, 'incr', redis.pid)
-      const redisIncrCpu = redisIncr.cpuUs / (INCR_WARMUP + INCRS)
+      const redisIncrCpu = redisIncr.cpuUs / INCRS
       console.log(`redis:  ${Math.round(redisIncr.opsPerSec)} INCR/s (the same keys, ${INCR_IN_FLIGHT} in flight on one connection), ${redisIncrCpu.toFixed(1)} us of CPU per INCR`)
       result = {
         ...result,
@@ -355,10 +394,10 @@ const main = async () => {
     }
     if (WORK.has('lock')) {
       const locks = await phase('mycel', port, 'lock')
-      const lockCpu = locks.cpuUs / (LOCK_WARMUP + LOCKS)
+      const lockCpu = locks.cpuUs / LOCKS
       console.log(`mycel:  ${Math.round(locks.opsPerSec)} lock cycles/s (acquire + release, ${LOCK_IN_FLIGHT} workers on their own names, R = 2), ${lockCpu.toFixed(1)} us of CPU per cycle`)
       const redisLocks = await phase('redis', port, 'lock', redis.pid)
-      const redisLockCpu = redisLocks.cpuUs / (LOCK_WARMUP + LOCKS)
+      const redisLockCpu = redisLocks.cpuUs / LOCKS
       console.log(`redis:  ${Math.round(redisLocks.opsPerSec)} lock cycles/s (SET NX PX + Lua compare-and-delete, ${LOCK_IN_FLIGHT} workers on one connection), ${redisLockCpu.toFixed(1)} us of CPU per cycle`)
       result = {
         ...result,

@@ -23,6 +23,7 @@ const scripted = (pending: Map<number, number>, readableOrder: ReadonlyArray<num
     isEstablished: () => true,
     readable: () => readableOrder.filter((id) => (pending.get(id) ?? 0) > 0),
     isReadable: () => readableOrder.some((id) => (pending.get(id) ?? 0) > 0),
+    streamReadable: (id: number) => (pending.get(id) ?? 0) > 0,
     streamRecv: (id: number, buf: Uint8Array): [number, boolean] | null => {
       const left = pending.get(id) ?? 0
       if (left === 0) return null
@@ -139,5 +140,27 @@ describe('QUIC read order in one turn', () => {
     turn()
     expect(seen[0]).toBe(SMALL)
     expect(readBefore(log, BULK, (l) => l === `read ${SMALL} 100`)).toBe(0)
+  })
+
+  it('a stream the peer opened behind one with no bytes yet is read in the same turn as the known ones', () => {
+    const pending = new Map([[BULK, 100]])
+    const { connection, turn } = scripted(pending, [BULK, SMALL, 8, 12, 16])
+    const seen: Array<number> = []
+    connection.setHandler({ onStream: (s) => s.setHandler({ onData: () => seen.push(s.id) }) })
+    turn()
+    expect(seen).toEqual([BULK])
+    // stream 4 is open (nothing to read yet), stream 8 has bytes, the known stream too
+    pending.set(BULK, 100)
+    pending.set(SMALL, 0)
+    pending.set(8, 100)
+    seen.length = 0
+    turn()
+    expect(seen.sort((a, b) => a - b)).toEqual([BULK, 8])
+    // and a lone new stream past the gap is found as well
+    pending.set(12, 0)
+    pending.set(16, 100)
+    seen.length = 0
+    turn()
+    expect(seen).toEqual([16])
   })
 })

@@ -13,6 +13,8 @@ const isCryptoCode = (code: number) => code >= 0x100 && code <= 0x1ff
 
 /** Application close code of a connection that sent more than it may before authenticating (`ErrorCode.NotAuthenticated`). */
 export const NOT_AUTHENTICATED = 0x101
+/** Known streams of a connection up to which readable ones are found by probing each (`readableByUrgency`). */
+const PROBE_STREAMS = 16
 
 /** What a connection needs of its endpoint (`endpoint.ts` implements it). */
 export interface ConnectionHost {
@@ -63,6 +65,10 @@ export class QuicConnection implements TransportConnection, StreamHost {
   private readonly blocked = new Set<QuicStream>()
   private readonly pendingIncoming: Array<QuicStream> = []
   private readonly readableIds: Array<number> = []
+  /** The id the peer's next bidirectional stream will have (its first: 0 when it dialed, 1 when this node did). */
+  private nextPeerStream: number
+  /** The last `readableByUrgency` probed the streams (it may have missed one the peer just opened). */
+  private probed = false
   private readonly readableUrgencies: Array<number> = []
   private handler: ConnectionHandler | undefined
   private nextStreamId: number
@@ -87,6 +93,7 @@ export class QuicConnection implements TransportConnection, StreamHost {
     this.id = endpoint.connectionId()
     this.recvInfo = { from: remote, to: endpoint.localHost }
     this.nextStreamId = initiator ? 0 : 1
+    this.nextPeerStream = initiator ? 1 : 0
     this.preAuthLeft = Infinity
     endpoint.handshakeStarted(this)
     this.handshakeTimer = setTimeout(() => {
@@ -187,6 +194,15 @@ export class QuicConnection implements TransportConnection, StreamHost {
         if (this.dirty) this.sendAll()
         for (let i = 0; i < more.length; i++) if (more[i]!.read(READ_BUDGET - FIRST_READ)) this.markDirty()
       }
+      // probing finds the known streams and the peer's next new ones; a stream it missed (the peer
+      // opened two at once and the first has no bytes yet) is read now, the known ones left as they are
+      if (this.probed && qc.isReadable()) {
+        for (const id of qc.readable()) {
+          if (this.streams.has(id)) continue
+          const s = this.readStream(id)
+          if (s !== undefined && s.read(FIRST_READ)) this.markDirty()
+        }
+      }
       if (this.blocked.size > 0) this.checkWritable()
     }
   }
@@ -205,15 +221,24 @@ export class QuicConnection implements TransportConnection, StreamHost {
   /**
    * The readable streams' ids, the most urgent first (quiche's order among equals). The list is
    * reused from turn to turn (valid until the next call); only a list out of order is sorted.
-   * quiche's readable-stream iterator costs ~25-30 µs to build through the binding, ~30 times
-   * `isReadable()`, and most receive passes carry only acknowledgements: it is built only when
-   * some stream has something to read.
+   * quiche's readable-stream iterator costs ~60 µs to build through the binding, ~30 times
+   * `isReadable()` or `streamReadable(id)`, and a connection has a few streams: up to
+   * PROBE_STREAMS known streams are probed one by one, then the peer's next stream ids (a stream
+   * it opened since); only when that finds nothing readable, the iterator. Most receive passes
+   * carry only acknowledgements: nothing is built when no stream has something to read.
    */
   private readableByUrgency(): Array<number> {
     const ids = this.readableIds
     ids.length = 0
-    if (!this.qc.isReadable()) return ids
-    for (const id of this.qc.readable()) ids.push(id)
+    this.probed = false
+    const qc = this.qc
+    if (!qc.isReadable()) return ids
+    if (this.streams.size <= PROBE_STREAMS) {
+      for (const id of this.streams.keys()) if (qc.streamReadable(id)) ids.push(id)
+      for (let id = this.nextPeerStream; qc.streamReadable(id); id += 4) ids.push(id)
+      this.probed = ids.length > 0
+    }
+    if (!this.probed) for (const id of qc.readable()) ids.push(id)
     if (ids.length < 2) return ids
     const urgencies = this.readableUrgencies
     urgencies.length = 0
@@ -299,6 +324,7 @@ export class QuicConnection implements TransportConnection, StreamHost {
       s = new QuicStream(this, id, undefined)
       this.streams.set(id, s)
       this.streamsOpened++
+      if (id >= this.nextPeerStream) this.nextPeerStream = id + 4
       const handler = this.handler
       if (handler === undefined) this.pendingIncoming.push(s)
       else guard(s, () => handler.onStream(s!))

@@ -281,7 +281,8 @@ export class Atomics {
   private startGathered(g: Gathered): void {
     const increment = CacheMessage.AtomicOp.Increment
     if (g.parts.length === 1) return this.startNow(g.parts[0]!.op, g.bucket, increment, g.key, undefined, EMPTY, g.delta, g.ttlMs)
-    const op = this.nextGathered
+    let op = this.nextGathered
+    while (this.gathered.has(op)) op = op <= -MAX_CALL_ID ? -1 : op - 1
     this.nextGathered = op <= -MAX_CALL_ID ? -1 : op - 1
     this.gathered.set(op, g)
     g.bucket.incrementsGathered += g.parts.length

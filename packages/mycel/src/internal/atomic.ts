@@ -150,7 +150,7 @@ interface Gathered {
   readonly bucket: BucketState
   readonly key: string
   readonly ttlMs: number | undefined
-  readonly negative: boolean
+  /** The sum of the deltas: below 0 exactly when they are (they share a sign). */
   delta: number
   readonly parts: Array<{ readonly op: number; readonly delta: number }>
 }
@@ -243,17 +243,16 @@ export class Atomics {
 
   /** Starts an operation of a client of this node; it completes through `result`/`fail`. */
   start(op: number, bucket: BucketState, kind: CacheMessage.AtomicOp, key: string, expected: Uint8Array | undefined, value: Uint8Array, delta: number, ttlMs: number | undefined): void {
-    const id = gatherId(bucket.name, key)
     if (kind !== CacheMessage.AtomicOp.Increment) {
-      if (this.gathering.size > 0) this.startGatheredOf(id)
+      this.before(bucket.name, key)
       return this.startNow(op, bucket, kind, key, expected, value, delta, ttlMs)
     }
+    const id = gatherId(bucket.name, key)
     let groups = this.gathering.get(id)
     if (groups === undefined) this.gathering.set(id, (groups = []))
     let g = groups[groups.length - 1]
-    const negative = delta < 0
-    if (g === undefined || g.negative !== negative || g.ttlMs !== ttlMs || !Number.isSafeInteger(g.delta + delta)) {
-      groups.push((g = { bucket, key, ttlMs, negative, delta: 0, parts: [] }))
+    if (g === undefined || (g.delta < 0) !== (delta < 0) || g.ttlMs !== ttlMs || !Number.isSafeInteger(g.delta + delta)) {
+      groups.push((g = { bucket, key, ttlMs, delta: 0, parts: [] }))
     }
     g.delta += delta
     g.parts.push({ op, delta })

@@ -111,6 +111,28 @@ describe('QuicTransport TLS', () => {
       expect(connection.isClosed()).toBe(false)
     }).pipe(Effect.scoped)
   )
+
+  it.live('on IPv6 loopback: nodes connect and a stream carries data both ways', () =>
+    Effect.gen(function* () {
+      const v6 = () => QuicTransport.make({ host: '::1', port: 0, handshakeTimeout: 2_000, tls: { cert: identity.cert, key: identity.key, ca: undefined } })
+      const a = yield* v6()
+      const b = yield* v6()
+      expect(a.address.host).toBe('::1')
+      const connection = yield* a.connect(b.address)
+      const accepted = yield* b.accept
+      const echoed = yield* Deferred.make<number>()
+      accepted.setHandler({ onStream: (s) => s.setHandler({ onData: (chunk) => s.write(chunk), onEnd: () => s.end() }) })
+      let got = 0
+      const stream = connection.openStream({
+        onData: (chunk) => {
+          got += chunk.byteLength
+          if (got === 100_000) Deferred.unsafeDone(echoed, Effect.succeed(got))
+        }
+      })
+      stream.write(new Uint8Array(100_000).fill(7))
+      expect(yield* Deferred.await(echoed).pipe(Effect.timeout(Duration.seconds(10)))).toBe(100_000)
+    }).pipe(Effect.scoped)
+  )
 })
 
 describe('QuicTransport.layerConfig', () => {

@@ -171,10 +171,12 @@ export class QuicEndpoint implements ConnectionHost {
 
   /** Binds the socket; an IPv6 host gets an IPv6 socket. */
   bind(port: number, host: string): Promise<void> {
+    const family = isIPv6(host) ? 6 : 4
     const socket = dgram.createSocket({
-      type: isIPv6(host) ? 'udp6' : 'udp4',
-      // a synchronous lookup lets send() hand the datagram to the kernel at once, so the send buffer can be reused
-      lookup: (h: string, _o: unknown, cb: (e: Error | null, a: string, f: number) => void) => cb(null, h, isIPv6(h) ? 6 : 4)
+      type: family === 6 ? 'udp6' : 'udp4',
+      // a synchronous lookup lets send() hand the datagram to the kernel at once, so the send buffer
+      // can be reused; addresses are literals of the socket's family (no parsing per datagram)
+      lookup: (h: string, _o: unknown, cb: (e: Error | null, a: string, f: number) => void) => cb(null, h, family)
     } as dgram.SocketOptions)
     this.socket = socket
     return new Promise<void>((resolve, reject) => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from '@effect/vitest'
 import { CacheMessage } from '@mycorrizal/wire'
+import fc from 'fast-check'
 import { OpLog } from '../src/internal/oplog.js'
 import { Placement } from '../src/internal/placement.js'
 import { bytes, Net, text } from './harness.js'
@@ -436,5 +437,26 @@ describe('atomic operations (engine)', () => {
     expect(log.list('k')?.map((r) => `${r.origin}${r.seq}`)).toEqual(['a8', 'c8', 'a9', 'a10'])
     log.add('k', { origin: 'a', seq: 11, result: 7 })
     expect(log.list('k')?.map((r) => `${r.origin}${r.seq}`)).toEqual(['c8', 'a9', 'a10', 'a11'])
+  })
+
+  it('finds every record added and none other, whatever order the seqs of several origins come in', () => {
+    const record = fc.record({ key: fc.constantFrom('k', 'l'), origin: fc.constantFrom('a', 'b', 'c'), seq: fc.integer({ min: 0, max: 40 }) })
+    fc.assert(
+      fc.property(fc.array(record, { maxLength: 60 }), fc.array(record, { maxLength: 30 }), (adds, probes) => {
+        const log = new OpLog(1_000_000, () => 0)
+        const added = new Map<string, number>()
+        adds.forEach(({ key, origin, seq }, i) => {
+          // a retried operation's record comes again with the result it had
+          const id = `${key}/${origin}/${seq}`
+          if (added.has(id) && i % 2 === 0) log.add(key, { origin, seq, result: added.get(id)! })
+          else if (!added.has(id)) {
+            added.set(id, i)
+            log.add(key, { origin, seq, result: i })
+          }
+          for (const p of [...probes, { key, origin, seq }]) expect(log.find(p.key, p.origin, p.seq)?.result).toBe(added.get(`${p.key}/${p.origin}/${p.seq}`))
+        })
+        expect(log.size).toBe(added.size)
+      })
+    )
   })
 })

@@ -439,6 +439,27 @@ describe('atomic operations (engine)', () => {
     expect(log.list('k')?.map((r) => `${r.origin}${r.seq}`)).toEqual(['c8', 'a9', 'a10', 'a11'])
   })
 
+  it('records expiring by the thousand are dropped from the front, and the ones kept are still found', () => {
+    let now = 0
+    const log = new OpLog(1_000, () => now)
+    // 10 records a ms from two origins for 5 s: everything older than 1 s goes as new ones come
+    for (let t = 0; t < 5_000; t++) {
+      now = t
+      for (let i = 0; i < 5; i++) log.add('k', { origin: 'a', seq: t * 10 + i, result: t })
+      for (let i = 0; i < 5; i++) log.add('k', { origin: 'b', seq: t * 10 + i, result: -t })
+    }
+    expect(log.size).toBeLessThanOrEqual(10 * 1_001)
+    expect(log.size).toBeGreaterThanOrEqual(10 * 1_000)
+    expect(log.find('k', 'a', 49_994)?.result).toBe(4_999)
+    expect(log.find('k', 'b', 40_000)?.result).toBe(-4_000)
+    expect(log.find('k', 'a', 39_990)).toBeUndefined()
+    expect(log.find('k', 'a', 49_995)).toBeUndefined()
+    expect(log.list('k')).toHaveLength(10 * 1_000)
+    // a retried record learned out of order, below others of its origin, is found in its place
+    log.add('k', { origin: 'a', seq: 45_000.5, result: 7 })
+    expect([log.find('k', 'a', 45_000.5)?.result, log.find('k', 'a', 45_000)?.result, log.find('k', 'a', 45_001)?.result]).toEqual([7, 4_500, 4_500])
+  })
+
   it('finds every record added and none other, whatever order the seqs of several origins come in', () => {
     const record = fc.record({ key: fc.constantFrom('k', 'l'), origin: fc.constantFrom('a', 'b', 'c'), seq: fc.integer({ min: 0, max: 40 }) })
     fc.assert(

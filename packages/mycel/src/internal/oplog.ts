@@ -9,33 +9,76 @@
  * them; a record is kept for `retainMs`, longer than that, so every retry finds it. Past
  * `maxRecords` records in the bucket, the least recently used key's records go first (a key
  * written that often within `retainMs` is the hot one: it keeps its records).
+ *
+ * Stored in columns: per key and origin, the seqs in ascending order with their results and the
+ * times they were learned, in three arrays of numbers (24 bytes a record, no object or `Map`
+ * entry of its own; a record object is built only for the retry that finds it). An origin's
+ * operations on a key reach the primary in seq order (one stream, seqs from a monotonic clock),
+ * so a record is nearly always appended, and an operation above the origin's last seq — every
+ * first attempt — is known to be new without a search; a record learned out of order (handoff,
+ * a retry after a failover) is inserted in its place.
  */
 import type { CacheMessage } from '@mycorrizal/wire'
 
-/** Records per bucket at most (about 60 bytes each). */
+/** Records per bucket at most (24 bytes each in the columns). */
 export const MAX_RECORDS = 262_144
 
-interface Kept {
-  readonly record: CacheMessage.AtomicRecord
-  /** When this node learned it (ms, the engine's clock). */
-  at: number
-  /** A record with the same seq from another origin (rare: seqs are hybrid-clock times), learned later. */
-  other: Kept | undefined
+/** Dropped records at the front of an origin's columns before they are cut off (amortized). */
+const COMPACT_AT = 1_024
+
+/** One origin's records of a key, by ascending seq; `head` is the first one kept. */
+interface OriginRecords {
+  readonly origin: string
+  readonly seqs: Array<number>
+  readonly results: Array<number>
+  /** When this node learned each one (ms, the engine's clock). */
+  readonly ats: Array<number>
+  head: number
 }
 
-/** One key's records, by seq (in the order learned), and how many. */
+/** One key's records, per origin (a key has few writers), and how many. */
 interface KeyRecords {
-  readonly bySeq: Map<number, Kept>
+  readonly origins: Array<OriginRecords>
   n: number
   /**
-   * At most the time the first record (the oldest learned) was learned: until `oldest + retainMs`
-   * none can have expired, so an add skips the sweep.
+   * The earliest time the origins' first records were learned: until `oldest + retainMs` none of
+   * them can have expired, so an add skips the sweep. (A record inserted out of order is learned
+   * after the ones behind it; it may outlast `retainMs` until the sweep reaches it — a retry
+   * finds it longer, the count bound still holds.)
    */
   oldest: number
 }
 
+const originOf = (records: KeyRecords, origin: string): OriginRecords | undefined => {
+  const origins = records.origins
+  for (let i = 0; i < origins.length; i++) if (origins[i]!.origin === origin) return origins[i]
+  return undefined
+}
+
+/** The index in `o` of the first seq ≥ `seq` (the end when none). */
+const lowerBound = (o: OriginRecords, seq: number): number => {
+  const seqs = o.seqs
+  let lo = o.head
+  let hi = seqs.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if (seqs[mid]! < seq) lo = mid + 1
+    else hi = mid
+  }
+  return lo
+}
+
+/** Cuts off the dropped front of `o`'s columns once it is large and most of them. */
+const compact = (o: OriginRecords): void => {
+  if (o.head < COMPACT_AT || o.head * 2 < o.seqs.length) return
+  o.seqs.splice(0, o.head)
+  o.results.splice(0, o.head)
+  o.ats.splice(0, o.head)
+  o.head = 0
+}
+
 export class OpLog {
-  /** Records by key (least recently used first), each in the order learned. */
+  /** Records by key (least recently used first). */
   private readonly byKey = new Map<string, KeyRecords>()
   private count = 0
 
@@ -46,83 +89,66 @@ export class OpLog {
   ) {}
 
   find(key: string, origin: string, seq: number): CacheMessage.AtomicRecord | undefined {
-    let kept = this.byKey.get(key)?.bySeq.get(seq)
-    while (kept !== undefined && kept.record.origin !== origin) kept = kept.other
-    return kept?.record
+    const records = this.byKey.get(key)
+    if (records === undefined) return undefined
+    const o = originOf(records, origin)
+    // above the origin's last seq: a new operation
+    if (o === undefined || o.head === o.seqs.length || seq > o.seqs[o.seqs.length - 1]!) return undefined
+    const i = lowerBound(o, seq)
+    return i < o.seqs.length && o.seqs[i] === seq ? { origin, seq, result: o.results[i]! } : undefined
   }
 
   add(key: string, record: CacheMessage.AtomicRecord): void {
     const now = this.now()
     let records = this.byKey.get(key)
-    if (records === undefined) records = { bySeq: new Map(), n: 0, oldest: now }
+    if (records === undefined) records = { origins: [], n: 0, oldest: now }
     else this.byKey.delete(key)
     this.byKey.set(key, records)
-    const bySeq = records.bySeq
     // the oldest first: drop what no caller can still retry
-    const cutoff = now - this.retainMs
-    if (records.oldest <= cutoff) {
-      records.oldest = now
-      for (const [seq, first] of bySeq) {
-        let kept: Kept | undefined = first
-        while (kept !== undefined && kept.at <= cutoff) {
-          kept = kept.other
-          records.n--
-          this.count--
-        }
-        if (kept === undefined) {
-          bySeq.delete(seq)
-          continue
-        }
-        // a younger record of the same seq stays in its place
-        if (kept !== first) bySeq.set(seq, kept)
-        records.oldest = kept.at
-        break
-      }
+    if (records.oldest <= now - this.retainMs) this.sweep(records, now - this.retainMs, now)
+    let o = originOf(records, record.origin)
+    if (o === undefined) {
+      o = { origin: record.origin, seqs: [], results: [], ats: [], head: 0 }
+      records.origins.push(o)
     }
-    const head = bySeq.get(record.seq)
-    let same = head
-    while (same !== undefined && same.record.origin !== record.origin) same = same.other
-    if (same !== undefined) {
-      same.at = now
+    const { seqs, results, ats } = o
+    const seq = record.seq
+    if (o.head === seqs.length || seq > seqs[seqs.length - 1]!) {
+      seqs.push(seq)
+      results.push(record.result)
+      ats.push(now)
     } else {
-      const kept: Kept = { record, at: now, other: undefined }
-      if (head === undefined) bySeq.set(record.seq, kept)
-      else {
-        let last = head
-        while (last.other !== undefined) last = last.other
-        last.other = kept
+      const i = lowerBound(o, seq)
+      if (i < seqs.length && seqs[i] === seq) {
+        // learned again: kept from now on
+        ats[i] = now
+        return
       }
-      records.n++
-      this.count++
+      seqs.splice(i, 0, seq)
+      results.splice(i, 0, record.result)
+      ats.splice(i, 0, now)
     }
-    while (this.count > this.maxRecords) {
-      const [first, oldest] = this.byKey.entries().next().value!
-      if (first !== key) {
-        this.byKey.delete(first)
-        this.count -= oldest.n
-        continue
-      }
-      // this key holds every record: its oldest go
-      const [seq, kept] = oldest.bySeq.entries().next().value!
-      if (kept.other === undefined) oldest.bySeq.delete(seq)
-      else oldest.bySeq.set(seq, kept.other)
-      oldest.n--
-      this.count--
-    }
+    records.n++
+    this.count++
+    this.evict(key)
   }
 
   merge(key: string, records: ReadonlyArray<CacheMessage.AtomicRecord>): void {
     for (const r of records) if (this.find(key, r.origin, r.seq) === undefined) this.add(key, r)
   }
 
-  /** The records of `key` a caller may still retry, oldest first. */
+  /** The records of `key` a caller may still retry, oldest first (by when they were learned, then seq). */
   list(key: string): Array<CacheMessage.AtomicRecord> | undefined {
     const records = this.byKey.get(key)
     if (records === undefined) return undefined
     const from = this.now() - this.retainMs
-    const out: Array<CacheMessage.AtomicRecord> = []
-    for (const first of records.bySeq.values()) for (let kept: Kept | undefined = first; kept !== undefined; kept = kept.other) if (kept.at > from) out.push(kept.record)
-    return out.length === 0 ? undefined : out
+    const kept: Array<{ readonly record: CacheMessage.AtomicRecord; readonly at: number }> = []
+    for (const o of records.origins) {
+      for (let i = o.head; i < o.seqs.length; i++) if (o.ats[i]! > from) kept.push({ record: { origin: o.origin, seq: o.seqs[i]!, result: o.results[i]! }, at: o.ats[i]! })
+    }
+    if (kept.length === 0) return undefined
+    kept.sort((x, y) => x.at - y.at || x.record.seq - y.record.seq || (x.record.origin < y.record.origin ? -1 : x.record.origin > y.record.origin ? 1 : 0))
+    return kept.map((k) => k.record)
   }
 
   /** Records held. */
@@ -133,5 +159,43 @@ export class OpLog {
   clear(): void {
     this.byKey.clear()
     this.count = 0
+  }
+
+  /** Drops each origin's records from the front while they were learned at `cutoff` or before. */
+  private sweep(records: KeyRecords, cutoff: number, now: number): void {
+    let oldest = now
+    for (const o of records.origins) {
+      const ats = o.ats
+      while (o.head < ats.length && ats[o.head]! <= cutoff) {
+        o.head++
+        records.n--
+        this.count--
+      }
+      compact(o)
+      if (o.head < ats.length && ats[o.head]! < oldest) oldest = ats[o.head]!
+    }
+    records.oldest = oldest
+    if (records.origins.length > 1) {
+      for (let i = records.origins.length - 1; i >= 0; i--) if (records.origins[i]!.head === records.origins[i]!.seqs.length) records.origins.splice(i, 1)
+    }
+  }
+
+  /** Past maxRecords: the least recently used key's records go, or, when `key` holds them all, its oldest. */
+  private evict(key: string): void {
+    while (this.count > this.maxRecords) {
+      const [first, oldest] = this.byKey.entries().next().value!
+      if (first !== key) {
+        this.byKey.delete(first)
+        this.count -= oldest.n
+        continue
+      }
+      // this key holds every record: the one learned first goes
+      let pick: OriginRecords | undefined
+      for (const o of oldest.origins) if (o.head < o.seqs.length && (pick === undefined || o.ats[o.head]! < pick.ats[pick.head]!)) pick = o
+      pick!.head++
+      compact(pick!)
+      oldest.n--
+      this.count--
+    }
   }
 }

@@ -11,7 +11,7 @@
  * written that often within `retainMs` is the hot one: it keeps its records).
  *
  * Stored in columns: per key and origin, the seqs in ascending order with their results and the
- * times they were learned, in three arrays of numbers (24 bytes a record, no object or `Map`
+ * times they were learned, in three arrays of numbers (about 30 bytes a record, no object or `Map`
  * entry of its own; a record object is built only for the retry that finds it). An origin's
  * operations on a key reach the primary in seq order (one stream, seqs from a monotonic clock),
  * so a record is nearly always appended, and an operation above the origin's last seq — every
@@ -20,7 +20,7 @@
  */
 import type { CacheMessage } from '@mycorrizal/wire'
 
-/** Records per bucket at most (24 bytes each in the columns). */
+/** Records per bucket at most (about 30 bytes each in the columns: 7.5 MiB). */
 export const MAX_RECORDS = 262_144
 
 /** Dropped records at the front of an origin's columns before they are cut off (amortized). */

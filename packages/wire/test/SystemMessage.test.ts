@@ -114,6 +114,25 @@ describe('SystemMessage toolkit', () => {
     )
   })
 
+  it('decode: messages at any offset of shared buffers, read in turns from two buffers, give their own fields', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 65_535 }), fc.uint8Array({ maxLength: 20 }), fc.nat(30), fc.boolean()), { minLength: 1, maxLength: 12 }), (cases) => {
+        const buffers = [new Uint8Array(4_096), new Uint8Array(4_096)]
+        const at = [0, 0]
+        const placed = cases.map(([code, data, gap, second]) => {
+          const bytes = Example.encode({ _tag: 'Bye', code, data })
+          const b = second ? 1 : 0
+          at[b]! += gap
+          buffers[b]!.set(bytes, at[b])
+          const view = buffers[b]!.subarray(at[b], at[b]! + bytes.length)
+          at[b]! += bytes.length
+          return view
+        })
+        placed.forEach((view, i) => expect(Example.decode(view)).toEqual({ _tag: 'Bye', code: cases[i]![0], data: cases[i]![1] }))
+      })
+    )
+  })
+
   it('encode: each call returns its own bytes; a failed call, a nested call and a large message leave later calls right', () => {
     const first = Example.encode({ _tag: 'Bye', code: 1, data: new Uint8Array([1, 2, 3]) })
     const second = Example.encode({ _tag: 'Bye', code: 2, data: new Uint8Array([4]) })

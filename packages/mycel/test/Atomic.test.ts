@@ -460,6 +460,19 @@ describe('atomic operations (engine)', () => {
     expect([log.find('k', 'a', 45_000.5)?.result, log.find('k', 'a', 45_000)?.result, log.find('k', 'a', 45_001)?.result]).toEqual([7, 4_500, 4_500])
   })
 
+  it('keys whose records expired keep no more slots than records, however many they had', () => {
+    let now = 0
+    const log = new OpLog(1_000, () => now)
+    for (let k = 0; k < 200; k++) for (let i = 0; i < 1_000; i++) log.add(`k${k}`, { origin: 'a', seq: i, result: i })
+    // long after: one more on each key sweeps what expired
+    now = 5_000
+    for (let k = 0; k < 200; k++) log.add(`k${k}`, { origin: 'a', seq: 5_000, result: 0 })
+    expect(log.size).toBe(200)
+    expect(log.slots).toBeLessThanOrEqual(2 * log.size)
+    expect(log.find('k7', 'a', 5_000)?.result).toBe(0)
+    expect(log.find('k7', 'a', 999)).toBeUndefined()
+  })
+
   it('finds every record added and none other, whatever order the seqs of several origins come in', () => {
     const record = fc.record({ key: fc.constantFrom('k', 'l'), origin: fc.constantFrom('a', 'b', 'c'), seq: fc.integer({ min: 0, max: 40 }) })
     fc.assert(

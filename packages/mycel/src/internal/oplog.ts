@@ -23,8 +23,6 @@ import type { CacheMessage } from '@mycorrizal/wire'
 /** Records per bucket at most (about 30 bytes each in the columns: 7.5 MiB). */
 export const MAX_RECORDS = 262_144
 
-/** Dropped records at the front of an origin's columns before they are cut off (amortized). */
-const COMPACT_AT = 1_024
 
 /** One origin's records of a key, by ascending seq; `head` is the first one kept. */
 interface OriginRecords {
@@ -68,9 +66,12 @@ const lowerBound = (o: OriginRecords, seq: number): number => {
   return lo
 }
 
-/** Cuts off the dropped front of `o`'s columns once it is large and most of them. */
+/**
+ * Cuts off the dropped front of `o`'s columns once it is half of them or more: a key keeps at
+ * most as many dropped slots as records, and every record is moved a bounded number of times.
+ */
 const compact = (o: OriginRecords): void => {
-  if (o.head < COMPACT_AT || o.head * 2 < o.seqs.length) return
+  if (o.head === 0 || o.head * 2 < o.seqs.length) return
   o.seqs.splice(0, o.head)
   o.results.splice(0, o.head)
   o.ats.splice(0, o.head)
@@ -154,6 +155,13 @@ export class OpLog {
   /** Records held. */
   get size(): number {
     return this.count
+  }
+
+  /** Slots of the columns, records and dropped ones not yet cut off (for tests of the bound). */
+  get slots(): number {
+    let n = 0
+    for (const records of this.byKey.values()) for (const o of records.origins) n += o.seqs.length
+    return n
   }
 
   clear(): void {

@@ -23,7 +23,6 @@ import type { CacheMessage } from '@mycorrizal/wire'
 /** Records per bucket at most (about 30 bytes each in the columns: 7.5 MiB). */
 export const MAX_RECORDS = 262_144
 
-
 /** One origin's records of a key, by ascending seq; `head` is the first one kept. */
 interface OriginRecords {
   readonly origin: string
@@ -52,6 +51,9 @@ const originOf = (records: KeyRecords, origin: string): OriginRecords | undefine
   for (let i = 0; i < origins.length; i++) if (origins[i]!.origin === origin) return origins[i]
   return undefined
 }
+
+/** True when `o` holds no record at or above `seq`: an operation with it is new (every first attempt). */
+const above = (o: OriginRecords, seq: number): boolean => o.head === o.seqs.length || seq > o.seqs[o.seqs.length - 1]!
 
 /** The index in `o` of the first seq ≥ `seq` (the end when none). */
 const lowerBound = (o: OriginRecords, seq: number): number => {
@@ -93,8 +95,7 @@ export class OpLog {
     const records = this.byKey.get(key)
     if (records === undefined) return undefined
     const o = originOf(records, origin)
-    // above the origin's last seq: a new operation
-    if (o === undefined || o.head === o.seqs.length || seq > o.seqs[o.seqs.length - 1]!) return undefined
+    if (o === undefined || above(o, seq)) return undefined
     const i = lowerBound(o, seq)
     return i < o.seqs.length && o.seqs[i] === seq ? { origin, seq, result: o.results[i]! } : undefined
   }
@@ -114,7 +115,7 @@ export class OpLog {
     }
     const { seqs, results, ats } = o
     const seq = record.seq
-    if (o.head === seqs.length || seq > seqs[seqs.length - 1]!) {
+    if (above(o, seq)) {
       seqs.push(seq)
       results.push(record.result)
       ats.push(now)
@@ -183,9 +184,8 @@ export class OpLog {
       if (o.head < ats.length && ats[o.head]! < oldest) oldest = ats[o.head]!
     }
     records.oldest = oldest
-    if (records.origins.length > 1) {
-      for (let i = records.origins.length - 1; i >= 0; i--) if (records.origins[i]!.head === records.origins[i]!.seqs.length) records.origins.splice(i, 1)
-    }
+    // an origin with nothing left goes (its columns were cut to nothing)
+    for (let i = records.origins.length - 1; i >= 0; i--) if (records.origins[i]!.seqs.length === 0) records.origins.splice(i, 1)
   }
 
   /** Past maxRecords: the least recently used key's records go, or, when `key` holds them all, its oldest. */

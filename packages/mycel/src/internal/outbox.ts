@@ -49,8 +49,18 @@ export class Outbox {
     else messages.push(message)
     if (!this.queued) {
       this.queued = true
-      queueMicrotask(this.flush)
+      queueMicrotask(this.afterMicrotasks)
     }
+  }
+
+  /**
+   * Runs `flush` once the microtasks queued so far and every one they queue have run: a tick
+   * queued from a microtask waits for the microtask queue to empty. So the acknowledgements an
+   * answer causes and the requests its callers then make (a few promise hops later) go as one
+   * payload, still in the same turn and before the transport's send.
+   */
+  private readonly afterMicrotasks = (): void => {
+    process.nextTick(this.flush)
   }
 
   /** Sends everything gathered, now. */

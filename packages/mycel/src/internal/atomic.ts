@@ -231,8 +231,12 @@ export class Atomics {
   private readonly keys = new Map<BucketState, Map<string, KeyState>>()
   /** Replications not sent yet, in the order their keys were first written. */
   private pending: Array<AtomicExec> = []
-  /** Increments started since the outputs were last read, by bucket and key, in the order started. */
-  private gathering = new Map<string, Array<Gathered>>()
+  /**
+   * Increments started since the outputs were last read, by bucket name and key, in the order
+   * started (a bucket with none has no entry). Two levels, not one joined string: the caller's
+   * key is looked up as it came, with the hash the string already carries.
+   */
+  private gathering = new Map<string, Map<string, Array<Gathered>>>()
   /** Gathered increments under way, by the (negative) operation number they go as. */
   private readonly gathered = new Map<number, Gathered>()
   private nextGathered = -1
@@ -247,9 +251,10 @@ export class Atomics {
       this.before(bucket.name, key)
       return this.startNow(op, bucket, kind, key, expected, value, delta, ttlMs)
     }
-    const id = gatherId(bucket.name, key)
-    let groups = this.gathering.get(id)
-    if (groups === undefined) this.gathering.set(id, (groups = []))
+    let byKey = this.gathering.get(bucket.name)
+    if (byKey === undefined) this.gathering.set(bucket.name, (byKey = new Map()))
+    let groups = byKey.get(key)
+    if (groups === undefined) byKey.set(key, (groups = []))
     let g = groups[groups.length - 1]
     if (g === undefined || (g.delta < 0) !== (delta < 0) || g.ttlMs !== ttlMs || !Number.isSafeInteger(g.delta + delta)) {
       groups.push((g = { bucket, key, ttlMs, delta: 0, parts: [] }))
@@ -260,13 +265,15 @@ export class Atomics {
 
   /** Another operation on a key starts: the increments gathered on it before start first. */
   before(bucket: string, key: string): void {
-    if (this.gathering.size > 0) this.startGatheredOf(gatherId(bucket, key))
+    if (this.gathering.size > 0) this.startGatheredOf(bucket, key)
   }
 
-  private startGatheredOf(id: string): void {
-    const groups = this.gathering.get(id)
+  private startGatheredOf(bucket: string, key: string): void {
+    const byKey = this.gathering.get(bucket)
+    const groups = byKey?.get(key)
     if (groups === undefined) return
-    this.gathering.delete(id)
+    byKey!.delete(key)
+    if (byKey!.size === 0) this.gathering.delete(bucket)
     for (let i = 0; i < groups.length; i++) this.startGathered(groups[i]!)
   }
 
@@ -666,7 +673,7 @@ export class Atomics {
     if (this.gathering.size > 0) {
       const gathering = this.gathering
       this.gathering = new Map()
-      for (const groups of gathering.values()) for (let i = 0; i < groups.length; i++) this.startGathered(groups[i]!)
+      for (const byKey of gathering.values()) for (const groups of byKey.values()) for (let i = 0; i < groups.length; i++) this.startGathered(groups[i]!)
     }
     const pending = this.pending
     if (pending.length === 0) return
@@ -808,12 +815,11 @@ export class Atomics {
     this.pending = []
     const gathering = [...this.gathering.values()]
     this.gathering = new Map()
-    for (const groups of gathering) for (const g of groups) for (const part of g.parts) e.fail(part.op, closedError())
+    for (const byKey of gathering) for (const groups of byKey.values()) for (const g of groups) for (const part of g.parts) e.fail(part.op, closedError())
   }
 }
 
 const EMPTY = new Uint8Array(0)
-const gatherId = (bucket: string, key: string): string => `${bucket}\u0000${key}`
 /** The outcome of a replication every owner needed acknowledged (each operation answers its own result). */
 const APPLIED: Outcome = { status: S.Applied, result: 0 }
 

@@ -301,15 +301,13 @@ const status = <S extends number>(r: SystemMessage.Reader, max: number, what: st
   return s as S
 }
 
-const copy = (b: Uint8Array) => new Uint8Array(b)
-
 const writeEntry = (w: SystemMessage.Writer, e: HandoffEntry) => {
   w.string(e.key).bool(e.tombstone).bytes(e.value).f64(e.ts).string(e.node).u32(e.ttlLeftMs)
 }
 const readEntry = (r: SystemMessage.Reader): HandoffEntry => ({
   key: r.string(),
   tombstone: r.bool(),
-  value: copy(r.bytesField()),
+  value: r.bytesCopy(),
   ts: r.f64(),
   node: r.string(),
   ttlLeftMs: r.u32()
@@ -323,7 +321,7 @@ const set = SystemMessage.messageSet<CacheMessage>('cache', [
     write: (w, m) => {
       w.u32(m.id).string(m.key).bytes(m.value).f64(m.ts).string(m.node).u32(m.ttlMs).bool(m.ack)
     },
-    read: (r) => ({ _tag: 'Put', id: r.u32(), key: r.string(), value: copy(r.bytesField()), ts: r.f64(), node: r.string(), ttlMs: r.u32(), ack: r.bool() })
+    read: (r) => ({ _tag: 'Put', id: r.u32(), key: r.string(), value: r.bytesCopy(), ts: r.f64(), node: r.string(), ttlMs: r.u32(), ack: r.bool() })
   }),
   SystemMessage.define<Delete>({
     tag: 'Delete',
@@ -359,7 +357,7 @@ const set = SystemMessage.messageSet<CacheMessage>('cache', [
     write: (w, m) => {
       w.u32(m.id).u8(m.status).bytes(m.value).f64(m.ts).string(m.node)
     },
-    read: (r) => ({ _tag: 'GetResponse', id: r.u32(), status: status<GetStatus>(r, 2, 'get'), value: copy(r.bytesField()), ts: r.f64(), node: r.string() })
+    read: (r) => ({ _tag: 'GetResponse', id: r.u32(), status: status<GetStatus>(r, 2, 'get'), value: r.bytesCopy(), ts: r.f64(), node: r.string() })
   }),
   SystemMessage.define<Handoff>({
     tag: 'Handoff',
@@ -373,7 +371,7 @@ const set = SystemMessage.messageSet<CacheMessage>('cache', [
     read: (r) => ({
       _tag: 'Handoff',
       entries: r.array(
-        (r2) => ({ key: r2.string(), tombstone: r2.bool(), value: copy(r2.bytesField()), ts: r2.f64(), node: r2.string(), ttlLeftMs: r2.u32() }),
+        (r2) => ({ key: r2.string(), tombstone: r2.bool(), value: r2.bytesCopy(), ts: r2.f64(), node: r2.string(), ttlLeftMs: r2.u32() }),
         23
       )
     })
@@ -460,8 +458,8 @@ const set = SystemMessage.messageSet<CacheMessage>('cache', [
       origin: r.string(),
       seq: r.f64(),
       hasExpected: r.bool(),
-      expected: copy(r.bytesField()),
-      value: copy(r.bytesField()),
+      expected: r.bytesCopy(),
+      value: r.bytesCopy(),
       delta: r.f64(),
       ttlMs: r.u32()
     })
@@ -522,7 +520,7 @@ const set = SystemMessage.messageSet<CacheMessage>('cache', [
     write: (w, m) => {
       w.string(m.key).bytes(m.value).f64(m.ts).string(m.node)
     },
-    read: (r) => ({ _tag: 'NearUpdate', key: r.string(), value: copy(r.bytesField()), ts: r.f64(), node: r.string() })
+    read: (r) => ({ _tag: 'NearUpdate', key: r.string(), value: r.bytesCopy(), ts: r.f64(), node: r.string() })
   })
 ])
 

@@ -103,7 +103,7 @@ const set = SystemMessage.messageSet<ControlMessage>('control', [
       const port = r.u16()
       const mode = r.u8()
       if (mode > 1) throw new WireError({ reason: 'InvalidField', message: `auth mode ${mode} is neither 0 (secret) nor 1 (tls)` })
-      const nonce = new Uint8Array(r.bytesField())
+      const nonce = r.bytesCopy()
       return { _tag: 'Hello', protocolVersion, clusterId, nodeId, instanceId, host, port, authMode: mode === 1 ? 'tls' : 'secret', nonce }
     }
   }),
@@ -114,7 +114,7 @@ const set = SystemMessage.messageSet<ControlMessage>('control', [
     write: (w, m) => {
       w.bytes(m.proof)
     },
-    read: (r) => ({ _tag: 'Auth', proof: new Uint8Array(r.bytesField()) })
+    read: (r) => ({ _tag: 'Auth', proof: r.bytesCopy() })
   }),
   SystemMessage.define<Refuse>({
     tag: 'Refuse',
@@ -132,7 +132,7 @@ const set = SystemMessage.messageSet<ControlMessage>('control', [
     write: (w, m) => {
       w.bytes(m.nonce)
     },
-    read: (r) => ({ _tag: 'Challenge', nonce: new Uint8Array(r.bytesField()) })
+    read: (r) => ({ _tag: 'Challenge', nonce: r.bytesCopy() })
   }),
   SystemMessage.define<Members>({
     tag: 'Members',

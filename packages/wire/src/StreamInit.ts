@@ -7,7 +7,7 @@
  * @since 0.1.0
  */
 import * as Effect from 'effect/Effect'
-import { decodeUtf8, encoder, isWellFormed, utf8Length } from './internal/utf8.js'
+import { decodeUtf8Range, encoder, isWellFormed, utf8Length } from './internal/utf8.js'
 import { WireError } from './WireError.js'
 
 /** The frame type byte of STREAM_INIT. */
@@ -91,8 +91,8 @@ export const parse = (bytes: Uint8Array, offset = 0): { readonly init: StreamIni
     throw new WireError({ reason: 'MalformedStreamInit', message: `stream name length ${nameLen} is over ${MAX_STREAM_NAME_BYTES}` })
   }
   if (n < 5 + appLen + nameLen) return undefined
-  const appId = decodeUtf8(bytes.subarray(offset + 3, offset + 3 + appLen), 'app id')
-  const streamName = decodeUtf8(bytes.subarray(nameAt + 2, nameAt + 2 + nameLen), 'stream name')
+  const appId = decodeUtf8Range(bytes, offset + 3, offset + 3 + appLen, 'app id')
+  const streamName = decodeUtf8Range(bytes, nameAt + 2, nameAt + 2 + nameLen, 'stream name')
   return { init: { appId, streamName }, length: 5 + appLen + nameLen }
 }
 

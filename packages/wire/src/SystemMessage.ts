@@ -7,7 +7,8 @@
  * @since 0.1.0
  */
 import * as Effect from 'effect/Effect'
-import { decodeUtf8, encoder, isWellFormed, utf8Length } from './internal/utf8.js'
+import { copyRange } from './internal/copy.js'
+import { decodeUtf8Range, encoder, isWellFormed, utf8Length } from './internal/utf8.js'
 import { WireError } from './WireError.js'
 
 /** A growable buffer that fields are appended to. */
@@ -235,16 +236,28 @@ export class Reader {
   string(): string {
     const n = this.u16()
     this.need(n, 'a string')
-    const s = decodeUtf8(this.bytes.subarray(this.offset, this.offset + n), 'string field')
+    const s = decodeUtf8Range(this.bytes, this.offset, this.offset + n, 'string field')
     this.offset += n
     return s
   }
 
-  /** A view of the bytes: copy what you keep (`new Uint8Array(view)`; on a Node Buffer `.slice()` is another view). */
+  /** A view of the bytes: copy what you keep (`bytesCopy`; on a Node Buffer `.slice()` is another view). */
   bytesField(): Uint8Array {
     const n = this.u32()
     this.need(n, 'a byte string')
     const b = this.bytes.subarray(this.offset, this.offset + n)
+    this.offset += n
+    return b
+  }
+
+  /**
+   * A copy of the bytes, valid after the buffer read from is reused. Copies of 65 bytes to 1 KiB
+   * share 8 KiB blocks (`byteOffset` not 0, `buffer` shared, as Node's pooled Buffers).
+   */
+  bytesCopy(): Uint8Array {
+    const n = this.u32()
+    this.need(n, 'a byte string')
+    const b = copyRange(this.bytes, this.offset, n)
     this.offset += n
     return b
   }

@@ -90,7 +90,7 @@ describe('SystemMessage toolkit', () => {
     expect(reasonOf(() => new SystemMessage.Writer().string('\udc00'))).toBe('InvalidUtf8')
   })
 
-  it('strings: ASCII and any other Unicode give the bytes of TextEncoder, one writer reused (fast-check)', () => {
+  it('strings: ASCII and any other Unicode give the bytes of TextEncoder, one writer reused, read back at any offset of a Node Buffer (fast-check)', () => {
     const w = new SystemMessage.Writer(4)
     const strings = fc.oneof(
       fc.string({ maxLength: 80 }),
@@ -98,7 +98,7 @@ describe('SystemMessage toolkit', () => {
       fc.string({ unit: 'binary', maxLength: 40 }).filter(isWellFormed)
     )
     fc.assert(
-      fc.property(fc.array(strings, { maxLength: 5 }), (list) => {
+      fc.property(fc.array(strings, { maxLength: 5 }), fc.nat(20), (list, gap) => {
         w.reset()
         for (const s of list) w.string(s)
         const expected = list.flatMap((s) => {
@@ -109,8 +109,41 @@ describe('SystemMessage toolkit', () => {
         const r = new SystemMessage.Reader(w.finish())
         expect(list.map(() => r.string())).toEqual(list)
         r.finish()
+        // as the transport hands them over: a view into a larger Node Buffer, bytes before and after
+        const bytes = w.finish()
+        const received = Buffer.alloc(gap + bytes.length + 7, 0x7a)
+        received.set(bytes, gap)
+        const r2 = new SystemMessage.Reader(received.subarray(gap, gap + bytes.length))
+        expect(list.map(() => r2.string())).toEqual(list)
+        r2.finish()
       }),
       { numRuns: 2_000 }
+    )
+  })
+
+  it('bytesCopy: copies of any size keep their bytes when the source is reused and never overlap one another (fast-check)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 2_000 }), { minLength: 1, maxLength: 40 }), (sizes) => {
+        const w = new SystemMessage.Writer(64)
+        sizes.forEach((n, i) => w.bytes(new Uint8Array(n).fill((i % 250) + 1)))
+        const source = Buffer.from(w.finish())
+        const r = new SystemMessage.Reader(source)
+        const copies = sizes.map(() => r.bytesCopy())
+        r.finish()
+        source.fill(0)
+        copies.forEach((c, i) => {
+          expect(c.byteLength).toBe(sizes[i])
+          expect(c.every((b) => b === (i % 250) + 1)).toBe(true)
+        })
+        // writing one copy leaves every other one as it was
+        copies.forEach((c) => c.fill(0xff))
+        copies.forEach((c) => expect(c.every((b) => b === 0xff)).toBe(true))
+        for (let i = 0; i < copies.length; i++) {
+          copies[i]!.fill(0)
+          for (let j = i + 1; j < copies.length; j++) expect(copies[j]!.every((b) => b === 0xff)).toBe(true)
+        }
+      }),
+      { numRuns: 300 }
     )
   })
 

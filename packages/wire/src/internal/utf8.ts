@@ -3,22 +3,27 @@ import { WireError } from '../WireError.js'
 export const encoder = new TextEncoder()
 const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 
-/** Strict UTF-8 decoding: invalid sequences are a `WireError`, never replacement characters. */
-export const decodeUtf8 = (bytes: Uint8Array, what: string): string => {
+/**
+ * Node's native Latin-1 slice of a byte range into a string (`Buffer.prototype.latin1Slice`, which
+ * takes any `Uint8Array` as `this`): one flat string, no view or argument list made on the way.
+ * For ASCII bytes Latin-1 and UTF-8 agree. Measured on 9-25 byte names: 166 ns a string against
+ * 384 for a view and `String.fromCharCode.apply`.
+ */
+const latin1Slice = (Buffer.prototype as unknown as { latin1Slice: (this: Uint8Array, start: number, end: number) => string }).latin1Slice
+
+/** Strict UTF-8 decoding of `bytes[start, end)`: invalid sequences are a `WireError`, never replacement characters. */
+export const decodeUtf8Range = (bytes: Uint8Array, start: number, end: number, what: string): string => {
   // ASCII fast path: most ids and names are ASCII
-  let ascii = true
-  for (let i = 0; i < bytes.length; i++) {
+  for (let i = start; i < end; i++) {
     if (bytes[i]! > 0x7f) {
-      ascii = false
-      break
+      try {
+        return decoder.decode(bytes.subarray(start, end))
+      } catch {
+        throw new WireError({ reason: 'InvalidUtf8', message: `${what} is not valid UTF-8` })
+      }
     }
   }
-  if (ascii) return bytes.length < 64 ? String.fromCharCode.apply(null, bytes as unknown as Array<number>) : decoder.decode(bytes)
-  try {
-    return decoder.decode(bytes)
-  } catch {
-    throw new WireError({ reason: 'InvalidUtf8', message: `${what} is not valid UTF-8` })
-  }
+  return start === end ? '' : latin1Slice.call(bytes, start, end)
 }
 
 /** UTF-8 length of a string without allocating. */

@@ -608,10 +608,10 @@ export const encodeBatch = (
 }
 
 /** One message to `each`, or its fault to `malformed` (what `each` throws is not a fault of the bytes). */
-const decodeOne = (bytes: Uint8Array, each: (message: CacheMessage) => void, malformed: (error: WireError) => void): void => {
+const decodeOne = (bytes: Uint8Array, start: number, end: number, each: (message: CacheMessage) => void, malformed: (error: WireError) => void): void => {
   let message: CacheMessage
   try {
-    message = decode(bytes)
+    message = set.decodeRange(bytes, start, end)
   } catch (e) {
     malformed(e as WireError)
     return
@@ -626,7 +626,7 @@ const decodeOne = (bytes: Uint8Array, each: (message: CacheMessage) => void, mal
  * a Batch inside a Batch) is passed to `malformed` once, after the messages before the fault.
  */
 export const decodeEach = (bytes: Uint8Array, each: (message: CacheMessage) => void, malformed: (error: WireError) => void): void => {
-  if (bytes.length === 0 || bytes[0] !== BATCH_TYPE) return decodeOne(bytes, each, malformed)
+  if (bytes.length === 0 || bytes[0] !== BATCH_TYPE) return decodeOne(bytes, 0, bytes.length, each, malformed)
   const r = new SystemMessage.Reader(bytes)
   let n: number
   try {
@@ -640,15 +640,15 @@ export const decodeEach = (bytes: Uint8Array, each: (message: CacheMessage) => v
     return
   }
   for (let i = 0; i < n; i++) {
-    let inner: Uint8Array
+    let start: number
     try {
-      inner = r.bytesField()
-      if (inner.length > 0 && inner[0] === BATCH_TYPE) throw new WireError({ reason: 'InvalidField', message: 'cache: a Batch inside a Batch' })
+      start = r.skipBytesField()
+      if (start < r.offset && bytes[start] === BATCH_TYPE) throw new WireError({ reason: 'InvalidField', message: 'cache: a Batch inside a Batch' })
     } catch (e) {
       malformed(e as WireError)
       return
     }
-    decodeOne(inner, each, malformed)
+    decodeOne(bytes, start, r.offset, each, malformed)
   }
   if (r.remaining !== 0) malformed(new WireError({ reason: 'TrailingBytes', message: `cache: ${r.remaining} bytes left after a Batch` }))
 }

@@ -176,9 +176,11 @@ export class Reader {
   private readonly base: number
   offset: number
 
+  /** Reads `bytes` from `offset` up to `end` (the whole of it by default): a message inside a larger payload needs no view of its own. */
   constructor(
     readonly bytes: Uint8Array,
-    offset = 0
+    offset = 0,
+    readonly end = bytes.length
   ) {
     this.view = viewOf(bytes.buffer)
     this.base = bytes.byteOffset
@@ -186,11 +188,11 @@ export class Reader {
   }
 
   get remaining(): number {
-    return this.bytes.length - this.offset
+    return this.end - this.offset
   }
 
   private need(n: number, what: string): void {
-    if (this.bytes.length - this.offset < n) throw eof(what)
+    if (this.end - this.offset < n) throw eof(what)
   }
 
   u8(): number {
@@ -250,6 +252,15 @@ export class Reader {
     return b
   }
 
+  /** Steps over a byte string: where it starts in `bytes` (it ends at `offset`), without a view of it. */
+  skipBytesField(): number {
+    const n = this.u32()
+    this.need(n, 'a byte string')
+    const at = this.offset
+    this.offset += n
+    return at
+  }
+
   /**
    * A copy of the bytes, valid after the buffer read from is reused. Copies of 65 bytes to 1 KiB
    * share 8 KiB blocks (`byteOffset` not 0, `buffer` shared, as Node's pooled Buffers).
@@ -280,8 +291,8 @@ export class Reader {
 
   /** Fails unless every byte was read. */
   finish(): void {
-    if (this.offset !== this.bytes.length) {
-      throw new WireError({ reason: 'TrailingBytes', message: `${this.bytes.length - this.offset} bytes left after the message` })
+    if (this.offset !== this.end) {
+      throw new WireError({ reason: 'TrailingBytes', message: `${this.end - this.offset} bytes left after the message` })
     }
   }
 }
@@ -306,6 +317,8 @@ export interface MessageSet<A extends { readonly _tag: string }> {
   readonly encodeTo: (w: Writer, value: A) => void
   /** Throws `WireError`: UnknownMessageType, UnsupportedVersion, UnexpectedEof, InvalidField, InvalidUtf8, TrailingBytes. */
   readonly decode: (bytes: Uint8Array) => A
+  /** `decode` of the message in `bytes[start, end)`. */
+  readonly decodeRange: (bytes: Uint8Array, start: number, end: number) => A
   readonly decodeEffect: (bytes: Uint8Array) => Effect.Effect<A, WireError>
 }
 
@@ -321,8 +334,8 @@ export const messageSet = <A extends { readonly _tag: string }>(name: string, co
     byType[codec.type] = codec
     byTag.set(codec.tag, codec)
   }
-  const decode = (bytes: Uint8Array): A => {
-    const r = new Reader(bytes)
+  const decodeRange = (bytes: Uint8Array, start: number, end: number): A => {
+    const r = new Reader(bytes, start, end)
     const type = r.u8()
     const codec = byType[type]
     if (codec === undefined) {
@@ -342,6 +355,7 @@ export const messageSet = <A extends { readonly _tag: string }>(name: string, co
     r.finish()
     return value
   }
+  const decode = (bytes: Uint8Array): A => decodeRange(bytes, 0, bytes.length)
   const encodeTo = (w: Writer, value: A): void => {
     const codec = byTag.get(value._tag)
     if (codec === undefined) throw new WireError({ reason: 'UnknownMessageType', message: `${name}: no codec for ${value._tag}` })
@@ -363,6 +377,7 @@ export const messageSet = <A extends { readonly _tag: string }>(name: string, co
     },
     encodeTo,
     decode,
+    decodeRange,
     decodeEffect: (bytes) => Effect.try({ try: () => decode(bytes), catch: (e) => e as WireError })
   }
 }

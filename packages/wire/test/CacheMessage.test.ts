@@ -206,6 +206,9 @@ describe('CacheMessage', () => {
       expect(decodeAll(Buffer.from('1302' + '00000000', 'hex')).errors).toEqual(['UnsupportedVersion'])
       expect(decodeAll(Buffer.concat([batch, Buffer.from('00', 'hex')]))).toEqual({ messages: [get, ack], errors: ['TrailingBytes'] })
       expect(decodeAll(Buffer.from('1301' + '00000002' + '00000009' + '0401' + '00000007' + '00016b', 'hex'))).toEqual({ messages: [get], errors: ['UnexpectedEof'] })
+      // a message shorter than its fields ends where its length says: it never reads into the next one
+      const short = Buffer.from('1301' + '00000002' + '00000006' + '0401' + '00000007' + '00000007' + '0301' + '00000009' + '00', 'hex')
+      expect(decodeAll(short)).toEqual({ messages: [{ _tag: 'Ack', id: 9, status: 0 }], errors: ['UnexpectedEof'] })
     })
   })
 })

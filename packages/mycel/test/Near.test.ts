@@ -26,6 +26,26 @@ describe('NearCache', () => {
     expect({ hits: near.hits, misses: near.misses, evictions: near.evictions, size: near.size }).toEqual({ hits: 3, misses: 2, evictions: 1, size: 1 })
   })
 
+  it('a copy it keeps holds only its own bytes: a value decoded into a shared block does not keep the block', () => {
+    // values of 65 bytes to 1 KiB are decoded into shared 8 KiB blocks; a near cache of maxSize
+    // entries must not keep maxSize blocks alive
+    const near = new NearCache({ maxSize: 4, ttlMs: 1_000, trackedKeys: 10 })
+    const block = new ArrayBuffer(8 * 1024)
+    const kept = new Uint8Array(block, 800, 100).fill(7)
+    expect(near.offer('k', kept, v(1), near.mark(), 0)).toBe(true)
+    const updated = new Uint8Array(block, 1600, 100).fill(8)
+    near.update('k', updated, v(2), 1)
+    const held = near.get('k', 2)!
+    expect(held.buffer.byteLength).toBe(100)
+    expect(held.every((b) => b === 8)).toBe(true)
+    expect(near.offer('j', kept, v(1), near.mark(), 3)).toBe(true)
+    expect(near.get('j', 4)!.buffer.byteLength).toBe(100)
+    // a value that is its own buffer is kept as given
+    const own = new Uint8Array(100).fill(9)
+    expect(near.offer('i', own, v(1), near.mark(), 5)).toBe(true)
+    expect(near.get('i', 6)).toBe(own)
+  })
+
   it('a hit moves its copy to the LRU end only when more than maxSize / 8 others went there since (hot copies stay put)', () => {
     const near = new NearCache({ maxSize: 16, ttlMs: 1_000, trackedKeys: 10 })
     for (const k of ['a', 'b', 'c', 'd', 'e']) near.offer(k, bytes(k), v(1), near.mark(), 0)

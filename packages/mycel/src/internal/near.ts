@@ -28,6 +28,13 @@ import { newer, type Version } from './store.js'
  */
 export const NEAR_UPDATE_MAX_BYTES = 1024
 
+/**
+ * The bytes of `value` in an array of their own. Decoded values of 65 bytes to 1 KiB are views
+ * into shared 8 KiB blocks (`@mycorrizal/wire`); a copy kept here for up to its ttl must not keep
+ * a whole block alive, or `maxSize` copies could hold `maxSize` blocks.
+ */
+const own = (value: Uint8Array): Uint8Array => (value.byteOffset === 0 && value.byteLength === value.buffer.byteLength ? value : value.slice())
+
 /** True when an owner sends a key written to `value` (undefined: deleted) to its near readers as a `NearUpdate`, keeping them remembered. */
 export const sentAsUpdate = (value: Uint8Array | undefined): value is Uint8Array => value !== undefined && value.byteLength <= NEAR_UPDATE_MAX_BYTES
 
@@ -139,7 +146,7 @@ export class NearCache {
       if (newer(held.version, version)) return false
       this.entries.delete(key)
     }
-    this.entries.set(key, { value, version, expiresAt, placed: ++this.placed })
+    this.entries.set(key, { value: own(value), version, expiresAt, placed: ++this.placed })
     if (this.entries.size > this.config.maxSize) {
       // a batch at a time, with one iterator: a Map's iterator walks past the slots its deletions
       // left at the front, so evicting one entry per insert from the front costs O(n) each
@@ -175,7 +182,7 @@ export class NearCache {
     const held = this.entries.get(key)
     if (held !== undefined && newer(version, held.version)) {
       if (held.expiresAt > now) {
-        held.value = value
+        held.value = own(value)
         held.version = version
         this.updates++
       } else {

@@ -245,11 +245,8 @@ export class Reader {
 
   /** A view of the bytes: copy what you keep (`bytesCopy`; on a Node Buffer `.slice()` is another view). */
   bytesField(): Uint8Array {
-    const n = this.u32()
-    this.need(n, 'a byte string')
-    const b = this.bytes.subarray(this.offset, this.offset + n)
-    this.offset += n
-    return b
+    const at = this.skipBytesField()
+    return this.bytes.subarray(at, this.offset)
   }
 
   /** Steps over a byte string: where it starts in `bytes` (it ends at `offset`), without a view of it. */
@@ -266,11 +263,8 @@ export class Reader {
    * share 8 KiB blocks (`byteOffset` not 0, `buffer` shared, as Node's pooled Buffers).
    */
   bytesCopy(): Uint8Array {
-    const n = this.u32()
-    this.need(n, 'a byte string')
-    const b = copyRange(this.bytes, this.offset, n)
-    this.offset += n
-    return b
+    const at = this.skipBytesField()
+    return copyRange(this.bytes, at, this.offset - at)
   }
 
   optional<A>(read: (r: this) => A): A | undefined {

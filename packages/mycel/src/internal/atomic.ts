@@ -271,9 +271,9 @@ export class Atomics {
   private startGatheredOf(bucket: string, key: string): void {
     const byKey = this.gathering.get(bucket)
     const groups = byKey?.get(key)
-    if (groups === undefined) return
-    byKey!.delete(key)
-    if (byKey!.size === 0) this.gathering.delete(bucket)
+    if (byKey === undefined || groups === undefined) return
+    byKey.delete(key)
+    if (byKey.size === 0) this.gathering.delete(bucket)
     for (let i = 0; i < groups.length; i++) this.startGathered(groups[i]!)
   }
 

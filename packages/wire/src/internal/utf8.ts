@@ -23,7 +23,7 @@ export const decodeUtf8Range = (bytes: Uint8Array, start: number, end: number, w
       }
     }
   }
-  return start === end ? '' : latin1Slice.call(bytes, start, end)
+  return latin1Slice.call(bytes, start, end)
 }
 
 /** UTF-8 length of a string without allocating. */

@@ -2,6 +2,7 @@
  * One bucket on this node: its configuration, its store and its counters. Plain state, read
  * and changed by the engine's modules.
  */
+import { ChurnMap } from './churn.js'
 import { LatencyHistogram } from './latency.js'
 import { NearCache, type NearConfig, NearReaders, TRACKED_KEYS } from './near.js'
 import { OpLog } from './oplog.js'
@@ -35,7 +36,7 @@ export class BucketState {
   /** Peers that have sent HandoffDone since this node joined. */
   readonly handoffFrom = new Set<string>()
   /** Remote gets in flight by key: concurrent gets of one key share one request. */
-  readonly gets = new Map<string, ReadOp>()
+  readonly gets = new ChurnMap<string, ReadOp>()
   /** Atomic operations applied to keys (ids and results), so a retry is answered, not applied again. */
   readonly records: OpLog
   /** Keys this node, as their primary, fetched from the other owners since the last membership change. */

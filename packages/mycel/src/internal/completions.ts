@@ -6,6 +6,7 @@
  */
 import * as Effect from 'effect/Effect'
 import type { MycelError } from '../MycelError.js'
+import { ChurnMap } from './churn.js'
 
 /** A completed operation's answer. */
 export type Answer = Uint8Array | undefined | number | boolean
@@ -13,9 +14,9 @@ export type Answer = Uint8Array | undefined | number | boolean
 type Waiter = (error: MycelError | undefined, value: Answer) => void
 
 export class Completions {
-  private readonly waiters = new Map<number, Waiter>()
+  private readonly waiters = new ChurnMap<number, Waiter>()
   /** Completions that came before their operation started waiting (during its own flush). */
-  private readonly early = new Map<number, { readonly error: MycelError | undefined; readonly value: Answer }>()
+  private readonly early = new ChurnMap<number, { readonly error: MycelError | undefined; readonly value: Answer }>()
   private next = 1
 
   /** A number for a new operation. */

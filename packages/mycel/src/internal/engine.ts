@@ -14,6 +14,7 @@ import { MycelError } from '../MycelError.js'
 import { AntiEntropy } from './antientropy.js'
 import { Atomics, atomicError, recordRetainMs, sendRecords } from './atomic.js'
 import { BucketState, type BucketConfig } from './bucket.js'
+import { ChurnMap } from './churn.js'
 import { sentAsUpdate } from './near.js'
 import { Placement } from './placement.js'
 import { onGetAnswer, startGet } from './reads.js'
@@ -49,7 +50,7 @@ export class Engine implements Host {
   readonly antiEntropy: AntiEntropy = new AntiEntropy(this)
   readonly atomics: Atomics = new Atomics(this)
   /** Writes not yet completed (waiting for answers or for a retry). */
-  readonly activeWrites = new Set<WriteOp>()
+  readonly activeWrites = new ChurnMap<WriteOp, WriteOp>()
   /** Bytes handed to the transport for a peer and not yet taken by its stream buffer. */
   private readonly queued = new Map<string, number>()
   private timers: Array<Timer> = []
@@ -633,7 +634,7 @@ export class Engine implements Host {
     this.antiEntropy.close()
     this.requests.takeWhere(() => true)
     this.atomics.close()
-    for (const write of this.activeWrites) {
+    for (const write of this.activeWrites.values()) {
       if (write.done) continue
       write.done = true
       this.fail(write.op, closedError())

@@ -8,6 +8,7 @@ import type { CacheMessage } from '@mycorrizal/wire'
 import { MycelError } from '../MycelError.js'
 import type { AtomicExec } from './atomic.js'
 import type { BucketState, ReadOp } from './bucket.js'
+import type { ChurnMap } from './churn.js'
 import type { Placement } from './placement.js'
 import type { RequestBase, RequestTable } from './requests.js'
 import type { Version } from './store.js'
@@ -126,7 +127,8 @@ export interface Host {
   readonly buckets: ReadonlyMap<string, BucketState>
   readonly requests: RequestTable<Request>
   readonly placement: Placement
-  readonly activeWrites: Set<WriteOp>
+  /** The writes under way, each mapped to itself. */
+  readonly activeWrites: ChurnMap<WriteOp, WriteOp>
   readonly rebalance: RebalanceHost
   send(bucket: string, to: string, message: CacheMessage.CacheMessage): void
   done(op: number, value: Uint8Array | undefined): void

@@ -18,6 +18,7 @@
  * dropped readers' copies have expired) goes to every member instead. `trackedKeys` 0 is the
  * broadcast variant: the owner remembers only that someone reads.
  */
+import { ChurnMap } from './churn.js'
 import { newer, type Version } from './store.js'
 
 /**
@@ -66,8 +67,8 @@ interface Fence {
 }
 
 export class NearCache {
-  private readonly entries = new Map<string, NearEntry>()
-  private readonly fences = new Map<string, Fence>()
+  private readonly entries = new ChurnMap<string, NearEntry>()
+  private readonly fences = new ChurnMap<string, Fence>()
   private readonly maxFences: number
   /** Counts fences and clears: a read's mark is the count when it started. */
   private seq = 0
@@ -248,7 +249,7 @@ interface ReaderRecord {
 export type InvalidationTargets = 'all' | ReadonlyArray<string> | undefined
 
 export class NearReaders {
-  private readonly records = new Map<string, ReaderRecord>()
+  private readonly records = new ChurnMap<string, ReaderRecord>()
   /** Until then every write of the bucket is broadcast: readers of some key were forgotten for room. */
   private broadcastUntil = -Infinity
   /** Invalidations sent (one per reader, or per member when broadcast). */

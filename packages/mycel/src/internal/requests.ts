@@ -9,6 +9,7 @@
  * step; it never expires one early.) The table also keeps, per peer, the bytes of the requests
  * waiting on it, for the per-peer byte budget.
  */
+import { ChurnMap } from './churn.js'
 
 /** The largest request id; the next one after it is 1. */
 export const MAX_REQUEST_ID = 0xffffffff
@@ -22,7 +23,7 @@ export interface RequestBase {
 }
 
 export class RequestTable<R extends RequestBase> {
-  private readonly byId = new Map<number, R>()
+  private readonly byId = new ChurnMap<number, R>()
   private readonly bytesByPeer = new Map<string, number>()
   private next: number
 

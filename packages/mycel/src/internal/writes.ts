@@ -45,7 +45,7 @@ export const startWrite = (e: Engine, op: number, name: string, key: string, val
     }
   }
   const write: WriteOp = { op, bucket, key, value, ttlMs, version: undefined, generation: 0, goneAttempts: 0, rewrites: 0, waiting: 0, startedAt: e.now, remote: false, done: false, nearCopy: undefined }
-  e.activeWrites.add(write)
+  e.activeWrites.set(write, write)
   const result = issue(e, write)
   if (result !== PENDING) e.activeWrites.delete(write)
   return result

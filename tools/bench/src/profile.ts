@@ -3,7 +3,11 @@
  * BENCH_PROFILE_DIR set, `profiled(name, run)` records a V8 CPU profile of this process while
  * `run` runs and writes it to `<dir>/<name>.<pid>.cpuprofile` (open it in Chrome DevTools or
  * speedscope). With BENCH_HEAP_PROFILE_DIR set, it records where the phase allocates instead
- * (V8's sampling heap profiler, garbage included: `<dir>/<name>.<pid>.heapprofile`). Without
+ * (V8's sampling heap profiler, garbage included: `<dir>/<name>.<pid>.heapprofile`); with
+ * BENCH_HEAP_SURVIVORS=1 as well, only what no young-generation collection took: what the
+ * scavenges copied and promoted, and what V8 allocated in the old generation at once (a pretenured
+ * allocation site) — the objects that make scavenges long and full collections frequent. (The
+ * objects `settle` makes show up under `scavenge` when a full collection ran meanwhile.) Without
  * either, `run` runs as is.
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
@@ -18,6 +22,8 @@ interface Profiler {
   readonly start: ReadonlyArray<readonly [method: string, params?: object]>
   readonly stop: string
   readonly suffix: string
+  /** Runs before the profile stops. */
+  readonly settle?: () => void
 }
 
 const cpu: Profiler = {
@@ -26,20 +32,30 @@ const cpu: Profiler = {
   suffix: 'cpuprofile'
 }
 
-const heap: Profiler = {
+const heap = (survivors: boolean): Profiler => ({
   start: [
     ['HeapProfiler.enable'],
-    // every object, collected or not: a hot path's garbage is what the samples are for
-    ['HeapProfiler.startSampling', { samplingInterval: 16_384, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true }]
+    // every object, collected or not (a hot path's garbage is what the samples are for), or
+    // only the objects no scavenge collected
+    ['HeapProfiler.startSampling', { samplingInterval: 16_384, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: !survivors }]
   ],
   stop: 'HeapProfiler.stopSampling',
-  suffix: 'heapprofile'
+  suffix: survivors ? 'survivors.heapprofile' : 'heapprofile',
+  // young objects the phase left behind are dropped only by a scavenge: cause a few (64 MB of
+  // short-lived objects), so what remains is what outlived the phase's own scavenges
+  ...(survivors ? { settle: scavenge } : {})
+})
+
+let sink: unknown
+const scavenge = () => {
+  for (let i = 0; i < 4_000_000; i++) sink = { i }
+  sink = undefined
 }
 
 export const profiled = async <A>(name: string, run: () => Promise<A>): Promise<A> => {
   const heapDir = process.env['BENCH_HEAP_PROFILE_DIR']
   const cpuDir = process.env['BENCH_PROFILE_DIR']
-  if (heapDir !== undefined) return profiledWith(heap, heapDir, name, run)
+  if (heapDir !== undefined) return profiledWith(heap(process.env['BENCH_HEAP_SURVIVORS'] === '1'), heapDir, name, run)
   if (cpuDir !== undefined) return profiledWith(cpu, cpuDir, name, run)
   return run()
 }
@@ -51,6 +67,7 @@ const profiledWith = async <A>(profiler: Profiler, dir: string, name: string, ru
   try {
     return await run()
   } finally {
+    if (profiler.settle !== undefined) profiler.settle()
     const { profile } = (await post(session, profiler.stop)) as { profile: unknown }
     mkdirSync(dir, { recursive: true })
     writeFileSync(join(dir, `${name}.${process.pid}.${profiler.suffix}`), JSON.stringify(profile))

@@ -46,6 +46,7 @@
  */
 import { CacheMessage } from '@mycorrizal/wire'
 import { MycelError } from '../MycelError.js'
+import { ChurnMap } from './churn.js'
 import type { BucketState } from './bucket.js'
 import { closedError, type Host as Engine, type NoAnswer, type Request } from './host.js'
 import { newer, type Version } from './store.js'
@@ -132,7 +133,7 @@ interface KeyState {
   fetching: number
   readonly queue: Array<{ readonly args: AtomicArgs; readonly reply: Reply }>
   /** Replications under way (applied, not yet acknowledged), in order. */
-  readonly inflight: Set<AtomicExec>
+  readonly inflight: ChurnMap<AtomicExec, AtomicExec>
   /** The replication still gathering operations (not sent yet), if any. */
   open: AtomicExec | undefined
 }
@@ -222,9 +223,9 @@ export const atomicError = (status: Status, bucket: string, key: string, detail 
 
 export class Atomics {
   /** This node's operations sent to primaries, by request id, in deadline order. */
-  private readonly calls = new Map<number, AtomicCall>()
+  private readonly calls = new ChurnMap<number, AtomicCall>()
   /** The same calls by operation seq (unique per node: the hybrid clock), to answer them from a `final` AtomicOps. */
-  private readonly bySeq = new Map<number, AtomicCall>()
+  private readonly bySeq = new ChurnMap<number, AtomicCall>()
   /** `final` AtomicOps received whose Put has not arrived yet (one per bucket and sender at most). */
   private finals: Array<FinalOps> = []
   private nextId = 1
@@ -238,7 +239,7 @@ export class Atomics {
    */
   private gathering = new Map<string, Map<string, Array<Gathered>>>()
   /** Gathered increments under way, by the (negative) operation number they go as. */
-  private readonly gathered = new Map<number, Gathered>()
+  private readonly gathered = new ChurnMap<number, Gathered>()
   private nextGathered = -1
 
   constructor(private readonly e: Engine) {}
@@ -518,7 +519,7 @@ export class Atomics {
     let byKey = this.keys.get(bucket)
     if (byKey === undefined) this.keys.set(bucket, (byKey = new Map()))
     let ks = byKey.get(key)
-    if (ks === undefined) byKey.set(key, (ks = { fetching: 0, queue: [], inflight: new Set(), open: undefined }))
+    if (ks === undefined) byKey.set(key, (ks = { fetching: 0, queue: [], inflight: new ChurnMap(), open: undefined }))
     return ks
   }
 
@@ -544,7 +545,7 @@ export class Atomics {
     const record = bucket.records.find(key, args.origin, args.seq)
     if (record !== undefined) {
       bucket.atomicReplays++
-      for (const exec of ks.inflight) {
+      for (const exec of ks.inflight.values()) {
         for (const applied of exec.ops) {
           if (applied.record.origin === args.origin && applied.record.seq === args.seq) {
             applied.replies.push(reply)
@@ -658,7 +659,7 @@ export class Atomics {
       return
     }
     const exec: AtomicExec = { bucket, key, value: next, version, ttlMs, ops: [applied], followers: [], sent: false, final: undefined, generation: 0, attempts: 0, waiting: 0, done: false }
-    ks.inflight.add(exec)
+    ks.inflight.set(exec, exec)
     ks.open = exec
     this.pending.push(exec)
   }
@@ -694,7 +695,7 @@ export class Atomics {
       this.release(bucket, key, ks)
       return this.reply(bucket, key, reply, outcome)
     }
-    for (const exec of ks.inflight) {
+    for (const exec of ks.inflight.values()) {
       exec.followers.push(() => {
         if (--left === 0) this.reply(bucket, key, reply, outcome)
       })
@@ -808,7 +809,7 @@ export class Atomics {
       for (const ks of byKey.values()) {
         for (const { reply } of ks.queue) if (!('peer' in reply)) e.fail(reply.op, closedError())
         ks.queue.length = 0
-        for (const exec of [...ks.inflight]) this.finish(exec, { status: S.Closed, result: 0 })
+        for (const exec of [...ks.inflight.values()]) this.finish(exec, { status: S.Closed, result: 0 })
       }
     }
     this.keys.clear()

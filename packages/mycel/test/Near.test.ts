@@ -158,19 +158,6 @@ describe('NearReaders', () => {
     expect(readers.size).toBe(0)
   })
 
-  it(`a reader that reads again is named once, with its latest expiry; ${READERS_PER_KEY} readers are still named`, () => {
-    const readers = new NearReaders(() => 100)
-    readers.register('k', 'b', 100, 0)
-    readers.register('k', 'c', 1_000, 0)
-    readers.register('k', 'b', 1_000, 50) // read again: its copy now lasts to 1,050
-    expect(readers.written('k', 500, true)).toEqual(['b', 'c'])
-    expect(readers.written('k', 1_020, true)).toEqual(['b'])
-    for (let i = 0; i < READERS_PER_KEY; i++) readers.register('all', `n${i}`, 1_000, 0)
-    readers.register('all', 'n0', 1_000, 10) // not a new reader: no broadcast
-    expect(readers.written('all', 20)).toEqual(Array.from({ length: READERS_PER_KEY }, (_, i) => `n${i}`))
-    expect(readers.broadcasts).toBe(0)
-  })
-
   it(`past ${READERS_PER_KEY} readers of a key, its invalidation is broadcast`, () => {
     const readers = new NearReaders(() => 100)
     for (let i = 0; i <= READERS_PER_KEY; i++) readers.register('k', `n${i}`, 1_000, 0)

@@ -238,16 +238,9 @@ export class NearCache {
   }
 }
 
-/**
- * A key's readers: a few at most (READERS_PER_KEY), so two short arrays, not a `Map` per key
- * (the records live as long as the copies, long enough to be promoted: a `Map` and its table
- * were most of what they cost).
- */
 interface ReaderRecord {
-  /** The readers, in the order they first read; null: too many readers, invalidations are broadcast. */
-  nodes: Array<string> | null
-  /** When each reader's copy expires at the latest, by its index in `nodes`. */
-  readonly untils: Array<number>
+  /** Reader → when its copy expires at the latest; null: too many readers, invalidations are broadcast. */
+  nodes: Map<string, number> | null
   /** When the last copy read from here expires. */
   until: number
 }
@@ -289,21 +282,13 @@ export class NearReaders {
           if (oldest.until > now && oldest.until > this.broadcastUntil) this.broadcastUntil = oldest.until
         }
       }
-      record = { nodes: [], untils: [], until }
+      record = { nodes: new Map(), until }
       this.records.set(key, record)
     }
     if (until > record.until) record.until = until
-    const nodes = record.nodes
-    if (nodes === null) return
-    const i = nodes.indexOf(node)
-    if (i >= 0) record.untils[i] = until
-    else if (nodes.length === READERS_PER_KEY) {
-      record.nodes = null
-      record.untils.length = 0
-    } else {
-      nodes.push(node)
-      record.untils.push(until)
-    }
+    if (record.nodes === null) return
+    record.nodes.set(node, until)
+    if (record.nodes.size > READERS_PER_KEY) record.nodes = null
   }
 
   /**
@@ -324,17 +309,11 @@ export class NearReaders {
       this.records.delete(key)
       return undefined
     }
-    // the readers whose copies may still be there; the others are forgotten (kept or not, the
-    // record holds only these afterwards)
-    const { nodes, untils } = record
     const out: Array<string> = []
-    for (let i = 0; i < nodes.length; i++) {
-      if (untils[i]! <= now) continue
-      untils[out.length] = untils[i]!
-      nodes[out.length] = nodes[i]!
-      out.push(nodes[i]!)
+    for (const [node, until] of record.nodes) {
+      if (until > now) out.push(node)
+      else if (keep) record.nodes.delete(node)
     }
-    nodes.length = untils.length = out.length
     if (!keep || out.length === 0) this.records.delete(key)
     return out.length === 0 ? undefined : out
   }

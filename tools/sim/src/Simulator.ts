@@ -40,6 +40,8 @@ export interface SimOptions {
   readonly nodes?: number
   /** Client operations (default 200). */
   readonly ops?: number
+  /** Mean time between client operations (virtual ms, default MEAN_GAP_MS). */
+  readonly gapMs?: number
   /** Fault families (default all). */
   readonly faults?: ReadonlyArray<FaultChoice>
   /** Print the nodes' logs (stderr) with the virtual time. */
@@ -123,6 +125,7 @@ const plan = (options: SimOptions) => {
   const nodes = options.nodes ?? prng.int(3, 7)
   const replicas = nodes >= 5 && prng.chance(0.25) ? 3 : 2
   const opCount = options.ops ?? 200
+  const gapMs = options.gapMs ?? MEAN_GAP_MS
   // the near cache, decided by the seed without a draw (the other draws of a seed stay as they
   // were): on for odd seeds, with small LRUs (evictions) and, one seed in two of those, the
   // broadcast variant; else owners remember 3 keys' readers (past that, broadcast)
@@ -147,7 +150,7 @@ const plan = (options: SimOptions) => {
   let at = WARMUP_MS
   const opsPrng = prng.fork()
   for (let i = 0; i < opCount; i++) {
-    at += Math.max(1, Math.round(-Math.log(1 - opsPrng.float()) * MEAN_GAP_MS))
+    at += Math.max(1, Math.round(-Math.log(1 - opsPrng.float()) * gapMs))
     const b = opsPrng.float()
     const bucket = b < 0.72 ? 'main' : b < 0.9 ? 'tight' : 'blobs'
     const x = opsPrng.float()
@@ -186,7 +189,7 @@ const plan = (options: SimOptions) => {
   const counterPrng = prng.fork()
   let incrAt = WARMUP_MS
   for (let i = 0; i < Math.round(opCount / 4); i++) {
-    incrAt += Math.max(1, Math.round(-Math.log(1 - counterPrng.float()) * MEAN_GAP_MS * 4))
+    incrAt += Math.max(1, Math.round(-Math.log(1 - counterPrng.float()) * gapMs * 4))
     if (incrAt > opsEnd) break
     ops.push({ at: incrAt, kind: 'incr', bucket: 'counters', key: counterPrng.pick(keys.counters!), nodeHint: counterPrng.int(0, 1_000), size: counterPrng.int(1, 3) })
   }
@@ -194,7 +197,7 @@ const plan = (options: SimOptions) => {
   const lockPrng = prng.fork()
   let lockAt = WARMUP_MS
   for (let i = 0; i < Math.round(opCount / 4); i++) {
-    lockAt += Math.max(1, Math.round(-Math.log(1 - lockPrng.float()) * MEAN_GAP_MS * 4))
+    lockAt += Math.max(1, Math.round(-Math.log(1 - lockPrng.float()) * gapMs * 4))
     if (lockAt > opsEnd) break
     const ttl = lockPrng.int(200, 2_000)
     // a few holders keep the lock past their lease: others may take it once it passed

@@ -4,6 +4,8 @@
  *   --first F     first seed of --seeds (default 1)
  *   --nodes N     members at the start (3-7; default drawn from the seed)
  *   --ops N       client operations per seed (default 200)
+ *   --gap MS      mean time between client operations (virtual ms, default 100); 1-5 makes
+ *                 writes of one key overlap all the time (a hot key)
  *   --faults a,b  fault families: kill,pause,partition,delay,membership,skew (default all; none)
  *   --verbose     the nodes' logs on stderr
  *
@@ -20,6 +22,7 @@ const { values } = parseArgs({
     first: { type: 'string' },
     nodes: { type: 'string' },
     ops: { type: 'string' },
+    gap: { type: 'string' },
     faults: { type: 'string' },
     verbose: { type: 'boolean' }
   }
@@ -45,6 +48,7 @@ const seedList = (): Array<number> => {
 
 const nodes = int('nodes', values.nodes, 3, 7)
 const ops = int('ops', values.ops, 1, 100_000)
+const gapMs = int('gap', values.gap, 1, 10_000)
 const families = ['kill', 'pause', 'partition', 'delay', 'membership', 'skew']
 const faultList = values.faults === undefined || values.faults === 'none' ? [] : values.faults.split(',').map((s) => s.trim())
 const unknown = faultList.filter((f) => !families.includes(f))
@@ -65,6 +69,7 @@ for (const seed of seeds) {
     seed,
     ...(nodes === undefined ? {} : { nodes }),
     ...(ops === undefined ? {} : { ops }),
+    ...(gapMs === undefined ? {} : { gapMs }),
     ...(faults === undefined ? {} : { faults }),
     ...(values.verbose === true ? { verbose: true } : {})
   }

@@ -74,6 +74,7 @@ export class Engine implements Host {
   readonly joinedAt: number
   private readyFlag = false
   private membershipChangedAt = -Infinity
+  viewChanges = 0
 
   constructor(
     readonly options: EngineOptions,
@@ -531,6 +532,7 @@ export class Engine implements Host {
     this.members = after
     this.placement.setNodes(after)
     this.membershipChangedAt = this.now
+    this.viewChanges++
     // owners may have changed: every near copy goes (simplest; reads in flight keep none either)
     for (const bucket of this.buckets.values()) bucket.near?.clear()
     const alive = new Set(after)

@@ -91,6 +91,12 @@ export interface WriteOp {
   /** Acknowledgements still awaited for this generation. */
   waiting: number
   readonly startedAt: number
+  /**
+   * The owner whose `AckOlder` this write was last written again above, and the engine's
+   * `viewChanges` then (undefined: none yet). See `onWriteAnswer`.
+   */
+  beatenBy: string | undefined
+  beatenInView: number
   /** True when some owner other than this node is asked: the latency is recorded. */
   remote: boolean
   done: boolean
@@ -146,6 +152,8 @@ export interface Host {
   bucket(name: string): BucketState | MycelError
   /** True while keys may still be on their way to new owners. */
   rebalancing(): boolean
+  /** Changes of the member set this engine has seen (its view's number). */
+  readonly viewChanges: number
 }
 
 export const closedError = () => new MycelError({ reason: 'Closed', message: 'the cache is shutting down' })

@@ -9,10 +9,20 @@
  * Versions: the writer takes a timestamp after everything it has seen (a hybrid logical clock,
  * integer), above the version it holds when it owns the key. An owner holding a newer version
  * answers AckOlder with it; the write then observes that version and is written again above it.
- * So a write never answers success while it loses on an owner it waited for, and a write that
- * starts after another write's success gets a larger version than that write whatever the
- * clocks say: the primary acknowledged the earlier write, so it holds that version or a newer
- * one and makes the later write go above it.
+ * So a write that starts after another write's success gets a larger version than that write
+ * whatever the clocks say: the primary acknowledged the earlier write, so it holds that version
+ * or a newer one and makes the later write go above it.
+ *
+ * Once. The first `AckOlder` from an owner waited for shows a version at least as new as every
+ * write acknowledged before this one began (they were all stored there: the primary's
+ * acknowledgement is awaited by every writer, every owner's with writeConcern 'all', and the
+ * primary's own writes go above what it holds), and the rewrite goes above it. An `AckOlder`
+ * from the same owner to the rewrite, in the same view of the members and with no keys moving,
+ * shows a version that reached that owner since: a write that had not been acknowledged when
+ * this one began, and that was under way before this one ended — concurrent with it. This write
+ * is then ordered just before that one and completes: on a key that its owners keep writing (a
+ * hot key), a rewrite stamped when it leaves would meet a newer write each time it arrives, and
+ * fail with Conflict after MAX_REWRITES.
  *
  * When an owner waited for leaves or cannot be sent to, the write is sent again, with the same
  * version, to the owners of the new member set (up to MAX_GONE_ATTEMPTS times).
@@ -44,7 +54,7 @@ export const startWrite = (e: Engine, op: number, name: string, key: string, val
       return new MycelError({ reason: 'ValueTooLarge', message: `a value of ${value.byteLength} bytes does not fit in one message (${e.options.maxMessageSize} bytes)` })
     }
   }
-  const write: WriteOp = { op, bucket, key, value, ttlMs, version: undefined, generation: 0, goneAttempts: 0, rewrites: 0, waiting: 0, startedAt: e.now, remote: false, done: false, nearCopy: undefined }
+  const write: WriteOp = { op, bucket, key, value, ttlMs, version: undefined, generation: 0, goneAttempts: 0, rewrites: 0, waiting: 0, startedAt: e.now, beatenBy: undefined, beatenInView: 0, remote: false, done: false, nearCopy: undefined }
   e.activeWrites.set(write, write)
   const result = issue(e, write)
   if (result !== PENDING) e.activeWrites.delete(write)
@@ -135,13 +145,17 @@ const keepOwnWrite = (e: Engine, w: WriteOp): void => {
   near.offer(w.key, new Uint8Array(w.value), w.version, copy.mark, e.now, copy.until)
 }
 
-const finish = (e: Engine, w: WriteOp, result: undefined | MycelError | Pending): void => {
+/** A write that a concurrent one overtook on an owner it waited for: ordered before it, done (see above). */
+const OVERTAKEN = 'overtaken'
+
+const finish = (e: Engine, w: WriteOp, result: undefined | typeof OVERTAKEN | MycelError | Pending): void => {
   if (result === PENDING) return
   w.done = true
   e.activeWrites.delete(w)
-  if (result === undefined) {
+  if (result === undefined || result === OVERTAKEN) {
     if (w.remote) w.bucket.remoteWriteLatency.observe((e.now - w.startedAt) * 1000)
-    keepOwnWrite(e, w)
+    // an overtaken write's value is older than one an owner holds: no near copy of it
+    if (result === undefined) keepOwnWrite(e, w)
     e.done(w.op, undefined)
   } else {
     e.fail(w.op, result)
@@ -183,6 +197,10 @@ export const onWriteAnswer = (e: Engine, request: Request & { readonly kind: 'wr
       bucket.refused++
       return finish(e, w, refusedError(bucket, key))
     }
+    const settled = !e.rebalancing()
+    if (settled && w.beatenBy === request.peer && w.beatenInView === e.viewChanges) return finish(e, w, OVERTAKEN)
+    w.beatenBy = settled ? request.peer : undefined
+    w.beatenInView = e.viewChanges
     return finish(e, w, rewrite(e, w, answer.ts))
   }
   switch (answer.status) {

@@ -2,7 +2,8 @@
  * Cache benchmark: three node processes on loopback, each driving its own embedded Mycorrizal
  * node (100-byte values, 100,000 keys, 64 operations in flight per process), against the same
  * three driver processes using ioredis on one redis-server started here. Each driver runs the
- * mix for BENCH_WARMUP_SECONDS (default 2) first; then the three measured runs (BENCH_SECONDS,
+ * mix for BENCH_WARMUP_SECONDS (default 2) first (Mycel's, until 10 s after their cluster formed:
+ * BENCH_SETTLE_SECONDS); then the three measured runs (BENCH_SECONDS,
  * default 5) start together. Two workloads, each run on Mycel then on Redis with fresh processes:
  *
  * - uniform: 90 % get / 10 % put, keys drawn uniformly;
@@ -18,7 +19,9 @@
  * Mycel's node processes; above 1, Mycel spends less CPU per operation), "mycel_cpu_us_per_op",
  * "redis_cpu_us_per_op", and the same with "zipf_" — a figure a busy machine moves less than
  * ops/s. "mycel_datagrams_per_op" (and "zipf_"): UDP datagrams the three nodes sent during the
- * measured run per operation (every operation, local answers included). BENCH_PROFILE_DIR=<dir> writes a
+ * measured run per operation (every operation, local answers included). The human lines give the
+ * puts' p50 and p99 alone too (a put waits for an owner; most gets of a skewed workload do not).
+ * BENCH_PROFILE_DIR=<dir> writes a
  * CPU profile of each driver process's measured run there, BENCH_HEAP_PROFILE_DIR=<dir> a sampling
  * heap profile (where it allocates) instead (`profile.ts`). BENCH_TURN_MS: see `TURN_MS`.
  */
@@ -43,6 +46,14 @@ const seconds = Number(process.env['BENCH_SECONDS'] ?? 5)
  * seconds.
  */
 const WARMUP_SECONDS = Number(process.env['BENCH_WARMUP_SECONDS'] ?? 2)
+/**
+ * Mycel's drivers warm up, besides, until at least this many seconds after their node saw the
+ * three members (BENCH_SETTLE_SECONDS, default 10): the cache's rebalance window after a
+ * membership change (`rebalanceWindowMs`), while keys may still be on their way to new owners
+ * and a node answers more carefully (a local miss is checked with the other owners, a write
+ * overtaken twice is written again). A service that has been up a while is past it.
+ */
+const SETTLE_SECONDS = Number(process.env['BENCH_SETTLE_SECONDS'] ?? 10)
 const SAMPLE_LIMIT = 50_000
 /**
  * A driver's worker yields to the event loop when the current turn has run this long (ms;
@@ -88,7 +99,7 @@ type FromChild =
   | { type: 'ready'; port?: number }
   | { type: 'loaded' }
   | { type: 'warm' }
-  | { type: 'done'; ops: number; seconds: number; samples: Array<number>; errors: Record<string, number>; cpuUs: number; near?: NearCounts; datagrams?: number }
+  | { type: 'done'; ops: number; seconds: number; samples: Array<number>; putSamples: Array<number>; errors: Record<string, number>; cpuUs: number; near?: NearCounts; datagrams?: number }
 
 /** UDP datagrams this process has sent (the QUIC transport's): counted by wrapping `dgram.Socket#send`. */
 let datagramsSent = 0
@@ -116,6 +127,9 @@ const drive = async (workload: Workload, get: (key: string) => Promise<unknown>,
   if (choose === undefined) choosers.set(workload, (choose = chooser(workload)))
   const value = new Uint8Array(VALUE_BYTES).fill(42)
   const samples: Array<number> = []
+  /** The puts' latencies alone (their own reservoir): a put waits for an owner, most gets of a skewed workload do not. */
+  const putSamples: Array<number> = []
+  let puts = 0
   const errors: Record<string, number> = {}
   let ops = 0
   let stop = false
@@ -153,6 +167,11 @@ const drive = async (workload: Workload, get: (key: string) => Promise<unknown>,
       ops++
       if (samples.length < SAMPLE_LIMIT) samples.push(us)
       else samples[ops % SAMPLE_LIMIT] = us
+      if (isPut) {
+        puts++
+        if (putSamples.length < SAMPLE_LIMIT) putSamples.push(us)
+        else putSamples[puts % SAMPLE_LIMIT] = us
+      }
     }
   }
   const cpu = process.cpuUsage()
@@ -160,7 +179,7 @@ const drive = async (workload: Workload, get: (key: string) => Promise<unknown>,
   await Promise.all(Array.from({ length: IN_FLIGHT }, worker))
   clearTimeout(timer)
   const used = process.cpuUsage(cpu)
-  return { ops, seconds: (performance.now() - started) / 1000, samples, errors, cpuUs: used.user + used.system }
+  return { ops, seconds: (performance.now() - started) / 1000, samples, putSamples, errors, cpuUs: used.user + used.system }
 }
 
 /** Loads this process's share of the keys, 64 at a time. */
@@ -196,6 +215,7 @@ const child = async (role: Role) => {
     send({ type: 'ready', port: node.address.port })
     const until = Date.now() + 20_000
     while (node.nodes().length < PROCESSES && Date.now() < until) await new Promise((r) => setTimeout(r, 20))
+    const formedAt = performance.now()
     await waitFor('load')
     await preload(role.index, (k, v) => node.mycel.put('bench', k, v))
     send({ type: 'loaded' })
@@ -203,7 +223,8 @@ const child = async (role: Role) => {
     countDatagrams()
     const get = (k: string) => node.mycel.get('bench', k)
     const put = (k: string, v: Uint8Array) => node.mycel.put('bench', k, v)
-    if (WARMUP_SECONDS > 0) await drive(role.workload, get, put, WARMUP_SECONDS)
+    const warmup = Math.max(WARMUP_SECONDS, SETTLE_SECONDS - (performance.now() - formedAt) / 1000)
+    if (warmup > 0) await drive(role.workload, get, put, warmup)
     send({ type: 'warm' })
     await waitFor('measure')
     const near = () => {
@@ -269,6 +290,7 @@ const phase = async (roles: (index: number, seed: string | undefined) => Role, s
     await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))))
     const opsS = done.reduce((sum, d) => sum + d.ops / d.seconds, 0)
     const samples = done.flatMap((d) => d.samples)
+    const putSamples = done.flatMap((d) => d.putSamples)
     const near = done.some((d) => d.near !== undefined)
       ? done.reduce(
           (sum, d) => {
@@ -284,7 +306,7 @@ const phase = async (roles: (index: number, seed: string | undefined) => Role, s
     const ops = done.reduce((sum, d) => sum + d.ops, 0)
     const cpuUsPerOp = (done.reduce((sum, d) => sum + d.cpuUs, 0) + serverCpuUs) / Math.max(1, ops)
     const datagrams = done.reduce((sum, d) => sum + (d.datagrams ?? 0), 0)
-    return { opsS, p99: percentile(samples, 0.99), p50: percentile(samples, 0.5), near, errors, cpuUsPerOp, datagramsPerOp: datagrams / Math.max(1, ops) }
+    return { opsS, p99: percentile(samples, 0.99), p50: percentile(samples, 0.5), putP50: percentile(putSamples, 0.5), putP99: percentile(putSamples, 0.99), near, errors, cpuUsPerOp, datagramsPerOp: datagrams / Math.max(1, ops) }
   })
 }
 
@@ -318,7 +340,7 @@ const main = async () => {
           : 'no near cache'
       const mycel = await phase((index, seed) => ({ kind: 'mycel', index, seed, workload }))
       console.log(
-        `${workload} mycel: ${mycel.opsS.toFixed(0)} ops/s, p50 ${mycel.p50.toFixed(0)} us, p99 ${mycel.p99.toFixed(0)} us, ${mycel.cpuUsPerOp.toFixed(1)} us of CPU per operation, ${mycel.datagramsPerOp.toFixed(3)} datagrams sent per operation (${mix}; 3 processes x ${IN_FLIGHT} in flight; ${near})`
+        `${workload} mycel: ${mycel.opsS.toFixed(0)} ops/s, p50 ${mycel.p50.toFixed(0)} us, p99 ${mycel.p99.toFixed(0)} us (puts p50 ${mycel.putP50.toFixed(0)} us, p99 ${mycel.putP99.toFixed(0)} us), ${mycel.cpuUsPerOp.toFixed(1)} us of CPU per operation, ${mycel.datagramsPerOp.toFixed(3)} datagrams sent per operation (${mix}; 3 processes x ${IN_FLIGHT} in flight; ${near})`
       )
       if (Object.keys(mycel.errors).length > 0) console.log(`${workload} mycel: failed operations (counted in ops/s): ${JSON.stringify(mycel.errors)}`)
       if (mycel.near !== undefined) {
@@ -328,7 +350,7 @@ const main = async () => {
       }
       const baseline = await phase((index) => ({ kind: 'redis', index, port, workload }), redis.pid)
       console.log(
-        `${workload} redis: ${baseline.opsS.toFixed(0)} ops/s, p50 ${baseline.p50.toFixed(0)} us, p99 ${baseline.p99.toFixed(0)} us, ${baseline.cpuUsPerOp.toFixed(1)} us of CPU per operation (drivers and server) (${mix}; one redis-server, ioredis)`
+        `${workload} redis: ${baseline.opsS.toFixed(0)} ops/s, p50 ${baseline.p50.toFixed(0)} us, p99 ${baseline.p99.toFixed(0)} us (puts p50 ${baseline.putP50.toFixed(0)} us, p99 ${baseline.putP99.toFixed(0)} us), ${baseline.cpuUsPerOp.toFixed(1)} us of CPU per operation (drivers and server) (${mix}; one redis-server, ioredis)`
       )
       result[`${prefix}mycel_ops_s`] = Math.round(mycel.opsS)
       result[`${prefix}mycel_p99_us`] = Math.round(mycel.p99)

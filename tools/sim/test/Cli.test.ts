@@ -31,5 +31,6 @@ describe('npm run sim', () => {
   it('refuses bad options with exit code 2', async () => {
     expect((await sim(['--nodes', '9'])).code).toBe(2)
     expect((await sim(['--faults', 'meteor'])).code).toBe(2)
+    expect((await sim(['--gap', '0'])).code).toBe(2)
   }, 60_000)
 })

@@ -8,6 +8,8 @@ interface SeedCase {
   readonly ops: number
   readonly nodes?: number
   readonly faults?: ReadonlyArray<FaultChoice>
+  /** Mean time between client operations (virtual ms; `--gap`). */
+  readonly gapMs?: number
 }
 
 interface Regression extends SeedCase {
@@ -24,7 +26,8 @@ const optionsOf = (c: SeedCase): SimOptions => ({
   seed: c.seed,
   ops: c.ops,
   ...(c.nodes === undefined ? {} : { nodes: c.nodes }),
-  ...(c.faults === undefined ? {} : { faults: c.faults })
+  ...(c.faults === undefined ? {} : { faults: c.faults }),
+  ...(c.gapMs === undefined ? {} : { gapMs: c.gapMs })
 })
 
 /** The violations, told as the CLI tells them: the assertion message is the reproduction. */
@@ -49,7 +52,7 @@ describe('simulator', () => {
 
   describe('CI seeds: hold on the current engine', () => {
     for (const c of load<SeedCase>('ci.json')) {
-      it(`seed ${c.seed} (${c.ops} ops, faults ${c.faults === undefined ? 'all' : c.faults.length === 0 ? 'none' : c.faults.join(',')})`, async () => {
+      it(`seed ${c.seed} (${c.ops} ops${c.gapMs === undefined ? '' : ` ${c.gapMs} ms apart`}, faults ${c.faults === undefined ? 'all' : c.faults.length === 0 ? 'none' : c.faults.join(',')})`, async () => {
         const result = await runSeed(optionsOf(c))
         expect(result.ops).toBeGreaterThanOrEqual(c.ops)
         expect(result.violations, told(result)).toEqual([])
@@ -62,7 +65,7 @@ describe('simulator', () => {
       // failsToday: this seed breaks r.promise on the current engine (see r.mechanism); `it.fails`
       // until the engine holds the promise, then `it` (flip failsToday in seeds/regressions.json)
       const test = r.failsToday ? it.fails : it
-      test(`seed ${r.seed} (${r.ops} ops, faults ${r.faults === undefined ? 'all' : r.faults.join(',')}) holds ${r.promise}`, async () => {
+      test(`seed ${r.seed} (${r.ops} ops${r.gapMs === undefined ? '' : ` ${r.gapMs} ms apart`}, faults ${r.faults === undefined ? 'all' : r.faults.join(',')}) holds ${r.promise}`, async () => {
         const result = await runSeed(optionsOf(r))
         expect(result.violations, told(result)).toEqual([])
       }, 120_000)

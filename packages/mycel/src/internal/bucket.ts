@@ -64,6 +64,16 @@ export class BucketState {
     this.readers = new NearReaders(() => config.nearCache?.trackedKeys ?? TRACKED_KEYS)
   }
 
+  /**
+   * A write of `key` through this node begins: a get started from now on must not share a read
+   * begun before it (that read's answer may be older than the write, and this node's own
+   * acknowledged write must be visible to its later gets). The read in flight leaves `gets`; it
+   * still answers the gets that joined it, which began before the write.
+   */
+  writeBegins(key: string): void {
+    this.gets.delete(key)
+  }
+
   stats(): BucketStats {
     const s = this.store.stats()
     return {

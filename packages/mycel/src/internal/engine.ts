@@ -304,8 +304,9 @@ export class Engine implements Host {
         return new MycelError({ reason: 'ValueTooLarge', message: `a value of ${args.value.byteLength} bytes does not fit in one message (${this.options.maxMessageSize} bytes)` })
       }
     }
-    // a write through this node: its near copy goes now, and no read begun before keeps one
+    // a write through this node: its near copy goes now, and no read begun before keeps one or is shared
     state.near?.written(args.key, undefined)
+    state.writeBegins(args.key)
     // the caller's bytes are copied (it may reuse them); an increment has none
     const value = args.value.byteLength === 0 ? EMPTY : new Uint8Array(args.value)
     const expected = args.expected === undefined ? undefined : new Uint8Array(args.expected)

@@ -47,6 +47,7 @@ export const startWrite = (e: Engine, op: number, name: string, key: string, val
   if (e.closed) return closedError()
   const bucket = e.bucket(name)
   if (bucket instanceof MycelError) return bucket
+  bucket.writeBegins(key)
   if (value !== undefined) {
     const handoffSize = CacheMessage.handoffBatchOverhead + CacheMessage.handoffEntrySize(key, value.byteLength, e.self)
     const size = Math.max(value.byteLength + CacheMessage.putOverhead(key, e.self), handoffSize)

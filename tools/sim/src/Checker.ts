@@ -25,7 +25,8 @@
  *   same count. A cut (partition or pause, and `settleMs` after it, until the sides see each
  *   other again) gives each side a primary whose chain the heal may overwrite: the lower bound
  *   and the order are not held for increments acknowledged then; kills of R nodes within
- *   `killWindowMs` excuse them too. The upper bound is always held.
+ *   `killWindowMs` excuse them too, and so does an increment under way within `settleMs` after
+ *   a clock step beyond the failure timeout (see below). The upper bound is always held.
  *
  * - P8 locks (`tryAcquire`, hold, release on a few names of the locks' bucket): no fencing token
  *   granted twice for a name; a grant that began after another was granted has a higher token;
@@ -51,7 +52,12 @@
  *
  * Writes on two sides of a partition or pause, once any clock was skewed, cannot be ordered by
  * real time by any available cache: violations of 1, 2 and 5 whose writes span such a cut are
- * not counted (P4 still is).
+ * not counted (P4 still is). A node whose clock steps by more than the failure timeout acts alone
+ * for a moment, as one side of a cut: a violation of 1, 2, 5, 7 or 9 that involves a write (or an
+ * increment) under way within `settleMs` after such a step is not counted either — only those
+ * operations, not every pair that spans the step (seed 7 at `--gap 2`, skew,delay: three nodes
+ * declaring each other failed and rejoining over and over, acknowledging writes of one key
+ * alone meanwhile).
  *
  * "Checked" reads are the final ones and those that start `settleMs` after any partition,
  * pause, kill, restart, join or leave, or a node's clock step beyond the failure timeout (an AP
@@ -160,6 +166,16 @@ export const check = (history: History): Array<Violation> => {
    * writes 10-600 ms after a heal, each node still its key's only owner).
    */
   const unorderable = (from: number, to: number) => skewFrom <= to && cut.some(([a, b]) => a <= to && b + config.settleMs >= from)
+  /**
+   * A clock step beyond the failure timeout leaves its node alone for a moment (its failure
+   * detector drops its peers, or theirs drop it), as one side of a cut: an operation under way
+   * within `settleMs` after such a step is not held to the order of promises 1, 2, 5, 7 and 9
+   * (seed 7 at `--gap 2`, skew,delay: nodes declaring each other failed and rejoining, over and
+   * over, acknowledging writes of one key alone meanwhile).
+   * Narrower than a cut: only the operations under way then, not every pair that spans it.
+   */
+  const steps = clockSteps(history)
+  const alone = (o: Op): boolean => steps.some((t) => t <= (o.comp ?? o.inv) && t + config.settleMs >= o.inv)
   const settled = (read: Op, nearTtlMs = 0): boolean => {
     if (read.final === true) return true
     const from = read.inv - config.settleMs - nearTtlMs
@@ -180,7 +196,7 @@ export const check = (history: History): Array<Violation> => {
   checkLocks(history, cut, violations)
   for (const bucket of config.buckets) {
     if (bucket.counters === true) {
-      checkCounters(history, bucket.name, byKey, cut, violations)
+      checkCounters(history, bucket.name, byKey, cut, alone, violations)
       continue
     }
     for (const [id, list] of byKey) {
@@ -209,7 +225,7 @@ export const check = (history: History): Array<Violation> => {
         }
         const nearTtl = bucket.near?.ttlMs ?? 0
         if (!bucket.strict || !settled(read, nearTtl)) continue
-        if (bucket.near !== undefined) checkOwnWrite(history, bucket.name, key, read, writes, unorderable, violations)
+        if (bucket.near !== undefined) checkOwnWrite(history, bucket.name, key, read, writes, unorderable, alone, violations)
         // candidates: writes that may be what the read sees (a near copy may be the near ttl older)
         const horizon = read.inv - config.staleMs - nearTtl
         const supersedes = (w: Op, later: Op) => acked(w) && acked(later) && w.comp! < later.inv && later.comp! <= horizon
@@ -227,6 +243,7 @@ export const check = (history: History): Array<Violation> => {
         const seenPut = read.res === 'hit' ? puts.filter((p) => p.hash === read.got) : []
         if (killsExcuse(faults, config.replicas, config.killWindowMs, from, end)) continue
         if (unorderable(Math.min(from, ...seenPut.map((p) => p.inv)), read.inv)) continue
+        if (newest.some(alone) || seenPut.some(alone)) continue
         const promise = read.res === 'miss' ? (newest.some((w) => w.kind === 'put') ? 'P1' : 'P5') : newest.some((w) => w.kind === 'delete') ? 'P5' : 'P2'
         const what =
           read.res === 'miss'
@@ -353,6 +370,7 @@ const checkOwnWrite = (
   read: Op,
   writes: ReadonlyArray<Op>,
   unorderable: (from: number, to: number) => boolean,
+  alone: (o: Op) => boolean,
   violations: Array<Violation>
 ): void => {
   const { config, faults } = history
@@ -364,7 +382,7 @@ const checkOwnWrite = (
   const ok = read.res === 'miss' ? allowed.some((w) => w.kind === 'delete') : allowed.some((w) => w.kind === 'put' && w.hash === read.got)
   if (ok) return
   if (killsExcuse(faults, config.replicas, config.killWindowMs, own.inv, read.comp!)) return
-  if (unorderable(own.inv, read.inv)) return
+  if (unorderable(own.inv, read.inv) || alone(own)) return
   // a clock that jumps makes the node's failure detector drop its peers: it reads alone, as behind a cut
   if (faults.some((f) => f.kind === 'skew' && f.at >= read.inv - 2 * config.settleMs && f.at <= read.comp!)) return
   violations.push({
@@ -384,6 +402,7 @@ const checkCounters = (
   bucket: string,
   byKey: ReadonlyMap<string, ReadonlyArray<Op>>,
   cut: ReadonlyArray<readonly [number, number]>,
+  alone: (o: Op) => boolean,
   violations: Array<Violation>
 ): void => {
   const { config, faults } = history
@@ -396,7 +415,7 @@ const checkCounters = (
     const ok = incrs.filter((op) => acked(op) && op.count !== undefined)
     const ackedSum = ok.reduce((n, op) => n + (op.delta ?? 0), 0)
     const openSum = incrs.filter((op) => !acked(op)).reduce((n, op) => n + (op.delta ?? 0), 0)
-    const lossExcused = ok.some((op) => disturbed(op.inv, op.comp!))
+    const lossExcused = ok.some((op) => disturbed(op.inv, op.comp!) || alone(op))
     for (const read of list.filter((op) => op.kind === 'get' && op.final === true && op.count !== undefined)) {
       const n = read.count!
       const low = n < ackedSum && !lossExcused && !disturbed(Math.min(...ok.map((op) => op.inv)), read.inv)
@@ -415,7 +434,7 @@ const checkCounters = (
     const byCount = new Map<number, Op>()
     for (const b of ok) {
       const twin = byCount.get(b.count!)
-      if (twin !== undefined && !disturbed(Math.min(twin.inv, b.inv), Math.max(twin.comp!, b.comp!))) {
+      if (twin !== undefined && !disturbed(Math.min(twin.inv, b.inv), Math.max(twin.comp!, b.comp!)) && !alone(twin) && !alone(b)) {
         violations.push({
           promise: 'P7',
           bucket,
@@ -428,7 +447,7 @@ const checkCounters = (
       }
       byCount.set(b.count!, b)
       for (const a of ok) {
-        if (a.comp! >= b.inv || b.count! > a.count! || disturbed(a.inv, b.comp!)) continue
+        if (a.comp! >= b.inv || b.count! > a.count! || disturbed(a.inv, b.comp!) || alone(a) || alone(b)) continue
         violations.push({
           promise: 'P7',
           bucket,

@@ -149,6 +149,17 @@ describe('checker', () => {
     expect(promises({ ...withTimeout([step]), ops: [put('a', 'A1', 10, 20), miss('a', 4_000, 'n1')] })).toEqual(['P1'])
   })
 
+  it('writes within settleMs after a clock step past the failure timeout are not ordered (the node acts alone, as behind a cut; seed 7 at --gap 2, skew,delay); later ones and smaller steps are', () => {
+    const withTimeout = (ops: Array<Op>, faults: Array<Fault>): History => ({ ...history(ops, faults), config: { ...config, failureTimeoutMs: 1_000 } })
+    const step: Fault = { at: 2_000, kind: 'skew', nodes: ['n2'], detail: '-186982 ms', offsetMs: -186_982 }
+    // n1's put completed before n2's began, yet n2's (stamped on a clock far behind) lost
+    const soon = [put('a', 'A1', 2_100, 2_110), put('a', 'A2', 2_120, 2_130, 'n2'), hit('a', 'A1', 9_000, 'n1', true)]
+    expect(promises(withTimeout(soon, [step]))).toEqual([])
+    expect(promises(withTimeout(soon, [{ ...step, offsetMs: 500, detail: '+500 ms' }]))).toEqual(['P2'])
+    const later = [put('a', 'A1', 3_100, 3_110), put('a', 'A2', 3_120, 3_130, 'n2'), hit('a', 'A1', 9_000, 'n1', true)]
+    expect(promises(withTimeout(later, [step]))).toEqual(['P2'])
+  })
+
   it('P3: a read returns a value no put wrote, or one written only after the read ended', () => {
     expect(promises(history([put('a', 'A1', 10, 20), hit('a', 'TORN', 500)]))).toEqual(['P3'])
     // a value written to another key is invented for this one
@@ -270,6 +281,14 @@ describe('checker', () => {
       ]
       expect(p7(counterHistory([...ops, final('c', 1, 1_000)], kills))).toEqual([])
       expect(p7(counterHistory([...ops, final('c', 4, 1_000)], kills))).toHaveLength(1)
+    })
+
+    it('an increment acknowledged within settleMs after its node\'s clock stepped past the failure timeout may be lost (the node acted alone); one acknowledged later may not', () => {
+      const withTimeout = (ops: Array<Op>, faults: Array<Fault>): History => ({ ...counterHistory(ops, faults), config: { ...counters, failureTimeoutMs: 1_000 } })
+      const step: Fault = { at: 2_000, kind: 'skew', nodes: ['n1'], detail: '+131529 ms', offsetMs: 131_529 }
+      expect(p7(withTimeout([incr('c', 1, 10, 20, 1), incr('c', 2, 2_100, 2_110, 3), final('c', 1, 9_000)], [step]))).toEqual([])
+      expect(p7(withTimeout([incr('c', 1, 10, 20, 1), incr('c', 2, 3_100, 3_110, 3), final('c', 1, 9_000)], [step]))).toHaveLength(1)
+      expect(p7(withTimeout([incr('c', 1, 10, 20, 1), incr('c', 2, 2_100, 2_110, 3), final('c', 1, 9_000)], [{ ...step, offsetMs: 500 }]))).toHaveLength(1)
     })
 
     it('an increment that began after another was acknowledged answering a count not above it, or two answering the same count, is a violation', () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from '@effect/vitest'
 import { CacheMessage } from '@mycorrizal/wire'
 import fc from 'fast-check'
+import { recordRetainMs } from '../src/internal/atomic.js'
 import { OpLog } from '../src/internal/oplog.js'
 import { Placement } from '../src/internal/placement.js'
 import { bytes, Net, text } from './harness.js'
@@ -412,6 +413,27 @@ describe('atomic operations (engine)', () => {
     for (let i = 5; i < 12; i++) log.add('k', { origin: 'a', seq: i, result: i })
     expect(log.size).toBe(5)
     expect(log.list('k')?.map((x) => x.seq)).toEqual([7, 8, 9, 10, 11])
+  })
+
+  it('a clock that steps forward by minutes does not expire the records a retry still needs (npm run sim -- --seed 2 --ops 2000 --gap 2 --faults skew,delay: an increment applied twice)', () => {
+    let now = 0
+    const retainMs = recordRetainMs(2_000)
+    const log = new OpLog(retainMs, () => now)
+    log.add('k', { origin: 'a', seq: 1, result: 1 })
+    now = 200
+    log.add('k', { origin: 'a', seq: 2, result: 2 })
+    // the clock steps by two minutes; a retry of seq 1 comes right after
+    now = 200 + 131_529
+    log.add('k', { origin: 'b', seq: 1, result: 3 })
+    expect(log.find('k', 'a', 1)?.result).toBe(1)
+    expect(log.list('k')?.map((r) => `${r.origin}${r.seq}`)).toEqual(['a1', 'a2', 'b1'])
+    // time that passes after the step still expires them
+    for (let t = 1; now < 131_729 + retainMs; t++) {
+      now += 100
+      log.add('k', { origin: 'c', seq: t, result: 0 })
+    }
+    expect(log.find('k', 'a', 1)).toBeUndefined()
+    expect(log.find('k', 'b', 1)).toBeUndefined()
   })
 
   it('records of two origins with the same seq are told apart, expire and are evicted one by one', () => {

@@ -6,7 +6,8 @@
  *
  * Bounded in time and in count. A caller asks again only while its operation is under way: at
  * most MAX_ATOMIC_ATTEMPTS attempts of two request timeouts each, with short delays between
- * them; a record is kept for `retainMs`, longer than that, so every retry finds it. Past
+ * them; a record is kept for `retainMs`, longer than that, so every retry finds it (on the
+ * log's own time, which a clock stepping forward moves by at most MAX_CLOCK_STEP_MS). Past
  * `maxRecords` records in the bucket, the least recently used key's records go first (a key
  * written that often within `retainMs` is the hot one: it keeps its records).
  *
@@ -23,12 +24,22 @@ import type { CacheMessage } from '@mycorrizal/wire'
 /** Records per bucket at most (about 30 bytes each in the columns: 7.5 MiB). */
 export const MAX_RECORDS = 262_144
 
+/**
+ * The most one reading of the clock advances the records' time (ms). The records must outlive
+ * every retry of their operations; a clock that steps forward by minutes (a wall clock set by
+ * NTP; Effect's default clock is monotonic, a custom one may not be) would expire them all at
+ * once, and a retry still under way would be applied again. Between readings of a busy bucket
+ * far less passes; a quiet bucket keeps its records longer than `retainMs` (the count bound
+ * still holds).
+ */
+export const MAX_CLOCK_STEP_MS = 1_000
+
 /** One origin's records of a key, by ascending seq; `head` is the first one kept. */
 interface OriginRecords {
   readonly origin: string
   readonly seqs: Array<number>
   readonly results: Array<number>
-  /** When this node learned each one (ms, the engine's clock). */
+  /** When this node learned each one (ms, the log's `clock()`). */
   readonly ats: Array<number>
   head: number
 }
@@ -85,11 +96,23 @@ export class OpLog {
   private readonly byKey = new Map<string, KeyRecords>()
   private count = 0
 
+  /** The records' time: the clock's advance, at most MAX_CLOCK_STEP_MS a reading, never back. */
+  private time = 0
+  private lastReading: number | undefined
+
   constructor(
     private readonly retainMs: number,
     private readonly now: () => number,
     private readonly maxRecords = MAX_RECORDS
   ) {}
+
+  private clock(): number {
+    const now = this.now()
+    const last = this.lastReading
+    if (last !== undefined && now > last) this.time += Math.min(now - last, MAX_CLOCK_STEP_MS)
+    this.lastReading = now
+    return this.time
+  }
 
   find(key: string, origin: string, seq: number): CacheMessage.AtomicRecord | undefined {
     const records = this.byKey.get(key)
@@ -101,7 +124,7 @@ export class OpLog {
   }
 
   add(key: string, record: CacheMessage.AtomicRecord): void {
-    const now = this.now()
+    const now = this.clock()
     let records = this.byKey.get(key)
     if (records === undefined) records = { origins: [], n: 0, oldest: now }
     else this.byKey.delete(key)
@@ -143,7 +166,7 @@ export class OpLog {
   list(key: string): Array<CacheMessage.AtomicRecord> | undefined {
     const records = this.byKey.get(key)
     if (records === undefined) return undefined
-    const from = this.now() - this.retainMs
+    const from = this.clock() - this.retainMs
     const kept: Array<{ readonly record: CacheMessage.AtomicRecord; readonly at: number }> = []
     for (const o of records.origins) {
       for (let i = o.head; i < o.seqs.length; i++) if (o.ats[i]! > from) kept.push({ record: { origin: o.origin, seq: o.seqs[i]!, result: o.results[i]! }, at: o.ats[i]! })

@@ -370,16 +370,16 @@ describe('cache engine: writes and versions', () => {
     expect(net.node('b').stats('s')!.rewrites).toBeGreaterThan(0)
   })
 
-  it('a write overtaken again, after its rewrite, by a write that reached the primary since completes: a hot key written by its primary', () => {
-    // b is 10 ms from c (each way); c, the key's primary, writes the key every 2 ms. Every send of
-    // b's write meets a newer one of c's at c. Written again above the first, it must not go on
-    // losing to c's writes made while it travels until it fails with Conflict: what beat the
-    // rewrite reached c after b's write began, so it is concurrent with it.
+  /**
+   * Three nodes; b writes a key whose primary c (10 ms from b, each way) writes it itself every
+   * 2 ms, until b's write ends. `settled`: past the rebalance window of the members' arrival.
+   */
+  const hotKeyRace = (settled: boolean) => {
     const net = new Net()
     for (const id of ['a', 'b', 'c']) net.add(id)
     net.members(['a', 'b', 'c'])
     net.createBucket('s')
-    net.advance(10_000) // past the rebalance window of the members' arrival
+    if (settled) net.advance(10_000)
     const [key] = keysWhere(['a', 'b', 'c'], 's', 1, (o) => o[0] === 'c' && o[1] === 'a')
     const ONE_WAY_MS = 10
     const seen = new Map<string, number>()
@@ -396,7 +396,14 @@ describe('cache engine: writes and versions', () => {
       fromC.push(net.put('c', 's', key!, bytes(`from c ${t}`)))
       net.advance(2, 1)
     }
-    const result = net.await(put)
+    return { net, key: key!, result: net.await(put), fromC }
+  }
+
+  it('a write overtaken again, after its rewrite, by a write that reached the primary since completes: a hot key written by its primary', () => {
+    // Every send of b's write meets a newer one of c's at c. Written again above the first, it
+    // must not go on losing to c's writes made while it travels until it fails with Conflict:
+    // what beat the rewrite reached c after b's write began, so it is concurrent with it.
+    const { net, key, result, fromC } = hotKeyRace(true)
     expect(result.ok ? 'stored' : result.error.reason).toBe('stored')
     // one rewrite above what c held when the first send arrived, no more
     expect(net.node('b').stats('s')!.rewrites).toBe(1)
@@ -405,31 +412,12 @@ describe('cache engine: writes and versions', () => {
     net.hold = undefined
     net.advance(100)
     const last = `from c ${2 * (fromC.length - 1)}`
-    for (const o of owners(['a', 'b', 'c'], 's', key!)) expect(text(net.held(o, 's', key!)?.value)).toBe(last)
+    for (const o of owners(['a', 'b', 'c'], 's', key)) expect(text(net.held(o, 's', key)?.value)).toBe(last)
   })
 
   it('while keys move, a write overtaken again after its rewrite is written again: an owner may not hold every acknowledged write yet', () => {
-    const net = new Net()
-    for (const id of ['a', 'b', 'c']) net.add(id)
-    net.members(['a', 'b', 'c'])
-    net.createBucket('s')
-    const [key] = keysWhere(['a', 'b', 'c'], 's', 1, (o) => o[0] === 'c' && o[1] === 'a')
-    const ONE_WAY_MS = 10
-    const seen = new Map<string, number>()
-    net.hold = ({ from, to, message }) => {
-      if (!((from === 'b' && to === 'c') || (from === 'c' && to === 'b'))) return false
-      const id = `${from}>${to} ${message._tag} ${'id' in message ? message.id : ''}`
-      const first = seen.get(id) ?? net.now
-      seen.set(id, first)
-      return net.now < first + ONE_WAY_MS
-    }
     // within the rebalance window of the members' arrival: every loss is written again
-    const put = net.put('b', 's', key!, bytes('from b'))
-    for (let t = 0; t < 400 && !net.results.has(put); t += 2) {
-      net.put('c', 's', key!, bytes(`from c ${t}`))
-      net.advance(2, 1)
-    }
-    const result = net.await(put)
+    const { net, result } = hotKeyRace(false)
     expect(result.ok ? 'stored' : result.error.reason).toBe('Conflict')
     expect(net.node('b').stats('s')!.rewrites).toBeGreaterThan(1)
   })

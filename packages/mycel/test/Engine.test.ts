@@ -639,6 +639,26 @@ describe('cache engine: clocks that step', () => {
     const e = net.node('a')
     expect(e.wakeIn(net.clock('a'))).toBeLessThanOrEqual(e.options.syncIntervalMs)
   })
+
+  it('a clock stepping forward and back again and again does not carry versions past the peers\' maxClockAhead (npm run sim -- --seed 28 --ops 2000 --gap 2)', () => {
+    const net = new Net({ maxClockAheadMs: 600_000 })
+    for (const id of ['a', 'b']) net.add(id)
+    net.members(['a', 'b'])
+    net.createBucket('s')
+    const [key] = keysWhere(['a', 'b'], 's', 1, (o) => o[0] === 'b')
+    // a's clock goes 4 minutes ahead and back, five times: 20 minutes of steps forward in all
+    for (let i = 0; i < 5; i++) {
+      net.skew.set('a', 240_000)
+      net.advance(100)
+      net.skew.set('a', 0)
+      net.advance(100)
+    }
+    net.must(net.put('a', 's', key!, bytes('after the steps')))
+    expect(net.node('b').stats('s')!.refused).toBe(0)
+    expect(text(net.held('b', 's', key!)?.value)).toBe('after the steps')
+    // a's versions stay within its clock's highest reading
+    expect(net.held('b', 's', key!)!.version.ts).toBeLessThanOrEqual((net.now + 240_000 + 1_000) * TS_PER_MS)
+  })
 })
 
 describe('cache engine: anti-entropy between owners', () => {

@@ -161,9 +161,15 @@ export class Engine implements Host {
     return at === undefined ? undefined : Math.max(0, at - this.now)
   }
 
-  /** A version timestamp after everything this node has seen, and at least `atLeast`. */
+  /**
+   * A version timestamp after everything this node has seen, and at least `atLeast`: a hybrid
+   * logical clock over the shell's clock as it reads now (`input`), not over the engine's time —
+   * that one counts every step forward and none back, so a clock stepping forward and back again
+   * would carry the versions ahead by the sum of its steps, past what peers accept
+   * (`maxClockAhead`; sim seed 28 at `--gap 2`). The hybrid clock never goes back either way.
+   */
   nextTs(atLeast = 0): number {
-    const ts = Math.max(Math.floor(this.now) * TS_PER_MS, this.hlc + 1, atLeast)
+    const ts = Math.max(Math.floor(this.input) * TS_PER_MS, this.hlc + 1, atLeast)
     this.hlc = ts
     return ts
   }
@@ -172,9 +178,9 @@ export class Engine implements Host {
     if (ts > this.hlc) this.hlc = ts
   }
 
-  /** A version from a peer is a positive safe integer not far ahead of this node's clock. */
+  /** A version from a peer is a positive safe integer not far ahead of this node's clock (as it reads now). */
   validTs(ts: number): boolean {
-    return Number.isSafeInteger(ts) && ts > 0 && ts <= (this.now + this.options.maxClockAheadMs) * TS_PER_MS
+    return Number.isSafeInteger(ts) && ts > 0 && ts <= (this.input + this.options.maxClockAheadMs) * TS_PER_MS
   }
 
   // ---- per-peer byte budget -----------------------------------------------------------

@@ -120,6 +120,12 @@ const freePort = () =>
     })
   })
 
+/** Keeps the `n`th latency in a reservoir of at most SAMPLE_LIMIT (the first ones, then overwriting in turn). */
+const keep = (reservoir: Array<number>, n: number, us: number): void => {
+  if (reservoir.length < SAMPLE_LIMIT) reservoir.push(us)
+  else reservoir[n % SAMPLE_LIMIT] = us
+}
+
 /** Runs 64 workers doing the mix for `seconds`; returns op count, time and latency samples (us). A process builds its key chooser once (the Zipfian one precomputes 100,000 hashes). */
 const choosers = new Map<Workload, ReturnType<typeof chooser>>()
 const drive = async (workload: Workload, get: (key: string) => Promise<unknown>, put: (key: string, value: Uint8Array) => Promise<unknown>, seconds: number) => {
@@ -165,13 +171,8 @@ const drive = async (workload: Workload, get: (key: string) => Promise<unknown>,
       }
       const us = (performance.now() - t) * 1000
       ops++
-      if (samples.length < SAMPLE_LIMIT) samples.push(us)
-      else samples[ops % SAMPLE_LIMIT] = us
-      if (isPut) {
-        puts++
-        if (putSamples.length < SAMPLE_LIMIT) putSamples.push(us)
-        else putSamples[puts % SAMPLE_LIMIT] = us
-      }
+      keep(samples, ops, us)
+      if (isPut) keep(putSamples, ++puts, us)
     }
   }
   const cpu = process.cpuUsage()

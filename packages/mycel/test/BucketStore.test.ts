@@ -28,15 +28,31 @@ describe('BucketStore', () => {
     })
   )
 
-  it.effect('versionTs: the stored version of a value or tombstone, 0 when absent or expired, without touching counters', () =>
+  it.effect('read: the value and version of a value, the version of a tombstone, none when absent or expired; only readCounted counts', () =>
     Effect.gen(function* () {
       const store = yield* storeOn({ maxEntries: 10, defaultTtlMs: 1_000 })
-      store.put('a', v('1'), { ts: 7, node: 'n' })
-      store.delete('d', { ts: 9, node: 'n' })
-      expect([store.versionTs('a'), store.versionTs('d'), store.versionTs('none')]).toEqual([7, 9, 0])
-      yield* TestClock.adjust(Duration.millis(1_000))
-      expect([store.versionTs('a'), store.versionTs('d')]).toEqual([0, 0])
+      store.put('a', v('1'), { ts: 7, node: 'n1' })
+      store.delete('d', { ts: 9, node: 'n2' })
+      const seen = (key: string) => {
+        const r = store.read(key, { value: undefined, ts: -1, node: '-' })
+        return [t(r.value), r.ts, r.node]
+      }
+      expect([seen('a'), seen('d'), seen('none')]).toEqual([
+        ['1', 7, 'n1'],
+        [undefined, 9, 'n2'],
+        [undefined, 0, '']
+      ])
       expect(store.stats().hits + store.stats().misses).toBe(0)
+      const into = { value: undefined as Uint8Array | undefined, ts: 0, node: '' }
+      expect(t(store.readCounted('a', into).value)).toBe('1')
+      expect(store.readCounted('d', into).ts).toBe(9)
+      expect([store.stats().hits, store.stats().misses]).toEqual([1, 1])
+      yield* TestClock.adjust(Duration.millis(1_000))
+      expect([seen('a'), seen('d')]).toEqual([
+        [undefined, 0, ''],
+        [undefined, 0, '']
+      ])
+      expect(store.stats().keys).toBe(0)
     })
   )
 

@@ -183,7 +183,7 @@ export const makeService = (options: TopicsOptions = {}) =>
               break
           }
         }
-        out.length = 0
+        if (out.length !== 0) out.length = 0
       } finally {
         flushing = false
       }

@@ -20,7 +20,7 @@ import { Placement } from './placement.js'
 import { onGetAnswer, startGet } from './reads.js'
 import { Rebalance } from './rebalance.js'
 import { RequestTable } from './requests.js'
-import type { Version } from './store.js'
+import type { Read, Version } from './store.js'
 import type { BucketStats } from './types.js'
 import { onWriteAnswer, startWrite } from './writes.js'
 import { closedError, type EngineOptions, type Host, LEAVING_EPOCH, type LogLevel, type NoAnswer, type Output, PENDING, type Pending, type Request, TS_PER_MS, type WriteOp } from './host.js'
@@ -53,6 +53,8 @@ export class Engine implements Host {
   readonly activeWrites = new ChurnMap<WriteOp, WriteOp>()
   /** Bytes handed to the transport for a peer and not yet taken by its stream buffer. */
   private readonly queued = new Map<string, number>()
+  /** What the answer to a peer's Get was read into (a read builds no object). */
+  private readonly peerRead: Read = { value: undefined, ts: 0, node: '' }
   private timers: Array<Timer> = []
   /** The newest version timestamp this node has written or seen (a hybrid logical clock). */
   private hlc = 0
@@ -444,21 +446,15 @@ export class Engine implements Host {
           // the records first, on the same stream, so they are there when the answer is
           sendRecords(this, bucket, from, message.key)
         }
-        const entry = store.get(message.key)
-        const hit = entry !== undefined && entry.value !== undefined
+        const { value, ts, node } = store.read(message.key, this.peerRead)
+        this.peerRead.value = undefined
+        const hit = value !== undefined
         // a peer that does not take what it is sent gets no more answers past its budget
-        if (hit && this.overBudget(from, entry.value!.byteLength)) {
+        if (hit && this.overBudget(from, value.byteLength)) {
           bucket.overloaded++
           return
         }
-        this.send(name, from, {
-          _tag: 'GetResponse',
-          id: message.id,
-          status: hit ? CacheMessage.GetStatus.Hit : CacheMessage.GetStatus.Miss,
-          value: hit ? entry.value! : EMPTY,
-          ts: entry?.version.ts ?? 0,
-          node: entry?.version.node ?? ''
-        })
+        this.send(name, from, { _tag: 'GetResponse', id: message.id, status: hit ? CacheMessage.GetStatus.Hit : CacheMessage.GetStatus.Miss, value: hit ? value : EMPTY, ts, node })
         if (hit && message._tag === 'NearGet') bucket.readers.register(message.key, from, message.ttlMs, this.now)
         return
       }

@@ -43,13 +43,16 @@ export class Placement {
   private nodes: Array<string> = []
   private hashes: Uint32Array = new Uint32Array(0)
   private readonly scores: Array<number> = []
-  /** The indices picked by the lookup under way (reused: a lookup allocates only its answer). */
-  private readonly picked: Array<number> = []
+  /** `pickedIn[i] === lookup`: node i is picked by the lookup under way (reused: a lookup allocates only its answer). */
+  private pickedIn: Uint32Array = new Uint32Array(0)
+  private lookup = 0
 
   /** The alive members (order does not matter). */
   setNodes(nodes: ReadonlyArray<string>): void {
     this.nodes = [...new Set(nodes)].sort()
     this.hashes = Uint32Array.from(this.nodes, (n) => mix(fnv1a(n, FNV_OFFSET)))
+    this.pickedIn = new Uint32Array(this.nodes.length)
+    this.lookup = 0
   }
 
   get size(): number {
@@ -66,20 +69,25 @@ export class Placement {
     const h = keyHash(bucket, key)
     const scores = this.scores
     for (let i = 0; i < n; i++) scores[i] = mix(h ^ this.hashes[i]!)
-    // partial selection: R is small
-    const picked = this.picked
-    picked.length = 0
+    // partial selection: R is small (no array emptied per lookup: setting an array's length is a runtime call)
+    const picked = this.pickedIn
+    let lookup = this.lookup + 1
+    if (lookup > 0xffffffff) {
+      picked.fill(0)
+      lookup = 1
+    }
+    this.lookup = lookup
     for (let k = 0; k < r; k++) {
       let best = -1
       let bestScore = -1
       for (let i = 0; i < n; i++) {
         const s = scores[i]!
-        if (s > bestScore && !picked.includes(i)) {
+        if (s > bestScore && picked[i] !== lookup) {
           best = i
           bestScore = s
         }
       }
-      picked.push(best)
+      picked[best] = lookup
       out[k] = this.nodes[best]!
     }
     return out

@@ -18,11 +18,13 @@ import type { BucketState, ReadOp } from './bucket.js'
 import { closedError, type Host as Engine, type NoAnswer, PENDING, type Pending, type Request } from './host.js'
 
 export type { ReadOp } from './bucket.js'
-import { newer, type Version } from './store.js'
+import { newer, type Read, type Version } from './store.js'
 import { MAX_GONE_ATTEMPTS, RETRY_DELAY_MS } from './writes.js'
 
 
 const GET_BYTES = 64
+/** The local read of a get, filled in place (a read builds no object). */
+const LOCAL_READ: Read = { value: undefined, ts: 0, node: '' }
 
 export const startGet = (e: Engine, op: number, name: string, key: string): Uint8Array | undefined | MycelError | Pending => {
   if (e.closed) return closedError()
@@ -31,9 +33,10 @@ export const startGet = (e: Engine, op: number, name: string, key: string): Uint
   const owners = e.placement.owners(name, key, bucket.config.replicas)
   if (owners.length === 0 || owners.includes(e.self)) {
     const store = bucket.store
-    const ts = store.versionTs(key)
-    if (ts > 0) e.observe(ts)
-    const local = store.getValue(key)
+    const read = store.readCounted(key, LOCAL_READ)
+    if (read.ts > 0) e.observe(read.ts)
+    const local = read.value
+    read.value = undefined
     if (local !== undefined || owners.length <= 1 || !e.rebalancing()) return local
     // while keys move (a join, a failure) a new owner may not have a key yet: ask the others
     return ask(e, bucket, key, owners.filter((o) => o !== e.self), op, store.peek(key)?.version, false)

@@ -268,7 +268,8 @@ export const makeService = (options: MycelOptions = {}) =>
               break
           }
         }
-        out.length = 0
+        // emptied only when it holds something: setting an array's length is a runtime call, and most operations output nothing
+        if (out.length !== 0) out.length = 0
       } finally {
         flushing = false
       }

@@ -85,6 +85,16 @@ class Slot {
 }
 
 const valueOf = (slot: Slot): Uint8Array => (slot.data instanceof Slab ? slot.data.bytes.subarray(slot.off, slot.off + slot.len) : slot.data)
+/** What a read found (`BucketStore.read`): filled in place, so a read builds no object. */
+export interface Read {
+  value: Uint8Array | undefined
+  ts: number
+  node: string
+}
+
+/** A read's answer for callers that use it at once. */
+const SCRATCH: Read = { value: undefined, ts: 0, node: '' }
+
 const entryOf = (slot: Slot): Entry => ({ value: valueOf(slot), version: { ts: slot.ts, node: slot.node }, expiresAt: slot.expiresAt })
 
 /**
@@ -218,10 +228,10 @@ export class BucketStore {
   }
 
   /** Stores a value (LRU: the most recently used), evicting the least recently used over a limit. */
-  private setValue(key: string, value: Uint8Array, version: Version, expiresAt: number): void {
+  private setValue(key: string, value: Uint8Array, version: Version, expiresAt: number, found: Slot | undefined): void {
     const maxBytes = this.options.maxBytes
     const size = maxBytes === undefined ? 0 : this.sizeOf(key, value.byteLength)
-    let slot = this.index.get(key)
+    let slot = found
     if (maxBytes !== undefined && size > maxBytes) {
       // larger than the whole limit: not stored, and the older copy goes too
       if (slot !== undefined) this.removeSlot(slot)
@@ -270,28 +280,52 @@ export class BucketStore {
 
   /**
    * The value, or undefined on a miss (absent, expired or deleted); counts hits and misses.
-   * The local read of every get: one lookup, no entry built.
+   * No entry built.
    */
   getValue(key: string): Uint8Array | undefined {
+    return this.readCounted(key, SCRATCH).value
+  }
+
+  /**
+   * One lookup for a read: fills `into` with the value (undefined for a tombstone, nothing or an
+   * expired entry) and the version of what is stored (a tombstone's too; ts 0 and node '' when
+   * nothing is); a value found becomes the most recently used. No entry built: the answer to a
+   * peer's Get and the local read of a get go through here.
+   */
+  read(key: string, into: Read): Read {
     const slot = this.index.get(key)
     if (slot !== undefined) {
       if (slot.expiresAt > this.options.now()) {
         this.touch(slot)
-        this.hits++
-        return valueOf(slot)
+        into.value = valueOf(slot)
+        into.ts = slot.ts
+        into.node = slot.node
+        return into
       }
       this.removeSlot(slot, 'expired')
+    } else {
+      const tomb = this.tombstones.get(key)
+      if (tomb !== undefined) {
+        if (tomb.expiresAt > this.options.now()) {
+          into.value = undefined
+          into.ts = tomb.version.ts
+          into.node = tomb.version.node
+          return into
+        }
+        this.tombstones.delete(key)
+      }
     }
-    this.misses++
-    return undefined
+    into.value = undefined
+    into.ts = 0
+    into.node = ''
+    return into
   }
 
-  /** The version's ts of what is stored for `key` (a value or tombstone), 0 when nothing is or it expired. */
-  versionTs(key: string): number {
-    const slot = this.index.get(key)
-    if (slot !== undefined) return slot.expiresAt > this.options.now() ? slot.ts : 0
-    const tomb = this.tombstones.get(key)
-    return tomb === undefined || tomb.expiresAt <= this.options.now() ? 0 : tomb.version.ts
+  /** `read`, counted as a hit or a miss: a local get. */
+  readCounted(key: string, into: Read): Read {
+    if (this.read(key, into).value === undefined) this.misses++
+    else this.hits++
+    return into
   }
 
   /** The entry without touching LRU order or counters, if not expired. */
@@ -300,14 +334,6 @@ export class BucketStore {
     if (slot !== undefined) return slot.expiresAt <= this.options.now() ? undefined : entryOf(slot)
     const tomb = this.tombstones.get(key)
     return tomb === undefined || tomb.expiresAt <= this.options.now() ? undefined : tomb
-  }
-
-  /** The version and expiry of what is stored for `key` (value or tombstone), if not expired; no entry is built. */
-  private current(key: string): { readonly version: Version; readonly expiresAt: number; readonly tombstone: boolean } | undefined {
-    const slot = this.index.get(key)
-    if (slot !== undefined) return slot.expiresAt <= this.options.now() ? undefined : { version: slot, expiresAt: slot.expiresAt, tombstone: false }
-    const tomb = this.tombstones.get(key)
-    return tomb === undefined || tomb.expiresAt <= this.options.now() ? undefined : { version: tomb.version, expiresAt: tomb.expiresAt, tombstone: true }
   }
 
   /** Writes if `version` is newer than what is stored (value or tombstone). */
@@ -334,19 +360,35 @@ export class BucketStore {
   }
 
   private write(key: string, value: Uint8Array | undefined, version: Version, expiresAt: number, given?: Entry): boolean {
-    const current = this.current(key)
-    if (current !== undefined && !newer(version, current.version)) return false
+    // one lookup: what is stored (an expired entry counts as nothing)
+    const now = this.options.now()
+    const slot = this.index.get(key)
+    let tomb: Entry | undefined
+    let heldUntil = 0
+    if (slot !== undefined) {
+      if (slot.expiresAt > now) {
+        // a slot carries its version's fields itself
+        if (!newer(version, slot)) return false
+        heldUntil = slot.expiresAt
+      }
+    } else {
+      tomb = this.tombstones.get(key)
+      if (tomb !== undefined && tomb.expiresAt > now) {
+        if (!newer(version, tomb.version)) return false
+        heldUntil = tomb.expiresAt
+      } else tomb = undefined
+    }
     this.writes++
     if (value === undefined) {
       // a tombstone outlives the copy it deletes
-      const until = current !== undefined && current.expiresAt > expiresAt ? current.expiresAt : expiresAt
-      this.remove(key)
+      const until = heldUntil > expiresAt ? heldUntil : expiresAt
+      if (slot !== undefined) this.removeSlot(slot)
       this.tombstones.delete(key)
       this.tombstones.set(key, given !== undefined && until === given.expiresAt ? given : { value: undefined, version: { ts: version.ts, node: version.node }, expiresAt: until })
       this.boundTombstones()
     } else {
-      if (current !== undefined && current.tombstone) this.tombstones.delete(key)
-      this.setValue(key, value, version, expiresAt)
+      if (tomb !== undefined) this.tombstones.delete(key)
+      this.setValue(key, value, version, expiresAt, slot)
     }
     if (this.onWrite !== undefined) this.onWrite(key, version, value)
     return true

@@ -21,6 +21,8 @@
  * ops/s. "mycel_datagrams_per_op" (and "zipf_"): UDP datagrams the three nodes sent during the
  * measured run per operation (every operation, local answers included). The human lines give the
  * puts' p50 and p99 alone too (a put waits for an owner; most gets of a skewed workload do not).
+ * and the membership changes the nodes saw during the measured run (joined, left, failed; a
+ * cluster whose nodes declare each other failed under load measures its rebalancing).
  * BENCH_PROFILE_DIR=<dir> writes a
  * CPU profile of each driver process's measured run there, BENCH_HEAP_PROFILE_DIR=<dir> a sampling
  * heap profile (where it allocates) instead (`profile.ts`). BENCH_TURN_MS: see `TURN_MS`.
@@ -99,7 +101,7 @@ type FromChild =
   | { type: 'ready'; port?: number }
   | { type: 'loaded' }
   | { type: 'warm' }
-  | { type: 'done'; ops: number; seconds: number; samples: Array<number>; putSamples: Array<number>; errors: Record<string, number>; cpuUs: number; near?: NearCounts; datagrams?: number }
+  | { type: 'done'; ops: number; seconds: number; samples: Array<number>; putSamples: Array<number>; errors: Record<string, number>; cpuUs: number; near?: NearCounts; datagrams?: number; membership?: number }
 
 /** UDP datagrams this process has sent (the QUIC transport's): counted by wrapping `dgram.Socket#send`. */
 let datagramsSent = 0
@@ -234,13 +236,17 @@ const child = async (role: Role) => {
     }
     const nearBefore = near()
     datagramsSent = 0
+    // a node declared failed and back during the run would measure rebalancing, not the cache
+    let membership = 0
+    const offMembership = node.onMembership(() => membership++)
     const result = await profiled(`mycel-${role.workload}-${role.index}`, () => drive(role.workload, get, put, seconds))
     const nearAfter = near()
     const nearRun =
       nearAfter === undefined || nearBefore === undefined
         ? undefined
         : (Object.fromEntries(Object.entries(nearAfter).map(([k, v]) => [k, v - nearBefore[k as keyof NearCounts]])) as unknown as NearCounts)
-    send({ type: 'done', ...result, datagrams: datagramsSent, ...(nearRun === undefined ? {} : { near: nearRun }) })
+    offMembership()
+    send({ type: 'done', ...result, datagrams: datagramsSent, membership, ...(nearRun === undefined ? {} : { near: nearRun }) })
     await waitFor('stop')
     await node.shutdown()
     process.exit(0)
@@ -307,7 +313,8 @@ const phase = async (roles: (index: number, seed: string | undefined) => Role, s
     const ops = done.reduce((sum, d) => sum + d.ops, 0)
     const cpuUsPerOp = (done.reduce((sum, d) => sum + d.cpuUs, 0) + serverCpuUs) / Math.max(1, ops)
     const datagrams = done.reduce((sum, d) => sum + (d.datagrams ?? 0), 0)
-    return { opsS, p99: percentile(samples, 0.99), p50: percentile(samples, 0.5), putP50: percentile(putSamples, 0.5), putP99: percentile(putSamples, 0.99), near, errors, cpuUsPerOp, datagramsPerOp: datagrams / Math.max(1, ops) }
+    const membership = done.reduce((sum, d) => sum + (d.membership ?? 0), 0)
+    return { membership, opsS, p99: percentile(samples, 0.99), p50: percentile(samples, 0.5), putP50: percentile(putSamples, 0.5), putP99: percentile(putSamples, 0.99), near, errors, cpuUsPerOp, datagramsPerOp: datagrams / Math.max(1, ops) }
   })
 }
 
@@ -341,7 +348,7 @@ const main = async () => {
           : 'no near cache'
       const mycel = await phase((index, seed) => ({ kind: 'mycel', index, seed, workload }))
       console.log(
-        `${workload} mycel: ${mycel.opsS.toFixed(0)} ops/s, p50 ${mycel.p50.toFixed(0)} us, p99 ${mycel.p99.toFixed(0)} us (puts p50 ${mycel.putP50.toFixed(0)} us, p99 ${mycel.putP99.toFixed(0)} us), ${mycel.cpuUsPerOp.toFixed(1)} us of CPU per operation, ${mycel.datagramsPerOp.toFixed(3)} datagrams sent per operation (${mix}; 3 processes x ${IN_FLIGHT} in flight; ${near})`
+        `${workload} mycel: ${mycel.opsS.toFixed(0)} ops/s, p50 ${mycel.p50.toFixed(0)} us, p99 ${mycel.p99.toFixed(0)} us (puts p50 ${mycel.putP50.toFixed(0)} us, p99 ${mycel.putP99.toFixed(0)} us), ${mycel.cpuUsPerOp.toFixed(1)} us of CPU per operation, ${mycel.datagramsPerOp.toFixed(3)} datagrams sent per operation, ${mycel.membership} membership changes seen (${mix}; 3 processes x ${IN_FLIGHT} in flight; ${near})`
       )
       if (Object.keys(mycel.errors).length > 0) console.log(`${workload} mycel: failed operations (counted in ops/s): ${JSON.stringify(mycel.errors)}`)
       if (mycel.near !== undefined) {

@@ -283,7 +283,10 @@ export class BucketStore {
    * No entry built.
    */
   getValue(key: string): Uint8Array | undefined {
-    return this.readCounted(key, SCRATCH).value
+    const value = this.readCounted(key, SCRATCH).value
+    // the scratch keeps no view (it would keep its slab alive)
+    SCRATCH.value = undefined
+    return value
   }
 
   /**

@@ -98,8 +98,8 @@ describe('BucketStore', () => {
       store.put('k', v('x'), { ts: 5, node: 'a' })
       expect(store.delete('k', { ts: 6, node: 'a' })).toBe(true)
       expect(store.getValue('k')).toBeUndefined()
-      expect(store.get('k')?.value).toBeUndefined()
-      expect(store.get('k')?.version.ts).toBe(6)
+      expect(store.peek('k')?.value).toBeUndefined()
+      expect(store.peek('k')?.version.ts).toBe(6)
       // the late put of an older version cannot resurrect it
       expect(store.put('k', v('late'), { ts: 5.5, node: 'b' })).toBe(false)
       expect(store.getValue('k')).toBeUndefined()
@@ -136,7 +136,7 @@ describe('BucketStore', () => {
     small[0] = 0
     expect(t(store.getValue('s'))).toBe('small')
     expect(store.getValue('l')).toBe(large)
-    expect(store.get('s')).toEqual({ value: v('small'), version: { ts: 1, node: 'n' }, expiresAt: 60_000 })
+    expect(store.peek('s')).toEqual({ value: v('small'), version: { ts: 1, node: 'n' }, expiresAt: 60_000 })
   })
 
   it('under churn every value stays readable, a value read earlier never changes, and the slabs are compacted', () => {

@@ -33,13 +33,13 @@ export const startGet = (e: Engine, op: number, name: string, key: string): Uint
   const owners = e.placement.owners(name, key, bucket.config.replicas)
   if (owners.length === 0 || owners.includes(e.self)) {
     const store = bucket.store
-    const read = store.readCounted(key, LOCAL_READ)
-    if (read.ts > 0) e.observe(read.ts)
-    const local = read.value
-    read.value = undefined
+    const { value: local, ts, node } = store.readCounted(key, LOCAL_READ)
+    LOCAL_READ.value = undefined
+    if (ts > 0) e.observe(ts)
     if (local !== undefined || owners.length <= 1 || !e.rebalancing()) return local
     // while keys move (a join, a failure) a new owner may not have a key yet: ask the others
-    return ask(e, bucket, key, owners.filter((o) => o !== e.self), op, store.peek(key)?.version, false)
+    // (a miss here with a version is this node's tombstone)
+    return ask(e, bucket, key, owners.filter((o) => o !== e.self), op, ts > 0 ? { ts, node } : undefined, false)
   }
   const near = bucket.near
   if (near !== undefined) {

@@ -257,27 +257,6 @@ export class BucketStore {
     this.compactIfWasteful()
   }
 
-  /** The entry (a tombstone too), never an expired one. */
-  get(key: string): Entry | undefined {
-    const slot = this.index.get(key)
-    const now = this.options.now()
-    if (slot === undefined) {
-      const tomb = this.tombstones.get(key)
-      if (tomb === undefined) return undefined
-      if (tomb.expiresAt <= now) {
-        this.tombstones.delete(key)
-        return undefined
-      }
-      return tomb
-    }
-    if (slot.expiresAt <= now) {
-      this.removeSlot(slot, 'expired')
-      return undefined
-    }
-    this.touch(slot)
-    return entryOf(slot)
-  }
-
   /**
    * The value, or undefined on a miss (absent, expired or deleted); counts hits and misses.
    * No entry built.

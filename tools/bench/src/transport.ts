@@ -6,12 +6,15 @@
  * Last line: {"lan":{...},"jumbo":{...},"loopback":{...},"rtt":{...}}
  * BENCH_SOCKET_BUFFER=<bytes> runs the QUIC side with another UDP socket buffer size.
  * BENCH_MAX_STREAM_WINDOW=<bytes> runs it with another largest per-stream receive window.
+ * BENCH_BINDING_TIMES=1 times every call both processes make into the QUIC binding during the
+ * ping-pong and prints, per side, the calls per round trip and their cost (`bindingCalls.ts`).
  */
 import { Certificates, DatagramSize, QuicTransport, type TransportConnection } from '@mycorrizal/nodosum'
 import * as Effect from 'effect/Effect'
 import { type ChildProcess, fork } from 'node:child_process'
 import { once } from 'node:events'
 import { createServer, connect as tcpConnect } from 'node:net'
+import { type CallTimes, describeCallTimes, timeBindingCalls } from './bindingCalls.js'
 import { sockets, windows } from './node.js'
 import { percentile, printResult } from './report.js'
 
@@ -19,8 +22,13 @@ const seconds = Number(process.env['BENCH_SECONDS'] ?? 3)
 const rounds = Number(process.env['BENCH_ROUNDS'] ?? 5000)
 const WARMUP_MS = 500
 const CHUNK = 64 * 1024
+/** Ping-pong round trips before the measured ones. */
+const PING_WARMUP = 500
 
 type Mode = { readonly kind: 'quic-sink'; readonly datagram: number } | { readonly kind: 'quic-echo'; readonly datagram: number } | { readonly kind: 'tcp-sink' } | { readonly kind: 'tcp-echo' }
+
+/** Takes this process's binding call times so far (BENCH_BINDING_TIMES=1), else undefined. */
+const bindingTimes = process.env['BENCH_BINDING_TIMES'] === '1' ? timeBindingCalls() : undefined
 
 const identity = () => Effect.runPromise(Certificates.createSelfSigned('bench'))
 const reply = (value: unknown) => process.send!(value)
@@ -67,6 +75,7 @@ const receiver = async (mode: Mode) => {
   const program = Effect.gen(function* () {
     const transport = yield* QuicTransport.make({ host: '127.0.0.1', port: 0, datagramSize: mode.datagram, tls: { ...tls, ca: undefined }, ...windows, ...sockets })
     reply({ port: transport.address.port })
+    if (bindingTimes !== undefined) process.on('message', (m) => m === 'binding-times' && reply({ bindingTimes: bindingTimes() }))
     const connection = yield* transport.accept
     const count = meter()
     connection.setHandler({
@@ -149,7 +158,7 @@ const pingPong = (send: (m: Uint8Array) => void, onReply: (cb: (n: number) => vo
       if (got < 100) return
       got -= 100
       samples.push((performance.now() - sentAt) * 1000)
-      if (++i >= rounds + 500) return resolve(samples.slice(500))
+      if (++i >= rounds + PING_WARMUP) return resolve(samples.slice(PING_WARMUP))
       sentAt = performance.now()
       send(message)
     })
@@ -166,18 +175,41 @@ const quicRtt = async (): Promise<Array<number>> => {
         const connection = yield* transport.connect({ host: '127.0.0.1', port })
         let handler: (n: number) => void = () => {}
         const stream = connection.openStream({ onData: (chunk) => handler(chunk.byteLength) })
-        return yield* Effect.promise(() =>
+        // both sides count from here (the handshake left out)
+        if (bindingTimes !== undefined) {
+          bindingTimes()
+          yield* Effect.promise(() => childTimes(proc))
+        }
+        const samples = yield* Effect.promise(() =>
           pingPong(
             (m) => stream.write(m),
             (cb) => (handler = cb)
           )
         )
+        if (bindingTimes !== undefined) {
+          const roundTrips = rounds + PING_WARMUP
+          console.log(describeCallTimes('quic ping-pong, sender', bindingTimes(), roundTrips))
+          console.log(describeCallTimes('quic ping-pong, echo', yield* Effect.promise(() => childTimes(proc)), roundTrips))
+        }
+        return samples
       })
     )
   )
   proc.kill()
   return samples
 }
+
+/** The echo process's binding call times so far (it starts again from zero). */
+const childTimes = (proc: ChildProcess): Promise<CallTimes> =>
+  new Promise((resolve) => {
+    const onMessage = (m: { bindingTimes?: CallTimes }) => {
+      if (m.bindingTimes === undefined) return
+      proc.off('message', onMessage)
+      resolve(m.bindingTimes)
+    }
+    proc.on('message', onMessage)
+    proc.send('binding-times')
+  })
 
 const tcpRtt = async (): Promise<Array<number>> => {
   const { proc, port } = await child({ kind: 'tcp-echo' })

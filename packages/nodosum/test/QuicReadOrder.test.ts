@@ -18,12 +18,24 @@ const SMALL = 4
 /** A quiche connection holding `pending` bytes per stream, recording what the driver does. */
 const scripted = (pending: Map<number, number>, readableOrder: ReadonlyArray<number>) => {
   const log: Array<string> = []
+  /** Calls that only ask quiche which streams have bytes. */
+  const asked = { readable: 0, isReadable: 0, streamReadable: 0 }
   let datagrams = 0
   const qc = {
     isEstablished: () => true,
-    readable: () => readableOrder.filter((id) => (pending.get(id) ?? 0) > 0),
-    isReadable: () => readableOrder.some((id) => (pending.get(id) ?? 0) > 0),
-    streamReadable: (id: number) => (pending.get(id) ?? 0) > 0,
+    recv: (data: Uint8Array) => data.byteLength,
+    readable: () => {
+      asked.readable++
+      return readableOrder.filter((id) => (pending.get(id) ?? 0) > 0)
+    },
+    isReadable: () => {
+      asked.isReadable++
+      return readableOrder.some((id) => (pending.get(id) ?? 0) > 0)
+    },
+    streamReadable: (id: number) => {
+      asked.streamReadable++
+      return (pending.get(id) ?? 0) > 0
+    },
     streamRecv: (id: number, buf: Uint8Array): [number, boolean] | null => {
       const left = pending.get(id) ?? 0
       if (left === 0) return null
@@ -71,12 +83,14 @@ const scripted = (pending: Map<number, number>, readableOrder: ReadonlyArray<num
     }
   }
   const connection = new QuicConnection(host, qc as never, false, new Uint8Array(20), { host: '127.0.0.1', port: 2 })
-  /** One event-loop turn's flush, as the endpoint runs it. */
+  /** One event-loop turn: a datagram arrives (the bytes set in `pending`), then the flush, as the endpoint runs it. */
   const turn = () => {
+    connection.recv(Buffer.alloc(1200), { address: '127.0.0.1', port: 2, family: 'IPv4', size: 1200 })
+    dirty = 0
     connection.dirty = false
     connection.flush()
   }
-  return { connection, turn, log, dirty: () => dirty }
+  return { connection, turn, log, asked, dirty: () => dirty }
 }
 
 /** Bytes of `id` read before the first line matching `until`. */
@@ -162,5 +176,41 @@ describe('QUIC read order in one turn', () => {
     seen.length = 0
     turn()
     expect(seen).toEqual([16])
+  })
+
+  it("a turn with one stream's message asks quiche about few of the known streams, and a pass after only this node's writes asks nothing", () => {
+    // ten streams of the peer's, all with the same urgency; the handler answers every message
+    const ids = Array.from({ length: 10 }, (_, i) => i * 4)
+    const pending = new Map(ids.map((id) => [id, 100]))
+    const { connection, turn, asked } = scripted(pending, ids)
+    const seen: Array<number> = []
+    connection.setHandler({
+      onStream: (s) =>
+        s.setHandler({
+          onData: (chunk) => {
+            seen.push(s.id)
+            s.write(new Uint8Array(chunk.byteLength))
+          }
+        })
+    })
+    turn()
+    expect(seen.sort((a, b) => a - b)).toEqual(ids)
+    // from now on only the last stream talks (a request and its answer per turn)
+    const busy = ids[ids.length - 1]!
+    for (let round = 0; round < 3; round++) {
+      seen.length = 0
+      pending.set(busy, 100)
+      asked.readable = asked.isReadable = asked.streamReadable = 0
+      turn()
+      expect(seen).toEqual([busy])
+      if (round === 0) continue
+      // the stream read last is asked first; a drained stream ends the probing
+      expect(asked.streamReadable).toBe(1)
+      expect(asked.isReadable).toBe(2)
+      expect(asked.readable).toBe(0)
+      // the send pass runs receive again for the connection the answer dirtied: no packet came, nothing is asked
+      connection.receive()
+      expect(asked.streamReadable + asked.isReadable + asked.readable).toBe(3)
+    }
   })
 })

@@ -16,6 +16,18 @@ export const NOT_AUTHENTICATED = 0x101
 /** Known streams of a connection up to which readable ones are found by probing each (`readableByUrgency`). */
 const PROBE_STREAMS = 16
 
+/** Moves `order[i]` ahead of the streams of its urgency before it (the one read last is probed first among equals). */
+const promote = (order: Array<QuicStream>, i: number): void => {
+  const s = order[i]!
+  const urgency = s.urgency
+  let j = i
+  while (j > 0 && order[j - 1]!.urgency === urgency) {
+    order[j] = order[j - 1]!
+    j--
+  }
+  order[j] = s
+}
+
 /** What a connection needs of its endpoint (`endpoint.ts` implements it). */
 export interface ConnectionHost {
   readonly localHost: HostPort
@@ -67,9 +79,17 @@ export class QuicConnection implements TransportConnection, StreamHost {
   private readonly readableIds: Array<number> = []
   /** The id the peer's next bidirectional stream will have (its first: 0 when it dialed, 1 when this node did). */
   private nextPeerStream: number
-  /** The last `readableByUrgency` probed the streams (it may have missed one the peer just opened). */
-  private probed = false
   private readonly readableUrgencies: Array<number> = []
+  /**
+   * Packets arrived, or a stream asked to be read, since the last receive pass looked for
+   * readable streams. A pass that follows only this node's own writes (the send pass after the
+   * handlers answered) does not ask quiche again.
+   */
+  private readPending = true
+  /** The known streams in the order they are probed: the most urgent first, within an urgency the one read last first. */
+  private order: Array<QuicStream> = []
+  /** Streams came or went, or a priority changed, since `order` was built. */
+  private orderStale = false
   private handler: ConnectionHandler | undefined
   private nextStreamId: number
   streamsOpened = 0
@@ -131,6 +151,7 @@ export class QuicConnection implements TransportConnection, StreamHost {
     if (from.port !== rinfo.port || from.host !== rinfo.address) {
       this.recvInfo = { from: { host: rinfo.address, port: rinfo.port }, to: this.endpoint.localHost }
     }
+    this.readPending = true
     try {
       this.qc.recv(data, this.recvInfo)
     } catch (e) {
@@ -183,28 +204,91 @@ export class QuicConnection implements TransportConnection, StreamHost {
     const qc = this.qc
     if (!this.established && qc.isEstablished()) this.handshakeDone()
     if (this.established && !this.jsClosed) {
-      let more: Array<QuicStream> | undefined
-      const readable = this.readableByUrgency()
-      for (let i = 0; i < readable.length; i++) {
-        const s = this.readStream(readable[i]!)
-        if (s !== undefined && s.read(FIRST_READ)) (more ??= []).push(s)
-      }
-      if (more !== undefined) {
-        // a handler wrote (an answer): it leaves before the bulk is read (a write marks the connection dirty)
-        if (this.dirty) this.sendAll()
-        for (let i = 0; i < more.length; i++) if (more[i]!.read(READ_BUDGET - FIRST_READ)) this.markDirty()
-      }
-      // probing finds the known streams and the peer's next new ones; a stream it missed (the peer
-      // opened two at once and the first has no bytes yet) is read now, the known ones left as they are
-      if (this.probed && qc.isReadable()) {
-        for (const id of qc.readable()) {
-          if (this.streams.has(id)) continue
-          const s = this.readStream(id)
-          if (s !== undefined && s.read(FIRST_READ)) this.markDirty()
-        }
-      }
+      if (this.readPending) this.readStreams()
       if (this.blocked.size > 0) this.checkWritable()
     }
+  }
+
+  /** A stream has bytes to read that no packet announces (a handler was set, reading resumed). */
+  wantRead(): void {
+    this.readPending = true
+    this.endpoint.markDirty(this)
+  }
+
+  /** A stream's urgency changed: the probing order is built again. */
+  reorder(): void {
+    this.orderStale = true
+  }
+
+  /**
+   * The two passes over the readable streams. Which streams are readable costs a call into the
+   * binding per stream (quiche's readable-stream iterator costs ~40 µs to build and walk through
+   * it, ~100 times `streamReadable(id)`; a connection has a few streams): up to PROBE_STREAMS
+   * known streams are probed in `order`, then the peer's next stream ids (a stream it opened
+   * since), and a drained stream asks `isReadable()` whether any other is left — most turns
+   * carry one stream's messages, and the probing stops there. Only when no probe finds the
+   * stream quiche has bytes for, the iterator, its ids sorted by urgency.
+   */
+  private readStreams(): void {
+    const qc = this.qc
+    this.readPending = false
+    if (!qc.isReadable()) return
+    let more: Array<QuicStream> | undefined
+    let found = false
+    /** `isReadable()` said no after a read: nothing left to look for. */
+    let drained = false
+    if (this.streams.size <= PROBE_STREAMS) {
+      if (this.orderStale) this.buildOrder()
+      // a handler may open or close streams meanwhile: they change `this.order` at the next pass, not this array
+      const order = this.order
+      for (let i = 0; i < order.length; i++) {
+        const s = order[i]!
+        if (s.isClosed() || !qc.streamReadable(s.id)) continue
+        found = true
+        promote(order, i)
+        if (s.read(FIRST_READ)) (more ??= []).push(s)
+        else if (!qc.isReadable()) {
+          drained = true
+          break
+        }
+      }
+      if (!drained) {
+        for (let id = this.nextPeerStream; qc.streamReadable(id); id += 4) {
+          found = true
+          const s = this.readStream(id)
+          if (s !== undefined && s.read(FIRST_READ)) (more ??= []).push(s)
+        }
+      }
+    }
+    if (!found) {
+      const ids = this.readableByUrgency()
+      for (let i = 0; i < ids.length; i++) {
+        const s = this.readStream(ids[i]!)
+        if (s !== undefined && s.read(FIRST_READ)) (more ??= []).push(s)
+      }
+    }
+    if (more !== undefined) {
+      // a handler wrote (an answer): it leaves before the bulk is read (a write marks the connection dirty)
+      if (this.dirty) this.sendAll()
+      for (let i = 0; i < more.length; i++) if (more[i]!.read(READ_BUDGET - FIRST_READ)) this.wantRead()
+    }
+    // probing finds the known streams and the peer's next new ones; a stream it missed (the peer
+    // opened two at once and the first has no bytes yet) is read now, the known ones left as they are
+    if (found && !drained && qc.isReadable()) {
+      for (const id of qc.readable()) {
+        if (this.streams.has(id)) continue
+        const s = this.readStream(id)
+        if (s !== undefined && s.read(FIRST_READ)) this.wantRead()
+      }
+    }
+  }
+
+  private buildOrder(): void {
+    this.orderStale = false
+    // a new array: a pass walking the old one is not disturbed; sort is stable (equal urgencies keep their order)
+    const order = [...this.streams.values()]
+    order.sort((x, y) => x.urgency - y.urgency)
+    this.order = order
   }
 
   /** Drains quiche's send queue to the socket, then re-arms the timer (or finalizes a closed connection). */
@@ -219,26 +303,14 @@ export class QuicConnection implements TransportConnection, StreamHost {
   }
 
   /**
-   * The readable streams' ids, the most urgent first (quiche's order among equals). The list is
-   * reused from turn to turn (valid until the next call); only a list out of order is sorted.
-   * quiche's readable-stream iterator costs ~60 µs to build through the binding, ~30 times
-   * `isReadable()` or `streamReadable(id)`, and a connection has a few streams: up to
-   * PROBE_STREAMS known streams are probed one by one, then the peer's next stream ids (a stream
-   * it opened since); only when that finds nothing readable, the iterator. Most receive passes
-   * carry only acknowledgements: nothing is built when no stream has something to read.
+   * The readable streams' ids from quiche's iterator, the most urgent first (quiche's order among
+   * equals). The list is reused from turn to turn (valid until the next call); only a list out of
+   * order is sorted.
    */
   private readableByUrgency(): Array<number> {
     const ids = this.readableIds
     ids.length = 0
-    this.probed = false
-    const qc = this.qc
-    if (!qc.isReadable()) return ids
-    if (this.streams.size <= PROBE_STREAMS) {
-      for (const id of this.streams.keys()) if (qc.streamReadable(id)) ids.push(id)
-      for (let id = this.nextPeerStream; qc.streamReadable(id); id += 4) ids.push(id)
-      this.probed = ids.length > 0
-    }
-    if (!this.probed) for (const id of qc.readable()) ids.push(id)
+    for (const id of this.qc.readable()) ids.push(id)
     if (ids.length < 2) return ids
     const urgencies = this.readableUrgencies
     urgencies.length = 0
@@ -290,6 +362,7 @@ export class QuicConnection implements TransportConnection, StreamHost {
 
   private onTimer = (): void => {
     this.timer = null
+    this.readPending = true
     this.qc.onTimeout()
     this.flush()
   }
@@ -323,6 +396,7 @@ export class QuicConnection implements TransportConnection, StreamHost {
       if ((id & 1) === (this.initiator ? 0 : 1)) return undefined
       s = new QuicStream(this, id, undefined)
       this.streams.set(id, s)
+      this.orderStale = true
       this.streamsOpened++
       if (id >= this.nextPeerStream) this.nextPeerStream = id + 4
       const handler = this.handler
@@ -365,6 +439,7 @@ export class QuicConnection implements TransportConnection, StreamHost {
 
   dropStream(s: QuicStream): void {
     this.streams.delete(s.id)
+    this.orderStale = true
     this.blocked.delete(s)
   }
 
@@ -395,6 +470,7 @@ export class QuicConnection implements TransportConnection, StreamHost {
     }
     const s = new QuicStream(this, id, handler)
     this.streams.set(id, s)
+    this.orderStale = true
     this.streamsOpened++
     return s
   }

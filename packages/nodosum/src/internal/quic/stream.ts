@@ -39,6 +39,10 @@ export interface StreamHost extends TransportConnection {
   readonly readBuf: Buffer
   /** Flush this connection at the end of the event-loop turn. */
   markDirty(): void
+  /** Read this stream (with the others) at the end of the event-loop turn, though no packet came. */
+  wantRead(): void
+  /** This stream's urgency changed. */
+  reorder(): void
   /** Call `pump` once quiche has capacity for this stream again. */
   block(s: QuicStream): void
   /** True when a stream more urgent than `urgency` has bytes waiting for room in quiche. */
@@ -65,7 +69,7 @@ export class QuicStream implements TransportStream {
 
   setHandler = (handler: StreamHandler): void => {
     this.handler = handler
-    if (!this.paused) this.connection.markDirty()
+    if (!this.paused) this.connection.wantRead()
   }
 
   /** The priority set on this side, if any (quiche's own default otherwise). */
@@ -79,6 +83,7 @@ export class QuicStream implements TransportStream {
   setPriority = (priority: StreamPriority): void => {
     if (!isStreamPriority(priority)) throw new RangeError('a stream priority is an urgency from 0 to 7 and a boolean incremental')
     this.priority = priority
+    this.connection.reorder()
     if (this.closed) return
     try {
       this.connection.qc.streamPriority(this.id, priority.urgency, priority.incremental)
@@ -193,7 +198,7 @@ export class QuicStream implements TransportStream {
   resume = (): void => {
     if (!this.paused) return
     this.paused = false
-    this.connection.markDirty()
+    this.connection.wantRead()
   }
 
   isClosed = (): boolean => this.closed

@@ -29,6 +29,9 @@
  * the node processes during the measured runs (`profile.ts`).
  * BENCH_WORK=publish (or incr, lock; comma-separated) runs only those phases; the last line then
  * carries only their figures. BENCH_TAIL=1 also prints the publish latencies' tail (p90 to max).
+ * BENCH_INCR_IN_FLIGHT=<n> runs the increments with n in flight instead of 64 (both sides): at 1,
+ * an increment's CPU is that of one round trip between the nodes, its messages alone in their
+ * datagrams (docs/performance.md).
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process'
 import { createServer } from 'node:net'
@@ -48,7 +51,9 @@ const PAYLOAD = new Uint8Array(100).fill(42)
  * at a time; 20,000 and 5,000 measured 0.1-0.7 s.
  */
 const INCRS = Number(process.env['BENCH_INCRS'] ?? 200_000)
-const INCR_IN_FLIGHT = 64
+/** Increments in flight (BENCH_INCR_IN_FLIGHT, default 64), Mycel and Redis alike. */
+const INCR_IN_FLIGHT = Number(process.env['BENCH_INCR_IN_FLIGHT'] ?? 64)
+if (!Number.isInteger(INCR_IN_FLIGHT) || INCR_IN_FLIGHT < 1) throw new Error(`BENCH_INCR_IN_FLIGHT is a whole number of increments ≥ 1, got ${process.env['BENCH_INCR_IN_FLIGHT']}`)
 const COUNTERS = 16
 const LOCKS = Number(process.env['BENCH_LOCKS'] ?? 20_000)
 const LOCK_IN_FLIGHT = 16

@@ -13,7 +13,7 @@ const isCryptoCode = (code: number) => code >= 0x100 && code <= 0x1ff
 
 /** Application close code of a connection that sent more than it may before authenticating (`ErrorCode.NotAuthenticated`). */
 export const NOT_AUTHENTICATED = 0x101
-/** Known streams of a connection up to which readable ones are found by probing each (`readableByUrgency`). */
+/** Known streams of a connection up to which readable ones are found by probing each (`readStreams`). */
 const PROBE_STREAMS = 16
 
 /** Moves `order[i]` ahead of the streams of its urgency before it (the one read last is probed first among equals). */

@@ -22,7 +22,7 @@ import { Certificates } from '@mycorrizal/nodosum'
 import * as Effect from 'effect/Effect'
 import { randomBytes } from 'node:crypto'
 import dgram from 'node:dgram'
-import { printResult } from './report.js'
+import { percentile, printResult } from './report.js'
 
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 7)
 const PACKETS = Number(process.env['BENCH_PACKETS'] ?? 20_000)
@@ -33,7 +33,7 @@ const CID_LEN = 20
 const quiche = native.quiche
 type Conn = native.Connection
 
-const median = (xs: ReadonlyArray<number>): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!
+const median = (xs: ReadonlyArray<number>): number => percentile(xs, 0.5)
 
 /** A client and a server connection, handshake done, one stream (0) open. */
 const pair = async () => {

@@ -27,8 +27,8 @@ const PING_WARMUP = 500
 
 type Mode = { readonly kind: 'quic-sink'; readonly datagram: number } | { readonly kind: 'quic-echo'; readonly datagram: number } | { readonly kind: 'tcp-sink' } | { readonly kind: 'tcp-echo' }
 
-/** Takes this process's binding call times so far (BENCH_BINDING_TIMES=1), else undefined. */
-const bindingTimes = process.env['BENCH_BINDING_TIMES'] === '1' ? timeBindingCalls() : undefined
+/** Time the binding's calls of the ping-pong (wrapped in its two processes only, so the throughput runs stay as they are). */
+const BINDING_TIMES = process.env['BENCH_BINDING_TIMES'] === '1'
 
 const identity = () => Effect.runPromise(Certificates.createSelfSigned('bench'))
 const reply = (value: unknown) => process.send!(value)
@@ -74,6 +74,7 @@ const receiver = async (mode: Mode) => {
   const tls = await identity()
   const program = Effect.gen(function* () {
     const transport = yield* QuicTransport.make({ host: '127.0.0.1', port: 0, datagramSize: mode.datagram, tls: { ...tls, ca: undefined }, ...windows, ...sockets })
+    const bindingTimes = BINDING_TIMES && mode.kind === 'quic-echo' ? timeBindingCalls() : undefined
     reply({ port: transport.address.port })
     if (bindingTimes !== undefined) process.on('message', (m) => m === 'binding-times' && reply({ bindingTimes: bindingTimes() }))
     const connection = yield* transport.accept
@@ -176,10 +177,8 @@ const quicRtt = async (): Promise<Array<number>> => {
         let handler: (n: number) => void = () => {}
         const stream = connection.openStream({ onData: (chunk) => handler(chunk.byteLength) })
         // both sides count from here (the handshake left out)
-        if (bindingTimes !== undefined) {
-          bindingTimes()
-          yield* Effect.promise(() => childTimes(proc))
-        }
+        const bindingTimes = BINDING_TIMES ? timeBindingCalls() : undefined
+        if (bindingTimes !== undefined) yield* Effect.promise(() => childTimes(proc))
         const samples = yield* Effect.promise(() =>
           pingPong(
             (m) => stream.write(m),

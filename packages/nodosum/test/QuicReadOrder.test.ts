@@ -213,4 +213,31 @@ describe('QUIC read order in one turn', () => {
       expect(asked.streamReadable + asked.isReadable + asked.readable).toBe(3)
     }
   })
+
+  it('with more streams than are worth probing, every readable one is read in a turn, the most urgent first', () => {
+    // twenty streams of the peer's (past the sixteen probed one by one): quiche's iterator lists them
+    const ids = Array.from({ length: 20 }, (_, i) => i * 4)
+    const pending = new Map(ids.map((id) => [id, 100]))
+    const { connection, turn, asked } = scripted(pending, ids)
+    const seen: Array<number> = []
+    connection.setHandler({
+      onStream: (s) => {
+        // the last stream is the most urgent
+        if (s.id === ids[ids.length - 1]) s.setPriority({ urgency: 0, incremental: true })
+        s.setHandler({ onData: () => seen.push(s.id) })
+      }
+    })
+    turn()
+    expect(seen.sort((a, b) => a - b)).toEqual(ids)
+    // every stream again, then three of them: each turn reads what quiche holds, the urgent one first
+    for (const ready of [ids, [8, 40, ids[ids.length - 1]!]]) {
+      seen.length = 0
+      asked.readable = 0
+      for (const id of ready) pending.set(id, 100)
+      turn()
+      expect(seen[0]).toBe(ids[ids.length - 1])
+      expect([...seen].sort((a, b) => a - b)).toEqual([...ready].sort((a, b) => a - b))
+      expect(asked.readable).toBeGreaterThan(0)
+    }
+  })
 })

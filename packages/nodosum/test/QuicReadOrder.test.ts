@@ -93,6 +93,13 @@ const scripted = (pending: Map<number, number>, readableOrder: ReadonlyArray<num
   return { connection, turn, log, asked, dirty: () => dirty }
 }
 
+/** `n` streams of the peer's (ids 0, 4, 8, ...), each with a 100-byte message, quiche listing them in id order. */
+const peerStreams = (n: number) => {
+  const ids = Array.from({ length: n }, (_, i) => i * 4)
+  const pending = new Map(ids.map((id) => [id, 100]))
+  return { ids, pending, ...scripted(pending, ids) }
+}
+
 /** Bytes of `id` read before the first line matching `until`. */
 const readBefore = (log: ReadonlyArray<string>, id: number, until: (line: string) => boolean) => {
   let bytes = 0
@@ -180,9 +187,7 @@ describe('QUIC read order in one turn', () => {
 
   it("a turn with one stream's message asks quiche about few of the known streams, and a pass after only this node's writes asks nothing", () => {
     // ten streams of the peer's, all with the same urgency; the handler answers every message
-    const ids = Array.from({ length: 10 }, (_, i) => i * 4)
-    const pending = new Map(ids.map((id) => [id, 100]))
-    const { connection, turn, asked } = scripted(pending, ids)
+    const { ids, pending, connection, turn, asked } = peerStreams(10)
     const seen: Array<number> = []
     connection.setHandler({
       onStream: (s) =>
@@ -216,9 +221,7 @@ describe('QUIC read order in one turn', () => {
 
   it('with more streams than are worth probing, every readable one is read in a turn, the most urgent first', () => {
     // twenty streams of the peer's (past the sixteen probed one by one): quiche's iterator lists them
-    const ids = Array.from({ length: 20 }, (_, i) => i * 4)
-    const pending = new Map(ids.map((id) => [id, 100]))
-    const { connection, turn, asked } = scripted(pending, ids)
+    const { ids, pending, connection, turn, asked } = peerStreams(20)
     const seen: Array<number> = []
     connection.setHandler({
       onStream: (s) => {

@@ -20,7 +20,7 @@
  * "redis_cpu_us_per_op", and the same with "zipf_" — a figure a busy machine moves less than
  * ops/s. "mycel_datagrams_per_op" (and "zipf_"): UDP datagrams the three nodes sent during the
  * measured run per operation (every operation, local answers included). The human lines give the
- * puts' p50 and p99 alone too (a put waits for an owner; most gets of a skewed workload do not).
+ * puts' p50 and p99 alone too (a put waits for an owner; most gets of a skewed workload do not),
  * and the membership changes the nodes saw during the measured run (joined, left, failed; a
  * cluster whose nodes declare each other failed under load measures its rebalancing).
  * BENCH_PROFILE_DIR=<dir> writes a

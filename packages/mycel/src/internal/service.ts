@@ -14,6 +14,7 @@ import * as FiberSet from 'effect/FiberSet'
 import * as LogLevel from 'effect/LogLevel'
 import * as Runtime from 'effect/Runtime'
 import { MycelError } from '../MycelError.js'
+import { millisOf } from './clock.js'
 import { Completions, type Answer } from './completions.js'
 import { Engine, type EngineOptions, PENDING, type Output } from './engine.js'
 import { type NearConfig, TRACKED_KEYS } from './near.js'
@@ -189,7 +190,7 @@ export const makeService = (options: MycelOptions = {}) =>
     const runtime = yield* Effect.runtime<never>()
     const clock = yield* Effect.clock
     // one clock: Effect's, with sub-millisecond resolution for the latency histograms
-    const now = () => Number(clock.unsafeCurrentTimeNanos()) / 1_000_000
+    const now = millisOf(clock)
     const engine = new Engine(engineOptions(options, nodosum.nodeId, nodosum.maxMessageSize), nodosum.nodes(), now())
     const fibers = yield* FiberSet.make<void>()
     const runInScope = yield* FiberSet.runtime(fibers)<never>()

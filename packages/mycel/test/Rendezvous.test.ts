@@ -23,6 +23,32 @@ describe('rendezvous placement', () => {
     )
   })
 
+  it('isOwner agrees with the owners list, for members and strangers (fast-check)', () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.string({ minLength: 1, maxLength: 8 }), { minLength: 1, maxLength: 12 }), fc.string(), fc.string(), fc.integer({ min: 0, max: 5 }), fc.string({ minLength: 1, maxLength: 8 }), (list, bucket, key, r, stranger) => {
+        const p = placement(list)
+        const owners = p.owners(bucket, key, r)
+        for (const node of list) expect(p.isOwner(node, bucket, key, r)).toBe(owners.includes(node))
+        expect(p.isOwner(stranger, bucket, key, r)).toBe(owners.includes(stranger))
+      }),
+      { numRuns: 500 }
+    )
+  })
+
+  it('isOwner breaks a tie in score as the owners list does (two nodes whose hashes collide)', () => {
+    // 'n512789' and 'n749192' have the same node hash (FNV-1a then fmix32), so the same score for every key
+    const list = ['n512789', 'n749192', 'a', 'b', 'c']
+    const p = placement(list)
+    let tied = 0
+    for (let k = 0; k < 2_000; k++) {
+      const owners = p.owners('bucket', `key:${k}`, 2)
+      if (owners.includes('n512789') !== owners.includes('n749192')) tied++
+      for (const node of list) expect(p.isOwner(node, 'bucket', `key:${k}`, 2)).toBe(owners.includes(node))
+    }
+    // keys where exactly one of the pair made the cut: decided by the tie-break alone
+    expect(tied).toBeGreaterThan(0)
+  })
+
   it('balances primaries across 10 nodes within 5 % for 100,000 keys', () => {
     const p = placement(nodes(10))
     const counts = new Map<string, number>()

@@ -42,6 +42,8 @@ export const keyHash = (bucket: string, key: string): number => {
 export class Placement {
   private nodes: Array<string> = []
   private hashes: Uint32Array = new Uint32Array(0)
+  /** node -> its index in `nodes` (and `hashes`). */
+  private indexOf = new Map<string, number>()
   private readonly scores: Array<number> = []
   /** `pickedIn[i] === lookup`: node i is picked by the lookup under way (reused: a lookup allocates only its answer). */
   private pickedIn: Uint32Array = new Uint32Array(0)
@@ -51,6 +53,7 @@ export class Placement {
   setNodes(nodes: ReadonlyArray<string>): void {
     this.nodes = [...new Set(nodes)].sort()
     this.hashes = Uint32Array.from(this.nodes, (n) => mix(fnv1a(n, FNV_OFFSET)))
+    this.indexOf = new Map(this.nodes.map((n, i) => [n, i]))
     this.pickedIn = new Uint32Array(this.nodes.length)
     this.lookup = 0
   }
@@ -93,7 +96,26 @@ export class Placement {
     return out
   }
 
+  /**
+   * True when `node` is among the top `replicas` nodes for (bucket, key): `owners(...).includes(node)`
+   * without building the list (a read checks this on every get). `owners` picks by score, highest
+   * first, the lower index first among equal scores: the node is an owner when fewer than
+   * `replicas` nodes come before it in that order.
+   */
   isOwner(node: string, bucket: string, key: string, replicas: number): boolean {
-    return this.owners(bucket, key, replicas).includes(node)
+    const j = this.indexOf.get(node)
+    if (j === undefined) return false
+    const n = this.nodes.length
+    const r = Math.min(replicas, n)
+    const h = keyHash(bucket, key)
+    const hashes = this.hashes
+    const mine = mix(h ^ hashes[j]!)
+    let before = 0
+    for (let i = 0; i < n; i++) {
+      if (i === j) continue
+      const s = mix(h ^ hashes[i]!)
+      if ((s > mine || (s === mine && i < j)) && ++before >= r) return false
+    }
+    return before < r
   }
 }

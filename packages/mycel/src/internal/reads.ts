@@ -30,23 +30,25 @@ export const startGet = (e: Engine, op: number, name: string, key: string): Uint
   if (e.closed) return closedError()
   const bucket = e.bucket(name)
   if (bucket instanceof MycelError) return bucket
-  const owners = e.placement.owners(name, key, bucket.config.replicas)
-  if (owners.length === 0 || owners.includes(e.self)) {
+  const placement = e.placement
+  const replicas = bucket.config.replicas
+  // ownership is checked without building the owners list: most gets need no list (a local read, a near copy)
+  if (placement.size === 0 || placement.isOwner(e.self, name, key, replicas)) {
     const store = bucket.store
     const { value: local, ts, node } = store.readCounted(key, LOCAL_READ)
     LOCAL_READ.value = undefined
     if (ts > 0) e.observe(ts)
-    if (local !== undefined || owners.length <= 1 || !e.rebalancing()) return local
+    if (local !== undefined || Math.min(replicas, placement.size) <= 1 || !e.rebalancing()) return local
     // while keys move (a join, a failure) a new owner may not have a key yet: ask the others
     // (a miss here with a version is this node's tombstone)
-    return ask(e, bucket, key, owners.filter((o) => o !== e.self), op, ts > 0 ? { ts, node } : undefined, false)
+    return ask(e, bucket, key, placement.owners(name, key, replicas).filter((o) => o !== e.self), op, ts > 0 ? { ts, node } : undefined, false)
   }
   const near = bucket.near
   if (near !== undefined) {
     const copy = near.get(key, e.now)
     if (copy !== undefined) return copy
   }
-  return ask(e, bucket, key, owners, op, undefined, near !== undefined)
+  return ask(e, bucket, key, placement.owners(name, key, replicas), op, undefined, near !== undefined)
 }
 
 const ask = (e: Engine, bucket: BucketState, key: string, owners: ReadonlyArray<string>, op: number, deleted: Version | undefined, keep: boolean): Pending => {

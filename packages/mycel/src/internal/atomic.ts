@@ -423,6 +423,7 @@ export class Atomics {
   }
 
   nextDeadline(): number | undefined {
+    if (this.calls.size === 0) return undefined
     for (const call of this.calls.values()) return call.deadline
     return undefined
   }

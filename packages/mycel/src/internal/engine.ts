@@ -140,7 +140,8 @@ export class Engine implements Host {
   nextWake(): number | undefined {
     if (this.closed) return undefined
     let at = this.requests.nextDeadline() ?? Infinity
-    for (const t of this.timers) if (t.at < at) at = t.at
+    const timers = this.timers
+    for (let i = 0; i < timers.length; i++) if (timers[i]!.at < at) at = timers[i]!.at
     if (!this.readyFlag) at = Math.min(at, this.joinedAt + this.options.readyTimeoutMs, this.members.length <= 1 ? this.joinedAt + this.options.settleMs : Infinity)
     const retry = this.rebalance.nextRetry()
     if (retry !== undefined && retry < at) at = retry

@@ -62,6 +62,7 @@ export class Rebalance {
 
   nextRetry(): number | undefined {
     let at: number | undefined
+    if (this.failures.size === 0) return at
     for (const [peer, f] of this.failures) if (this.outbox.has(peer) && !this.inflight.has(peer) && (at === undefined || f.until < at)) at = f.until
     return at
   }

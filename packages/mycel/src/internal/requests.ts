@@ -76,6 +76,8 @@ export class RequestTable<R extends RequestBase> {
 
   /** The earliest deadline, if any request waits. */
   nextDeadline(): number | undefined {
+    // no iterator built when nothing waits (asked after every operation)
+    if (this.byId.size === 0) return undefined
     for (const request of this.byId.values()) return request.deadline
     return undefined
   }

@@ -167,6 +167,18 @@ describe('NearReaders', () => {
     expect(readers.broadcasts).toBe(1)
   })
 
+  it('a reader that reads a key again is one reader: its last read sets its expiry, and it counts once toward the limit', () => {
+    const readers = new NearReaders(() => 100)
+    for (let i = 0; i < READERS_PER_KEY; i++) readers.register('k', `n${i}`, 1_000, 0)
+    // the same readers again, many times: still READERS_PER_KEY readers, named, no broadcast
+    for (let round = 1; round <= 3; round++) for (let i = 0; i < READERS_PER_KEY; i++) readers.register('k', `n${i}`, 1_000, round)
+    readers.register('k', 'n0', 100, 4) // n0's copy now expires at 104
+    expect(readers.written('k', 50, true)).toEqual(Array.from({ length: READERS_PER_KEY }, (_, i) => `n${i}`))
+    // past n0's expiry it is dropped, the others keep their order
+    expect(readers.written('k', 200, true)).toEqual(Array.from({ length: READERS_PER_KEY - 1 }, (_, i) => `n${i + 1}`))
+    expect(readers.broadcasts).toBe(0)
+  })
+
   it('past trackedKeys keys, every write is broadcast until the forgotten copies expired', () => {
     const readers = new NearReaders(() => 2)
     readers.register('a', 'n1', 1_000, 0)

@@ -238,9 +238,15 @@ export class NearCache {
   }
 }
 
+/**
+ * A key's readers: two short parallel arrays rather than a `Map` per key (a key has one or a few
+ * readers, at most `READERS_PER_KEY`; a record is made on every first read of a key in a while).
+ */
 interface ReaderRecord {
-  /** Reader → when its copy expires at the latest; null: too many readers, invalidations are broadcast. */
-  nodes: Map<string, number> | null
+  /** The readers; null: too many readers, invalidations are broadcast. */
+  nodes: Array<string> | null
+  /** When each reader's copy expires at the latest (same index as `nodes`). */
+  untils: Array<number>
   /** When the last copy read from here expires. */
   until: number
 }
@@ -282,13 +288,20 @@ export class NearReaders {
           if (oldest.until > now && oldest.until > this.broadcastUntil) this.broadcastUntil = oldest.until
         }
       }
-      record = { nodes: new Map(), until }
+      record = { nodes: [node], untils: [until], until }
       this.records.set(key, record)
+      return
     }
     if (until > record.until) record.until = until
-    if (record.nodes === null) return
-    record.nodes.set(node, until)
-    if (record.nodes.size > READERS_PER_KEY) record.nodes = null
+    const nodes = record.nodes
+    if (nodes === null) return
+    const i = nodes.indexOf(node)
+    if (i >= 0) record.untils[i] = until
+    else if (nodes.length >= READERS_PER_KEY) record.nodes = null
+    else {
+      nodes.push(node)
+      record.untils.push(until)
+    }
   }
 
   /**
@@ -310,11 +323,21 @@ export class NearReaders {
       return undefined
     }
     const out: Array<string> = []
-    for (const [node, until] of record.nodes) {
-      if (until > now) out.push(node)
-      else if (keep) record.nodes.delete(node)
+    const { nodes, untils } = record
+    // with `keep`, the readers whose copies expired are dropped, the others keep their order
+    let kept = 0
+    for (let i = 0; i < nodes.length; i++) {
+      if (untils[i]! <= now) continue
+      out.push(nodes[i]!)
+      nodes[kept] = nodes[i]!
+      untils[kept] = untils[i]!
+      kept++
     }
     if (!keep || out.length === 0) this.records.delete(key)
+    else if (kept !== nodes.length) {
+      nodes.length = kept
+      untils.length = kept
+    }
     return out.length === 0 ? undefined : out
   }
 

@@ -26,24 +26,72 @@ describe('NearCache', () => {
     expect({ hits: near.hits, misses: near.misses, evictions: near.evictions, size: near.size }).toEqual({ hits: 3, misses: 2, evictions: 1, size: 1 })
   })
 
-  it('a copy it keeps holds only its own bytes: a value decoded into a shared block does not keep the block', () => {
+  it('a copy it keeps does not keep the block a value was decoded into, and is independent of it', () => {
     // values of 65 bytes to 1 KiB are decoded into shared 8 KiB blocks; a near cache of maxSize
-    // entries must not keep maxSize blocks alive
+    // entries must not keep maxSize of them alive
     const near = new NearCache({ maxSize: 4, ttlMs: 1_000, trackedKeys: 10 })
     const block = new ArrayBuffer(8 * 1024)
     const kept = new Uint8Array(block, 800, 100).fill(7)
     expect(near.offer('k', kept, v(1), near.mark(), 0)).toBe(true)
     const updated = new Uint8Array(block, 1600, 100).fill(8)
     near.update('k', updated, v(2), 1)
+    updated.fill(0)
     const held = near.get('k', 2)!
-    expect(held.buffer.byteLength).toBe(100)
+    expect(held.buffer).not.toBe(block)
+    expect(held.byteLength).toBe(100)
     expect(held.every((b) => b === 8)).toBe(true)
     expect(near.offer('j', kept, v(1), near.mark(), 3)).toBe(true)
-    expect(near.get('j', 4)!.buffer.byteLength).toBe(100)
+    expect(near.get('j', 4)!.buffer).not.toBe(block)
     // a value that is its own buffer is kept as given
     const own = new Uint8Array(100).fill(9)
     expect(near.offer('i', own, v(1), near.mark(), 5)).toBe(true)
     expect(near.get('i', 6)).toBe(own)
+  })
+
+  it('copies carved from its own blocks keep at most 16 + maxSize / 16 blocks alive; past that a copy gets memory of its own', () => {
+    const near = new NearCache({ maxSize: 1_024, ttlMs: 1_000_000, trackedKeys: 10 })
+    const limit = 16 + 1_024 / 16
+    const source = new Uint8Array(new ArrayBuffer(8 * 1024), 8, 1_000).fill(3)
+    // eight 1,000-byte copies fill a block; keep one of every eight, so each block stays alive for one copy
+    let n = 0
+    for (let round = 0; round < limit + 10; round++) {
+      for (let i = 0; i < 8; i++) expect(near.offer(`k${n + i}`, source, v(1), near.mark(), 0)).toBe(true)
+      for (let i = 1; i < 8; i++) near.written(`k${n + i}`, v(2))
+      n += 8
+      expect(near.pinnedBlocks).toBeLessThanOrEqual(limit)
+    }
+    expect(near.pinnedBlocks).toBe(limit)
+    // the latest copies got memory of their own, and every copy holds its bytes
+    expect(near.get(`k${n - 8}`, 1)!.buffer.byteLength).toBe(1_000)
+    for (let k = 0; k < n; k += 8) expect(near.get(`k${k}`, 1)!.every((b) => b === 3)).toBe(true)
+  })
+
+  it('every way a copy leaves gives its share of a block back, once', () => {
+    const near = new NearCache({ maxSize: 64, ttlMs: 100, trackedKeys: 10 })
+    // 500-byte values take 504 bytes (8-aligned): 16 copies a block, carved in order
+    const source = new Uint8Array(new ArrayBuffer(8 * 1024), 8, 500).fill(5)
+    const offer = (from: number, to: number, version = v(1)) => {
+      for (let i = from; i < to; i++) expect(near.offer(`k${i}`, source, version, near.mark(), 0)).toBe(true)
+    }
+    offer(0, 48) // blocks A (k0-15), B (k16-31), C (k32-47)
+    expect(near.pinnedBlocks).toBe(3)
+    for (let i = 0; i < 16; i++) near.invalidate(`k${i}`, v(2))
+    expect(near.pinnedBlocks).toBe(2) // A free
+    for (let i = 16; i < 32; i++) near.written(`k${i}`, v(2))
+    expect(near.pinnedBlocks).toBe(1) // B free
+    for (let i = 32; i < 40; i++) near.update(`k${i}`, source, v(2), 1) // new copies in D, half of C given back
+    expect(near.pinnedBlocks).toBe(2)
+    offer(40, 48, v(3)) // offered over held copies: the rest of C given back, new copies in D
+    expect(near.pinnedBlocks).toBe(1)
+    for (let i = 32; i < 48; i++) expect(near.get(`k${i}`, 100)).toBeUndefined() // expired when read
+    expect(near.pinnedBlocks).toBe(0)
+    // past maxSize the oldest are evicted: 128 copies over 8 blocks, at most 64 alive (5 blocks)
+    offer(100, 228)
+    expect(near.evictions).toBeGreaterThan(0)
+    expect(near.size).toBeLessThanOrEqual(64)
+    expect(near.pinnedBlocks).toBeLessThanOrEqual(5)
+    near.clear()
+    expect(near.pinnedBlocks).toBe(0)
   })
 
   it('a hit moves its copy to the LRU end only when more than maxSize / 8 others went there since (hot copies stay put)', () => {

@@ -19,6 +19,7 @@
  * broadcast variant: the owner remembers only that someone reads.
  */
 import { ChurnMap } from './churn.js'
+import { CopyBlocks } from './copies.js'
 import { newer, type Version } from './store.js'
 
 /**
@@ -28,13 +29,6 @@ import { newer, type Version } from './store.js'
  * on the bucket's stream cost more than that.
  */
 export const NEAR_UPDATE_MAX_BYTES = 1024
-
-/**
- * The bytes of `value` in an array of their own. Decoded values of 65 bytes to 1 KiB are views
- * into shared 8 KiB blocks (`@mycorrizal/wire`); a copy kept here for up to its ttl must not keep
- * a whole block alive, or `maxSize` copies could hold `maxSize` blocks.
- */
-const own = (value: Uint8Array): Uint8Array => (value.byteOffset === 0 && value.byteLength === value.buffer.byteLength ? value : value.slice())
 
 /** True when an owner sends a key written to `value` (undefined: deleted) to its near readers as a `NearUpdate`, keeping them remembered. */
 export const sentAsUpdate = (value: Uint8Array | undefined): value is Uint8Array => value !== undefined && value.byteLength <= NEAR_UPDATE_MAX_BYTES
@@ -88,10 +82,34 @@ export class NearCache {
   evictions = 0
   /** Read responses not kept: older than a fence, or the read started before a clear. */
   refused = 0
+  /**
+   * Where kept values are copied: decoded values of 65 bytes to 1 KiB are views into the codec's
+   * shared 8 KiB blocks, which a copy kept for up to its ttl must not keep alive. Carved copies
+   * keep at most 16 + maxSize / 16 blocks of 8 KiB alive (half a KiB per entry); past that, a
+   * copy gets memory of its own (`copies.ts`).
+   */
+  private readonly copies: CopyBlocks
 
   constructor(readonly config: NearConfig) {
     this.maxFences = Math.max(1024, config.maxSize)
     this.recent = config.maxSize >> 3
+    this.copies = new CopyBlocks(16 + Math.ceil(config.maxSize / 16))
+  }
+
+  /** Blocks that kept copies hold alive (for tests and stats). */
+  get pinnedBlocks(): number {
+    return this.copies.pinned
+  }
+
+  /** `value` kept as it is when it is the whole of its memory, else a copy. */
+  private own(value: Uint8Array): Uint8Array {
+    return value.byteOffset === 0 && value.byteLength === value.buffer.byteLength ? value : this.copies.copy(value)
+  }
+
+  /** Drops `key`'s entry `entry`. */
+  private drop(key: string, entry: NearEntry): void {
+    this.entries.delete(key)
+    this.copies.release(entry.value)
   }
 
   get size(): number {
@@ -110,7 +128,7 @@ export class NearCache {
       return undefined
     }
     if (entry.expiresAt <= now) {
-      this.entries.delete(key)
+      this.drop(key, entry)
       this.misses++
       return undefined
     }
@@ -145,16 +163,16 @@ export class NearCache {
     const held = this.entries.get(key)
     if (held !== undefined) {
       if (newer(held.version, version)) return false
-      this.entries.delete(key)
+      this.drop(key, held)
     }
-    this.entries.set(key, { value: own(value), version, expiresAt, placed: ++this.placed })
+    this.entries.set(key, { value: this.own(value), version, expiresAt, placed: ++this.placed })
     if (this.entries.size > this.config.maxSize) {
       // a batch at a time, with one iterator: a Map's iterator walks past the slots its deletions
       // left at the front, so evicting one entry per insert from the front costs O(n) each
       let drop = this.entries.size - this.config.maxSize + Math.floor(this.config.maxSize / 16)
-      for (const oldest of this.entries.keys()) {
+      for (const [oldestKey, oldest] of this.entries) {
         if (drop-- <= 0) break
-        this.entries.delete(oldest)
+        this.drop(oldestKey, oldest)
         this.evictions++
       }
     }
@@ -168,7 +186,7 @@ export class NearCache {
   invalidate(key: string, version: Version | undefined): void {
     const held = this.entries.get(key)
     if (held !== undefined && (version === undefined || newer(version, held.version))) {
-      this.entries.delete(key)
+      this.drop(key, held)
       this.invalidations++
     }
     this.fence(key, version)
@@ -183,11 +201,12 @@ export class NearCache {
     const held = this.entries.get(key)
     if (held !== undefined && newer(version, held.version)) {
       if (held.expiresAt > now) {
-        held.value = own(value)
+        this.copies.release(held.value)
+        held.value = this.own(value)
         held.version = version
         this.updates++
       } else {
-        this.entries.delete(key)
+        this.drop(key, held)
       }
     }
     this.fence(key, version)
@@ -199,7 +218,7 @@ export class NearCache {
    */
   written(key: string, version: Version | undefined): number | undefined {
     const held = this.entries.get(key)
-    if (held !== undefined) this.entries.delete(key)
+    if (held !== undefined) this.drop(key, held)
     this.fence(key, version)
     return held?.expiresAt
   }
@@ -232,6 +251,7 @@ export class NearCache {
   clear(): void {
     this.evictions += this.entries.size
     this.entries.clear()
+    this.copies.clear()
     this.fences.clear()
     this.seq++
     this.floor = this.seq
